@@ -1,0 +1,3 @@
+//! Broker access control: Mosquitto password files (and, later, the ACL model).
+
+pub mod passwd;

@@ -1,0 +1,77 @@
+//! The agent card this agent publishes on the discovery topic.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::AgentInner;
+use crate::a2a::{AgentCapabilities, AgentCard, AgentSkill, PROTOCOL_VERSION};
+use crate::cards::CardPublication;
+use crate::topics;
+
+pub(super) fn build(inner: &AgentInner) -> AgentCard {
+    let cfg = &inner.cfg;
+    let mut skills: Vec<AgentSkill> = cfg
+        .agent_card
+        .skills
+        .iter()
+        .map(|s| AgentSkill {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            description: s.description.clone(),
+            tags: s.tags.clone(),
+            examples: s.examples.clone(),
+        })
+        .collect();
+    if skills.is_empty() {
+        skills = inner
+            .tools
+            .iter()
+            .map(|t| AgentSkill {
+                id: t.name().to_string(),
+                name: t.name().to_string(),
+                description: t.description().to_string(),
+                tags: vec!["tool".to_string()],
+                examples: vec![],
+            })
+            .collect();
+    }
+    let tools: Vec<_> = inner.tools.iter().map(|t| t.name()).collect();
+    AgentCard {
+        protocol_version: PROTOCOL_VERSION.to_string(),
+        name: inner.name.clone(),
+        display_name: cfg.display_name.clone(),
+        description: cfg.agent_card.description.clone().unwrap_or_default(),
+        url: format!("mqtt://{}", topics::agent_request(&inner.ns, &inner.name)),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        capabilities: AgentCapabilities {
+            streaming: cfg.supports_streaming,
+            push_notifications: false,
+            state_transition_history: false,
+        },
+        default_input_modes: cfg
+            .agent_card
+            .default_input_modes
+            .clone()
+            .unwrap_or_else(|| vec!["text".into(), "data".into()]),
+        default_output_modes: cfg
+            .agent_card
+            .default_output_modes
+            .clone()
+            .unwrap_or_else(|| vec!["text".into(), "data".into()]),
+        skills,
+        metadata: json!({ "amesh": { "tools": tools, "namespace": inner.ns } })
+            .as_object()
+            .cloned(),
+    }
+}
+
+pub(super) fn publication(inner: &AgentInner) -> CardPublication {
+    CardPublication {
+        topic: topics::agent_discovery(&inner.ns),
+        payload: Bytes::from(serde_json::to_vec(&build(inner)).unwrap_or_default()),
+        interval: Duration::from_secs(inner.cfg.agent_card_publishing.interval_seconds.max(1)),
+        retain: false,
+    }
+}

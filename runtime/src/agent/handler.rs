@@ -1,0 +1,319 @@
+//! Handling of one A2A request: validation in the pump, execution in a task.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::AgentInner;
+use super::tasks::TaskStoreError;
+use super::tools::{self, BuiltinTool, ToolCall};
+use crate::a2a::jsonrpc::{self, Request, Response, RpcError};
+use crate::a2a::{
+    Artifact, Message as A2aMessage, MessageSendParams, Part, Task, TaskArtifactUpdateEvent,
+    TaskIdParams, TaskQueryParams, TaskState, TaskStatus, TaskStatusUpdateEvent, methods, props,
+};
+use crate::broker::{Message, UserProperties};
+
+/// Who a request is made for, as read from its user properties. The token
+/// travels unchanged to delegated agents.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    pub user_id: String,
+    pub auth_token: Option<String>,
+    pub call_depth: u32,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("user_id", &self.user_id)
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "[redacted]"))
+            .field("call_depth", &self.call_depth)
+            .finish()
+    }
+}
+
+/// User id used when a request names none (a peer that is not amesh).
+const ANONYMOUS: &str = "anonymous";
+
+/// Everything a running task needs once it has been accepted.
+struct Job {
+    rpc_id: Value,
+    task_id: String,
+    context_id: String,
+    reply_to: String,
+    status_topic: Option<String>,
+    call: ToolCall,
+    tool: BuiltinTool,
+    caller: Caller,
+    cancel: CancellationToken,
+}
+
+/// Entry point from the pump. Never blocks on the network: every publish
+/// happens in a spawned task.
+pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
+    let reply_to = msg.props.get(props::REPLY_TO).map(str::to_string);
+    let result = accept(inner, &msg, reply_to.as_deref());
+    if let Err((id, error)) = result {
+        tracing::info!(
+            agent = %inner.name,
+            code = error.code,
+            error = %error.message,
+            "request refused"
+        );
+        match reply_to {
+            Some(topic) => spawn_reply(inner, topic, Response::err(id, error)),
+            None => tracing::warn!(agent = %inner.name, "refused request had no replyTo; nothing sent"),
+        }
+    }
+}
+
+type Refusal = (Value, RpcError);
+
+fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Result<(), Refusal> {
+    let max = inner.cfg.max_message_size_bytes;
+    if msg.payload.len() > max {
+        return Err((
+            Value::Null,
+            RpcError::new(
+                jsonrpc::MESSAGE_TOO_LARGE,
+                format!(
+                    "message of {} bytes exceeds max_message_size_bytes ({max})",
+                    msg.payload.len()
+                ),
+            ),
+        ));
+    }
+    let req = jsonrpc::parse_request(&msg.payload)?;
+    let id = req.id.clone().unwrap_or(Value::Null);
+    let refuse = |code, text: String| Err((id.clone(), RpcError::new(code, text)));
+    if req.id.is_none() {
+        return refuse(jsonrpc::INVALID_REQUEST, "A2A requests need an id".into());
+    }
+    if inner.draining.is_cancelled() {
+        return refuse(
+            jsonrpc::INTERNAL_ERROR,
+            format!("agent {} is shutting down; retry", inner.name),
+        );
+    }
+    let call_depth = match msg.props.get(props::CALL_DEPTH) {
+        None => 0,
+        Some(v) => match v.parse::<u32>() {
+            Ok(d) => d,
+            Err(_) => return refuse(jsonrpc::INVALID_REQUEST, format!("callDepth `{v}` is not a number")),
+        },
+    };
+    if call_depth > inner.cfg.max_call_depth {
+        return refuse(
+            jsonrpc::CALL_DEPTH_EXCEEDED,
+            format!(
+                "call depth {call_depth} exceeds max_call_depth {} of agent {}",
+                inner.cfg.max_call_depth, inner.name
+            ),
+        );
+    }
+    let caller = Caller {
+        user_id: msg.props.get(props::USER_ID).unwrap_or(ANONYMOUS).to_string(),
+        auth_token: msg.props.get(props::AUTH_TOKEN).map(str::to_string),
+        call_depth,
+    };
+    let Some(reply_to) = reply_to else {
+        return refuse(jsonrpc::INVALID_REQUEST, "request has no replyTo user property".into());
+    };
+    match req.method.as_str() {
+        methods::SEND | methods::STREAM => {
+            let streaming = req.method == methods::STREAM;
+            let status_topic = msg.props.get(props::STATUS_TOPIC).map(str::to_string);
+            start_task(inner, req, caller, reply_to, streaming.then_some(status_topic).flatten())
+        }
+        methods::GET => {
+            let p: TaskQueryParams = params(&req)?;
+            match inner.tasks.get(&p.id, &caller.user_id) {
+                Some(task) => {
+                    spawn_reply(inner, reply_to.to_string(), Response::ok(id, task));
+                    Ok(())
+                }
+                None => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
+            }
+        }
+        methods::CANCEL => {
+            let p: TaskIdParams = params(&req)?;
+            match inner.tasks.cancel(&p.id, &caller.user_id) {
+                Ok(_) => {
+                    let status = TaskStatus::new(
+                        TaskState::Canceled,
+                        Some(agent_text(&p.id, "", "canceled at the user's request")),
+                    );
+                    let task = inner.tasks.set_status(&p.id, status);
+                    spawn_reply(inner, reply_to.to_string(), Response::ok(id, task));
+                    Ok(())
+                }
+                Err(TaskStoreError::NotCancelable(state)) => refuse(
+                    jsonrpc::TASK_NOT_CANCELABLE,
+                    format!("task {} is already {state:?} and cannot be canceled", p.id),
+                ),
+                Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
+            }
+        }
+        other => refuse(
+            jsonrpc::METHOD_NOT_FOUND,
+            format!("method `{other}` not found; supported: message/send, message/stream, tasks/get, tasks/cancel"),
+        ),
+    }
+}
+
+fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
+    serde_json::from_value(req.params.clone()).map_err(|e| {
+        (
+            req.id.clone().unwrap_or(Value::Null),
+            RpcError::new(jsonrpc::INVALID_PARAMS, format!("invalid params for {}: {e}", req.method)),
+        )
+    })
+}
+
+fn start_task(
+    inner: &Arc<AgentInner>,
+    req: Request,
+    caller: Caller,
+    reply_to: &str,
+    status_topic: Option<String>,
+) -> Result<(), Refusal> {
+    let id = req.id.clone().unwrap_or(Value::Null);
+    let p: MessageSendParams = params(&req)?;
+    let refuse = |code, text: String| Err((id.clone(), RpcError::new(code, text)));
+    let call = match tools::tool_call(&p.message) {
+        Ok(c) => c,
+        Err(e) => return refuse(jsonrpc::INVALID_PARAMS, e.to_string()),
+    };
+    let Some(tool) = inner.tools.get(&call.tool) else {
+        let offered: Vec<_> = inner.tools.iter().map(BuiltinTool::name).collect();
+        return refuse(
+            jsonrpc::INVALID_PARAMS,
+            format!("agent {} has no tool `{}`; it offers: {}", inner.name, call.tool, offered.join(", ")),
+        );
+    };
+    // The JSON-RPC id is the task id (as in Solace Agent Mesh): the gateway
+    // chose it and already listens on topics named after it.
+    let task_id = match &id {
+        Value::String(s) if crate::topics::valid_level(s) => s.clone(),
+        _ => uuid::Uuid::new_v4().to_string(),
+    };
+    let context_id = p
+        .message
+        .context_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut task = Task::new(&task_id, &context_id, TaskState::Submitted);
+    task.history.push(p.message);
+    let cancel = match inner.tasks.insert(task, &caller.user_id) {
+        Ok(c) => c,
+        Err(_) => return refuse(jsonrpc::INVALID_REQUEST, format!("task id {task_id} is already in use")),
+    };
+    let job = Job {
+        rpc_id: id,
+        task_id,
+        context_id,
+        reply_to: reply_to.to_string(),
+        status_topic,
+        call,
+        tool,
+        caller,
+        cancel,
+    };
+    inner.tracker.spawn(run(inner.clone(), job));
+    Ok(())
+}
+
+/// Runs the tool and reports: status updates (streaming only), then the
+/// final task on `replyTo`.
+async fn run(inner: Arc<AgentInner>, job: Job) {
+    let working = TaskStatus::new(
+        TaskState::Working,
+        Some(agent_text(&job.task_id, &job.context_id, &format!("running tool {}", job.tool.name()))),
+    );
+    inner.tasks.set_status(&job.task_id, working.clone());
+    if let Some(topic) = &job.status_topic {
+        let ev = TaskStatusUpdateEvent::new(&job.task_id, &job.context_id, working, false);
+        publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
+    }
+
+    let outcome = tokio::select! {
+        biased;
+        _ = job.cancel.cancelled() => None,
+        r = execute(&inner, &job) => Some(r),
+    };
+    let (status, artifact) = match outcome {
+        Some(Ok(parts)) => {
+            let artifact = Artifact {
+                artifact_id: uuid::Uuid::new_v4().to_string(),
+                name: Some(job.tool.name().to_string()),
+                description: None,
+                parts,
+                metadata: None,
+            };
+            (TaskStatus::new(TaskState::Completed, None), Some(artifact))
+        }
+        Some(Err(text)) => (
+            TaskStatus::new(TaskState::Failed, Some(agent_text(&job.task_id, &job.context_id, &text))),
+            None,
+        ),
+        // Canceled by `tasks/cancel` (the store already says canceled and
+        // keeps it) or by shutdown after the grace period (failed).
+        None => (
+            TaskStatus::new(
+                TaskState::Failed,
+                Some(agent_text(
+                    &job.task_id,
+                    &job.context_id,
+                    &format!("agent {} shut down before the task finished", inner.name),
+                )),
+            ),
+            None,
+        ),
+    };
+    if let Some(a) = &artifact {
+        inner.tasks.add_artifact(&job.task_id, a.clone());
+    }
+    let Some(task) = inner.tasks.set_status(&job.task_id, status) else {
+        return;
+    };
+    if let Some(topic) = &job.status_topic {
+        if let Some(a) = artifact {
+            let ev = TaskArtifactUpdateEvent::new(&job.task_id, &job.context_id, a);
+            publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
+        }
+        let ev = TaskStatusUpdateEvent::new(&job.task_id, &job.context_id, task.status.clone(), true);
+        publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
+    }
+    tracing::debug!(agent = %inner.name, task = %job.task_id, state = ?task.status.state, "task finished");
+    publish(&inner, &job.reply_to, &Response::ok(job.rpc_id, task)).await;
+}
+
+async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Result<Vec<Part>, String> {
+    match job.tool {
+        BuiltinTool::Delegate => super::delegate::call(inner, &job.caller, &job.call.arguments).await,
+        tool => tools::run_local(tool, &job.call.arguments).await,
+    }
+}
+
+fn agent_text(task_id: &str, context_id: &str, text: &str) -> A2aMessage {
+    A2aMessage::agent(vec![Part::text(text)], task_id, context_id)
+}
+
+async fn publish(inner: &AgentInner, topic: &str, response: &Response) {
+    let payload = Bytes::from(response.to_bytes());
+    if let Err(e) = inner
+        .broker
+        .publish(topic, payload, UserProperties::new(), false)
+        .await
+    {
+        tracing::warn!(agent = %inner.name, topic, error = %e, "reply not delivered");
+    }
+}
+
+fn spawn_reply(inner: &Arc<AgentInner>, topic: String, response: Response) {
+    let inner = inner.clone();
+    tokio::spawn(async move { publish(&inner, &topic, &response).await });
+}

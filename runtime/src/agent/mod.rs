@@ -1,0 +1,213 @@
+//! The agent app: answers A2A requests that arrive on its request topic.
+//!
+//! One `Agent` owns one broker connection. A single pump task reads every
+//! incoming message and does the cheap, order-sensitive work inline (size
+//! check, JSON-RPC parsing, registering the task) so that a `tasks/cancel`
+//! that follows a `message/send` always finds the task; the tool call itself
+//! runs in its own tokio task, tracked so shutdown can wait for it.
+
+mod card;
+mod delegate;
+mod handler;
+pub mod tasks;
+pub mod tools;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{Broker, Incoming, Message};
+use crate::config::AgentConfig;
+use crate::discovery::Directory;
+use crate::topics;
+
+use delegate::Delegations;
+use tasks::TaskStore;
+use tools::ToolSet;
+
+/// Shared state of one running agent. Held in an `Arc` by the pump and by
+/// every task handler.
+pub(crate) struct AgentInner {
+    pub(crate) name: String,
+    pub(crate) ns: String,
+    pub(crate) cfg: AgentConfig,
+    pub(crate) broker: Broker,
+    pub(crate) tasks: TaskStore,
+    pub(crate) tools: ToolSet,
+    /// Agents seen on discovery (this one included, so it can delegate to
+    /// itself).
+    pub(crate) peers: Directory,
+    gateways: Directory,
+    pub(crate) delegations: Delegations,
+    pub(crate) tracker: TaskTracker,
+    /// Set once shutdown starts: new requests are refused with an error.
+    pub(crate) draining: CancellationToken,
+    request_topic: String,
+    response_prefix: String,
+    status_prefix: String,
+    agent_discovery: String,
+    gateway_discovery: String,
+    /// Wakes the card publisher when a new gateway or peer appears.
+    greet: Arc<tokio::sync::Notify>,
+}
+
+/// A running agent. Dropping it does not stop it; `shutdown` does.
+pub struct AgentHandle {
+    name: String,
+    join: JoinHandle<()>,
+}
+
+impl AgentHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until the agent has drained and disconnected.
+    pub async fn wait(self) {
+        if let Err(e) = self.join.await {
+            tracing::error!(agent = %self.name, error = %e, "agent task ended abnormally");
+        }
+    }
+}
+
+/// How long in-flight tasks may run on after shutdown starts before they
+/// are canceled and reported failed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Subscribes, publishes the agent card and starts serving. Returns once the
+/// agent is subscribed (ready for requests). `shutdown` starts the drain.
+pub async fn start(
+    cfg: AgentConfig,
+    broker: Broker,
+    incoming: Incoming,
+    shutdown: CancellationToken,
+) -> anyhow::Result<AgentHandle> {
+    let tools = ToolSet::from_config(&cfg.tools)?;
+    let ns = cfg.namespace.clone();
+    let name = cfg.agent_name.clone();
+    let peer_ttl = Duration::from_secs(cfg.agent_card_publishing.interval_seconds.max(1) * 3);
+    let inner = Arc::new(AgentInner {
+        request_topic: topics::agent_request(&ns, &name),
+        // Per-sub-task topics with an empty last level: the common prefix.
+        response_prefix: topics::agent_response(&ns, &name, ""),
+        status_prefix: topics::agent_status(&ns, &name, ""),
+        agent_discovery: topics::agent_discovery(&ns),
+        gateway_discovery: topics::gateway_discovery(&ns),
+        name: name.clone(),
+        ns: ns.clone(),
+        broker: broker.clone(),
+        tasks: TaskStore::default(),
+        tools,
+        peers: Directory::new(peer_ttl),
+        gateways: Directory::new(peer_ttl),
+        delegations: Delegations::default(),
+        tracker: TaskTracker::new(),
+        draining: CancellationToken::new(),
+        greet: Arc::default(),
+        cfg,
+    });
+
+    // Replies to our own delegations first, so no answer can be missed.
+    broker
+        .subscribe(&topics::wildcard_last(&topics::agent_response(&ns, &name, "x")))
+        .await?;
+    broker
+        .subscribe(&topics::wildcard_last(&topics::agent_status(&ns, &name, "x")))
+        .await?;
+    broker.subscribe(&inner.gateway_discovery).await?;
+    if inner.cfg.agent_discovery.enabled {
+        broker.subscribe(&inner.agent_discovery).await?;
+    }
+    broker
+        .subscribe(&topics::agent_request_shared(&ns, &name))
+        .await?;
+
+    let publisher_stop = CancellationToken::new();
+    let publisher = crate::cards::spawn(
+        broker.clone(),
+        card::publication(&inner),
+        Some(inner.greet.clone()),
+        publisher_stop.clone(),
+    );
+
+    let pump_stop = CancellationToken::new();
+    let pump = tokio::spawn(pump(inner.clone(), incoming, pump_stop.clone()));
+
+    let join = tokio::spawn({
+        let inner = inner.clone();
+        async move {
+            shutdown.cancelled().await;
+            drain(&inner).await;
+            publisher_stop.cancel();
+            let _ = publisher.await;
+            pump_stop.cancel();
+            let _ = pump.await;
+            inner.broker.disconnect().await;
+            tracing::info!(agent = %inner.name, "agent stopped");
+        }
+    });
+    tracing::info!(agent = %name, namespace = %ns, "agent ready");
+    Ok(AgentHandle { name, join })
+}
+
+/// Lets in-flight tasks finish within the grace period, then cancels the
+/// rest (they report `failed` with a shutdown message).
+async fn drain(inner: &Arc<AgentInner>) {
+    inner.draining.cancel();
+    inner.tracker.close();
+    let running = inner.tasks.running();
+    if running > 0 {
+        tracing::info!(agent = %inner.name, running, "waiting for in-flight tasks");
+    }
+    if tokio::time::timeout(SHUTDOWN_GRACE, inner.tracker.wait())
+        .await
+        .is_err()
+    {
+        let n = inner.tasks.cancel_all();
+        tracing::warn!(agent = %inner.name, canceled = n, "grace period over; ending remaining tasks");
+        let _ = tokio::time::timeout(Duration::from_secs(2), inner.tracker.wait()).await;
+    }
+}
+
+/// Reads the connection's messages and routes them by topic.
+async fn pump(inner: Arc<AgentInner>, mut incoming: Incoming, stop: CancellationToken) {
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = incoming.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+        };
+        route(&inner, msg);
+    }
+}
+
+fn route(inner: &Arc<AgentInner>, msg: Message) {
+    if msg.topic == inner.request_topic {
+        handler::on_request(inner, msg);
+    } else if let Some(sub_task) = msg.topic.strip_prefix(&inner.response_prefix) {
+        inner.delegations.on_response(sub_task, msg.payload);
+    } else if msg.topic.starts_with(&inner.status_prefix) {
+        // Sub-task progress: delegations are made with message/send, so
+        // status updates are informational only.
+        tracing::trace!(topic = %msg.topic, "sub-task status");
+    } else if msg.topic == inner.agent_discovery {
+        if let Ok(card) = serde_json::from_slice::<crate::a2a::AgentCard>(&msg.payload) {
+            inner.peers.observe(card);
+        }
+    } else if msg.topic == inner.gateway_discovery {
+        // A gateway we have not seen yet gets our card at once instead of
+        // after up to one publishing interval.
+        if let Ok(card) = serde_json::from_slice::<crate::a2a::AgentCard>(&msg.payload)
+            && inner.gateways.observe(card)
+        {
+            inner.greet.notify_one();
+        }
+    } else {
+        tracing::debug!(topic = %msg.topic, "message on unexpected topic ignored");
+    }
+}

@@ -1,0 +1,204 @@
+//! The tools an agent can run, and how a request names one.
+//!
+//! Until the model loop exists, a request names its tool directly in a
+//! DataPart `{"tool": NAME, "arguments": {...}}`; a text-only message runs
+//! `echo` on the text. The built-in set is small on purpose: enough to drive
+//! every path of the runtime (a result, a slow cancellable call, a
+//! delegation to a peer agent) end to end.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::a2a::{Message, Part};
+use crate::config::ToolConfig;
+
+/// A tool compiled into amesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinTool {
+    /// Returns its arguments (or `text`) unchanged.
+    Echo,
+    /// Returns the current UTC time (RFC 3339).
+    Time,
+    /// Waits `ms` milliseconds (max 600,000), then answers; cancellable.
+    Sleep,
+    /// Sends a message to a peer agent and returns its answer.
+    Delegate,
+}
+
+impl BuiltinTool {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "echo" => Some(Self::Echo),
+            "time" => Some(Self::Time),
+            "sleep" => Some(Self::Sleep),
+            "delegate" => Some(Self::Delegate),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Echo => "echo",
+            Self::Time => "time",
+            Self::Sleep => "sleep",
+            Self::Delegate => "delegate",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Echo => "Returns its arguments unchanged.",
+            Self::Time => "Returns the current UTC time.",
+            Self::Sleep => "Waits `ms` milliseconds, then answers.",
+            Self::Delegate => "Asks a peer agent: arguments {agent, text | data}.",
+        }
+    }
+}
+
+/// The tools one agent offers, from its `tools:` config.
+#[derive(Debug, Clone)]
+pub struct ToolSet {
+    tools: Vec<BuiltinTool>,
+}
+
+/// A tool name in `tools:` that amesh does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown builtin tool `{0}`; known: echo, time, sleep, delegate")]
+pub struct UnknownTool(pub String);
+
+impl ToolSet {
+    /// Without a `tools:` list an agent gets `echo`, `time` and `sleep`.
+    pub fn from_config(cfg: &[ToolConfig]) -> Result<Self, UnknownTool> {
+        if cfg.is_empty() {
+            return Ok(ToolSet {
+                tools: vec![BuiltinTool::Echo, BuiltinTool::Time, BuiltinTool::Sleep],
+            });
+        }
+        let mut tools = Vec::new();
+        for t in cfg {
+            match t {
+                ToolConfig::Builtin { tool_name, .. } => {
+                    let tool = BuiltinTool::from_name(tool_name)
+                        .ok_or_else(|| UnknownTool(tool_name.clone()))?;
+                    if !tools.contains(&tool) {
+                        tools.push(tool);
+                    }
+                }
+            }
+        }
+        Ok(ToolSet { tools })
+    }
+
+    pub fn get(&self, name: &str) -> Option<BuiltinTool> {
+        self.tools.iter().copied().find(|t| t.name() == name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = BuiltinTool> + '_ {
+        self.tools.iter().copied()
+    }
+}
+
+/// A tool call read from a request message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub tool: String,
+    pub arguments: Value,
+}
+
+/// Why a message does not name a runnable tool call.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CallError {
+    #[error("the message has no text and no DataPart {{\"tool\": NAME, \"arguments\": {{...}}}}")]
+    Empty,
+    #[error("DataPart field `tool` must be a string")]
+    BadToolName,
+    #[error("DataPart field `arguments` must be an object")]
+    BadArguments,
+}
+
+/// Finds the tool call in a message: the first DataPart with a `tool` key,
+/// else the message's text as `echo {text}`.
+pub fn tool_call(message: &Message) -> Result<ToolCall, CallError> {
+    for part in &message.parts {
+        if let Part::Data { data, .. } = part
+            && let Some(tool) = data.get("tool")
+        {
+            let tool = tool.as_str().ok_or(CallError::BadToolName)?.to_string();
+            let arguments = match data.get("arguments") {
+                None | Some(Value::Null) => json!({}),
+                Some(v @ Value::Object(_)) => v.clone(),
+                Some(_) => return Err(CallError::BadArguments),
+            };
+            return Ok(ToolCall { tool, arguments });
+        }
+    }
+    let text = message.text();
+    if text.is_empty() {
+        return Err(CallError::Empty);
+    }
+    Ok(ToolCall {
+        tool: "echo".to_string(),
+        arguments: json!({ "text": text }),
+    })
+}
+
+/// Runs a tool that needs nothing but its arguments (everything except
+/// `delegate`, which the request handler runs through the peer client).
+pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, String> {
+    match tool {
+        BuiltinTool::Echo => Ok(vec![match args.get("text").and_then(Value::as_str) {
+            Some(text) if args.as_object().is_some_and(|o| o.len() == 1) => Part::text(text),
+            _ => Part::data(args.clone()),
+        }]),
+        BuiltinTool::Time => Ok(vec![Part::text(crate::a2a::now_rfc3339())]),
+        BuiltinTool::Sleep => {
+            let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(1000);
+            if ms > 600_000 {
+                return Err(format!("sleep: ms must be at most 600000, got {ms}"));
+            }
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(vec![Part::text(format!("slept {ms} ms"))])
+        }
+        BuiltinTool::Delegate => Err("delegate must be run by the request handler".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_part_names_the_tool_and_text_falls_back_to_echo() {
+        let mut m = Message::user_text("hello");
+        assert_eq!(
+            tool_call(&m).unwrap(),
+            ToolCall { tool: "echo".into(), arguments: json!({"text": "hello"}) }
+        );
+        m.parts.push(Part::data(json!({"tool": "time"})));
+        assert_eq!(tool_call(&m).unwrap().tool, "time");
+        m.parts = vec![Part::data(json!({"tool": 5}))];
+        assert_eq!(tool_call(&m).unwrap_err(), CallError::BadToolName);
+        m.parts = vec![Part::data(json!({"tool": "echo", "arguments": [1]}))];
+        assert_eq!(tool_call(&m).unwrap_err(), CallError::BadArguments);
+        m.parts = vec![];
+        assert_eq!(tool_call(&m).unwrap_err(), CallError::Empty);
+    }
+
+    #[test]
+    fn tool_set_defaults_and_rejects_unknown_names() {
+        let set = ToolSet::from_config(&[]).unwrap();
+        assert!(set.get("echo").is_some());
+        assert!(set.get("delegate").is_none());
+        let bad = [ToolConfig::Builtin { tool_name: "rm".into(), tool_config: None }];
+        assert!(ToolSet::from_config(&bad).is_err());
+    }
+
+    #[tokio::test]
+    async fn echo_returns_text_or_data() {
+        let parts = run_local(BuiltinTool::Echo, &json!({"text": "hi"})).await.unwrap();
+        assert_eq!(parts, vec![Part::text("hi")]);
+        let parts = run_local(BuiltinTool::Echo, &json!({"a": 1})).await.unwrap();
+        assert_eq!(parts, vec![Part::data(json!({"a": 1}))]);
+    }
+}

@@ -1,0 +1,66 @@
+//! Periodic publishing of a component's card.
+//!
+//! A card is published at start, every interval, and again right after a
+//! reconnect (a restarted broker forgets retained messages, and a newcomer
+//! should not wait a whole interval). The task is owned by the app and ends
+//! with its shutdown token.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, ConnectionEvent, UserProperties};
+
+/// What to publish, where, how often.
+pub struct CardPublication {
+    pub topic: String,
+    pub payload: Bytes,
+    pub interval: Duration,
+    pub retain: bool,
+}
+
+/// Publishes `card` until `shutdown`. `republish` wakes it early (e.g. when
+/// a new gateway appears and should learn about this agent at once).
+pub fn spawn(
+    broker: Broker,
+    card: CardPublication,
+    republish: Option<std::sync::Arc<tokio::sync::Notify>>,
+    shutdown: CancellationToken,
+) -> JoinHandle<()> {
+    let mut events = broker.connection_events();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(card.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let nudge = republish.unwrap_or_default();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+                _ = nudge.notified() => {}
+                ev = events.recv() => match ev {
+                    Ok(ConnectionEvent::Connected { .. }) | Err(RecvError::Lagged(_)) => {}
+                    Ok(ConnectionEvent::Lost) => continue,
+                    Err(RecvError::Closed) => break,
+                },
+            }
+            let props = UserProperties::new().with(crate::a2a::props::TIMESTAMP, now_millis().to_string());
+            if let Err(e) = broker
+                .publish(&card.topic, card.payload.clone(), props, card.retain)
+                .await
+            {
+                tracing::warn!(topic = %card.topic, error = %e, "card publish failed");
+            }
+        }
+    })
+}
+
+/// Milliseconds since the Unix epoch (the `timestamp` user property).
+pub fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}

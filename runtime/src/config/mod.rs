@@ -1,0 +1,19 @@
+//! Configuration: YAML app configs loaded into typed structs.
+//!
+//! [`load_files`] is the entry point: it parses YAML (anchors, merge keys,
+//! `!include`, `${VAR, default}`), types it into the structs of [`model`],
+//! checks it, and reports every problem as `file:line:column: key.path:
+//! message` so an operator can fix a whole config in one pass.
+
+mod de;
+mod error;
+mod loader;
+pub mod model;
+mod scalar;
+mod validate;
+mod yaml;
+
+pub use error::{ConfigError, ConfigErrors, Pos};
+pub use loader::{load_files, load_files_with_env, load_str, load_str_with_env};
+pub use model::*;
+pub use scalar::EnvLookup;

@@ -1,0 +1,394 @@
+//! Semantic checks that types alone cannot express: names that become MQTT
+//! topic levels, uniqueness across every file of one run, value ranges, and
+//! settings that only make sense together.
+//!
+//! Each check points at the offending key in the YAML; when the value came
+//! from a default (no key written), it points at the nearest enclosing key.
+
+use std::collections::HashMap;
+
+use super::error::{ConfigError, Pos};
+use super::model::{
+    AgentConfig, AppKind, AppSpec, BrokerConfig, GatewayConfig, SessionServiceKind,
+    TrustManagerConfig,
+};
+use super::yaml::{Node, join_key};
+
+/// The smallest `max_message_size_bytes` that still fits an A2A request.
+const MIN_MESSAGE_SIZE: usize = 1024;
+
+/// Broker URL schemes the MQTT client understands.
+const BROKER_SCHEMES: [&str; 4] = ["tcp", "mqtt", "ssl", "mqtts"];
+
+/// A typed app together with the tree it came from, so checks can name
+/// the position of any of its keys.
+#[derive(Debug, Clone)]
+pub struct LocatedApp {
+    pub spec: AppSpec,
+    /// The `apps[i]` mapping node.
+    pub node: Node,
+    /// `apps[i]`.
+    pub path: String,
+}
+
+/// One step of a key path below an app.
+#[derive(Debug, Clone, Copy)]
+enum Seg<'s> {
+    Key(&'s str),
+    Index(usize),
+}
+
+use Seg::{Index, Key};
+
+impl LocatedApp {
+    /// Position of the deepest key of `segs` that is written in the YAML,
+    /// and the full key path of `segs`.
+    fn locate(&self, segs: &[Seg<'_>]) -> (Pos, String) {
+        let mut node = Some(&self.node);
+        let mut pos = self.node.pos.clone();
+        let mut path = self.path.clone();
+        for seg in segs {
+            match *seg {
+                Key(key) => {
+                    path = join_key(&path, key);
+                    let entry = node.and_then(|n| n.get(key));
+                    if let Some(entry) = entry {
+                        pos = entry.key.pos.clone();
+                    }
+                    node = entry.map(|e| &e.value);
+                }
+                Index(i) => {
+                    path.push_str(&format!("[{i}]"));
+                    node = node.and_then(|n| n.items()).and_then(|items| items.get(i));
+                    if let Some(n) = node {
+                        pos = n.pos.clone();
+                    }
+                }
+            }
+        }
+        (pos, path)
+    }
+
+    fn error(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
+        let (pos, path) = self.locate(segs);
+        ConfigError::at(&pos, path, message)
+    }
+
+    /// `file:line` of a key, for "already used at ..." messages.
+    fn where_is(&self, segs: &[Seg<'_>]) -> String {
+        let (pos, _) = self.locate(segs);
+        format!("{}:{}", pos.file.display(), pos.line)
+    }
+}
+
+/// Runs every check over all apps of one run; returns all problems found.
+pub fn validate(apps: &[LocatedApp]) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut names: HashMap<&str, &LocatedApp> = HashMap::new();
+    let mut agents: HashMap<(&str, &str), &LocatedApp> = HashMap::new();
+    let mut gateway_ids: HashMap<(&str, &str), &LocatedApp> = HashMap::new();
+    let mut listeners: Vec<(&str, u16, &LocatedApp)> = Vec::new();
+
+    for app in apps {
+        let spec = &app.spec;
+        if spec.name.is_empty() {
+            errors.push(app.error(&[Key("name")], "app name must not be empty"));
+        } else if let Some(first) = names.insert(&spec.name, app) {
+            errors.push(app.error(
+                &[Key("name")],
+                format!(
+                    "app name {:?} is already used at {}",
+                    spec.name,
+                    first.where_is(&[Key("name")])
+                ),
+            ));
+        }
+        check_broker(app, &spec.broker, &mut errors);
+        match &spec.kind {
+            AppKind::Agent(agent) => {
+                check_agent(app, agent, &mut errors);
+                let at = [Key("app_config"), Key("agent_name")];
+                let id = (agent.namespace.as_str(), agent.agent_name.as_str());
+                if let Some(first) = agents.insert(id, app) {
+                    errors.push(app.error(
+                        &at,
+                        format!(
+                            "agent {:?} in namespace {:?} is already defined at {}",
+                            agent.agent_name,
+                            agent.namespace,
+                            first.where_is(&at)
+                        ),
+                    ));
+                }
+            }
+            AppKind::Gateway(gateway) => {
+                check_gateway(app, gateway, &mut errors);
+                let id = gateway.gateway_id.as_deref().unwrap_or(&spec.name);
+                let at = gateway_id_key(gateway);
+                if let Some(first) = gateway_ids.insert((gateway.namespace.as_str(), id), app) {
+                    errors.push(app.error(
+                        &at,
+                        format!(
+                            "gateway_id {id:?} in namespace {:?} is already used at {}; every gateway replica needs its own",
+                            gateway.namespace,
+                            first.where_is(&at)
+                        ),
+                    ));
+                }
+                let at = [Key("app_config"), Key("port")];
+                if let Some((_, _, first)) = listeners
+                    .iter()
+                    .find(|(host, port, _)| gateway.port != 0 && *port == gateway.port && hosts_overlap(host, &gateway.host))
+                {
+                    errors.push(app.error(
+                        &at,
+                        format!(
+                            "{}:{} is already used by gateway app {:?} at {}",
+                            gateway.host,
+                            gateway.port,
+                            first.spec.name,
+                            first.where_is(&at)
+                        ),
+                    ));
+                }
+                listeners.push((&gateway.host, gateway.port, app));
+            }
+        }
+    }
+    errors
+}
+
+/// Where `gateway_id` comes from: its key, or the app name it defaults to.
+fn gateway_id_key(gateway: &GatewayConfig) -> Vec<Seg<'static>> {
+    if gateway.gateway_id.is_some() {
+        vec![Key("app_config"), Key("gateway_id")]
+    } else {
+        vec![Key("name")]
+    }
+}
+
+/// Two listen addresses clash on one port when equal or when either is a
+/// wildcard address (it binds every interface).
+fn hosts_overlap(a: &str, b: &str) -> bool {
+    let wildcard = |h: &str| matches!(h, "" | "0.0.0.0" | "::" | "[::]");
+    a.eq_ignore_ascii_case(b) || wildcard(a) || wildcard(b)
+}
+
+fn check_broker(app: &LocatedApp, broker: &BrokerConfig, errors: &mut Vec<ConfigError>) {
+    if let Some(user) = &broker.broker_username
+        && let Some(problem) = topic_level_problem(user)
+    {
+        errors.push(app.error(
+            &[Key("broker"), Key("broker_username")],
+            format!("broker_username {user:?} is used as an MQTT topic level and {problem}"),
+        ));
+    }
+    if broker.dev_mode {
+        return;
+    }
+    let at = [Key("broker"), Key("broker_url")];
+    match &broker.broker_url {
+        None => errors.push(app.error(
+            &at,
+            "broker_url is required (like tcp://localhost:1883); or set `dev_mode: true` in `broker:` to use the in-process dev bus",
+        )),
+        Some(url) => {
+            if let Some(problem) = broker_url_problem(url) {
+                errors.push(app.error(&at, problem));
+            }
+        }
+    }
+}
+
+fn broker_url_problem(url: &str) -> Option<String> {
+    let expected = "expected tcp://, mqtt://, ssl:// or mqtts://";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some(format!("broker_url {url:?} has no scheme; {expected}"));
+    };
+    if !BROKER_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+        return Some(format!(
+            "unsupported scheme {scheme:?} in broker_url {url:?}; {expected}"
+        ));
+    }
+    if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
+        return Some(format!("broker_url {url:?} has no host"));
+    }
+    None
+}
+
+fn check_agent(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigError>) {
+    let cfg = Key("app_config");
+    check_namespace(app, &agent.namespace, errors);
+    if let Some(problem) = topic_level_problem(&agent.agent_name) {
+        errors.push(app.error(
+            &[cfg, Key("agent_name")],
+            format!(
+                "agent_name {:?} is used as an MQTT topic level and {problem}",
+                agent.agent_name
+            ),
+        ));
+    }
+    check_message_size(app, agent.max_message_size_bytes, errors);
+    check_trust_manager(app, &agent.trust_manager, errors);
+    if agent.agent_card_publishing.interval_seconds < 1 {
+        errors.push(app.error(
+            &[cfg, Key("agent_card_publishing"), Key("interval_seconds")],
+            "interval_seconds must be at least 1",
+        ));
+    }
+    let session = &agent.session_service;
+    if session.kind == SessionServiceKind::Sql && session.database_url.is_none() {
+        errors.push(app.error(
+            &[cfg, Key("session_service"), Key("database_url")],
+            "session_service type sql needs a database_url (like sqlite://agent.db or postgres://...)",
+        ));
+    }
+}
+
+fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<ConfigError>) {
+    let cfg = Key("app_config");
+    check_namespace(app, &gateway.namespace, errors);
+    let id = gateway.gateway_id.as_deref().unwrap_or(&app.spec.name);
+    if let Some(problem) = topic_level_problem(id) {
+        let what = if gateway.gateway_id.is_some() {
+            format!("gateway_id {id:?}")
+        } else {
+            format!("the app name {id:?} (the default gateway_id)")
+        };
+        errors.push(app.error(
+            &gateway_id_key(gateway),
+            format!("{what} is used as an MQTT topic level and {problem}"),
+        ));
+    }
+    check_message_size(app, gateway.max_message_size_bytes, errors);
+    check_trust_manager(app, &gateway.trust_manager, errors);
+    if gateway.gateway_card_publishing.interval_seconds < 1 {
+        errors.push(app.error(
+            &[cfg, Key("gateway_card_publishing"), Key("interval_seconds")],
+            "interval_seconds must be at least 1",
+        ));
+    }
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    for (i, user) in gateway.users.iter().enumerate() {
+        let at = |key| [cfg, Key("users"), Index(i), Key(key)];
+        if let Some(first) = ids.insert(&user.id, i) {
+            errors.push(app.error(
+                &at("id"),
+                format!("user id {:?} is already used by users[{first}]", user.id),
+            ));
+        }
+        if let Some(hash) = &user.token_sha256
+            && !(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            errors.push(app.error(
+                &at("token_sha256"),
+                "token_sha256 must be 64 hex characters (`amesh users hash-token` prints it)",
+            ));
+        }
+        if gateway.frontend_use_authorization
+            && user.token.is_none()
+            && user.token_sha256.is_none()
+        {
+            errors.push(app.error(
+                &[cfg, Key("users"), Index(i)],
+                format!(
+                    "user {:?} needs a token or token_sha256 because frontend_use_authorization is true",
+                    user.id
+                ),
+            ));
+        }
+    }
+}
+
+fn check_namespace(app: &LocatedApp, namespace: &str, errors: &mut Vec<ConfigError>) {
+    let problem = if namespace.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if namespace.split('/').any(str::is_empty) {
+        Some("has an empty topic level (a leading, trailing or doubled \"/\")".to_owned())
+    } else {
+        namespace
+            .split('/')
+            .find_map(topic_level_problem)
+            .map(|p| format!("is used in MQTT topics and {p}"))
+    };
+    if let Some(problem) = problem {
+        errors.push(app.error(
+            &[Key("app_config"), Key("namespace")],
+            format!("namespace {namespace:?} {problem}"),
+        ));
+    }
+}
+
+fn check_message_size(app: &LocatedApp, size: usize, errors: &mut Vec<ConfigError>) {
+    if size < MIN_MESSAGE_SIZE {
+        errors.push(app.error(
+            &[Key("app_config"), Key("max_message_size_bytes")],
+            format!("max_message_size_bytes must be at least {MIN_MESSAGE_SIZE}, found {size}"),
+        ));
+    }
+}
+
+fn check_trust_manager(app: &LocatedApp, tm: &TrustManagerConfig, errors: &mut Vec<ConfigError>) {
+    let at = |key| [Key("app_config"), Key("trust_manager"), Key(key)];
+    if tm.jwt_default_ttl_seconds > tm.jwt_max_ttl_seconds {
+        errors.push(app.error(
+            &at("jwt_default_ttl_seconds"),
+            format!(
+                "jwt_default_ttl_seconds ({}) must not exceed jwt_max_ttl_seconds ({})",
+                tm.jwt_default_ttl_seconds, tm.jwt_max_ttl_seconds
+            ),
+        ));
+    }
+    if tm.card_publish_interval_seconds < 1 {
+        errors.push(app.error(
+            &at("card_publish_interval_seconds"),
+            "card_publish_interval_seconds must be at least 1",
+        ));
+    }
+}
+
+/// Why `level` cannot be one MQTT topic level, if it cannot.
+fn topic_level_problem(level: &str) -> Option<&'static str> {
+    if level.is_empty() {
+        Some("must not be empty")
+    } else if level.contains('/') {
+        Some("must not contain \"/\"")
+    } else if level.contains(['+', '#']) {
+        Some("must not contain the MQTT wildcards \"+\" or \"#\"")
+    } else if level.contains('\0') {
+        Some("must not contain a NUL character")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_levels_reject_separators_and_wildcards() {
+        assert_eq!(topic_level_problem("agent-1"), None);
+        assert!(topic_level_problem("").is_some());
+        assert!(topic_level_problem("a/b").is_some());
+        assert!(topic_level_problem("a+").is_some());
+        assert!(topic_level_problem("#").is_some());
+        assert!(topic_level_problem("a\0").is_some());
+    }
+
+    #[test]
+    fn broker_urls_need_a_known_scheme_and_a_host() {
+        assert_eq!(broker_url_problem("tcp://localhost:1883"), None);
+        assert_eq!(broker_url_problem("MQTTS://broker"), None);
+        assert!(broker_url_problem("localhost:1883").unwrap().contains("no scheme"));
+        assert!(broker_url_problem("http://x").unwrap().contains("unsupported scheme"));
+        assert!(broker_url_problem("tcp://:1883").unwrap().contains("no host"));
+    }
+
+    #[test]
+    fn wildcard_hosts_overlap_everything() {
+        assert!(hosts_overlap("127.0.0.1", "127.0.0.1"));
+        assert!(hosts_overlap("0.0.0.0", "127.0.0.1"));
+        assert!(!hosts_overlap("127.0.0.1", "10.0.0.1"));
+    }
+}

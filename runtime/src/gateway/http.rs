@@ -1,0 +1,409 @@
+//! The gateway's HTTP surface. Every route is declared in [`router`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::auth::User;
+use super::pending::{Event, PendingGuard};
+use super::{GatewayInner, auth_routes, page};
+use crate::a2a::jsonrpc::{self, Request, RpcError};
+use crate::a2a::{Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods, props};
+use crate::broker::{PublishError, UserProperties};
+use crate::topics;
+
+pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
+    let limit = inner.cfg.max_message_size_bytes;
+    Router::new()
+        .route("/", get(page::index))
+        .route("/healthz", get(healthz))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/message:stream", post(message_stream))
+        .route("/api/v1/message:send", post(message_send))
+        .route("/api/v1/tasks/{id}", get(get_task).post(task_action))
+        .route("/api/v1/auth/login", post(auth_routes::login))
+        .route("/api/v1/auth/logout", post(auth_routes::logout))
+        .route("/api/v1/auth/me", get(auth_routes::me))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(inner)
+}
+
+/// An error answered as `{"error": message}` (plus the JSON-RPC code when
+/// an agent refused).
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub code: Option<i64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            code: None,
+        }
+    }
+
+    /// Maps an agent's JSON-RPC refusal to the closest HTTP status.
+    fn from_rpc(e: RpcError) -> Self {
+        let status = match e.code {
+            jsonrpc::INVALID_PARAMS | jsonrpc::INVALID_REQUEST | jsonrpc::METHOD_NOT_FOUND => StatusCode::BAD_REQUEST,
+            jsonrpc::CALL_DEPTH_EXCEEDED => StatusCode::BAD_REQUEST,
+            jsonrpc::TASK_NOT_FOUND => StatusCode::NOT_FOUND,
+            jsonrpc::TASK_NOT_CANCELABLE => StatusCode::CONFLICT,
+            jsonrpc::UNAUTHENTICATED => StatusCode::FORBIDDEN,
+            jsonrpc::MESSAGE_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        ApiError {
+            status,
+            message: e.message,
+            code: Some(e.code),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(code) = self.code {
+            body["code"] = json!(code);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// The authenticated user of a request; rejects with 401 otherwise.
+pub(crate) struct AuthUser(pub User);
+
+impl FromRequestParts<Arc<GatewayInner>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<GatewayInner>) -> Result<Self, ApiError> {
+        state
+            .auth
+            .authenticate(&parts.headers)
+            .map(AuthUser)
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+    }
+}
+
+async fn healthz(State(inner): State<Arc<GatewayInner>>) -> Json<Value> {
+    Json(json!({ "status": "ok", "gateway_id": inner.id }))
+}
+
+async fn list_agents(State(inner): State<Arc<GatewayInner>>, _user: AuthUser) -> Json<Value> {
+    Json(json!({ "agents": inner.agents.list() }))
+}
+
+/// Body of `POST /api/v1/message:send` and `:stream`. Either a full A2A
+/// `message` (its `messageId` may be left out) or the `text` / `data`
+/// shorthand.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendBody {
+    #[serde(alias = "agent")]
+    agent_name: String,
+    #[serde(default)]
+    message: Option<InputMessage>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default, rename = "contextId", alias = "context_id")]
+    context_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InputMessage {
+    #[serde(default)]
+    message_id: Option<String>,
+    parts: Vec<Part>,
+    #[serde(default)]
+    context_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, Value>>,
+}
+
+impl SendBody {
+    fn into_message(self) -> Result<(String, Message), ApiError> {
+        let mut parts = Vec::new();
+        let mut context_id = self.context_id;
+        let mut message_id = None;
+        let mut metadata = None;
+        if let Some(m) = self.message {
+            parts = m.parts;
+            context_id = context_id.or(m.context_id);
+            message_id = m.message_id;
+            metadata = m.metadata;
+        }
+        if let Some(text) = self.text {
+            parts.push(Part::text(text));
+        }
+        if let Some(data) = self.data {
+            parts.push(Part::data(data));
+        }
+        if parts.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the request needs `message`, `text` or `data`",
+            ));
+        }
+        let message = Message {
+            kind: "message".into(),
+            message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            role: Role::User,
+            parts,
+            context_id,
+            task_id: None,
+            reference_task_ids: Vec::new(),
+            metadata,
+        };
+        Ok((self.agent_name, message))
+    }
+}
+
+/// A request on its way: the task id and the channel its answers arrive on.
+struct Sent {
+    task_id: String,
+    agent: String,
+    rx: UnboundedReceiver<Event>,
+    /// Unregisters the reply channel when the request is done or abandoned.
+    _guard: PendingGuard,
+}
+
+/// Publishes an A2A request to `agent` for `user`, with reply topics named
+/// after `id`.
+async fn send(
+    inner: &Arc<GatewayInner>,
+    user: &User,
+    agent: &str,
+    id: String,
+    method: &str,
+    params: impl serde::Serialize,
+) -> Result<Sent, ApiError> {
+    let payload = serde_json::to_vec(&Request::new(id.clone(), method, params))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if payload.len() > inner.cfg.max_message_size_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request of {} bytes exceeds max_message_size_bytes ({})", payload.len(), inner.cfg.max_message_size_bytes),
+        ));
+    }
+    let user_props = UserProperties::new()
+        .with(props::REPLY_TO, topics::gateway_response(&inner.ns, &inner.id, &id))
+        .with(props::STATUS_TOPIC, topics::gateway_status(&inner.ns, &inner.id, &id))
+        .with(props::USER_ID, user.id.clone())
+        .with(props::CLIENT_ID, inner.id.clone())
+        .with(props::TIMESTAMP, crate::cards::now_millis().to_string());
+    let rx = inner.pending.register(&id);
+    let guard = PendingGuard {
+        inner: inner.clone(),
+        id: id.clone(),
+    };
+    inner
+        .broker
+        .publish(&topics::agent_request(&inner.ns, agent), payload, user_props, false)
+        .await
+        .map_err(|e| {
+            let status = match e {
+                PublishError::Disconnected(_) => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            tracing::warn!(gateway = %inner.id, agent, error = %e, "request not delivered");
+            ApiError::new(status, format!("could not send to agent {agent}: {e}"))
+        })?;
+    Ok(Sent {
+        task_id: id,
+        agent: agent.to_string(),
+        rx,
+        _guard: guard,
+    })
+}
+
+/// Sends a new task to an agent.
+async fn start_task(inner: &Arc<GatewayInner>, user: &User, body: SendBody, method: &str) -> Result<Sent, ApiError> {
+    let (agent, message) = body.into_message()?;
+    if !topics::valid_level(&agent) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("`{agent}` is not a valid agent name")));
+    }
+    if inner.agents.get(&agent).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("unknown agent {agent}: no agent card seen (GET /api/v1/agents lists the live ones)"),
+        ));
+    }
+    let task_id = format!("task-{}", uuid::Uuid::new_v4().simple());
+    inner.tasks.insert(&task_id, &agent, &user.id);
+    let params = MessageSendParams {
+        message,
+        configuration: None,
+        metadata: None,
+    };
+    send(inner, user, &agent, task_id, method, params).await
+}
+
+fn timeout(inner: &GatewayInner) -> Duration {
+    Duration::from_secs(inner.cfg.request_timeout_seconds.max(1))
+}
+
+async fn message_send(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<SendBody>,
+) -> Result<Json<Value>, ApiError> {
+    let mut sent = start_task(&inner, &user, body, methods::SEND).await?;
+    let deadline = tokio::time::Instant::now() + timeout(&inner);
+    loop {
+        match tokio::time::timeout_at(deadline, sent.rx.recv()).await {
+            Ok(Some(Event::Final(result))) => return Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null))),
+            Ok(Some(Event::Error(e))) => return Err(ApiError::from_rpc(e)),
+            Ok(Some(Event::Update(_))) => continue,
+            Ok(None) => return Err(ApiError::new(StatusCode::BAD_GATEWAY, "answer channel closed")),
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("agent {} gave no answer for task {} within {:?}", sent.agent, sent.task_id, timeout(&inner)),
+                ));
+            }
+        }
+    }
+}
+
+async fn message_stream(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<SendBody>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, axum::Error>>>, ApiError> {
+    let sent = start_task(&inner, &user, body, methods::STREAM).await?;
+    let deadline = tokio::time::Instant::now() + timeout(&inner);
+    let first = json!({ "taskId": sent.task_id, "agent": sent.agent });
+    struct St {
+        sent: Sent,
+        first: Option<Value>,
+        done: bool,
+        deadline: tokio::time::Instant,
+        limit: Duration,
+    }
+    let st = St {
+        sent,
+        first: Some(first),
+        done: false,
+        deadline,
+        limit: timeout(&inner),
+    };
+    let stream = futures::stream::unfold(st, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        if let Some(first) = st.first.take() {
+            return Some((SseEvent::default().event("submitted").json_data(first), st));
+        }
+        let event = match tokio::time::timeout_at(st.deadline, st.sent.rx.recv()).await {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return None,
+            Err(_) => {
+                st.done = true;
+                let msg = format!("no answer within {:?}", st.limit);
+                let body = json!({ "code": jsonrpc::INTERNAL_ERROR, "message": msg });
+                return Some((SseEvent::default().event("error").json_data(body), st));
+            }
+        };
+        let (name, data, last) = match event {
+            Event::Update(StreamResult::Status(s)) => ("status", serde_json::to_value(s), false),
+            Event::Update(StreamResult::Artifact(a)) => ("artifact", serde_json::to_value(a), false),
+            Event::Update(other) => ("update", serde_json::to_value(other), false),
+            Event::Final(r) => ("task", serde_json::to_value(r), true),
+            Event::Error(e) => ("error", serde_json::to_value(e), true),
+        };
+        st.done = last;
+        let data = data.unwrap_or(Value::Null);
+        Some((SseEvent::default().event(name).json_data(data), st))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// Sends a one-shot request about an existing task and waits for the answer.
+async fn ask_agent(
+    inner: &Arc<GatewayInner>,
+    user: &User,
+    agent: &str,
+    method: &str,
+    params: impl serde::Serialize,
+) -> Result<Option<Event>, ApiError> {
+    let id = format!("req-{}", uuid::Uuid::new_v4().simple());
+    let mut sent = send(inner, user, agent, id, method, params).await?;
+    let wait = Duration::from_secs(10).min(timeout(inner));
+    Ok(tokio::time::timeout(wait, sent.rx.recv()).await.ok().flatten())
+}
+
+async fn get_task(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rec = inner
+        .tasks
+        .get(&id, &user.id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("task {id} not found")))?;
+    let params = TaskQueryParams {
+        id: id.clone(),
+        history_length: None,
+    };
+    match ask_agent(&inner, &user, &rec.agent, methods::GET, params).await? {
+        Some(Event::Final(r)) => Ok(Json(serde_json::to_value(r).unwrap_or(Value::Null))),
+        Some(Event::Error(e)) => Err(ApiError::from_rpc(e)),
+        // The agent is gone or slow: the last state we saw is still useful.
+        _ => match rec.last {
+            Some(task) => Ok(Json(serde_json::to_value(task).unwrap_or(Value::Null))),
+            None => Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("agent {} did not answer about task {id}", rec.agent),
+            )),
+        },
+    }
+}
+
+/// `POST /api/v1/tasks/{id}:cancel` (the action is a suffix of the id
+/// segment, Google API style).
+async fn task_action(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+    Path(id_action): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(id) = id_action.strip_suffix(":cancel") else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown task action; use POST /api/v1/tasks/{id}:cancel"));
+    };
+    let rec = inner
+        .tasks
+        .get(id, &user.id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("task {id} not found")))?;
+    let params = TaskIdParams { id: id.to_string() };
+    match ask_agent(&inner, &user, &rec.agent, methods::CANCEL, params).await? {
+        Some(Event::Final(r)) => Ok(Json(serde_json::to_value(r).unwrap_or(Value::Null))),
+        Some(Event::Error(e)) => Err(ApiError::from_rpc(e)),
+        _ => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("agent {} did not answer the cancel of task {id}", rec.agent),
+        )),
+    }
+}

@@ -1,0 +1,200 @@
+//! The gateway app: HTTP + SSE in front, A2A over the broker behind.
+//!
+//! A user's request becomes an A2A JSON-RPC request on the agent's request
+//! topic, with `replyTo` and `a2aStatusTopic` pointing at per-task topics of
+//! this gateway. One pump task reads the gateway's broker connection and
+//! routes each answer to the HTTP request waiting for it by task id.
+
+mod auth_routes;
+pub mod auth;
+mod http;
+mod page;
+mod pending;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::a2a::{AgentCapabilities, AgentCard, PROTOCOL_VERSION};
+use crate::broker::{Broker, Incoming};
+use crate::config::GatewayConfig;
+use crate::discovery::Directory;
+use crate::topics;
+
+use auth::{Authenticator, DevAuthenticator, SessionCodec, TokenAuthenticator, User};
+use pending::{Pending, TaskIndex};
+
+/// Shared state of one gateway; handlers hold it through an `Arc`.
+pub(crate) struct GatewayInner {
+    pub(crate) id: String,
+    pub(crate) ns: String,
+    pub(crate) cfg: GatewayConfig,
+    pub(crate) broker: Broker,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) sessions: SessionCodec,
+    pub(crate) agents: Directory,
+    pub(crate) pending: Pending,
+    pub(crate) tasks: TaskIndex,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    id: String,
+    addr: SocketAddr,
+    join: JoinHandle<()>,
+}
+
+impl GatewayHandle {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The address the HTTP server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub async fn wait(self) {
+        if let Err(e) = self.join.await {
+            tracing::error!(gateway = %self.id, error = %e, "gateway task ended abnormally");
+        }
+    }
+}
+
+/// Builds the authenticator the config asks for.
+fn authenticator(cfg: &GatewayConfig, sessions: &SessionCodec) -> anyhow::Result<Arc<dyn Authenticator>> {
+    if cfg.frontend_use_authorization {
+        let auth = TokenAuthenticator::new(&cfg.users, sessions.clone()).map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(auth))
+    } else {
+        tracing::warn!(
+            user = %cfg.dev_user.id,
+            "frontend_use_authorization is false: every request acts as the dev user"
+        );
+        Ok(Arc::new(DevAuthenticator {
+            user: User::from(&cfg.dev_user),
+        }))
+    }
+}
+
+/// Subscribes, binds the HTTP listener and starts serving. Returns once the
+/// gateway accepts connections. `shutdown` stops it gracefully: no new
+/// requests, open streams end when their tasks end (bounded).
+pub async fn start(
+    app_name: &str,
+    cfg: GatewayConfig,
+    broker: Broker,
+    incoming: Incoming,
+    shutdown: CancellationToken,
+) -> anyhow::Result<GatewayHandle> {
+    let id = cfg.gateway_id.clone().unwrap_or_else(|| app_name.to_string());
+    let ns = cfg.namespace.clone();
+    if cfg.session_secret_key.is_none() {
+        tracing::info!(gateway = %id, "no session_secret_key: sessions end when the process does");
+    }
+    let sessions = SessionCodec::new(cfg.session_secret_key.as_deref());
+    let inner = Arc::new(GatewayInner {
+        auth: authenticator(&cfg, &sessions)?,
+        sessions,
+        agents: Directory::new(Duration::from_secs(cfg.agent_card_ttl_seconds.max(1))),
+        pending: Pending::default(),
+        tasks: TaskIndex::default(),
+        id: id.clone(),
+        ns: ns.clone(),
+        broker: broker.clone(),
+        cfg,
+    });
+
+    broker
+        .subscribe(&topics::wildcard_last(&topics::gateway_response(&ns, &id, "x")))
+        .await?;
+    broker
+        .subscribe(&topics::wildcard_last(&topics::gateway_status(&ns, &id, "x")))
+        .await?;
+    broker.subscribe(&topics::agent_discovery(&ns)).await?;
+
+    let addr: SocketAddr = format!("{}:{}", inner.cfg.host, inner.cfg.port)
+        .parse()
+        .or_else(|_| {
+            std::net::ToSocketAddrs::to_socket_addrs(&(inner.cfg.host.as_str(), inner.cfg.port))
+                .map_err(anyhow::Error::from)
+                .and_then(|mut a| a.next().ok_or_else(|| anyhow::anyhow!("no address")))
+        })
+        .map_err(|e| anyhow::anyhow!("gateway {id}: cannot resolve {}:{}: {e}", inner.cfg.host, inner.cfg.port))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("gateway {id}: cannot listen on {addr}: {e}"))?;
+    let addr = listener.local_addr()?;
+
+    let publisher_stop = CancellationToken::new();
+    let publisher = crate::cards::spawn(
+        broker.clone(),
+        crate::cards::CardPublication {
+            topic: topics::gateway_discovery(&ns),
+            payload: Bytes::from(serde_json::to_vec(&card(&inner, addr)).unwrap_or_default()),
+            interval: Duration::from_secs(inner.cfg.gateway_card_publishing.interval_seconds.max(1)),
+            retain: false,
+        },
+        None,
+        publisher_stop.clone(),
+    );
+    let pump_stop = CancellationToken::new();
+    let pump = tokio::spawn(pending::pump(inner.clone(), incoming, pump_stop.clone()));
+
+    let router = http::router(inner.clone());
+    let server_shutdown = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(server_shutdown.cancelled_owned())
+            .await
+    });
+
+    let join = tokio::spawn({
+        let inner = inner.clone();
+        async move {
+            shutdown.cancelled().await;
+            // Streams still open end when their task ends; agents report
+            // within their own grace period, so bound the wait beyond it.
+            let limit = crate::agent::SHUTDOWN_GRACE + Duration::from_secs(5);
+            match tokio::time::timeout(limit, server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => tracing::error!(gateway = %inner.id, error = %e, "HTTP server error"),
+                Ok(Err(e)) => tracing::error!(gateway = %inner.id, error = %e, "HTTP server task failed"),
+                Err(_) => tracing::warn!(gateway = %inner.id, "open streams did not end in time; closing"),
+            }
+            publisher_stop.cancel();
+            let _ = publisher.await;
+            pump_stop.cancel();
+            let _ = pump.await;
+            inner.broker.disconnect().await;
+            tracing::info!(gateway = %inner.id, "gateway stopped");
+        }
+    });
+    tracing::info!(gateway = %id, %addr, namespace = %ns, "gateway listening");
+    Ok(GatewayHandle { id, addr, join })
+}
+
+/// The gateway card published on the gateway discovery topic.
+fn card(inner: &GatewayInner, addr: SocketAddr) -> AgentCard {
+    AgentCard {
+        protocol_version: PROTOCOL_VERSION.to_string(),
+        name: inner.id.clone(),
+        display_name: None,
+        description: "amesh HTTP/SSE gateway".to_string(),
+        url: format!("http://{addr}"),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        capabilities: AgentCapabilities {
+            streaming: true,
+            push_notifications: false,
+            state_transition_history: false,
+        },
+        default_input_modes: vec!["text".into(), "data".into()],
+        default_output_modes: vec!["text".into(), "data".into()],
+        skills: vec![],
+        metadata: None,
+    }
+}

@@ -1,0 +1,130 @@
+//! The `amesh` command line.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use amesh_runtime::{config, gateway, logging, run};
+
+/// amesh: a message-broker native agent runtime. Gateways and agents talk
+/// A2A over an MQTT v5 broker; users reach remote tools with their own
+/// credentials.
+#[derive(Parser)]
+#[command(name = "amesh", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start every app of the given YAML configs in this process. Without
+    /// files, runs the embedded dev config (a gateway and an agent on the
+    /// in-process dev bus).
+    Run {
+        /// YAML app configs (`apps: [...]`).
+        files: Vec<PathBuf>,
+    },
+    /// Work with config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Gateway user helpers.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate configs without connecting to anything; prints every error
+    /// as FILE:LINE:COLUMN: KEY: MESSAGE and exits non-zero if any.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Print the `token_sha256` value for an API token (read from stdin when
+    /// not given, so it stays out of shell history).
+    HashToken { token: Option<String> },
+}
+
+/// The config `amesh run` uses when given no files.
+const EMBEDDED_DEV: &str = include_str!("../../configs/dev.yaml");
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { files } => run_command(files),
+        Command::Config {
+            command: ConfigCommand::Check { files },
+        } => match config::load_files(&files) {
+            Ok(cfg) => {
+                println!("ok: {} file(s), {} app(s)", files.len(), cfg.apps.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Users {
+            command: UsersCommand::HashToken { token },
+        } => {
+            let token = match token {
+                Some(t) => t,
+                None => {
+                    let mut s = String::new();
+                    if let Err(e) = std::io::stdin().read_to_string(&mut s) {
+                        eprintln!("error: reading stdin: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    s.trim().to_string()
+                }
+            };
+            println!("{}", gateway::auth::token_hash_hex(&token));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run_command(files: Vec<PathBuf>) -> ExitCode {
+    let loaded = if files.is_empty() {
+        config::load_str("<embedded configs/dev.yaml>", EMBEDDED_DEV)
+    } else {
+        config::load_files(&files)
+    };
+    let cfg = match loaded {
+        Ok(cfg) => cfg,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logging::init(&cfg.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

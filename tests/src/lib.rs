@@ -1,0 +1,5 @@
+//! Cross-crate integration tests and their harness (real Mosquitto, SQL
+//! and HTTP servers).
+
+pub mod mosquitto;
+pub mod stack;

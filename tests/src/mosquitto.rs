@@ -1,0 +1,249 @@
+//! A private Mosquitto for one test: its own port, password file and ACL.
+//!
+//! [`MosquittoBroker::start`] writes a temp dir with `mosquitto.conf`, a
+//! password file (hashed by `amesh_runtime::acl::passwd`, the same code
+//! provisioning uses) and the ACL file, starts `mosquitto -c` on a free
+//! loopback port and returns once the port accepts connections. The broker
+//! is killed when the value is dropped. `stop` and `restart` (same port,
+//! same files, no persistence) let tests exercise reconnects.
+//!
+//! The binary is `$MOSQUITTO_BIN`, else `mosquitto` on `PATH`, else
+//! `/usr/sbin/mosquitto` (Debian's package puts it there).
+
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use amesh_runtime::acl::passwd;
+use amesh_runtime::config::BrokerConfig;
+use anyhow::{Context, bail};
+
+/// How long `start`/`restart` wait for the port to accept connections.
+const READY_TIMEOUT: Duration = Duration::from_secs(5);
+const READY_POLL: Duration = Duration::from_millis(10);
+/// Attempts with a fresh port if Mosquitto exits at start (port taken).
+const START_ATTEMPTS: usize = 3;
+
+/// A running Mosquitto owned by a test. Killed on drop.
+pub struct MosquittoBroker {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl MosquittoBroker {
+    /// Starts a broker that accepts `users` (name, password) and enforces
+    /// `acl` (Mosquitto `acl_file` syntax). Anonymous clients are refused.
+    pub fn start(users: &[(&str, &str)], acl: &str) -> anyhow::Result<MosquittoBroker> {
+        Self::start_with(users, acl, "")
+    }
+
+    /// Like [`start`](Self::start), with `extra_conf` appended to
+    /// `mosquitto.conf` (e.g. `max_queued_messages 100000`).
+    pub fn start_with(
+        users: &[(&str, &str)],
+        acl: &str,
+        extra_conf: &str,
+    ) -> anyhow::Result<MosquittoBroker> {
+        let bin = find_mosquitto()?;
+        let dir = tempfile::Builder::new()
+            .prefix("amesh-mosquitto-")
+            .tempdir()?;
+        let mut passwd_file = String::new();
+        for (user, password) in users {
+            let line = passwd::password_line(user, password)?;
+            writeln!(passwd_file, "{line}")?;
+        }
+        write_private(&dir.path().join("passwd"), &passwd_file)?;
+        write_private(&dir.path().join("acl"), acl)?;
+
+        let mut last_err = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            write_private(
+                &dir.path().join("mosquitto.conf"),
+                &config(dir.path(), port, extra_conf),
+            )?;
+            match spawn(&bin, dir.path(), port) {
+                Ok(child) => {
+                    return Ok(MosquittoBroker {
+                        dir,
+                        bin,
+                        port,
+                        child: Some(child),
+                    });
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("mosquitto did not start")))
+    }
+
+    /// `tcp://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The temp dir holding the config, password file, ACL and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The broker's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        read_log(self.dir.path())
+    }
+
+    /// A `broker:` config for `user` on this broker (client id left to the
+    /// default, so give each client of a test its own app name).
+    pub fn broker_config(&self, user: &str, password: &str) -> BrokerConfig {
+        BrokerConfig {
+            broker_url: Some(self.url()),
+            broker_username: Some(user.to_string()),
+            broker_password: Some(password.to_string()),
+            session_expiry_seconds: 3600,
+            keep_alive_seconds: 20,
+            ..BrokerConfig::default()
+        }
+    }
+
+    /// Kills the broker (SIGKILL: clients see the connection drop, no
+    /// DISCONNECT) and waits for it to exit. Idempotent.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // Ignore "already exited".
+            let _ = child.kill();
+            child.wait().context("waiting for mosquitto to exit")?;
+        }
+        Ok(())
+    }
+
+    /// Stops the broker if running and starts it again on the same port
+    /// with the same files. Sessions and retained messages are gone
+    /// (`persistence false`), as after a crash.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        self.child = Some(spawn(&self.bin, self.dir.path(), self.port)?);
+        Ok(())
+    }
+}
+
+impl Drop for MosquittoBroker {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// Starts `mosquitto -c {dir}/mosquitto.conf` and waits until `port`
+/// accepts connections (or the process exits, or [`READY_TIMEOUT`]).
+fn spawn(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(dir.join("mosquitto.conf"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "mosquitto exited at start ({status}) on port {port}; log:\n{}",
+                read_log(dir)
+            );
+        }
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "mosquitto did not accept connections on port {port} within {READY_TIMEOUT:?}; log:\n{}",
+                read_log(dir)
+            );
+        }
+        // No readiness signal to wait on: poll the port briefly.
+        std::thread::sleep(READY_POLL);
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
+}
+
+fn config(dir: &Path, port: u16, extra: &str) -> String {
+    let d = dir.display();
+    format!(
+        "# Written by amesh-tests for one test run.\n\
+         per_listener_settings false\n\
+         listener {port} 127.0.0.1\n\
+         allow_anonymous false\n\
+         password_file {d}/passwd\n\
+         acl_file {d}/acl\n\
+         # Run as root so the 0600 files stay readable.\n\
+         user root\n\
+         persistence false\n\
+         # Without it Nagle's algorithm adds ~40 ms per round trip.\n\
+         set_tcp_nodelay true\n\
+         log_dest file {d}/mosquitto.log\n\
+         log_type error\n\
+         log_type warning\n\
+         log_type notice\n\
+         log_type information\n\
+         log_type subscribe\n\
+         log_type unsubscribe\n\
+         connection_messages true\n\
+         log_timestamp true\n\
+         {extra}\n"
+    )
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn find_mosquitto() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("MOSQUITTO_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("mosquitto"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin/mosquitto"), PathBuf::from("/usr/local/sbin/mosquitto")])
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "mosquitto not found (set MOSQUITTO_BIN, put it on PATH, or `apt-get install mosquitto`)"
+            )
+        })
+}

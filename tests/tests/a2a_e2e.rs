@@ -1,0 +1,370 @@
+//! Gateway -> real Mosquitto -> agent -> gateway, end to end.
+//!
+//! Each test starts its own Mosquitto (password and ACL files, free port)
+//! and its own apps, so tests run in parallel without sharing state.
+
+use std::time::Duration;
+
+use amesh_runtime::a2a::jsonrpc;
+use amesh_runtime::broker::{Broker, DevBus, UserProperties};
+use amesh_tests::mosquitto::MosquittoBroker;
+use amesh_tests::stack::{SseReader, Stack, read_sse};
+use serde_json::{Value, json};
+
+const NS: &str = "test/ns";
+
+const USERS: &[(&str, &str)] = &[
+    ("gateway", "gw-pass"),
+    ("echo", "echo-pass"),
+    ("tester", "tester-pass"),
+];
+
+fn acl() -> String {
+    format!(
+        "user gateway\ntopic readwrite {NS}/a2a/v1/#\n\
+         user echo\ntopic readwrite {NS}/a2a/v1/#\n\
+         user tester\ntopic readwrite {NS}/a2a/v1/#\n"
+    )
+}
+
+fn broker_yaml(mq: &MosquittoBroker, user: &str) -> String {
+    let pass = USERS.iter().find(|(u, _)| *u == user).map(|(_, p)| *p).unwrap_or("");
+    format!(
+        "{{broker_url: \"{}\", broker_username: {user}, broker_password: \"{pass}\"}}",
+        mq.url()
+    )
+}
+
+fn gateway_yaml(mq: &MosquittoBroker, auth: bool) -> String {
+    format!(
+        r#"
+  - name: gw
+    app_module: gateway
+    broker: {broker}
+    app_config:
+      namespace: {NS}
+      gateway_id: gw1
+      port: 0
+      agent_card_ttl_seconds: 3
+      request_timeout_seconds: 20
+      frontend_use_authorization: {auth}
+      users:
+        - {{id: alice, token: alice-token}}
+        - {{id: bob, token: bob-token}}
+"#,
+        broker = broker_yaml(mq, "gateway")
+    )
+}
+
+fn agent_yaml(mq: &MosquittoBroker) -> String {
+    format!(
+        r#"
+  - name: echo
+    app_module: agent
+    broker: {broker}
+    app_config:
+      namespace: {NS}
+      agent_name: echo
+      agent_card_publishing: {{interval_seconds: 1}}
+      max_message_size_bytes: 4096
+      max_call_depth: 3
+      tools:
+        - {{tool_type: builtin, tool_name: echo}}
+        - {{tool_type: builtin, tool_name: sleep}}
+        - {{tool_type: builtin, tool_name: delegate}}
+"#,
+        broker = broker_yaml(mq, "echo")
+    )
+}
+
+async fn stack(mq: &MosquittoBroker, auth: bool) -> Stack {
+    let yaml = format!("apps:{}{}", gateway_yaml(mq, auth), agent_yaml(mq));
+    let stack = Stack::start(&yaml).await.expect("stack starts");
+    stack
+        .wait_for_agent_as("echo", Duration::from_secs(10), auth.then_some("alice-token"))
+        .await
+        .expect("agent discovered");
+    stack
+}
+
+fn broker() -> MosquittoBroker {
+    MosquittoBroker::start(USERS, &acl()).expect("mosquitto starts")
+}
+
+async fn send(stack: &Stack, token: Option<&str>, body: Value) -> reqwest::Response {
+    let mut req = stack
+        .http
+        .post(format!("{}/api/v1/message:send", stack.url()))
+        .json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.expect("http")
+}
+
+#[tokio::test]
+async fn round_trip_through_mosquitto_returns_the_agents_answer() {
+    let mq = broker();
+    let mut stack = stack(&mq, false).await;
+    let resp = send(&stack, None, json!({"agent_name": "echo", "text": "hello mesh"})).await;
+    assert_eq!(resp.status(), 200);
+    let task: Value = resp.json().await.unwrap();
+    assert_eq!(task["kind"], "task");
+    assert_eq!(task["status"]["state"], "completed");
+    assert_eq!(task["artifacts"][0]["parts"][0]["text"], "hello mesh");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn stream_delivers_status_events_in_order() {
+    let mq = broker();
+    let mut stack = stack(&mq, false).await;
+    let resp = stack
+        .http
+        .post(format!("{}/api/v1/message:stream", stack.url()))
+        .json(&json!({"agent_name": "echo", "data": {"tool": "sleep", "arguments": {"ms": 50}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let events = read_sse(resp).await.unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["submitted", "status", "artifact", "status", "task"]);
+    assert_eq!(events[1].data["status"]["state"], "working");
+    assert_eq!(events[1].data["final"], false);
+    assert_eq!(events[3].data["status"]["state"], "completed");
+    assert_eq!(events[3].data["final"], true);
+    assert_eq!(events[4].data["status"]["state"], "completed");
+    assert_eq!(events[0].data["taskId"], events[4].data["id"]);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn discovery_lists_the_agent_and_drops_it_after_it_stops() {
+    let mq = broker();
+    let gw = Stack::start(&format!("apps:{}", gateway_yaml(&mq, false))).await.unwrap();
+    assert!(gw.agents().await.unwrap().is_empty());
+    let mut agent = Stack::start(&format!("apps:{}", agent_yaml(&mq))).await.unwrap();
+    gw.wait_for_agent("echo", Duration::from_secs(5)).await.unwrap();
+    agent.stop().await;
+    // TTL is 3 s; cards came every second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        if gw.agents().await.unwrap().is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "agent still listed after TTL");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn apps_reconnect_after_the_broker_restarts() {
+    let mut mq = broker();
+    let mut stack = stack(&mq, false).await;
+    let ok = send(&stack, None, json!({"agent_name": "echo", "text": "before"})).await;
+    assert_eq!(ok.status(), 200);
+    mq.restart().expect("restart mosquitto");
+    // The apps reconnect with backoff; the next request must succeed once
+    // they are back (bounded wait, no fixed sleep).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let resp = send(&stack, None, json!({"agent_name": "echo", "text": "after"})).await;
+        if resp.status() == 200 {
+            let task: Value = resp.json().await.unwrap();
+            assert_eq!(task["artifacts"][0]["parts"][0]["text"], "after");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no successful request after restart");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stack.stop().await;
+}
+
+/// A raw client on the broker, for sending what a gateway never would.
+async fn raw_client(mq: &MosquittoBroker) -> (Broker, amesh_runtime::broker::Incoming) {
+    let cfg = mq.broker_config("tester", "tester-pass");
+    Broker::connect(&cfg, "raw-tester", &DevBus::new()).await.expect("raw client")
+}
+
+async fn raw_request(mq: &MosquittoBroker, payload: Vec<u8>, props: UserProperties) -> Value {
+    let (client, mut rx) = raw_client(mq).await;
+    let reply = format!("{NS}/a2a/v1/gateway/response/tester/{}", uuid::Uuid::new_v4().simple());
+    client.subscribe(&reply).await.unwrap();
+    let props = UserProperties(
+        [(String::from("replyTo"), reply.clone())]
+            .into_iter()
+            .chain(props.0)
+            .collect(),
+    );
+    client
+        .publish(&format!("{NS}/a2a/v1/agent/request/echo"), payload, props, false)
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let m = rx.recv().await.expect("incoming");
+            if m.topic == reply {
+                return m;
+            }
+        }
+    })
+    .await
+    .expect("a reply");
+    client.disconnect().await;
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+#[tokio::test]
+async fn malformed_unknown_and_oversize_requests_get_json_rpc_errors() {
+    let mq = broker();
+    let mut stack = stack(&mq, false).await;
+
+    let r = raw_request(&mq, b"{this is not json".to_vec(), UserProperties::new()).await;
+    assert_eq!(r["error"]["code"], jsonrpc::PARSE_ERROR);
+    assert_eq!(r["id"], Value::Null);
+
+    let body = json!({"jsonrpc": "2.0", "id": "u1", "method": "tasks/frobnicate", "params": {}});
+    let r = raw_request(&mq, serde_json::to_vec(&body).unwrap(), UserProperties::new()).await;
+    assert_eq!(r["error"]["code"], jsonrpc::METHOD_NOT_FOUND);
+    assert_eq!(r["id"], "u1");
+
+    let big = "x".repeat(5000);
+    let body = json!({"jsonrpc": "2.0", "id": "big", "method": "message/send",
+        "params": {"message": {"kind": "message", "messageId": "m", "role": "user", "parts": [{"kind": "text", "text": big}]}}});
+    let r = raw_request(&mq, serde_json::to_vec(&body).unwrap(), UserProperties::new()).await;
+    assert_eq!(r["error"]["code"], jsonrpc::MESSAGE_TOO_LARGE);
+    assert!(r["error"]["message"].as_str().unwrap().contains("max_message_size_bytes"));
+
+    let body = json!({"jsonrpc": "2.0", "id": "bad", "method": "message/send", "params": {"nope": 1}});
+    let r = raw_request(&mq, serde_json::to_vec(&body).unwrap(), UserProperties::new()).await;
+    assert_eq!(r["error"]["code"], jsonrpc::INVALID_PARAMS);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn delegation_loop_stops_at_max_call_depth() {
+    let mq = broker();
+    let mut stack = stack(&mq, false).await;
+    // echo delegates to itself, whose request delegates again, ... The
+    // agent's max_call_depth is 3, so the chain must end with an error.
+    let mut inner = json!({"tool": "echo", "arguments": {"text": "bottom"}});
+    for _ in 0..6 {
+        inner = json!({"tool": "delegate", "arguments": {"agent": "echo", "data": inner}});
+    }
+    let resp = send(&stack, None, json!({"agent_name": "echo", "data": inner})).await;
+    assert_eq!(resp.status(), 200);
+    let task: Value = resp.json().await.unwrap();
+    assert_eq!(task["status"]["state"], "failed");
+    let why = task["status"]["message"]["parts"][0]["text"].as_str().unwrap().to_string();
+    assert!(why.contains("max_call_depth"), "{why}");
+
+    // Two hops stay within the limit and return the innermost answer.
+    let two = json!({"tool": "delegate", "arguments": {"agent": "echo",
+        "data": {"tool": "delegate", "arguments": {"agent": "echo", "text": "deep"}}}});
+    let task: Value = send(&stack, None, json!({"agent_name": "echo", "data": two})).await.json().await.unwrap();
+    assert_eq!(task["status"]["state"], "completed", "{task}");
+    assert_eq!(task["artifacts"][0]["parts"][0]["text"], "deep");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn users_authenticate_and_see_only_their_own_tasks() {
+    let mq = broker();
+    let mut stack = stack(&mq, true).await;
+    let base = stack.url();
+    let anon = send(&stack, None, json!({"agent_name": "echo", "text": "hi"})).await;
+    assert_eq!(anon.status(), 401);
+    let bad = send(&stack, Some("wrong"), json!({"agent_name": "echo", "text": "hi"})).await;
+    assert_eq!(bad.status(), 401);
+
+    let task: Value = send(&stack, Some("alice-token"), json!({"agent_name": "echo", "text": "mine"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    let own = stack.http.get(format!("{base}/api/v1/tasks/{id}")).bearer_auth("alice-token").send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(own.json::<Value>().await.unwrap()["status"]["state"], "completed");
+    let other = stack.http.get(format!("{base}/api/v1/tasks/{id}")).bearer_auth("bob-token").send().await.unwrap();
+    assert_eq!(other.status(), 404);
+
+    // Login exchanges the token for a session cookie.
+    let login = stack
+        .http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"token": "bob-token"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let me: Value = stack
+        .http
+        .get(format!("{base}/api/v1/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["user"]["id"], "bob");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn cancel_ends_a_running_task_as_canceled() {
+    let mq = broker();
+    let mut stack = stack(&mq, false).await;
+    let base = stack.url();
+    let resp = stack
+        .http
+        .post(format!("{base}/api/v1/message:stream"))
+        .json(&json!({"agent_name": "echo", "data": {"tool": "sleep", "arguments": {"ms": 30000}}}))
+        .send()
+        .await
+        .unwrap();
+    let mut events = SseReader::new(resp);
+    let first = events.next_event().await.unwrap().unwrap();
+    assert_eq!(first.event, "submitted");
+    let id = first.data["taskId"].as_str().unwrap().to_string();
+    let working = events.next_event().await.unwrap().unwrap();
+    assert_eq!(working.data["status"]["state"], "working");
+
+    let cancel = stack.http.post(format!("{base}/api/v1/tasks/{id}:cancel")).send().await.unwrap();
+    assert_eq!(cancel.status(), 200);
+    let mut last = None;
+    while let Some(ev) = events.next_event().await.unwrap() {
+        last = Some(ev);
+    }
+    let last = last.unwrap();
+    assert_eq!(last.event, "task");
+    assert_eq!(last.data["status"]["state"], "canceled");
+
+    let again = stack.http.post(format!("{base}/api/v1/tasks/{id}:cancel")).send().await.unwrap();
+    assert_eq!(again.status(), 409, "a finished task cannot be canceled again");
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_tasks_finish() {
+    let mq = broker();
+    let stack = stack(&mq, false).await;
+    let base = stack.url();
+    let http = stack.http.clone();
+    let pending = tokio::spawn(async move {
+        http.post(format!("{base}/api/v1/message:send"))
+            .json(&json!({"agent_name": "echo", "data": {"tool": "sleep", "arguments": {"ms": 700}}}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut stack = stack;
+    stack.stop().await;
+    let resp = pending.await.unwrap().expect("in-flight request answered");
+    assert_eq!(resp.status(), 200);
+    let task: Value = resp.json().await.unwrap();
+    assert_eq!(task["status"]["state"], "completed");
+}

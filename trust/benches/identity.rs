@@ -1,0 +1,117 @@
+//! Identity token throughput on one core: sign, verify cold (no cache: one
+//! ECDSA verification per call), verify warm (cache hit), and for reference
+//! the same cold verification through `jsonwebtoken` 12 with its aws-lc
+//! backend (what this crate would cost if it delegated to it).
+//!
+//! Quick run: `cargo bench -p amesh-trust --bench identity -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use amesh_trust::{
+    ComponentKind, IdentitySigner, IdentityVerifier, SigningKey, TrustCard, TrustRegistry,
+    UserClaims, VerifierConfig, now_unix,
+};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const NS: &str = "a2a/bench";
+const GATEWAY: &str = "gw-bench";
+
+struct Setup {
+    signer: IdentitySigner,
+    registry: TrustRegistry,
+    user: UserClaims,
+    token: String,
+    now: u64,
+}
+
+fn setup() -> Setup {
+    let now = now_unix();
+    let key = SigningKey::generate().expect("key");
+    let card = TrustCard::sign(&key, ComponentKind::Gateway, GATEWAY, NS, 30, now).expect("card");
+    let registry = TrustRegistry::new(NS, Duration::from_secs(60));
+    registry
+        .accept_card(ComponentKind::Gateway, GATEWAY, card.as_str(), now)
+        .expect("card accepted");
+    let signer = IdentitySigner::new(
+        GATEWAY,
+        NS,
+        key,
+        Duration::from_secs(600),
+        Duration::from_secs(3600),
+    )
+    .expect("signer");
+    let user = UserClaims {
+        sub: "alice@example.com".into(),
+        email: Some("alice@example.com".into()),
+        name: Some("Alice Example".into()),
+    };
+    let token = signer.sign_at(&user, None, now).expect("token");
+    Setup {
+        signer,
+        registry,
+        user,
+        token,
+        now,
+    }
+}
+
+fn identity(c: &mut Criterion) {
+    let s = setup();
+    let verifier = |cache_capacity| {
+        IdentityVerifier::new(
+            s.registry.clone(),
+            VerifierConfig {
+                cache_capacity,
+                ..VerifierConfig::default()
+            },
+        )
+    };
+    let cold = verifier(0);
+    let warm = verifier(10_000);
+    warm.verify(&s.token, &s.user.sub, s.now).expect("verifies");
+
+    let mut group = c.benchmark_group("identity");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sign", |b| {
+        b.iter(|| {
+            s.signer
+                .sign_at(black_box(&s.user), None, s.now)
+                .expect("token")
+        })
+    });
+    group.bench_function("verify_cold", |b| {
+        b.iter(|| {
+            cold.verify(black_box(&s.token), &s.user.sub, s.now)
+                .expect("verifies")
+        })
+    });
+    group.bench_function("verify_warm", |b| {
+        b.iter(|| {
+            warm.verify(black_box(&s.token), &s.user.sub, s.now)
+                .expect("verifies")
+        })
+    });
+
+    // Reference: jsonwebtoken 12 (aws_lc_rs backend) verifying the same token.
+    let jwk = s.signer.key().public_jwk();
+    let decoding_key =
+        jsonwebtoken::DecodingKey::from_ec_components(&jwk.x, &jwk.y).expect("decoding key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&[NS]);
+    validation.set_issuer(&[GATEWAY]);
+    group.bench_function("verify_cold_jsonwebtoken_reference", |b| {
+        b.iter(|| {
+            jsonwebtoken::decode::<serde_json::Value>(
+                black_box(&s.token),
+                &decoding_key,
+                &validation,
+            )
+            .expect("verifies")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, identity);
+criterion_main!(benches);

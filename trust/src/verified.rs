@@ -1,0 +1,265 @@
+//! Who a request is for, and how sure we are — in the type.
+//!
+//! Stored credentials are released only to a [`VerifiedIdentity`], and the
+//! only ways to get one are the [`IdentityVerifier`](crate::IdentityVerifier)
+//! (a gateway-signed token checked against a live gateway card) or
+//! [`VerifiedIdentity::trust_disabled`], which needs a [`TrustDisabled`]
+//! proof that names the operator's choice in the code that makes it. An
+//! identity that failed verification is an [`UnverifiedIdentity`], a type
+//! with no path to `VerifiedIdentity`. Nothing here derives `Deserialize`
+//! or `Default`, and no field is public.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::verifier::VerifyError;
+
+/// Proof that the operator switched the trust manager off.
+///
+/// Zero-sized; its only constructor is [`TrustDisabled::by_configuration`],
+/// so every place that builds an identity without a verified token says so
+/// in its source.
+#[derive(Clone, Copy, Debug)]
+pub struct TrustDisabled {
+    _private: (),
+}
+
+impl TrustDisabled {
+    /// The operator turned the trust manager off in the configuration:
+    /// user ids are taken as claimed, without a signed token. Call this
+    /// only where that configuration is read.
+    pub fn by_configuration() -> Self {
+        Self { _private: () }
+    }
+}
+
+/// How an identity came to be trusted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Assurance {
+    /// A token signed by a gateway whose trust card we hold.
+    GatewaySigned {
+        /// The gateway's component id (the token's `iss`).
+        issuer: String,
+        /// The token's `jti`, for audit.
+        jti: String,
+        /// The token's `exp` (unix seconds).
+        expires_at: u64,
+    },
+    /// Not verified: the trust manager is off ([`TrustDisabled`]).
+    TrustDisabled,
+}
+
+/// A user identity the mesh may act for, including reading the user's
+/// stored credentials. Cloning is shallow.
+///
+/// Made only by the verifier or with a [`TrustDisabled`] proof.
+#[derive(Clone)]
+pub struct VerifiedIdentity {
+    inner: Arc<IdentityInner>,
+}
+
+struct IdentityInner {
+    user_id: String,
+    email: Option<String>,
+    name: Option<String>,
+    assurance: Assurance,
+}
+
+impl VerifiedIdentity {
+    /// An identity for `user_id`, unverified because the operator turned the
+    /// trust manager off; its [`assurance`](Self::assurance) says so.
+    pub fn trust_disabled(
+        _proof: TrustDisabled,
+        user_id: impl Into<String>,
+        email: Option<String>,
+        name: Option<String>,
+    ) -> Self {
+        Self::new(user_id.into(), email, name, Assurance::TrustDisabled)
+    }
+
+    /// Made by the verifier from a checked token.
+    pub(crate) fn gateway_signed(
+        user_id: String,
+        email: Option<String>,
+        name: Option<String>,
+        issuer: String,
+        jti: String,
+        expires_at: u64,
+    ) -> Self {
+        Self::new(
+            user_id,
+            email,
+            name,
+            Assurance::GatewaySigned {
+                issuer,
+                jti,
+                expires_at,
+            },
+        )
+    }
+
+    fn new(
+        user_id: String,
+        email: Option<String>,
+        name: Option<String>,
+        assurance: Assurance,
+    ) -> Self {
+        Self {
+            inner: Arc::new(IdentityInner {
+                user_id,
+                email,
+                name,
+                assurance,
+            }),
+        }
+    }
+
+    /// The user id (the token's `sub`).
+    pub fn user_id(&self) -> &str {
+        &self.inner.user_id
+    }
+
+    /// The user's email, if the gateway put one in the token.
+    pub fn email(&self) -> Option<&str> {
+        self.inner.email.as_deref()
+    }
+
+    /// The user's display name, if the gateway put one in the token.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name.as_deref()
+    }
+
+    /// The gateway that vouched for the user; `None` with trust disabled.
+    pub fn issuer(&self) -> Option<&str> {
+        match &self.inner.assurance {
+            Assurance::GatewaySigned { issuer, .. } => Some(issuer),
+            Assurance::TrustDisabled => None,
+        }
+    }
+
+    /// How this identity came to be trusted.
+    pub fn assurance(&self) -> &Assurance {
+        &self.inner.assurance
+    }
+}
+
+impl fmt::Debug for VerifiedIdentity {
+    /// User id and assurance only: email and name are personal data that
+    /// have no place in logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedIdentity")
+            .field("user_id", &self.inner.user_id)
+            .field("assurance", &self.inner.assurance)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user id that was claimed but not proven, and why. Good for logging and
+/// for work that needs no credentials; there is no way to turn it into a
+/// [`VerifiedIdentity`].
+#[derive(Clone, Debug)]
+pub struct UnverifiedIdentity {
+    claimed_user_id: String,
+    reason: VerifyError,
+}
+
+impl UnverifiedIdentity {
+    /// A claimed user id that could not be verified for `reason`.
+    pub fn new(claimed_user_id: impl Into<String>, reason: VerifyError) -> Self {
+        Self {
+            claimed_user_id: claimed_user_id.into(),
+            reason,
+        }
+    }
+
+    /// The user id the request claimed (MQTT `userId`).
+    pub fn claimed_user_id(&self) -> &str {
+        &self.claimed_user_id
+    }
+
+    /// Why it is not verified.
+    pub fn reason(&self) -> &VerifyError {
+        &self.reason
+    }
+}
+
+/// The identity a request arrived with, verified or not.
+///
+/// In `strict` mode the runtime refuses `Unverified`; in `permissive` mode it
+/// runs the request but can only hand credentials to `Verified`.
+#[derive(Clone, Debug)]
+pub enum RequestIdentity {
+    /// Proven.
+    Verified(VerifiedIdentity),
+    /// Claimed only.
+    Unverified(UnverifiedIdentity),
+}
+
+impl RequestIdentity {
+    /// The user id, proven or claimed: for logs and credential-free work.
+    pub fn user_id(&self) -> &str {
+        match self {
+            Self::Verified(identity) => identity.user_id(),
+            Self::Unverified(identity) => identity.claimed_user_id(),
+        }
+    }
+
+    /// The verified identity, if there is one.
+    pub fn verified(&self) -> Option<&VerifiedIdentity> {
+        match self {
+            Self::Verified(identity) => Some(identity),
+            Self::Unverified(_) => None,
+        }
+    }
+
+    /// Whether the identity is verified.
+    pub fn is_verified(&self) -> bool {
+        matches!(self, Self::Verified(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trust_disabled_identity_says_so() {
+        let id = VerifiedIdentity::trust_disabled(
+            TrustDisabled::by_configuration(),
+            "alice",
+            Some("alice@example.com".into()),
+            None,
+        );
+        assert_eq!(id.user_id(), "alice");
+        assert_eq!(id.email(), Some("alice@example.com"));
+        assert_eq!(id.issuer(), None);
+        assert_eq!(id.assurance(), &Assurance::TrustDisabled);
+    }
+
+    #[test]
+    fn debug_of_identity_omits_personal_data() {
+        let id = VerifiedIdentity::gateway_signed(
+            "alice".into(),
+            Some("alice@example.com".into()),
+            Some("Alice Liddell".into()),
+            "gw-1".into(),
+            "jti-1".into(),
+            42,
+        );
+        let debug = format!("{id:?}");
+        assert!(debug.contains("alice") && debug.contains("gw-1"), "{debug}");
+        assert!(
+            !debug.contains("example.com") && !debug.contains("Liddell"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn request_identity_gives_the_user_id_either_way() {
+        let unverified =
+            RequestIdentity::Unverified(UnverifiedIdentity::new("bob", VerifyError::MissingToken));
+        assert_eq!(unverified.user_id(), "bob");
+        assert!(unverified.verified().is_none());
+    }
+}
