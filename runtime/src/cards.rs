@@ -46,7 +46,8 @@ pub fn spawn(
                     Err(RecvError::Closed) => break,
                 },
             }
-            let props = UserProperties::new().with(crate::a2a::props::TIMESTAMP, now_millis().to_string());
+            let props =
+                UserProperties::new().with(crate::a2a::props::TIMESTAMP, now_millis().to_string());
             if let Err(e) = broker
                 .publish(&card.topic, card.payload.clone(), props, card.retain)
                 .await

@@ -94,9 +94,17 @@ mod tests {
         assert!(dir.observe_at(card("b"), t0));
         assert!(!dir.observe_at(card("b"), t0));
         assert!(dir.observe_at(card("a"), t0 + Duration::from_secs(20)));
-        let names: Vec<_> = dir.list_at(t0 + Duration::from_secs(25)).into_iter().map(|c| c.name).collect();
+        let names: Vec<_> = dir
+            .list_at(t0 + Duration::from_secs(25))
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
-        let names: Vec<_> = dir.list_at(t0 + Duration::from_secs(31)).into_iter().map(|c| c.name).collect();
+        let names: Vec<_> = dir
+            .list_at(t0 + Duration::from_secs(31))
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
         assert_eq!(names, ["a"]);
     }
 }

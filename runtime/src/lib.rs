@@ -3,13 +3,13 @@
 #![forbid(unsafe_code)]
 
 pub mod a2a;
-pub mod config;
-pub mod discovery;
-pub mod topics;
-pub mod broker;
 pub mod acl;
 pub mod agent;
+pub mod broker;
 pub mod cards;
+pub mod config;
+pub mod discovery;
 pub mod gateway;
 pub mod logging;
 pub mod run;
+pub mod topics;

@@ -19,12 +19,20 @@ fn level(l: LogLevel) -> LevelFilter {
     }
 }
 
+/// Paho logs its connect options (with the password) and every outgoing
+/// message (with the identity token) at debug level: never let those
+/// through, whatever level the operator asks for.
+fn quiet_paho() -> tracing_subscriber::filter::Directive {
+    "paho_mqtt=info".parse().expect("a valid static directive")
+}
+
 /// Installs the global subscriber. Call once, before starting apps.
 pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
     let stdout_filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(spec).context("RUST_LOG")?,
         _ => EnvFilter::default().add_directive(level(cfg.stdout_log_level).into()),
-    };
+    }
+    .add_directive(quiet_paho());
     let stdout = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_filter(stdout_filter);
@@ -39,7 +47,11 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)
                     .with_writer(std::sync::Mutex::new(f))
-                    .with_filter(level(cfg.log_file_level)),
+                    .with_filter(
+                        EnvFilter::default()
+                            .add_directive(level(cfg.log_file_level).into())
+                            .add_directive(quiet_paho()),
+                    ),
             )
         }
         None => None,

@@ -32,7 +32,8 @@ impl Running {
 
     /// Waits until every app has stopped (call `shutdown` first).
     pub async fn wait(self) {
-        let gateways = futures::future::join_all(self.gateways.into_iter().map(GatewayHandle::wait));
+        let gateways =
+            futures::future::join_all(self.gateways.into_iter().map(GatewayHandle::wait));
         let agents = futures::future::join_all(self.agents.into_iter().map(AgentHandle::wait));
         futures::future::join(gateways, agents).await;
     }
@@ -54,11 +55,20 @@ pub async fn start_apps(cfg: &LoadedConfig, dev_bus: &DevBus) -> anyhow::Result<
             let (broker, incoming) = Broker::connect(&app.broker, &app.name, dev_bus).await?;
             match &app.kind {
                 AppKind::Gateway(g) => {
-                    let handle = gateway::start(&app.name, (**g).clone(), broker, incoming, shutdown.child_token()).await?;
+                    let handle = gateway::start(
+                        &app.name,
+                        (**g).clone(),
+                        broker,
+                        incoming,
+                        shutdown.child_token(),
+                    )
+                    .await?;
                     running.gateways.push(handle);
                 }
                 AppKind::Agent(a) => {
-                    let handle = agent::start((**a).clone(), broker, incoming, shutdown.child_token()).await?;
+                    let handle =
+                        agent::start((**a).clone(), broker, incoming, shutdown.child_token())
+                            .await?;
                     running.agents.push(handle);
                 }
             }

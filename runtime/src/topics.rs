@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn trust_topic_parses_back() {
         let t = trust("ns", TrustKind::Agent, "bob");
-        assert_eq!(parse_trust("ns", &t), Some((TrustKind::Agent, "bob".into())));
+        assert_eq!(
+            parse_trust("ns", &t),
+            Some((TrustKind::Agent, "bob".into()))
+        );
         assert_eq!(parse_trust("ns", "ns/a2a/v1/trust/agent/a/b"), None);
         assert_eq!(parse_trust("ns", "ns/a2a/v1/trust/robot/a"), None);
         assert_eq!(parse_trust("other", &t), None);

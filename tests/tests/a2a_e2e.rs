@@ -28,7 +28,11 @@ fn acl() -> String {
 }
 
 fn broker_yaml(mq: &MosquittoBroker, user: &str) -> String {
-    let pass = USERS.iter().find(|(u, _)| *u == user).map(|(_, p)| *p).unwrap_or("");
+    let pass = USERS
+        .iter()
+        .find(|(u, _)| *u == user)
+        .map(|(_, p)| *p)
+        .unwrap_or("");
     format!(
         "{{broker_url: \"{}\", broker_username: {user}, broker_password: \"{pass}\"}}",
         mq.url()
@@ -81,7 +85,11 @@ async fn stack(mq: &MosquittoBroker, auth: bool) -> Stack {
     let yaml = format!("apps:{}{}", gateway_yaml(mq, auth), agent_yaml(mq));
     let stack = Stack::start(&yaml).await.expect("stack starts");
     stack
-        .wait_for_agent_as("echo", Duration::from_secs(10), auth.then_some("alice-token"))
+        .wait_for_agent_as(
+            "echo",
+            Duration::from_secs(10),
+            auth.then_some("alice-token"),
+        )
         .await
         .expect("agent discovered");
     stack
@@ -106,7 +114,12 @@ async fn send(stack: &Stack, token: Option<&str>, body: Value) -> reqwest::Respo
 async fn round_trip_through_mosquitto_returns_the_agents_answer() {
     let mq = broker();
     let mut stack = stack(&mq, false).await;
-    let resp = send(&stack, None, json!({"agent_name": "echo", "text": "hello mesh"})).await;
+    let resp = send(
+        &stack,
+        None,
+        json!({"agent_name": "echo", "text": "hello mesh"}),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     let task: Value = resp.json().await.unwrap();
     assert_eq!(task["kind"], "task");
@@ -142,10 +155,16 @@ async fn stream_delivers_status_events_in_order() {
 #[tokio::test]
 async fn discovery_lists_the_agent_and_drops_it_after_it_stops() {
     let mq = broker();
-    let gw = Stack::start(&format!("apps:{}", gateway_yaml(&mq, false))).await.unwrap();
+    let gw = Stack::start(&format!("apps:{}", gateway_yaml(&mq, false)))
+        .await
+        .unwrap();
     assert!(gw.agents().await.unwrap().is_empty());
-    let mut agent = Stack::start(&format!("apps:{}", agent_yaml(&mq))).await.unwrap();
-    gw.wait_for_agent("echo", Duration::from_secs(5)).await.unwrap();
+    let mut agent = Stack::start(&format!("apps:{}", agent_yaml(&mq)))
+        .await
+        .unwrap();
+    gw.wait_for_agent("echo", Duration::from_secs(5))
+        .await
+        .unwrap();
     agent.stop().await;
     // TTL is 3 s; cards came every second.
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
@@ -153,7 +172,10 @@ async fn discovery_lists_the_agent_and_drops_it_after_it_stops() {
         if gw.agents().await.unwrap().is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "agent still listed after TTL");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent still listed after TTL"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -162,7 +184,12 @@ async fn discovery_lists_the_agent_and_drops_it_after_it_stops() {
 async fn apps_reconnect_after_the_broker_restarts() {
     let mut mq = broker();
     let mut stack = stack(&mq, false).await;
-    let ok = send(&stack, None, json!({"agent_name": "echo", "text": "before"})).await;
+    let ok = send(
+        &stack,
+        None,
+        json!({"agent_name": "echo", "text": "before"}),
+    )
+    .await;
     assert_eq!(ok.status(), 200);
     mq.restart().expect("restart mosquitto");
     // The apps reconnect with backoff; the next request must succeed once
@@ -175,7 +202,10 @@ async fn apps_reconnect_after_the_broker_restarts() {
             assert_eq!(task["artifacts"][0]["parts"][0]["text"], "after");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no successful request after restart");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no successful request after restart"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stack.stop().await;
@@ -184,12 +214,17 @@ async fn apps_reconnect_after_the_broker_restarts() {
 /// A raw client on the broker, for sending what a gateway never would.
 async fn raw_client(mq: &MosquittoBroker) -> (Broker, amesh_runtime::broker::Incoming) {
     let cfg = mq.broker_config("tester", "tester-pass");
-    Broker::connect(&cfg, "raw-tester", &DevBus::new()).await.expect("raw client")
+    Broker::connect(&cfg, "raw-tester", &DevBus::new())
+        .await
+        .expect("raw client")
 }
 
 async fn raw_request(mq: &MosquittoBroker, payload: Vec<u8>, props: UserProperties) -> Value {
     let (client, mut rx) = raw_client(mq).await;
-    let reply = format!("{NS}/a2a/v1/gateway/response/tester/{}", uuid::Uuid::new_v4().simple());
+    let reply = format!(
+        "{NS}/a2a/v1/gateway/response/tester/{}",
+        uuid::Uuid::new_v4().simple()
+    );
     client.subscribe(&reply).await.unwrap();
     let props = UserProperties(
         [(String::from("replyTo"), reply.clone())]
@@ -198,7 +233,12 @@ async fn raw_request(mq: &MosquittoBroker, payload: Vec<u8>, props: UserProperti
             .collect(),
     );
     client
-        .publish(&format!("{NS}/a2a/v1/agent/request/echo"), payload, props, false)
+        .publish(
+            &format!("{NS}/a2a/v1/agent/request/echo"),
+            payload,
+            props,
+            false,
+        )
         .await
         .unwrap();
     let msg = tokio::time::timeout(Duration::from_secs(10), async {
@@ -225,19 +265,40 @@ async fn malformed_unknown_and_oversize_requests_get_json_rpc_errors() {
     assert_eq!(r["id"], Value::Null);
 
     let body = json!({"jsonrpc": "2.0", "id": "u1", "method": "tasks/frobnicate", "params": {}});
-    let r = raw_request(&mq, serde_json::to_vec(&body).unwrap(), UserProperties::new()).await;
+    let r = raw_request(
+        &mq,
+        serde_json::to_vec(&body).unwrap(),
+        UserProperties::new(),
+    )
+    .await;
     assert_eq!(r["error"]["code"], jsonrpc::METHOD_NOT_FOUND);
     assert_eq!(r["id"], "u1");
 
     let big = "x".repeat(5000);
     let body = json!({"jsonrpc": "2.0", "id": "big", "method": "message/send",
         "params": {"message": {"kind": "message", "messageId": "m", "role": "user", "parts": [{"kind": "text", "text": big}]}}});
-    let r = raw_request(&mq, serde_json::to_vec(&body).unwrap(), UserProperties::new()).await;
+    let r = raw_request(
+        &mq,
+        serde_json::to_vec(&body).unwrap(),
+        UserProperties::new(),
+    )
+    .await;
     assert_eq!(r["error"]["code"], jsonrpc::MESSAGE_TOO_LARGE);
-    assert!(r["error"]["message"].as_str().unwrap().contains("max_message_size_bytes"));
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_message_size_bytes")
+    );
 
-    let body = json!({"jsonrpc": "2.0", "id": "bad", "method": "message/send", "params": {"nope": 1}});
-    let r = raw_request(&mq, serde_json::to_vec(&body).unwrap(), UserProperties::new()).await;
+    let body =
+        json!({"jsonrpc": "2.0", "id": "bad", "method": "message/send", "params": {"nope": 1}});
+    let r = raw_request(
+        &mq,
+        serde_json::to_vec(&body).unwrap(),
+        UserProperties::new(),
+    )
+    .await;
     assert_eq!(r["error"]["code"], jsonrpc::INVALID_PARAMS);
     stack.stop().await;
 }
@@ -256,13 +317,20 @@ async fn delegation_loop_stops_at_max_call_depth() {
     assert_eq!(resp.status(), 200);
     let task: Value = resp.json().await.unwrap();
     assert_eq!(task["status"]["state"], "failed");
-    let why = task["status"]["message"]["parts"][0]["text"].as_str().unwrap().to_string();
+    let why = task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(why.contains("max_call_depth"), "{why}");
 
     // Two hops stay within the limit and return the innermost answer.
     let two = json!({"tool": "delegate", "arguments": {"agent": "echo",
         "data": {"tool": "delegate", "arguments": {"agent": "echo", "text": "deep"}}}});
-    let task: Value = send(&stack, None, json!({"agent_name": "echo", "data": two})).await.json().await.unwrap();
+    let task: Value = send(&stack, None, json!({"agent_name": "echo", "data": two}))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(task["status"]["state"], "completed", "{task}");
     assert_eq!(task["artifacts"][0]["parts"][0]["text"], "deep");
     stack.stop().await;
@@ -275,19 +343,43 @@ async fn users_authenticate_and_see_only_their_own_tasks() {
     let base = stack.url();
     let anon = send(&stack, None, json!({"agent_name": "echo", "text": "hi"})).await;
     assert_eq!(anon.status(), 401);
-    let bad = send(&stack, Some("wrong"), json!({"agent_name": "echo", "text": "hi"})).await;
+    let bad = send(
+        &stack,
+        Some("wrong"),
+        json!({"agent_name": "echo", "text": "hi"}),
+    )
+    .await;
     assert_eq!(bad.status(), 401);
 
-    let task: Value = send(&stack, Some("alice-token"), json!({"agent_name": "echo", "text": "mine"}))
-        .await
-        .json()
+    let task: Value = send(
+        &stack,
+        Some("alice-token"),
+        json!({"agent_name": "echo", "text": "mine"}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = task["id"].as_str().unwrap().to_string();
+    let own = stack
+        .http
+        .get(format!("{base}/api/v1/tasks/{id}"))
+        .bearer_auth("alice-token")
+        .send()
         .await
         .unwrap();
-    let id = task["id"].as_str().unwrap().to_string();
-    let own = stack.http.get(format!("{base}/api/v1/tasks/{id}")).bearer_auth("alice-token").send().await.unwrap();
     assert_eq!(own.status(), 200);
-    assert_eq!(own.json::<Value>().await.unwrap()["status"]["state"], "completed");
-    let other = stack.http.get(format!("{base}/api/v1/tasks/{id}")).bearer_auth("bob-token").send().await.unwrap();
+    assert_eq!(
+        own.json::<Value>().await.unwrap()["status"]["state"],
+        "completed"
+    );
+    let other = stack
+        .http
+        .get(format!("{base}/api/v1/tasks/{id}"))
+        .bearer_auth("bob-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 404);
 
     // Login exchanges the token for a session cookie.
@@ -299,7 +391,13 @@ async fn users_authenticate_and_see_only_their_own_tasks() {
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let me: Value = stack
         .http
         .get(format!("{base}/api/v1/auth/me"))
@@ -333,7 +431,12 @@ async fn cancel_ends_a_running_task_as_canceled() {
     let working = events.next_event().await.unwrap().unwrap();
     assert_eq!(working.data["status"]["state"], "working");
 
-    let cancel = stack.http.post(format!("{base}/api/v1/tasks/{id}:cancel")).send().await.unwrap();
+    let cancel = stack
+        .http
+        .post(format!("{base}/api/v1/tasks/{id}:cancel"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(cancel.status(), 200);
     let mut last = None;
     while let Some(ev) = events.next_event().await.unwrap() {
@@ -343,8 +446,17 @@ async fn cancel_ends_a_running_task_as_canceled() {
     assert_eq!(last.event, "task");
     assert_eq!(last.data["status"]["state"], "canceled");
 
-    let again = stack.http.post(format!("{base}/api/v1/tasks/{id}:cancel")).send().await.unwrap();
-    assert_eq!(again.status(), 409, "a finished task cannot be canceled again");
+    let again = stack
+        .http
+        .post(format!("{base}/api/v1/tasks/{id}:cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        409,
+        "a finished task cannot be canceled again"
+    );
     stack.stop().await;
 }
 
@@ -356,7 +468,9 @@ async fn shutdown_lets_in_flight_tasks_finish() {
     let http = stack.http.clone();
     let pending = tokio::spawn(async move {
         http.post(format!("{base}/api/v1/message:send"))
-            .json(&json!({"agent_name": "echo", "data": {"tool": "sleep", "arguments": {"ms": 700}}}))
+            .json(
+                &json!({"agent_name": "echo", "data": {"tool": "sleep", "arguments": {"ms": 700}}}),
+            )
             .send()
             .await
     });

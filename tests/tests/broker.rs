@@ -327,3 +327,28 @@ async fn reconnects_after_broker_restart() {
     .await
     .unwrap_or_else(|_| panic!("subscription not restored; log:\n{}", broker.log()));
 }
+
+#[tokio::test]
+async fn disconnect_ends_incoming_and_later_publishes_fail() {
+    let broker = start_broker();
+    let (c, mut rx) = connect(&broker, "alice", "leaving").await;
+    c.subscribe("test/leaving").await.unwrap();
+    c.publish("test/leaving", "last", UserProperties::new(), false)
+        .await
+        .unwrap();
+    c.disconnect().await;
+    // Messages already received are still readable, then the channel ends.
+    let mut topics = Vec::new();
+    while let Some(msg) = timeout(WAIT, rx.recv())
+        .await
+        .expect("incoming did not end")
+    {
+        topics.push(msg.topic);
+    }
+    assert!(topics.len() <= 1, "{topics:?}");
+    assert!(matches!(
+        c.publish("test/leaving", "x", UserProperties::new(), false)
+            .await,
+        Err(PublishError::Disconnected(_))
+    ));
+}

@@ -183,11 +183,31 @@ fn missing_env_var_without_default_names_the_variable() {
 }
 
 #[test]
+fn missing_env_var_does_not_hide_type_errors_but_skips_semantic_checks() {
+    let file = f("env_missing_more.yaml");
+    assert_eq!(
+        errors(&["env_missing_more.yaml"], &[]),
+        [
+            format!(
+                "{file}:8:18: apps[0].app_config.namespace: environment variable CFG_IT_MISSING_MORE_NS is not set \
+                 and \"${{CFG_IT_MISSING_MORE_NS}}\" has no default (write \"${{CFG_IT_MISSING_MORE_NS, default}}\" to give one)"
+            ),
+            format!(
+                "{file}:10:23: apps[0].app_config.max_call_depth: expected an integer, found \"many\""
+            ),
+        ]
+    );
+}
+
+#[test]
 fn merge_keys_explicit_keys_win_and_earlier_sources_win() {
     let cfg = load_ok(&["merge.yaml"], &[]);
     let app = &cfg.apps[0];
     assert!(!app.broker.dev_mode);
-    assert_eq!(app.broker.broker_url.as_deref(), Some("tcp://localhost:1883"));
+    assert_eq!(
+        app.broker.broker_url.as_deref(),
+        Some("tcp://localhost:1883")
+    );
     assert_eq!(app.broker.broker_username.as_deref(), Some("agent-user"));
     assert_eq!(app.broker.keep_alive_seconds, 30);
     let tm = &agent(app).trust_manager;
@@ -247,13 +267,13 @@ fn all_errors_of_all_files_are_reported_in_one_run() {
              \"gateway\", \"solace_agent_mesh.gateway.http_sse.app\", found \"agnet\""
         ),
         format!(
-            "{c}:4:4: apps[0]: YAML syntax error: while parsing a block collection, did not find expected '-' indicator"
+            "{c}:4:4: YAML syntax error: while parsing a block collection, did not find expected '-' indicator"
         ),
         format!(
             "{}: cannot read file: No such file or directory (os error 2)",
             missing.display()
         ),
-        format!("{b}:2:11: apps[0].name: app name \"first\" is already used at {a}:3"),
+        format!("{b}:2:5: apps[0].name: app name \"first\" is already used at {a}:3"),
         format!(
             "{b}:4:5: apps[0].broker.broker_url: broker_url is required (like tcp://localhost:1883); \
              or set `dev_mode: true` in `broker:` to use the in-process dev bus"
@@ -300,10 +320,12 @@ fn semantic_checks_point_at_the_offending_keys() {
             "{s}:24:7: apps[1].app_config.agent_name: agent \"twin\" in namespace \"a2a/sem\" is already defined at {s}:10"
         ),
         format!(
-            "{s}:25:11: apps[2].name: the app name \"gw/one\" (the default gateway_id) is used as an MQTT topic \
+            "{s}:25:5: apps[2].name: the app name \"gw/one\" (the default gateway_id) is used as an MQTT topic \
              level and must not contain \"/\""
         ),
-        format!("{s}:36:11: apps[2].app_config.users[1].id: user id \"alice\" is already used by users[0]"),
+        format!(
+            "{s}:36:11: apps[2].app_config.users[1].id: user id \"alice\" is already used by users[0]"
+        ),
         format!(
             "{s}:37:11: apps[2].app_config.users[1].token_sha256: token_sha256 must be 64 hex characters \
              (`amesh users hash-token` prints it)"
@@ -316,7 +338,9 @@ fn semantic_checks_point_at_the_offending_keys() {
             "{s}:43:7: apps[3].app_config.namespace: namespace \"a2a//sem\" has an empty topic level \
              (a leading, trailing or doubled \"/\")"
         ),
-        format!("{s}:45:7: apps[3].app_config.port: 127.0.0.1:8080 is already used by gateway app \"gw/one\" at {s}:31"),
+        format!(
+            "{s}:45:7: apps[3].app_config.port: 127.0.0.1:8080 is already used by gateway app \"gw/one\" at {s}:31"
+        ),
     ];
     let errs = errors(&["semantics.yaml"], &[]);
     assert_eq!(errs, expected, "got:\n{}", errs.join("\n"));
@@ -326,14 +350,23 @@ fn semantic_checks_point_at_the_offending_keys() {
 fn solace_agent_mesh_shaped_config_loads() {
     let cfg = load_ok(&["sam_agent.yaml"], &[]);
     assert_eq!(cfg.log.stdout_log_level, LogLevel::Warn);
-    assert_eq!(cfg.log.log_file.as_deref(), Some(Path::new("sam_agent.log")));
+    assert_eq!(
+        cfg.log.log_file.as_deref(),
+        Some(Path::new("sam_agent.log"))
+    );
     assert_eq!(cfg.apps.len(), 2);
 
     let orchestrator = &cfg.apps[0];
     assert_eq!(orchestrator.name, "orchestrator_app");
     assert!(!orchestrator.broker.dev_mode);
-    assert_eq!(orchestrator.broker.broker_url.as_deref(), Some("tcp://localhost:1883"));
-    assert_eq!(orchestrator.broker.broker_username.as_deref(), Some("default"));
+    assert_eq!(
+        orchestrator.broker.broker_url.as_deref(),
+        Some("tcp://localhost:1883")
+    );
+    assert_eq!(
+        orchestrator.broker.broker_username.as_deref(),
+        Some("default")
+    );
     // A plain number in a string field is accepted as its text.
     assert_eq!(orchestrator.broker.broker_password.as_deref(), Some("1234"));
     assert_eq!(orchestrator.broker.temporary_queue, Some(true));
@@ -343,9 +376,17 @@ fn solace_agent_mesh_shaped_config_loads() {
     let model = a.model.as_ref().expect("model");
     assert_eq!(model["model"], "openai/gpt-4o");
     assert_eq!(model["temperature"], 0.1);
-    assert!(a.instruction.as_deref().unwrap_or("").starts_with("You are the Orchestrator"));
+    assert!(
+        a.instruction
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("You are the Orchestrator")
+    );
     assert_eq!(a.session_service.kind, SessionServiceKind::Memory);
-    assert_eq!(a.artifact_service.as_ref().expect("artifacts")["type"], "filesystem");
+    assert_eq!(
+        a.artifact_service.as_ref().expect("artifacts")["type"],
+        "filesystem"
+    );
     assert_eq!(
         a.agent_card.default_output_modes.as_deref(),
         Some(&["text".to_string(), "file".to_string()][..])
@@ -360,9 +401,21 @@ fn solace_agent_mesh_shaped_config_loads() {
 
 #[test]
 fn several_files_load_into_one_config_in_order() {
-    let cfg = load_ok(&["sam_agent.yaml", "merge.yaml", "env.yaml"], &[]);
+    // env.yaml's gateway would take sam_agent.yaml's port 8000 by default.
+    let cfg = load_ok(
+        &["sam_agent.yaml", "merge.yaml", "env.yaml"],
+        &[("CFG_IT_ENV_PORT", "8001")],
+    );
     let names: Vec<&str> = cfg.apps.iter().map(|a| a.name.as_str()).collect();
-    assert_eq!(names, ["orchestrator_app", "webui_app", "merged-agent", "env-gateway"]);
+    assert_eq!(
+        names,
+        [
+            "orchestrator_app",
+            "webui_app",
+            "merged-agent",
+            "env-gateway"
+        ]
+    );
     assert_eq!(cfg.log.stdout_log_level, LogLevel::Warn);
     assert_eq!(cfg.apps[2].source, fixture("merge.yaml"));
 }

@@ -1,7 +1,8 @@
 //! Identity token throughput on one core: sign, verify cold (no cache: one
 //! ECDSA verification per call), verify warm (cache hit), and for reference
 //! the same cold verification through `jsonwebtoken` 12 with its aws-lc
-//! backend (what this crate would cost if it delegated to it).
+//! backend (what this crate would cost if it delegated to it), and the floor:
+//! aws-lc's bare ES256 verification of the same bytes with a parsed key.
 //!
 //! Quick run: `cargo bench -p amesh-trust --bench identity -- --warm-up-time 1 --measurement-time 3`
 
@@ -108,6 +109,28 @@ fn identity(c: &mut Criterion) {
                 &validation,
             )
             .expect("verifies")
+        })
+    });
+
+    // Floor: the ECDSA verification alone, key parsed once.
+    let point = s.signer.key().public_key().to_uncompressed_point();
+    let parsed = aws_lc_rs::signature::ParsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        &point,
+    )
+    .expect("parsed key");
+    let (signing_input, signature_b64) = s.token.rsplit_once('.').expect("three segments");
+    let signature = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature_b64)
+            .expect("base64url")
+    };
+    group.bench_function("floor_aws_lc_es256_verify", |b| {
+        b.iter(|| {
+            parsed
+                .verify_sig(black_box(signing_input.as_bytes()), &signature)
+                .expect("verifies")
         })
     });
     group.finish();

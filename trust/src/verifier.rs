@@ -241,15 +241,20 @@ impl IdentityVerifier {
         if token.is_empty() {
             return Err(VerifyError::MissingToken);
         }
-        let hash = TokenCache::hash(token);
-        if let Some(cached) = self.inner.cache.get(&hash) {
-            return self.recheck(&hash, cached, expected_user_id, now);
+        let cache = &self.inner.cache;
+        let hash = cache.is_enabled().then(|| TokenCache::hash(token));
+        if let Some(hash) = &hash
+            && let Some(cached) = cache.get(hash)
+        {
+            return self.recheck(hash, cached, expected_user_id, now);
         }
         let verified = self.verify_uncached(token, now)?;
         let identity = verified.identity.clone();
         // Cached before the subject check: the token is genuine whoever it
         // is presented for.
-        self.inner.cache.insert(hash, verified);
+        if let Some(hash) = hash {
+            cache.insert(hash, verified);
+        }
         check_subject(&identity, expected_user_id)?;
         Ok(identity)
     }

@@ -622,3 +622,32 @@ fn tokens_from_an_independent_jwt_library_verify_with_ours() {
     .expect("encodes");
     assert!(mesh.verifier().verify(&token, "alice", NOW).is_ok());
 }
+
+#[test]
+fn verifier_without_cache_gives_the_same_answers() {
+    let mesh = Mesh::new();
+    let uncached = mesh.verifier_with(VerifierConfig {
+        cache_capacity: 0,
+        clock_skew: Duration::from_secs(SKEW),
+        max_ttl: Duration::from_secs(MAX_TTL),
+        ..VerifierConfig::default()
+    });
+    let token = mesh.token("alice");
+    for _ in 0..2 {
+        assert_eq!(
+            uncached
+                .verify(&token, "alice", NOW)
+                .map(|id| id.user_id().to_owned()),
+            Ok("alice".to_owned())
+        );
+    }
+    assert_eq!(uncached.cached_tokens(), 0);
+    assert!(matches!(
+        uncached.verify(&token, "bob", NOW),
+        Err(VerifyError::SubjectMismatch { .. })
+    ));
+    assert!(matches!(
+        uncached.verify(&token, "alice", NOW + TTL + SKEW + 1),
+        Err(VerifyError::Expired { .. })
+    ));
+}

@@ -113,7 +113,10 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, (Value, RpcError)> {
     if !matches!(id, Value::Null | Value::String(_) | Value::Number(_)) {
         return Err((
             Value::Null,
-            RpcError::new(INVALID_REQUEST, "invalid request: id must be a string or number"),
+            RpcError::new(
+                INVALID_REQUEST,
+                "invalid request: id must be a string or number",
+            ),
         ));
     }
     if value.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
@@ -122,8 +125,12 @@ pub fn parse_request(payload: &[u8]) -> Result<Request, (Value, RpcError)> {
             RpcError::new(INVALID_REQUEST, "invalid request: jsonrpc must be \"2.0\""),
         ));
     }
-    serde_json::from_value::<Request>(value)
-        .map_err(|e| (id, RpcError::new(INVALID_REQUEST, format!("invalid request: {e}"))))
+    serde_json::from_value::<Request>(value).map_err(|e| {
+        (
+            id,
+            RpcError::new(INVALID_REQUEST, format!("invalid request: {e}")),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -439,14 +439,16 @@ mod tests {
 
     #[test]
     fn stream_results_are_told_apart_by_kind() {
-        let ev = TaskStatusUpdateEvent::new("t", "c", TaskStatus::new(TaskState::Working, None), false);
+        let ev =
+            TaskStatusUpdateEvent::new("t", "c", TaskStatus::new(TaskState::Working, None), false);
         let v = serde_json::to_value(&ev).unwrap();
         assert_eq!(v["kind"], "status-update");
         assert_eq!(v["final"], false);
         let back: StreamResult = serde_json::from_value(v).unwrap();
         assert!(matches!(back, StreamResult::Status(_)));
         let task = Task::new("t", "c", TaskState::Completed);
-        let back: StreamResult = serde_json::from_value(serde_json::to_value(&task).unwrap()).unwrap();
+        let back: StreamResult =
+            serde_json::from_value(serde_json::to_value(&task).unwrap()).unwrap();
         assert!(matches!(back, StreamResult::Task(t) if t.id == "t"));
     }
 }

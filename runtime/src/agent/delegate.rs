@@ -81,7 +81,11 @@ pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// The `delegate` tool: arguments `{agent, text}` or `{agent, data}`.
-pub(crate) async fn call(inner: &Arc<AgentInner>, caller: &Caller, args: &Value) -> Result<Vec<Part>, String> {
+pub(crate) async fn call(
+    inner: &Arc<AgentInner>,
+    caller: &Caller,
+    args: &Value,
+) -> Result<Vec<Part>, String> {
     let peer = args
         .get("agent")
         .and_then(Value::as_str)
@@ -93,10 +97,15 @@ pub(crate) async fn call(inner: &Arc<AgentInner>, caller: &Caller, args: &Value)
     let allowed = policy.allow_list.iter().any(|p| glob_match(p, peer))
         && !policy.deny_list.iter().any(|p| glob_match(p, peer));
     if !allowed {
-        return Err(format!("delegate: agent {} may not call agent {peer} (inter_agent_communication)", inner.name));
+        return Err(format!(
+            "delegate: agent {} may not call agent {peer} (inter_agent_communication)",
+            inner.name
+        ));
     }
     if inner.cfg.agent_discovery.enabled && inner.peers.get(peer).is_none() {
-        return Err(format!("delegate: no agent named {peer} is known (no agent card seen)"));
+        return Err(format!(
+            "delegate: no agent named {peer} is known (no agent card seen)"
+        ));
     }
     let mut message = Message::user_text("");
     message.parts = match (args.get("data"), args.get("text").and_then(Value::as_str)) {
@@ -116,8 +125,14 @@ pub(crate) async fn call(inner: &Arc<AgentInner>, caller: &Caller, args: &Value)
         },
     );
     let mut user_props = UserProperties::new()
-        .with(props::REPLY_TO, topics::agent_response(&inner.ns, &inner.name, &sub_task))
-        .with(props::STATUS_TOPIC, topics::agent_status(&inner.ns, &inner.name, &sub_task))
+        .with(
+            props::REPLY_TO,
+            topics::agent_response(&inner.ns, &inner.name, &sub_task),
+        )
+        .with(
+            props::STATUS_TOPIC,
+            topics::agent_status(&inner.ns, &inner.name, &sub_task),
+        )
         .with(props::USER_ID, caller.user_id.clone())
         .with(props::CLIENT_ID, inner.name.clone())
         .with(props::DELEGATING_AGENT, inner.name.clone())
@@ -135,19 +150,32 @@ pub(crate) async fn call(inner: &Arc<AgentInner>, caller: &Caller, args: &Value)
     let payload = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
     inner
         .broker
-        .publish(&topics::agent_request(&inner.ns, peer), payload, user_props, false)
+        .publish(
+            &topics::agent_request(&inner.ns, peer),
+            payload,
+            user_props,
+            false,
+        )
         .await
         .map_err(|e| format!("delegate to {peer}: {e}"))?;
     let timeout = Duration::from_secs(policy.request_timeout_seconds);
     let payload = match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(p)) => p,
         Ok(Err(_)) => return Err(format!("delegate to {peer}: agent stopped waiting")),
-        Err(_) => return Err(format!("delegate to {peer}: no answer within {}s", timeout.as_secs())),
+        Err(_) => {
+            return Err(format!(
+                "delegate to {peer}: no answer within {}s",
+                timeout.as_secs()
+            ));
+        }
     };
-    let response: Response =
-        serde_json::from_slice(&payload).map_err(|e| format!("delegate to {peer}: malformed response: {e}"))?;
+    let response: Response = serde_json::from_slice(&payload)
+        .map_err(|e| format!("delegate to {peer}: malformed response: {e}"))?;
     if let Some(err) = response.error {
-        return Err(format!("agent {peer} refused: {} (code {})", err.message, err.code));
+        return Err(format!(
+            "agent {peer} refused: {} (code {})",
+            err.message, err.code
+        ));
     }
     let result: StreamResult = serde_json::from_value(response.result.unwrap_or(Value::Null))
         .map_err(|e| format!("delegate to {peer}: unexpected result: {e}"))?;
@@ -157,7 +185,10 @@ pub(crate) async fn call(inner: &Arc<AgentInner>, caller: &Caller, args: &Value)
         }
         StreamResult::Task(task) => {
             let why = task.status.message.map(|m| m.text()).unwrap_or_default();
-            Err(format!("agent {peer} ended the task {:?}: {why}", task.status.state))
+            Err(format!(
+                "agent {peer} ended the task {:?}: {why}",
+                task.status.state
+            ))
         }
         StreamResult::Message(m) => Ok(m.parts),
         _ => Err(format!("delegate to {peer}: final response was not a task")),

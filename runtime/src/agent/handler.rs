@@ -29,7 +29,10 @@ impl std::fmt::Debug for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Caller")
             .field("user_id", &self.user_id)
-            .field("auth_token", &self.auth_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "auth_token",
+                &self.auth_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("call_depth", &self.call_depth)
             .finish()
     }
@@ -65,7 +68,9 @@ pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
         );
         match reply_to {
             Some(topic) => spawn_reply(inner, topic, Response::err(id, error)),
-            None => tracing::warn!(agent = %inner.name, "refused request had no replyTo; nothing sent"),
+            None => {
+                tracing::warn!(agent = %inner.name, "refused request had no replyTo; nothing sent")
+            }
         }
     }
 }
@@ -102,7 +107,12 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
         None => 0,
         Some(v) => match v.parse::<u32>() {
             Ok(d) => d,
-            Err(_) => return refuse(jsonrpc::INVALID_REQUEST, format!("callDepth `{v}` is not a number")),
+            Err(_) => {
+                return refuse(
+                    jsonrpc::INVALID_REQUEST,
+                    format!("callDepth `{v}` is not a number"),
+                );
+            }
         },
     };
     if call_depth > inner.cfg.max_call_depth {
@@ -115,18 +125,31 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
         );
     }
     let caller = Caller {
-        user_id: msg.props.get(props::USER_ID).unwrap_or(ANONYMOUS).to_string(),
+        user_id: msg
+            .props
+            .get(props::USER_ID)
+            .unwrap_or(ANONYMOUS)
+            .to_string(),
         auth_token: msg.props.get(props::AUTH_TOKEN).map(str::to_string),
         call_depth,
     };
     let Some(reply_to) = reply_to else {
-        return refuse(jsonrpc::INVALID_REQUEST, "request has no replyTo user property".into());
+        return refuse(
+            jsonrpc::INVALID_REQUEST,
+            "request has no replyTo user property".into(),
+        );
     };
     match req.method.as_str() {
         methods::SEND | methods::STREAM => {
             let streaming = req.method == methods::STREAM;
             let status_topic = msg.props.get(props::STATUS_TOPIC).map(str::to_string);
-            start_task(inner, req, caller, reply_to, streaming.then_some(status_topic).flatten())
+            start_task(
+                inner,
+                req,
+                caller,
+                reply_to,
+                streaming.then_some(status_topic).flatten(),
+            )
         }
         methods::GET => {
             let p: TaskQueryParams = params(&req)?;
@@ -159,7 +182,9 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
         }
         other => refuse(
             jsonrpc::METHOD_NOT_FOUND,
-            format!("method `{other}` not found; supported: message/send, message/stream, tasks/get, tasks/cancel"),
+            format!(
+                "method `{other}` not found; supported: message/send, message/stream, tasks/get, tasks/cancel"
+            ),
         ),
     }
 }
@@ -168,7 +193,10 @@ fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
     serde_json::from_value(req.params.clone()).map_err(|e| {
         (
             req.id.clone().unwrap_or(Value::Null),
-            RpcError::new(jsonrpc::INVALID_PARAMS, format!("invalid params for {}: {e}", req.method)),
+            RpcError::new(
+                jsonrpc::INVALID_PARAMS,
+                format!("invalid params for {}: {e}", req.method),
+            ),
         )
     })
 }
@@ -191,7 +219,12 @@ fn start_task(
         let offered: Vec<_> = inner.tools.iter().map(BuiltinTool::name).collect();
         return refuse(
             jsonrpc::INVALID_PARAMS,
-            format!("agent {} has no tool `{}`; it offers: {}", inner.name, call.tool, offered.join(", ")),
+            format!(
+                "agent {} has no tool `{}`; it offers: {}",
+                inner.name,
+                call.tool,
+                offered.join(", ")
+            ),
         );
     };
     // The JSON-RPC id is the task id (as in Solace Agent Mesh): the gateway
@@ -209,7 +242,12 @@ fn start_task(
     task.history.push(p.message);
     let cancel = match inner.tasks.insert(task, &caller.user_id) {
         Ok(c) => c,
-        Err(_) => return refuse(jsonrpc::INVALID_REQUEST, format!("task id {task_id} is already in use")),
+        Err(_) => {
+            return refuse(
+                jsonrpc::INVALID_REQUEST,
+                format!("task id {task_id} is already in use"),
+            );
+        }
     };
     let job = Job {
         rpc_id: id,
@@ -231,7 +269,11 @@ fn start_task(
 async fn run(inner: Arc<AgentInner>, job: Job) {
     let working = TaskStatus::new(
         TaskState::Working,
-        Some(agent_text(&job.task_id, &job.context_id, &format!("running tool {}", job.tool.name()))),
+        Some(agent_text(
+            &job.task_id,
+            &job.context_id,
+            &format!("running tool {}", job.tool.name()),
+        )),
     );
     inner.tasks.set_status(&job.task_id, working.clone());
     if let Some(topic) = &job.status_topic {
@@ -256,7 +298,10 @@ async fn run(inner: Arc<AgentInner>, job: Job) {
             (TaskStatus::new(TaskState::Completed, None), Some(artifact))
         }
         Some(Err(text)) => (
-            TaskStatus::new(TaskState::Failed, Some(agent_text(&job.task_id, &job.context_id, &text))),
+            TaskStatus::new(
+                TaskState::Failed,
+                Some(agent_text(&job.task_id, &job.context_id, &text)),
+            ),
             None,
         ),
         // Canceled by `tasks/cancel` (the store already says canceled and
@@ -284,7 +329,8 @@ async fn run(inner: Arc<AgentInner>, job: Job) {
             let ev = TaskArtifactUpdateEvent::new(&job.task_id, &job.context_id, a);
             publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
         }
-        let ev = TaskStatusUpdateEvent::new(&job.task_id, &job.context_id, task.status.clone(), true);
+        let ev =
+            TaskStatusUpdateEvent::new(&job.task_id, &job.context_id, task.status.clone(), true);
         publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
     }
     tracing::debug!(agent = %inner.name, task = %job.task_id, state = ?task.status.state, "task finished");
@@ -293,7 +339,9 @@ async fn run(inner: Arc<AgentInner>, job: Job) {
 
 async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Result<Vec<Part>, String> {
     match job.tool {
-        BuiltinTool::Delegate => super::delegate::call(inner, &job.caller, &job.call.arguments).await,
+        BuiltinTool::Delegate => {
+            super::delegate::call(inner, &job.caller, &job.call.arguments).await
+        }
         tool => tools::run_local(tool, &job.call.arguments).await,
     }
 }

@@ -112,10 +112,14 @@ pub async fn start(
 
     // Replies to our own delegations first, so no answer can be missed.
     broker
-        .subscribe(&topics::wildcard_last(&topics::agent_response(&ns, &name, "x")))
+        .subscribe(&topics::wildcard_last(&topics::agent_response(
+            &ns, &name, "x",
+        )))
         .await?;
     broker
-        .subscribe(&topics::wildcard_last(&topics::agent_status(&ns, &name, "x")))
+        .subscribe(&topics::wildcard_last(&topics::agent_status(
+            &ns, &name, "x",
+        )))
         .await?;
     broker.subscribe(&inner.gateway_discovery).await?;
     if inner.cfg.agent_discovery.enabled {

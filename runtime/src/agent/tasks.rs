@@ -148,17 +148,24 @@ mod tests {
     #[test]
     fn terminal_state_is_sticky_and_other_users_see_nothing() {
         let store = TaskStore::default();
-        let token = store.insert(Task::new("t1", "c1", TaskState::Submitted), "alice").unwrap();
+        let token = store
+            .insert(Task::new("t1", "c1", TaskState::Submitted), "alice")
+            .unwrap();
         assert_eq!(
             store.insert(Task::new("t1", "c1", TaskState::Submitted), "alice"),
             Err(TaskStoreError::AlreadyExists)
         );
         assert!(store.get("t1", "bob").is_none());
-        assert_eq!(store.cancel("t1", "bob").unwrap_err(), TaskStoreError::NotFound);
+        assert_eq!(
+            store.cancel("t1", "bob").unwrap_err(),
+            TaskStoreError::NotFound
+        );
         store.cancel("t1", "alice").unwrap();
         assert!(token.is_cancelled());
         store.set_status("t1", TaskStatus::new(TaskState::Canceled, None));
-        let after = store.set_status("t1", TaskStatus::new(TaskState::Completed, None)).unwrap();
+        let after = store
+            .set_status("t1", TaskStatus::new(TaskState::Completed, None))
+            .unwrap();
         assert_eq!(after.status.state, TaskState::Canceled);
         assert_eq!(
             store.cancel("t1", "alice").unwrap_err(),
@@ -172,7 +179,9 @@ mod tests {
         let store = TaskStore::default();
         for i in 0..(FINISHED_KEPT + 5) {
             let id = format!("t{i}");
-            store.insert(Task::new(&id, "c", TaskState::Working), "u").unwrap();
+            store
+                .insert(Task::new(&id, "c", TaskState::Working), "u")
+                .unwrap();
             store.set_status(&id, TaskStatus::new(TaskState::Completed, None));
         }
         assert!(store.get("t0", "u").is_none());

@@ -173,7 +173,10 @@ mod tests {
         let mut m = Message::user_text("hello");
         assert_eq!(
             tool_call(&m).unwrap(),
-            ToolCall { tool: "echo".into(), arguments: json!({"text": "hello"}) }
+            ToolCall {
+                tool: "echo".into(),
+                arguments: json!({"text": "hello"})
+            }
         );
         m.parts.push(Part::data(json!({"tool": "time"})));
         assert_eq!(tool_call(&m).unwrap().tool, "time");
@@ -190,15 +193,22 @@ mod tests {
         let set = ToolSet::from_config(&[]).unwrap();
         assert!(set.get("echo").is_some());
         assert!(set.get("delegate").is_none());
-        let bad = [ToolConfig::Builtin { tool_name: "rm".into(), tool_config: None }];
+        let bad = [ToolConfig::Builtin {
+            tool_name: "rm".into(),
+            tool_config: None,
+        }];
         assert!(ToolSet::from_config(&bad).is_err());
     }
 
     #[tokio::test]
     async fn echo_returns_text_or_data() {
-        let parts = run_local(BuiltinTool::Echo, &json!({"text": "hi"})).await.unwrap();
+        let parts = run_local(BuiltinTool::Echo, &json!({"text": "hi"}))
+            .await
+            .unwrap();
         assert_eq!(parts, vec![Part::text("hi")]);
-        let parts = run_local(BuiltinTool::Echo, &json!({"a": 1})).await.unwrap();
+        let parts = run_local(BuiltinTool::Echo, &json!({"a": 1}))
+            .await
+            .unwrap();
         assert_eq!(parts, vec![Part::data(json!({"a": 1}))]);
     }
 }

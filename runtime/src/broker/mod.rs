@@ -18,9 +18,25 @@ use crate::config::BrokerConfig;
 pub use dev::DevBus;
 
 /// MQTT v5 user properties of a message, in order. Names may repeat on the
-/// wire; [`UserProperties::get`] returns the first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// wire; [`UserProperties::get`] returns the first. `Debug` hides the value
+/// of `authToken` (the identity JWT).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct UserProperties(pub Vec<(String, String)>);
+
+impl std::fmt::Debug for UserProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(|(name, value)| {
+                let value = if name.eq_ignore_ascii_case("authToken") {
+                    "[redacted]"
+                } else {
+                    value
+                };
+                (name, value)
+            }))
+            .finish()
+    }
+}
 
 impl UserProperties {
     pub fn new() -> Self {
@@ -190,5 +206,20 @@ impl Broker {
             Broker::Mqtt(c) => c.disconnect().await,
             Broker::Dev(c) => c.disconnect().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_user_properties_hides_the_identity_token() {
+        let props = UserProperties::new()
+            .with("replyTo", "a/b")
+            .with("authToken", "eyJhbGciOiJFUzI1NiJ9.secret");
+        let text = format!("{props:?}");
+        assert!(text.contains("a/b"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
     }
 }

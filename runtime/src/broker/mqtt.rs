@@ -27,10 +27,9 @@
 //! (with user properties such as `authToken`) through the `log` crate at
 //! debug level: keep the `paho_mqtt` target at `info` or above.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,9 +37,17 @@ use paho_mqtt as paho;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use self::inbox::Inbox;
+use self::wire::{
+    MQTTASYNC_DISCONNECTED, build_message, connect_options, convert, default_client_id, describe,
+    describe_connect, describe_reason, is_retryable, paho_uri, publish_error,
+};
 use super::filter;
-use super::{BrokerError, ConnectionEvent, Incoming, Message, PublishError, UserProperties};
+use super::{BrokerError, ConnectionEvent, Incoming, PublishError, UserProperties};
 use crate::config::BrokerConfig;
+
+mod inbox;
+mod wire;
 
 /// Capacity of the [`Incoming`] channel of one client.
 pub const INCOMING_CAPACITY: usize = 4096;
@@ -53,6 +60,8 @@ pub const OFFLINE_WAIT: Duration = Duration::from_secs(10);
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest delay between reconnect attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A connection that lived this long resets the reconnect backoff.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 const DISCONNECT_FLUSH: Duration = Duration::from_secs(2);
@@ -92,6 +101,7 @@ struct State {
     lost: Notify,
     /// Set by `disconnect` and drop: no reconnecting, no waiting.
     closing: AtomicBool,
+    client_id: String,
     /// Remembered subscriptions, restored after a session loss.
     filters: Mutex<Vec<String>>,
 }
@@ -136,12 +146,13 @@ impl MqttClient {
             .map_err(|e| BrokerError::Config(format!("broker_url `{url}`: {e}")))?;
 
         let (tx, rx) = mpsc::channel(INCOMING_CAPACITY);
-        let inbox = Arc::new(Inbox::new(tx));
+        let inbox = Arc::new(Inbox::new(tx, OVERFLOW_LIMIT));
         let state = Arc::new(State {
             connected: watch::Sender::new(false),
             events: broadcast::channel(64).0,
             lost: Notify::new(),
             closing: AtomicBool::new(false),
+            client_id: client_id.clone(),
             filters: Mutex::new(Vec::new()),
         });
         let cb_inbox = inbox.clone();
@@ -164,7 +175,7 @@ impl MqttClient {
         let opts = connect_options(cfg, tls, url)?;
         let rsp = cli.connect(opts).await.map_err(|e| BrokerError::Connect {
             url: url.to_string(),
-            reason: describe(&e),
+            reason: describe_connect(&e, tls),
         })?;
         let session_present = rsp.connect_response().is_some_and(|c| c.session_present);
         state.connected.send_replace(true);
@@ -399,11 +410,19 @@ impl OfflineBudget {
 }
 
 /// Reconnects after every loss until the client is closed.
+///
+/// The first attempt after a loss is immediate, unless the connection had
+/// lived less than [`STABLE_CONNECTION`]: then the backoff carries on from
+/// the last round. That keeps two processes sharing one client id (each
+/// connect kicks the other off) from reconnecting in a tight loop.
 async fn reconnect_loop(
     cli: paho::AsyncClient,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut backoff = MIN_BACKOFF;
+    let mut connected_at = Instant::now();
+    let mut quick_drops = 0u32;
     loop {
         tokio::select! {
             _ = state.lost.notified() => {}
@@ -415,14 +434,36 @@ async fn reconnect_loop(
         if state.connected.send_replace(false) {
             let _ = state.events.send(ConnectionEvent::Lost);
         }
-        let mut backoff = MIN_BACKOFF;
+        if connected_at.elapsed() < STABLE_CONNECTION {
+            quick_drops += 1;
+            if quick_drops.is_multiple_of(5) {
+                tracing::error!(
+                    client_id = state.client_id,
+                    quick_drops,
+                    "the MQTT connection keeps dropping right after connecting; \
+                     does another client use the same client id?"
+                );
+            }
+            if sleep_or_shutdown(backoff, &mut shutdown).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = MIN_BACKOFF;
+            quick_drops = 0;
+        }
+        let mut failures = 0u32;
         loop {
+            if state.closing.load(Ordering::Acquire) {
+                break;
+            }
             let attempt = tokio::select! {
                 r = cli.reconnect() => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             match attempt {
                 Ok(rsp) => {
+                    connected_at = Instant::now();
                     let session_present = rsp.connect_response().is_some_and(|c| c.session_present);
                     if !session_present {
                         resubscribe(&cli, &state).await;
@@ -438,15 +479,27 @@ async fn reconnect_loop(
                     break;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %describe(&e), ?backoff, "MQTT reconnect attempt failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.wait_for(|s| *s) => return,
+                    failures += 1;
+                    if failures.is_multiple_of(10) {
+                        tracing::warn!(error = %describe(&e), failures, "still cannot reconnect to the MQTT broker; retrying");
+                    } else {
+                        tracing::debug!(error = %describe(&e), ?backoff, "MQTT reconnect attempt failed");
+                    }
+                    if sleep_or_shutdown(backoff, &mut shutdown).await {
+                        return;
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
+    }
+}
+
+/// Sleeps `d`; true if the client shut down meanwhile.
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.wait_for(|s| *s) => true,
     }
 }
 
@@ -485,374 +538,4 @@ async fn resubscribe(cli: &paho::AsyncClient, state: &State) {
         count = filters.len(),
         "subscriptions restored after the broker lost the session"
     );
-}
-
-/// Hands messages from paho's callback thread to the app without blocking
-/// it (see the module docs): the bounded channel first, an ordered overflow
-/// queue when the app falls behind.
-struct Inbox {
-    tx: mpsc::Sender<Message>,
-    /// True while the overflow queue holds messages (or is being emptied).
-    spilling: AtomicBool,
-    overflow: Mutex<VecDeque<Message>>,
-    /// Signals the callback, blocked at [`OVERFLOW_LIMIT`], that there is room.
-    room: Condvar,
-    wake: Notify,
-    closed: AtomicBool,
-}
-
-impl Inbox {
-    fn new(tx: mpsc::Sender<Message>) -> Self {
-        Self {
-            tx,
-            spilling: AtomicBool::new(false),
-            overflow: Mutex::new(VecDeque::new()),
-            room: Condvar::new(),
-            wake: Notify::new(),
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    fn queue(&self) -> MutexGuard<'_, VecDeque<Message>> {
-        self.overflow.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Called on paho's receive thread only.
-    fn push(&self, mut msg: Message) {
-        if !self.spilling.load(Ordering::Acquire) {
-            match self.tx.try_send(msg) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
-                Err(mpsc::error::TrySendError::Full(m)) => msg = m,
-            }
-        }
-        if self.tx.is_closed() || self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        let mut queue = self.queue();
-        if queue.len() >= OVERFLOW_LIMIT {
-            tracing::error!(
-                limit = OVERFLOW_LIMIT,
-                "the app is not reading MQTT messages; blocking the MQTT receive thread"
-            );
-            while queue.len() >= OVERFLOW_LIMIT && !self.closed.load(Ordering::Acquire) {
-                queue = self
-                    .room
-                    .wait(queue)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-        }
-        queue.push_back(msg);
-        if !self.spilling.swap(true, Ordering::AcqRel) {
-            tracing::warn!(
-                capacity = INCOMING_CAPACITY,
-                "incoming MQTT channel full; buffering until the app catches up"
-            );
-            self.wake.notify_one();
-        }
-    }
-
-    /// Moves spilled messages into the channel, in order, until shutdown.
-    async fn drain(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = shutdown.wait_for(|s| *s) => break,
-            }
-            loop {
-                let next = {
-                    let mut queue = self.queue();
-                    let next = queue.pop_front();
-                    if next.is_none() {
-                        // Under the lock, so the callback cannot push in between.
-                        self.spilling.store(false, Ordering::Release);
-                    }
-                    self.room.notify_one();
-                    next
-                };
-                let Some(msg) = next else { break };
-                let sent = tokio::select! {
-                    r = self.tx.send(msg) => r.is_ok(),
-                    _ = shutdown.wait_for(|s| *s) => false,
-                };
-                if !sent {
-                    self.close();
-                    return;
-                }
-            }
-        }
-        self.close();
-    }
-
-    fn close(&self) {
-        self.closed.store(true, Ordering::Release);
-        let mut queue = self.queue();
-        queue.clear();
-        self.spilling.store(false, Ordering::Release);
-        self.room.notify_all();
-    }
-}
-
-fn convert(msg: &paho::Message) -> Message {
-    Message {
-        topic: msg.topic().to_string(),
-        payload: Bytes::copy_from_slice(msg.payload()),
-        props: UserProperties(msg.properties().user_iter().collect()),
-        retained: msg.retained(),
-    }
-}
-
-fn build_message(
-    topic: &str,
-    payload: Bytes,
-    props: &UserProperties,
-    retain: bool,
-) -> Result<paho::Message, PublishError> {
-    let mut mqtt_props = paho::Properties::new();
-    for (name, value) in props.iter() {
-        // Paho's C strings cannot carry NUL (and it panics on one); MQTT
-        // forbids U+0000 in strings anyway. Never echo the value: it may be a token.
-        if name.contains('\0') || value.contains('\0') {
-            return Err(PublishError::Other(format!(
-                "user property `{}` contains a NUL character",
-                name.replace('\0', "\\0")
-            )));
-        }
-        mqtt_props
-            .push_string_pair(paho::PropertyCode::UserProperty, name, value)
-            .map_err(|e| PublishError::Other(format!("user property `{name}`: {e}")))?;
-    }
-    Ok(paho::MessageBuilder::new()
-        .topic(topic)
-        .payload(Vec::from(payload))
-        .qos(QOS_1)
-        .retained(retain)
-        .properties(mqtt_props)
-        .finalize())
-}
-
-fn connect_options(
-    cfg: &BrokerConfig,
-    tls: bool,
-    url: &str,
-) -> Result<paho::ConnectOptions, BrokerError> {
-    let mut props = paho::Properties::new();
-    props
-        .push_u32(
-            paho::PropertyCode::SessionExpiryInterval,
-            cfg.session_expiry_seconds,
-        )
-        .map_err(|e| BrokerError::Config(format!("session_expiry_seconds: {e}")))?;
-    let mut opts = paho::ConnectOptionsBuilder::new_v5();
-    opts.clean_start(false)
-        .properties(props)
-        .keep_alive_interval(Duration::from_secs(u64::from(cfg.keep_alive_seconds)))
-        .connect_timeout(CONNECT_TIMEOUT);
-    if let Some(user) = &cfg.broker_username {
-        opts.user_name(user.as_str());
-    }
-    if let Some(password) = &cfg.broker_password {
-        opts.password(password.as_str());
-    }
-    if tls {
-        let mut ssl = paho::SslOptionsBuilder::new();
-        if let Some(ca) = &cfg.trust_store_file {
-            if !ca.is_file() {
-                return Err(BrokerError::Config(format!(
-                    "trust_store_file `{}` is not a readable file",
-                    ca.display()
-                )));
-            }
-            ssl.trust_store(ca).map_err(|e| {
-                BrokerError::Config(format!("trust_store_file `{}`: {e}", ca.display()))
-            })?;
-        }
-        let verify = !cfg.tls_insecure_skip_verify;
-        if !verify {
-            tracing::warn!(
-                url,
-                "TLS certificate verification is disabled (tls_insecure_skip_verify)"
-            );
-        }
-        ssl.enable_server_cert_auth(verify).verify(verify);
-        opts.ssl_options(ssl.finalize());
-    } else if cfg.trust_store_file.is_some() || cfg.tls_insecure_skip_verify {
-        tracing::warn!(url, "TLS settings are ignored for a non-TLS broker_url");
-    }
-    Ok(opts.finalize())
-}
-
-/// Maps our URL schemes to paho's (`tcp://`, `ssl://`) and adds the default
-/// port. Returns the URI and whether it uses TLS.
-fn paho_uri(url: &str) -> Result<(String, bool), BrokerError> {
-    let bad = |why: &str| {
-        BrokerError::Config(format!(
-            "broker_url `{url}`: {why} (expected tcp://, mqtt://, ssl:// or mqtts:// and host[:port])"
-        ))
-    };
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("no scheme"))?;
-    let (scheme, tls, default_port) = match scheme.to_ascii_lowercase().as_str() {
-        "tcp" | "mqtt" => ("tcp", false, 1883),
-        "ssl" | "mqtts" => ("ssl", true, 8883),
-        _ => return Err(bad("unsupported scheme")),
-    };
-    let host_port = rest.strip_suffix('/').unwrap_or(rest);
-    if host_port.is_empty() || host_port.contains(['/', '@', '?', '#']) {
-        return Err(bad("expected only host and port after the scheme"));
-    }
-    // `[::1]:1883`: a port is a colon after the closing bracket.
-    let after_host = host_port.rfind(']').map_or(host_port, |i| &host_port[i..]);
-    let uri = if after_host.contains(':') {
-        format!("{scheme}://{host_port}")
-    } else {
-        format!("{scheme}://{host_port}:{default_port}")
-    };
-    Ok((uri, tls))
-}
-
-/// `{username or app}-{app}`, limited to characters every broker accepts.
-fn default_client_id(username: Option<&str>, app: &str) -> String {
-    format!("{}-{app}", username.unwrap_or(app))
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Paho C's `MQTTASYNC_DISCONNECTED` return code (its `ffi` is private).
-const MQTTASYNC_DISCONNECTED: i32 = -3;
-
-/// Errors after which the operation may simply be tried again once
-/// connected: the connection dropped, or the broker lost the session and
-/// paho abandoned the in-flight operation.
-fn is_retryable(e: &paho::Error) -> bool {
-    matches!(
-        e,
-        paho::Error::Disconnected | paho::Error::OperationIncomplete
-    )
-}
-
-fn publish_error(topic: &str, e: &paho::Error) -> PublishError {
-    match e {
-        paho::Error::ReasonCode(rc, props) => {
-            let code = *rc as u8;
-            if *rc == paho::ReasonCode::NotAuthorized {
-                PublishError::NotAuthorized {
-                    topic: topic.to_string(),
-                }
-            } else {
-                PublishError::Refused {
-                    topic: topic.to_string(),
-                    code,
-                    reason: describe_reason(*rc, props),
-                }
-            }
-        }
-        other => PublishError::Other(describe(other)),
-    }
-}
-
-fn describe(e: &paho::Error) -> String {
-    match e {
-        paho::Error::ReasonCode(rc, props) => describe_reason(*rc, props),
-        paho::Error::TcpTlsConnectFailure | paho::Error::TcpConnectCompletionFailure => {
-            format!("{e} (is the broker running and reachable, and the URL scheme right?)")
-        }
-        paho::Error::Publish(rc, _) => paho::errors::error_message(*rc).to_string(),
-        other => other.to_string(),
-    }
-}
-
-fn describe_reason(rc: paho::ReasonCode, props: &paho::Properties) -> String {
-    let mut s = format!(
-        "{} (reason code {:#04x})",
-        rc.to_string().to_lowercase(),
-        rc as u8
-    );
-    if let Some(text) = props.get_string(paho::PropertyCode::ReasonString) {
-        s.push_str(": ");
-        s.push_str(&text);
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_map_to_paho_schemes_with_default_ports() {
-        assert_eq!(
-            paho_uri("mqtt://h").unwrap(),
-            ("tcp://h:1883".into(), false)
-        );
-        assert_eq!(
-            paho_uri("tcp://h:1884/").unwrap(),
-            ("tcp://h:1884".into(), false)
-        );
-        assert_eq!(
-            paho_uri("mqtts://h").unwrap(),
-            ("ssl://h:8883".into(), true)
-        );
-        assert_eq!(paho_uri("ssl://h:9").unwrap(), ("ssl://h:9".into(), true));
-        assert_eq!(
-            paho_uri("tcp://[::1]").unwrap(),
-            ("tcp://[::1]:1883".into(), false)
-        );
-        assert_eq!(
-            paho_uri("tcp://[::1]:7").unwrap(),
-            ("tcp://[::1]:7".into(), false)
-        );
-        for bad in [
-            "h:1883",
-            "http://h",
-            "tcp://",
-            "tcp://h/path",
-            "tcp://u:p@h",
-        ] {
-            assert!(
-                matches!(paho_uri(bad), Err(BrokerError::Config(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn default_client_id_is_stable_and_sanitized() {
-        assert_eq!(
-            default_client_id(Some("agent-1"), "weather"),
-            "agent-1-weather"
-        );
-        assert_eq!(default_client_id(None, "my app/x"), "my_app_x-my_app_x");
-    }
-
-    #[test]
-    fn puback_reason_codes_map_to_publish_errors() {
-        let denied = paho::Error::from_reason_code(0x87, paho::Properties::new());
-        assert!(matches!(
-            publish_error("t", &denied),
-            PublishError::NotAuthorized { topic } if topic == "t"
-        ));
-        let quota = paho::Error::from_reason_code(0x97, paho::Properties::new());
-        match publish_error("t", &quota) {
-            PublishError::Refused { code, reason, .. } => {
-                assert_eq!(code, 0x97);
-                assert!(reason.contains("0x97"), "{reason}");
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn messages_with_nul_in_properties_are_refused_without_echoing_values() {
-        let props = UserProperties::new().with("authToken", "secret\0jwt");
-        let err = build_message("t", Bytes::new(), &props, false).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("authToken"));
-        assert!(!text.contains("secret"));
-    }
 }

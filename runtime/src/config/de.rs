@@ -12,16 +12,16 @@
 //! `broker_password: 1234` is the password "1234" rather than a type error.
 
 use std::cell::RefCell;
-use std::fmt;
 
 use serde::de::{
-    self, DeserializeOwned, DeserializeSeed, EnumAccess, Expected, IntoDeserializer, MapAccess,
-    SeqAccess, Unexpected, VariantAccess, Visitor,
+    self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
+    VariantAccess, Visitor,
 };
 
-use super::error::{ConfigError, Pos};
+use super::de_error::{DeError, choices_text, unknown_key_message};
+use super::error::ConfigError;
+use super::node::{Entry, Node, NodeValue, Scalar, join_key};
 use super::scalar::{Plain, is_null, parse_bool, parse_float, parse_int, resolve_plain};
-use super::yaml::{Entry, Node, NodeValue, Scalar, join_key};
 
 /// Deserializes `node` (found at key path `path`) into `T`, with every
 /// error found: all unknown keys of every struct, plus the first type error
@@ -41,215 +41,6 @@ pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
             errors.extend(e.locate(node, path).into_config_error());
             (None, errors)
         }
-    }
-}
-
-/// A deserialization error; `at` is filled by the innermost node it leaves.
-#[derive(Debug)]
-pub struct DeError {
-    message: String,
-    at: Option<(Pos, String)>,
-    /// About a node whose problem was already reported while building the
-    /// tree (missing variable, unreadable include): dropped, not shown twice.
-    reported: bool,
-}
-
-impl DeError {
-    fn new(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            at: None,
-            reported: false,
-        }
-    }
-
-    /// Stamps the error with `node`'s position unless a deeper node did.
-    fn locate(mut self, node: &Node, path: &str) -> Self {
-        if self.at.is_none() {
-            self.at = Some((node.pos.clone(), path.to_owned()));
-            self.reported = node.reported;
-        }
-        self
-    }
-
-    fn locate_key(mut self, pos: &Pos, path: &str) -> Self {
-        if self.at.is_none() {
-            self.at = Some((pos.clone(), path.to_owned()));
-        }
-        self
-    }
-
-    fn into_config_error(self) -> Option<ConfigError> {
-        if self.reported {
-            return None;
-        }
-        let (pos, path) = self.at?;
-        Some(ConfigError::at(&pos, path, self.message))
-    }
-}
-
-impl fmt::Display for DeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for DeError {}
-
-impl de::Error for DeError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self::new(msg.to_string())
-    }
-
-    fn invalid_type(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
-        Self::new(format!(
-            "expected {}, found {}",
-            expected_text(exp),
-            unexpected_text(&unexp)
-        ))
-    }
-
-    fn invalid_value(unexp: Unexpected<'_>, exp: &dyn Expected) -> Self {
-        Self::invalid_type(unexp, exp)
-    }
-
-    fn invalid_length(len: usize, exp: &dyn Expected) -> Self {
-        Self::new(format!("expected {}, found {len} items", expected_text(exp)))
-    }
-
-    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
-        Self::new(unknown_variant_message(variant, expected))
-    }
-
-    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
-        Self::new(unknown_key_message(field, expected))
-    }
-
-    fn missing_field(field: &'static str) -> Self {
-        Self::new(format!("missing required key {field:?}"))
-    }
-
-    fn duplicate_field(field: &'static str) -> Self {
-        Self::new(format!(
-            "key {field:?} is set twice (under its name and an alias)"
-        ))
-    }
-}
-
-/// `expected "strict" or "permissive", found "stict"`.
-pub fn unknown_variant_message(variant: &str, expected: &[&str]) -> String {
-    match choices_text(expected) {
-        Some(choices) => format!("expected {choices}, found {variant:?}"),
-        None => format!("unknown value {variant:?}"),
-    }
-}
-
-/// `"a"`, `"a" or "b"`, `one of "a", "b", "c"`; `None` when there is no choice.
-fn choices_text(expected: &[&str]) -> Option<String> {
-    let choices: Vec<String> = distinct_choices(expected)
-        .iter()
-        .map(|c| format!("{c:?}"))
-        .collect();
-    match choices.as_slice() {
-        [] => None,
-        [one] => Some(one.clone()),
-        [a, b] => Some(format!("{a} or {b}")),
-        many => Some(format!("one of {}", many.join(", "))),
-    }
-}
-
-/// `unknown key "verificaton_mode"; expected one of: enabled, ...`, with a
-/// suggestion at the end when one known key is a near miss.
-pub fn unknown_key_message(key: &str, expected: &[&str]) -> String {
-    if expected.is_empty() {
-        return format!("unknown key {key:?}; this block takes no keys");
-    }
-    let mut message = format!(
-        "unknown key {key:?}; expected one of: {}",
-        expected.join(", ")
-    );
-    let best = expected
-        .iter()
-        .map(|candidate| (edit_distance(key, candidate), candidate))
-        .min_by_key(|(distance, _)| *distance);
-    if let Some((distance, candidate)) = best
-        && distance <= (key.len() / 3).max(1)
-    {
-        message.push_str(&format!("; did you mean {candidate:?}?"));
-    }
-    message
-}
-
-/// serde lists aliases with the names (`Warn`, `warn`, `WARN`...); operators
-/// need each choice once, lower case where the config accepts it.
-fn distinct_choices<'a>(expected: &[&'a str]) -> Vec<&'a str> {
-    let mut out: Vec<&'a str> = Vec::new();
-    for &choice in expected {
-        match out.iter_mut().find(|c| c.eq_ignore_ascii_case(choice)) {
-            Some(existing) if !choice.chars().any(char::is_uppercase) => *existing = choice,
-            Some(_) => {}
-            None => out.push(choice),
-        }
-    }
-    out
-}
-
-/// Edit distance counting a swap of neighbours as one edit (optimal
-/// string alignment), for "did you mean" on unknown keys: `nmae` is one
-/// edit from `name`.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
-}
-
-/// serde's names for what a visitor wanted, in config words.
-fn expected_text(exp: &dyn Expected) -> String {
-    let text = exp.to_string();
-    let friendly = match text.as_str() {
-        "a boolean" => "a boolean (true or false)",
-        "a sequence" => "a list",
-        "a map" => "a mapping",
-        "path string" => "a path",
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "i8" | "i16" | "i32" | "i64"
-        | "i128" | "isize" => "an integer",
-        "f32" | "f64" => "a number",
-        t if t.starts_with("struct ") || t.starts_with("internally tagged enum") => "a mapping",
-        _ => return text,
-    };
-    friendly.to_owned()
-}
-
-fn unexpected_text(unexp: &Unexpected<'_>) -> String {
-    match unexp {
-        Unexpected::Str(s) => format!("{s:?}"),
-        Unexpected::Bool(b) => b.to_string(),
-        Unexpected::Unsigned(n) => n.to_string(),
-        Unexpected::Signed(n) => n.to_string(),
-        Unexpected::Float(f) => f.to_string(),
-        Unexpected::Unit | Unexpected::Option => "an empty value".to_owned(),
-        Unexpected::Map => "a mapping".to_owned(),
-        Unexpected::Seq => "a list".to_owned(),
-        other => other.to_string(),
     }
 }
 
@@ -369,7 +160,7 @@ macro_rules! deserialize_int {
     )*};
 }
 
-impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
+impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     type Error = DeError;
 
     /// Self-describing use (`serde_json::Value`, tagged enums): plain
@@ -498,7 +289,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         }
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(visitor)
     }
 
@@ -565,7 +360,10 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             }
             _ => {
                 let choices = choices_text(variants).unwrap_or_else(|| "a value".to_owned());
-                Err(DeError::new(format!("expected {choices}, found {}", self.found())))
+                Err(DeError::new(format!(
+                    "expected {choices}, found {}",
+                    self.found()
+                )))
             }
         }
     }
@@ -587,15 +385,19 @@ struct MapDe<'a> {
     unknown_keys: &'a RefCell<Vec<ConfigError>>,
 }
 
-impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
+impl<'de> MapAccess<'de> for MapDe<'_> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some(entry) = self.entries.next() else {
             return Ok(None);
         };
         self.current = Some(entry);
-        let key: de::value::StrDeserializer<'_, DeError> = entry.key.text.as_str().into_deserializer();
+        let key: de::value::StrDeserializer<'_, DeError> =
+            entry.key.text.as_str().into_deserializer();
         seed.deserialize(key)
             .map(Some)
             .map_err(|e| e.locate_key(&entry.key.pos, &join_key(&self.path, &entry.key.text)))
@@ -603,7 +405,9 @@ impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, DeError> {
         let Some(entry) = self.current.take() else {
-            return Err(DeError::new("internal error: value requested before its key"));
+            return Err(DeError::new(
+                "internal error: value requested before its key",
+            ));
         };
         let path = join_key(&self.path, &entry.key.text);
         let de = NodeDe {
@@ -611,7 +415,8 @@ impl<'de, 'a> MapAccess<'de> for MapDe<'a> {
             path: path.clone(),
             unknown_keys: self.unknown_keys,
         };
-        seed.deserialize(de).map_err(|e| e.locate(&entry.value, &path))
+        seed.deserialize(de)
+            .map_err(|e| e.locate(&entry.value, &path))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -626,10 +431,13 @@ struct SeqDe<'a> {
     unknown_keys: &'a RefCell<Vec<ConfigError>>,
 }
 
-impl<'de, 'a> SeqAccess<'de> for SeqDe<'a> {
+impl<'de> SeqAccess<'de> for SeqDe<'_> {
     type Error = DeError;
 
-    fn next_element_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<Option<S::Value>, DeError> {
+    fn next_element_seed<S: DeserializeSeed<'de>>(
+        &mut self,
+        seed: S,
+    ) -> Result<Option<S::Value>, DeError> {
         let Some((i, node)) = self.items.next() else {
             return Ok(None);
         };
@@ -639,7 +447,9 @@ impl<'de, 'a> SeqAccess<'de> for SeqDe<'a> {
             path: path.clone(),
             unknown_keys: self.unknown_keys,
         };
-        seed.deserialize(de).map(Some).map_err(|e| e.locate(node, &path))
+        seed.deserialize(de)
+            .map(Some)
+            .map_err(|e| e.locate(node, &path))
     }
 
     fn size_hint(&self) -> Option<usize> {
@@ -650,11 +460,14 @@ impl<'de, 'a> SeqAccess<'de> for SeqDe<'a> {
 /// An enum written as a bare scalar: a unit variant.
 struct UnitEnum<'a>(&'a str);
 
-impl<'de, 'a> EnumAccess<'de> for UnitEnum<'a> {
+impl<'de> EnumAccess<'de> for UnitEnum<'_> {
     type Error = DeError;
     type Variant = UnitOnly;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, UnitOnly), DeError> {
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, UnitOnly), DeError> {
         let de: de::value::StrDeserializer<'_, DeError> = self.0.into_deserializer();
         Ok((seed.deserialize(de)?, UnitOnly))
     }
@@ -670,11 +483,15 @@ impl<'de> VariantAccess<'de> for UnitOnly {
     }
 
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, _seed: S) -> Result<S::Value, DeError> {
-        Err(DeError::new("this value needs settings: write it as `name: {...}`"))
+        Err(DeError::new(
+            "this value needs settings: write it as `name: {...}`",
+        ))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, _visitor: V) -> Result<V::Value, DeError> {
-        Err(DeError::new("this value needs a list: write it as `name: [...]`"))
+        Err(DeError::new(
+            "this value needs a list: write it as `name: [...]`",
+        ))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -682,7 +499,9 @@ impl<'de> VariantAccess<'de> for UnitOnly {
         _fields: &'static [&'static str],
         _visitor: V,
     ) -> Result<V::Value, DeError> {
-        Err(DeError::new("this value needs settings: write it as `name: {...}`"))
+        Err(DeError::new(
+            "this value needs settings: write it as `name: {...}`",
+        ))
     }
 }
 
@@ -696,8 +515,12 @@ impl<'de, 'a> EnumAccess<'de> for MapEnum<'a> {
     type Error = DeError;
     type Variant = NodeDe<'a>;
 
-    fn variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<(S::Value, NodeDe<'a>), DeError> {
-        let key: de::value::StrDeserializer<'_, DeError> = self.entry.key.text.as_str().into_deserializer();
+    fn variant_seed<S: DeserializeSeed<'de>>(
+        self,
+        seed: S,
+    ) -> Result<(S::Value, NodeDe<'a>), DeError> {
+        let key: de::value::StrDeserializer<'_, DeError> =
+            self.entry.key.text.as_str().into_deserializer();
         let variant = seed
             .deserialize(key)
             .map_err(|e| e.locate_key(&self.entry.key.pos, &self.value.path))?;
@@ -705,14 +528,16 @@ impl<'de, 'a> EnumAccess<'de> for MapEnum<'a> {
     }
 }
 
-impl<'de, 'a> VariantAccess<'de> for NodeDe<'a> {
+impl<'de> VariantAccess<'de> for NodeDe<'_> {
     type Error = DeError;
 
     fn unit_variant(self) -> Result<(), DeError> {
         if self.is_null() {
             Ok(())
         } else {
-            Err(self.mismatch("an empty value", |_| false).locate(self.node, &self.path))
+            Err(self
+                .mismatch("an empty value", |_| false)
+                .locate(self.node, &self.path))
         }
     }
 

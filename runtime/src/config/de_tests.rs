@@ -39,7 +39,8 @@ struct Sample {
 
 #[test]
 fn plain_scalars_are_typed_for_typed_fields() {
-    let s: Sample = load("port: 0x1F40\nname: 1234\nflag: True\nratio: 1\nlist: [a, 2, true]\n").unwrap();
+    let s: Sample =
+        load("port: 0x1F40\nname: 1234\nflag: True\nratio: 1\nlist: [a, 2, true]\n").unwrap();
     assert_eq!(
         s,
         Sample {
@@ -87,7 +88,9 @@ fn wrong_type_names_expected_and_found_at_the_value() {
 fn quoted_numbers_stay_strings_with_a_hint() {
     assert_eq!(
         load::<Sample>("port: '8000'\n").unwrap_err(),
-        ["t.yaml:1:7: port: expected an integer, found \"8000\" (a quoted value is a string; write it without quotes)"]
+        [
+            "t.yaml:1:7: port: expected an integer, found \"8000\" (a quoted value is a string; write it without quotes)"
+        ]
     );
 }
 
@@ -137,13 +140,16 @@ fn alias_choices_are_listed_once_in_lower_case() {
     let errs = load::<Log>("level: loud\n").unwrap_err();
     assert_eq!(
         errs,
-        ["t.yaml:1:8: level: expected one of \"trace\", \"debug\", \"info\", \"warn\", \"warning\", \"critical\", \"error\", found \"loud\""]
+        [
+            "t.yaml:1:8: level: expected one of \"trace\", \"debug\", \"info\", \"warn\", \"warning\", \"critical\", \"error\", found \"loud\""
+        ]
     );
 }
 
 #[test]
 fn json_values_are_typed_by_the_core_schema() {
-    let v: serde_json::Value = load("a: 1\nb: '1'\nc: true\nd: ~\ne: 1.5\nf: [x, -2]\ng: |\n  text\n").unwrap();
+    let v: serde_json::Value =
+        load("a: 1\nb: '1'\nc: true\nd: ~\ne: 1.5\nf: [x, -2]\ng: |\n  text\n").unwrap();
     assert_eq!(
         v,
         serde_json::json!({"a": 1, "b": "1", "c": true, "d": null, "e": 1.5, "f": ["x", -2], "g": "text\n"})
@@ -174,7 +180,8 @@ fn externally_tagged_enums_from_maps() {
         Fixed(u32),
         Range { low: u32, high: u32 },
     }
-    let m: BTreeMap<String, Mode> = load("a: off\nb: {fixed: 3}\nc:\n  range: {low: 1, high: 2}\n").unwrap();
+    let m: BTreeMap<String, Mode> =
+        load("a: off\nb: {fixed: 3}\nc:\n  range: {low: 1, high: 2}\n").unwrap();
     assert_eq!(m["a"], Mode::Off);
     assert_eq!(m["b"], Mode::Fixed(3));
     assert_eq!(m["c"], Mode::Range { low: 1, high: 2 });
@@ -185,12 +192,4 @@ fn user_debug_redacts_but_token_is_loaded() {
     let u: UserConfig = load("id: alice\ntoken: 1234\n").unwrap();
     assert_eq!(u.token.as_deref(), Some("1234"));
     assert!(!format!("{u:?}").contains("1234"));
-}
-
-#[test]
-fn edit_distance_counts_swaps_as_one() {
-    assert_eq!(edit_distance("nmae", "name"), 1);
-    assert_eq!(edit_distance("verificaton_mode", "verification_mode"), 1);
-    assert_eq!(edit_distance("", "abc"), 3);
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
 }

@@ -10,19 +10,29 @@ use std::path::Path;
 
 use super::de::from_node;
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{AgentConfig, AppKind, AppModule, AppSpec, FileConfig, GatewayConfig, LoadedConfig, RawApp};
+use super::model::{
+    AgentConfig, AppKind, AppModule, AppSpec, FileConfig, GatewayConfig, LoadedConfig, RawApp,
+};
+use super::node::{Entry, Node, NodeValue};
 use super::scalar::EnvLookup;
 use super::validate::{LocatedApp, validate};
-use super::yaml::{Entry, Node, NodeValue, TreeLoader};
+use super::yaml::TreeLoader;
 
 /// Loads and checks config files, reading `${VAR}`s from the process
 /// environment. Apps keep the order of the files and of `apps:` in them.
+///
+/// # Errors
+/// Every problem in every file: unreadable files, YAML syntax, includes,
+/// missing variables, types, unknown keys and the semantic checks.
 pub fn load_files<P: AsRef<Path>>(paths: &[P]) -> Result<LoadedConfig, ConfigErrors> {
     load_files_with_env(paths, &process_env)
 }
 
 /// [`load_files`] with `${VAR}`s looked up through `env`, so tests (and
 /// tools) can supply variables without touching the process environment.
+///
+/// # Errors
+/// As [`load_files`].
 pub fn load_files_with_env<P: AsRef<Path>>(
     paths: &[P],
     env: EnvLookup<'_>,
@@ -42,11 +52,17 @@ pub fn load_files_with_env<P: AsRef<Path>>(
 /// Loads one config given as text (e.g. a config compiled into the binary).
 /// `name` stands for the file in messages; `!include`s resolve relative to
 /// its directory.
+///
+/// # Errors
+/// As [`load_files`].
 pub fn load_str(name: &str, text: &str) -> Result<LoadedConfig, ConfigErrors> {
     load_str_with_env(name, text, &process_env)
 }
 
 /// [`load_str`] with an explicit variable lookup.
+///
+/// # Errors
+/// As [`load_files`].
 pub fn load_str_with_env(
     name: &str,
     text: &str,
@@ -156,20 +172,25 @@ impl<'e> Loader<'e> {
             }
         };
         self.errors.extend(errors);
-        if let Some(kind) = kind {
-            // Checked even when typing reported unknown keys, so one run
-            // shows those and the semantic problems together.
-            self.apps.push(LocatedApp {
-                spec: AppSpec {
-                    name: raw.name,
-                    broker: raw.broker,
-                    kind,
-                    source: file.to_path_buf(),
-                },
-                node: node.clone(),
-                path,
-            });
+        let Some(kind) = kind else { return };
+        let spec = AppSpec {
+            name: raw.name,
+            broker: raw.broker,
+            kind,
+            source: file.to_path_buf(),
+        };
+        if node.has_reported() {
+            // A missing variable or include was typed as a placeholder so
+            // typing could go on; checking placeholders would only add noise.
+            return;
         }
+        // Checked even when typing reported unknown keys, so one run shows
+        // those and the semantic problems together.
+        self.apps.push(LocatedApp {
+            spec,
+            node: node.clone(),
+            path,
+        });
     }
 
     fn finish(mut self) -> Result<LoadedConfig, ConfigErrors> {

@@ -6,9 +6,11 @@
 //! message` so an operator can fix a whole config in one pass.
 
 mod de;
+mod de_error;
 mod error;
 mod loader;
 pub mod model;
+mod node;
 mod scalar;
 mod validate;
 mod yaml;

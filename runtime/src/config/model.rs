@@ -116,7 +116,7 @@ pub enum AppModule {
 }
 
 /// `broker:` block of an app.
-#[derive(Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// Use the in-process dev bus instead of a real broker: every app of one
@@ -153,6 +153,25 @@ pub struct BrokerConfig {
     /// Disables TLS certificate verification. Logged as a warning at start.
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
+}
+
+impl Default for BrokerConfig {
+    /// The same values an empty `broker:` block gets from serde.
+    fn default() -> Self {
+        BrokerConfig {
+            dev_mode: false,
+            broker_url: None,
+            broker_username: None,
+            broker_password: None,
+            broker_vpn: None,
+            temporary_queue: None,
+            client_id: None,
+            session_expiry_seconds: default_session_expiry(),
+            keep_alive_seconds: default_keep_alive(),
+            trust_store_file: None,
+            tls_insecure_skip_verify: false,
+        }
+    }
 }
 
 fn default_session_expiry() -> u32 {
@@ -486,7 +505,7 @@ fn default_discovery_ttl() -> u64 {
 
 /// A gateway user. `token_sha256` is the hex SHA-256 of the user's API
 /// token (`amesh users hash-token`); `token` (plain, e.g. from `${ENV}`) is
-/// hashed at load and never kept.
+/// hashed by the gateway's authenticator at start, which keeps only the hash.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {

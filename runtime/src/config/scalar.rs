@@ -220,7 +220,11 @@ mod tests {
     #[test]
     fn several_variables_in_one_scalar() {
         assert_eq!(
-            sub("tcp://${HOST, localhost}:${PORT, 1883}/x", &[("PORT", "8883")]).unwrap(),
+            sub(
+                "tcp://${HOST, localhost}:${PORT, 1883}/x",
+                &[("PORT", "8883")]
+            )
+            .unwrap(),
             "tcp://localhost:8883/x"
         );
     }
@@ -241,12 +245,8 @@ mod tests {
 
     #[test]
     fn unterminated_and_invalid_names_are_errors() {
-        assert!(sub("${A", &[])
-            .unwrap_err()[0]
-            .contains("unterminated"));
-        assert!(sub("${1A}", &[])
-            .unwrap_err()[0]
-            .contains("invalid environment variable name"));
+        assert!(sub("${A", &[]).unwrap_err()[0].contains("unterminated"));
+        assert!(sub("${1A}", &[]).unwrap_err()[0].contains("invalid environment variable name"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::model::{
     AgentConfig, AppKind, AppSpec, BrokerConfig, GatewayConfig, SessionServiceKind,
     TrustManagerConfig,
 };
-use super::yaml::{Node, join_key};
+use super::node::{Node, join_key};
 
 /// The smallest `max_message_size_bytes` that still fits an A2A request.
 const MIN_MESSAGE_SIZE: usize = 1024;
@@ -136,10 +136,9 @@ pub fn validate(apps: &[LocatedApp]) -> Vec<ConfigError> {
                     ));
                 }
                 let at = [Key("app_config"), Key("port")];
-                if let Some((_, _, first)) = listeners
-                    .iter()
-                    .find(|(host, port, _)| gateway.port != 0 && *port == gateway.port && hosts_overlap(host, &gateway.host))
-                {
+                if let Some((_, _, first)) = listeners.iter().find(|(host, port, _)| {
+                    gateway.port != 0 && *port == gateway.port && hosts_overlap(host, &gateway.host)
+                }) {
                     errors.push(app.error(
                         &at,
                         format!(
@@ -285,9 +284,7 @@ fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<Con
                 "token_sha256 must be 64 hex characters (`amesh users hash-token` prints it)",
             ));
         }
-        if gateway.frontend_use_authorization
-            && user.token.is_none()
-            && user.token_sha256.is_none()
+        if gateway.frontend_use_authorization && user.token.is_none() && user.token_sha256.is_none()
         {
             errors.push(app.error(
                 &[cfg, Key("users"), Index(i)],
@@ -380,9 +377,21 @@ mod tests {
     fn broker_urls_need_a_known_scheme_and_a_host() {
         assert_eq!(broker_url_problem("tcp://localhost:1883"), None);
         assert_eq!(broker_url_problem("MQTTS://broker"), None);
-        assert!(broker_url_problem("localhost:1883").unwrap().contains("no scheme"));
-        assert!(broker_url_problem("http://x").unwrap().contains("unsupported scheme"));
-        assert!(broker_url_problem("tcp://:1883").unwrap().contains("no host"));
+        assert!(
+            broker_url_problem("localhost:1883")
+                .unwrap()
+                .contains("no scheme")
+        );
+        assert!(
+            broker_url_problem("http://x")
+                .unwrap()
+                .contains("unsupported scheme")
+        );
+        assert!(
+            broker_url_problem("tcp://:1883")
+                .unwrap()
+                .contains("no host")
+        );
     }
 
     #[test]

@@ -15,116 +15,12 @@ use std::sync::Arc;
 use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 
 use super::error::{ConfigError, Pos};
-use super::scalar::{EnvLookup, is_null, substitute};
+use super::node::{Entry, Key, Node, NodeValue, Scalar, join_key};
+use super::scalar::{EnvLookup, substitute};
 
 /// Most nodes one file set may expand to through aliases and includes. A
 /// guard against "billion laughs" documents, far above any real config.
 const MAX_NODES: usize = 200_000;
-
-/// One YAML node with the position where it was written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Node {
-    pub pos: Pos,
-    pub value: NodeValue,
-    /// An error about this node was already recorded (a missing variable, an
-    /// unreadable include). Later errors about it would only be noise.
-    pub reported: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeValue {
-    Scalar(Scalar),
-    Seq(Vec<Node>),
-    /// Entries in source order, merge keys already applied.
-    Map(Vec<Entry>),
-}
-
-/// Scalar text after `${VAR}` substitution.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scalar {
-    pub text: String,
-    /// Written without quotes or block style (and without `!!str`), so it is
-    /// typed by the core schema: `8000` is a number, `true` a bool.
-    pub plain: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    pub key: Key,
-    pub value: Node,
-}
-
-/// A mapping key. Keys are always scalars in configs; their text is never
-/// substituted (a key named by the environment would defeat validation).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Key {
-    pub text: String,
-    pub pos: Pos,
-}
-
-impl Node {
-    fn new(pos: Pos, value: NodeValue) -> Self {
-        Self {
-            pos,
-            value,
-            reported: false,
-        }
-    }
-
-    /// Placeholder for a value whose error is already recorded.
-    fn reported_null(pos: Pos) -> Self {
-        Self {
-            pos,
-            value: NodeValue::Scalar(Scalar {
-                text: String::new(),
-                plain: true,
-            }),
-            reported: true,
-        }
-    }
-
-    /// `key:` with nothing after it, `~` or `null`, unquoted.
-    pub fn is_null(&self) -> bool {
-        matches!(&self.value, NodeValue::Scalar(s) if s.plain && is_null(&s.text))
-    }
-
-    pub fn entries(&self) -> Option<&[Entry]> {
-        match &self.value {
-            NodeValue::Map(entries) => Some(entries),
-            _ => None,
-        }
-    }
-
-    pub fn items(&self) -> Option<&[Node]> {
-        match &self.value {
-            NodeValue::Seq(items) => Some(items),
-            _ => None,
-        }
-    }
-
-    /// The entry for `key` when this node is a mapping that has it.
-    pub fn get(&self, key: &str) -> Option<&Entry> {
-        self.entries()?.iter().find(|e| e.key.text == key)
-    }
-
-    /// Number of nodes in this subtree (for the expansion budget).
-    fn count(&self) -> usize {
-        1 + match &self.value {
-            NodeValue::Scalar(_) => 0,
-            NodeValue::Seq(items) => items.iter().map(Node::count).sum(),
-            NodeValue::Map(entries) => entries.iter().map(|e| e.value.count()).sum(),
-        }
-    }
-}
-
-/// Appends `key` to a dotted key path.
-pub fn join_key(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
-}
 
 /// Loads YAML files into [`Node`] trees, following `!include`s, and
 /// collects every error on the way. One `TreeLoader` serves a whole
@@ -203,8 +99,14 @@ impl<'e> TreeLoader<'e> {
                 .map(|(_, shown)| shown.display().to_string())
                 .chain(std::iter::once(file.display().to_string()))
                 .collect();
-            let pos = site.cloned().unwrap_or_else(|| Pos::whole_file(file.clone()));
-            self.error(&pos, key_path, format!("include cycle: {}", chain.join(" -> ")));
+            let pos = site
+                .cloned()
+                .unwrap_or_else(|| Pos::whole_file(file.clone()));
+            self.error(
+                &pos,
+                key_path,
+                format!("include cycle: {}", chain.join(" -> ")),
+            );
             return None;
         }
         self.include_stack.push((canonical, file.to_path_buf()));
@@ -285,8 +187,14 @@ impl<'l, 'e> Builder<'l, 'e> {
         for frame in &self.frames {
             match frame {
                 Frame::Seq { items, .. } => path.push_str(&format!("[{}]", items.len())),
-                Frame::Map { key: Some(PendingKey::Key(k)), .. } => path = join_key(&path, &k.text),
-                Frame::Map { key: Some(PendingKey::Merge), .. } => path = join_key(&path, "<<"),
+                Frame::Map {
+                    key: Some(PendingKey::Key(k)),
+                    ..
+                } => path = join_key(&path, &k.text),
+                Frame::Map {
+                    key: Some(PendingKey::Merge),
+                    ..
+                } => path = join_key(&path, "<<"),
                 Frame::Map { .. } => {}
             }
         }
@@ -304,8 +212,11 @@ impl<'l, 'e> Builder<'l, 'e> {
             let (event, span) = match event {
                 Ok(ok) => ok,
                 Err(e) => {
+                    // No key path: the parser fails after closing what it
+                    // could, so the path at this point would mislead.
                     let pos = self.pos(*e.marker());
-                    self.error(&pos, format!("YAML syntax error: {}", e.info()));
+                    self.loader
+                        .error(&pos, "", format!("YAML syntax error: {}", e.info()));
                     return None;
                 }
             };
@@ -379,11 +290,17 @@ impl<'l, 'e> Builder<'l, 'e> {
         let Some(node) = self.anchors.get(&id).cloned() else {
             // The parser rejects unknown anchors, so this is an alias to a
             // node that contains it.
-            self.error(pos, "alias refers to the block that contains it (recursive alias)");
+            self.error(
+                pos,
+                "alias refers to the block that contains it (recursive alias)",
+            );
             return Node::reported_null(pos.clone());
         };
         if !self.loader.charge(node.count()) {
-            self.error(pos, format!("aliases expand this config to more than {MAX_NODES} nodes"));
+            self.error(
+                pos,
+                format!("aliases expand this config to more than {MAX_NODES} nodes"),
+            );
             return Node::reported_null(pos.clone());
         }
         node
@@ -397,9 +314,15 @@ impl<'l, 'e> Builder<'l, 'e> {
             return;
         }
         if tag.handle == "!" && tag.suffix == "include" {
-            self.error(pos, "!include takes a file name, like `!include common.yaml`");
+            self.error(
+                pos,
+                "!include takes a file name, like `!include common.yaml`",
+            );
         } else {
-            self.error(pos, format!("unsupported tag {tag}; amesh understands !include"));
+            self.error(
+                pos,
+                format!("unsupported tag {tag}; amesh understands !include"),
+            );
         }
     }
 
@@ -414,7 +337,9 @@ impl<'l, 'e> Builder<'l, 'e> {
         let at_key = matches!(self.frames.last(), Some(Frame::Map { key: None, .. }));
         let mut include = false;
         if let Some(tag) = tag.as_deref() {
-            if tag.handle == "!" && tag.suffix == "include" && !at_key {
+            if at_key && !tag.is_yaml_core_schema() {
+                self.error(&pos, format!("a key cannot carry a tag ({tag})"));
+            } else if tag.handle == "!" && tag.suffix == "include" {
                 include = true;
             } else if tag.is_yaml_core_schema() {
                 // `!!str 8000` is the string "8000"; other core tags only
@@ -423,7 +348,10 @@ impl<'l, 'e> Builder<'l, 'e> {
                     plain = false;
                 }
             } else {
-                self.error(&pos, format!("unsupported tag {tag}; amesh understands !include"));
+                self.error(
+                    &pos,
+                    format!("unsupported tag {tag}; amesh understands !include"),
+                );
             }
         }
         if at_key {
@@ -454,7 +382,10 @@ impl<'l, 'e> Builder<'l, 'e> {
     /// file's directory. The included nodes keep their own file positions.
     fn include(&mut self, name: &str, pos: Pos) -> Node {
         if name.trim().is_empty() {
-            self.error(&pos, "!include needs a file name, like `!include common.yaml`");
+            self.error(
+                &pos,
+                "!include needs a file name, like `!include common.yaml`",
+            );
             return Node::reported_null(pos);
         }
         let target = self.dir.join(name.trim());
@@ -463,7 +394,10 @@ impl<'l, 'e> Builder<'l, 'e> {
             return Node::reported_null(pos);
         };
         if !self.loader.charge(node.count()) {
-            self.error(&pos, format!("includes expand this config to more than {MAX_NODES} nodes"));
+            self.error(
+                &pos,
+                format!("includes expand this config to more than {MAX_NODES} nodes"),
+            );
             return Node::reported_null(pos);
         }
         node
@@ -502,7 +436,10 @@ impl<'l, 'e> Builder<'l, 'e> {
                         );
                         Some((k.pos, message))
                     } else {
-                        entries.push(Entry { key: k, value: node });
+                        entries.push(Entry {
+                            key: k,
+                            value: node,
+                        });
                         None
                     }
                 }
@@ -520,7 +457,9 @@ impl<'l, 'e> Builder<'l, 'e> {
 
     /// Ends the innermost container: applies merge keys and attaches it.
     fn close(&mut self) {
-        let Some(frame) = self.frames.pop() else { return };
+        let Some(frame) = self.frames.pop() else {
+            return;
+        };
         let (node, anchor) = match frame {
             Frame::Seq { pos, anchor, items } => (Node::new(pos, NodeValue::Seq(items)), anchor),
             Frame::Map {
@@ -589,7 +528,10 @@ fn make_key(node: Node) -> (PendingKey, Option<(Pos, String)>) {
         ),
         _ => (
             PendingKey::Skip,
-            Some((node.pos, "a key must be a plain name, not a mapping or a list".to_owned())),
+            Some((
+                node.pos,
+                "a key must be a plain name, not a mapping or a list".to_owned(),
+            )),
         ),
     }
 }

@@ -25,7 +25,10 @@ fn parse(text: &str) -> Node {
 fn text_at<'n>(node: &'n Node, keys: &[&str]) -> &'n str {
     let mut node = node;
     for key in keys {
-        node = &node.get(key).unwrap_or_else(|| panic!("no key {key}")).value;
+        node = &node
+            .get(key)
+            .unwrap_or_else(|| panic!("no key {key}"))
+            .value;
     }
     match &node.value {
         NodeValue::Scalar(s) => &s.text,
@@ -110,9 +113,16 @@ fn merge_of_a_scalar_is_an_error() {
 
 #[test]
 fn duplicate_keys_are_errors_at_the_second_key() {
-    let (_, errors) = parse_in(Path::new("/nonexistent"), "a: 1\nb:\n  c: 1\n  c: 2\n", &no_env);
+    let (_, errors) = parse_in(
+        Path::new("/nonexistent"),
+        "a: 1\nb:\n  c: 1\n  c: 2\n",
+        &no_env,
+    );
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].message, "duplicate key \"c\"; it is already set at line 3");
+    assert_eq!(
+        errors[0].message,
+        "duplicate key \"c\"; it is already set at line 3"
+    );
     assert_eq!(errors[0].key_path, "b.c");
     assert_eq!((errors[0].line, errors[0].column), (4, 3));
 }
@@ -141,7 +151,16 @@ fn missing_variable_is_reported_at_the_scalar_with_its_path() {
     assert_eq!((errors[0].line, errors[0].column), (2, 6));
     assert!(errors[0].message.contains("NOPE_1"));
     // The node is kept (as a reported placeholder) so typing can go on.
-    assert!(root.unwrap().get("a").unwrap().value.get("b").unwrap().value.reported);
+    assert!(
+        root.unwrap()
+            .get("a")
+            .unwrap()
+            .value
+            .get("b")
+            .unwrap()
+            .value
+            .reported
+    );
 }
 
 #[test]
@@ -156,6 +175,13 @@ fn unknown_tags_are_errors() {
     let (_, errors) = parse_in(Path::new("/nonexistent"), "a: !env X\n", &no_env);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].message.contains("unsupported tag !env"));
+}
+
+#[test]
+fn include_on_a_key_is_an_error() {
+    let (_, errors) = parse_in(Path::new("/nonexistent"), "!include a.yaml: 1\n", &no_env);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].message, "a key cannot carry a tag (!include)");
 }
 
 #[test]
@@ -184,13 +210,25 @@ fn second_document_is_an_error() {
 fn include_replaces_the_scalar_and_keeps_its_own_positions() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("sub")).unwrap();
-    std::fs::write(dir.path().join("sub/a.yaml"), "x: 1\ninner: !include b.yaml\n").unwrap();
+    std::fs::write(
+        dir.path().join("sub/a.yaml"),
+        "x: 1\ninner: !include b.yaml\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join("sub/b.yaml"), "\n\ny: ${V, two}\n").unwrap();
     let (root, errors) = parse_in(dir.path(), "top: !include sub/a.yaml\n", &no_env);
     assert!(errors.is_empty(), "{errors:?}");
     let root = root.unwrap();
     assert_eq!(text_at(&root, &["top", "inner", "y"]), "two");
-    let y = root.get("top").unwrap().value.get("inner").unwrap().value.get("y").unwrap();
+    let y = root
+        .get("top")
+        .unwrap()
+        .value
+        .get("inner")
+        .unwrap()
+        .value
+        .get("y")
+        .unwrap();
     assert_eq!(*y.key.pos.file, dir.path().join("sub/b.yaml"));
     assert_eq!((y.key.pos.line, y.key.pos.column), (3, 1));
 }
@@ -227,7 +265,12 @@ fn include_cycle_is_an_error_at_the_include() {
     let b = dir.path().join("b.yaml");
     assert_eq!(
         e.message,
-        format!("include cycle: {} -> {} -> {}", a.display(), b.display(), a.display())
+        format!(
+            "include cycle: {} -> {} -> {}",
+            a.display(),
+            b.display(),
+            a.display()
+        )
     );
 }
 
@@ -238,7 +281,16 @@ fn missing_include_is_an_error_at_the_include() {
     assert_eq!(errors.len(), 1);
     assert_eq!((errors[0].line, errors[0].column), (2, 6));
     assert!(errors[0].message.starts_with("cannot read included file"));
-    assert!(root.unwrap().get("a").unwrap().value.get("b").unwrap().value.reported);
+    assert!(
+        root.unwrap()
+            .get("a")
+            .unwrap()
+            .value
+            .get("b")
+            .unwrap()
+            .value
+            .reported
+    );
 }
 
 #[test]

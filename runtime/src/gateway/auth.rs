@@ -89,8 +89,9 @@ impl TokenAuthenticator {
         let mut out = Vec::new();
         for u in users {
             let hash = match (&u.token_sha256, &u.token) {
-                (Some(hex), _) => decode_hex32(hex)
-                    .ok_or_else(|| format!("user {}: token_sha256 must be 64 hex characters", u.id))?,
+                (Some(hex), _) => decode_hex32(hex).ok_or_else(|| {
+                    format!("user {}: token_sha256 must be 64 hex characters", u.id)
+                })?,
                 (None, Some(token)) => sha256(token.as_bytes()),
                 (None, None) => return Err(format!("user {} has no token or token_sha256", u.id)),
             };
@@ -194,7 +195,8 @@ impl SessionCodec {
         mac.update(body.as_bytes());
         mac.verify_slice(&sig).map_err(|_| AuthError::Invalid)?;
         let json = B64.decode(body).map_err(|_| AuthError::Invalid)?;
-        let claims: SessionClaims = serde_json::from_slice(&json).map_err(|_| AuthError::Invalid)?;
+        let claims: SessionClaims =
+            serde_json::from_slice(&json).map_err(|_| AuthError::Invalid)?;
         if claims.exp <= now {
             return Err(AuthError::Expired);
         }
@@ -220,7 +222,10 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// Hex SHA-256 of an API token, as `token_sha256` in the config wants it.
 pub fn token_hash_hex(token: &str) -> String {
-    sha256(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha256(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
@@ -271,7 +276,10 @@ mod tests {
         let auth = TokenAuthenticator::new(&users(), SessionCodec::new(Some("k"))).unwrap();
         let mut h = HeaderMap::new();
         assert_eq!(auth.authenticate(&h), Err(AuthError::Missing));
-        h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer alice-token"));
+        h.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer alice-token"),
+        );
         assert_eq!(auth.authenticate(&h).unwrap().id, "alice");
         h.insert(AUTHORIZATION, HeaderValue::from_static("Bearer bob-token"));
         assert_eq!(auth.authenticate(&h).unwrap().id, "bob");
@@ -282,21 +290,38 @@ mod tests {
     #[test]
     fn session_cookie_round_trip_and_tamper() {
         let codec = SessionCodec::new(Some("secret"));
-        let user = User { id: "alice".into(), name: None, email: None };
+        let user = User {
+            id: "alice".into(),
+            name: None,
+            email: None,
+        };
         let cookie = codec.issue(&user, 1000);
         assert_eq!(codec.verify(&cookie, 1001).unwrap().user, user);
-        assert_eq!(codec.verify(&cookie, 1000 + SESSION_TTL_SECONDS).unwrap_err(), AuthError::Expired);
+        assert_eq!(
+            codec
+                .verify(&cookie, 1000 + SESSION_TTL_SECONDS)
+                .unwrap_err(),
+            AuthError::Expired
+        );
         let other = SessionCodec::new(Some("other"));
         assert_eq!(other.verify(&cookie, 1001).unwrap_err(), AuthError::Invalid);
         let forged_body = B64.encode(br#"{"user":{"id":"bob"},"exp":99999999999}"#);
         let sig = cookie.split_once('.').unwrap().1;
-        assert_eq!(codec.verify(&format!("{forged_body}.{sig}"), 1001).unwrap_err(), AuthError::Invalid);
+        assert_eq!(
+            codec
+                .verify(&format!("{forged_body}.{sig}"), 1001)
+                .unwrap_err(),
+            AuthError::Invalid
+        );
     }
 
     #[test]
     fn cookie_header_is_parsed_among_others() {
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("a=1; amesh_session=xyz.sig; b=2"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; amesh_session=xyz.sig; b=2"),
+        );
         assert_eq!(session_cookie(&h).as_deref(), Some("xyz.sig"));
     }
 }

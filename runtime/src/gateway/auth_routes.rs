@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -35,10 +35,12 @@ pub(crate) async fn login(
         ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
     })?;
     let value = inner.sessions.issue(&user, now_secs());
-    let cookie = format!("{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECONDS}");
+    let cookie = format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECONDS}"
+    );
     let mut resp = Json(json!({ "user": user })).into_response();
-    let header_value =
-        HeaderValue::from_str(&cookie).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let header_value = HeaderValue::from_str(&cookie)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     resp.headers_mut().insert(header::SET_COOKIE, header_value);
     tracing::info!(gateway = %inner.id, user = %user.id, "user logged in");
     Ok(resp)

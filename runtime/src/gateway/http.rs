@@ -19,7 +19,10 @@ use super::auth::User;
 use super::pending::{Event, PendingGuard};
 use super::{GatewayInner, auth_routes, page};
 use crate::a2a::jsonrpc::{self, Request, RpcError};
-use crate::a2a::{Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods, props};
+use crate::a2a::{
+    Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods,
+    props,
+};
 use crate::broker::{PublishError, UserProperties};
 use crate::topics;
 
@@ -60,7 +63,9 @@ impl ApiError {
     /// Maps an agent's JSON-RPC refusal to the closest HTTP status.
     fn from_rpc(e: RpcError) -> Self {
         let status = match e.code {
-            jsonrpc::INVALID_PARAMS | jsonrpc::INVALID_REQUEST | jsonrpc::METHOD_NOT_FOUND => StatusCode::BAD_REQUEST,
+            jsonrpc::INVALID_PARAMS | jsonrpc::INVALID_REQUEST | jsonrpc::METHOD_NOT_FOUND => {
+                StatusCode::BAD_REQUEST
+            }
             jsonrpc::CALL_DEPTH_EXCEEDED => StatusCode::BAD_REQUEST,
             jsonrpc::TASK_NOT_FOUND => StatusCode::NOT_FOUND,
             jsonrpc::TASK_NOT_CANCELABLE => StatusCode::CONFLICT,
@@ -84,8 +89,10 @@ impl IntoResponse for ApiError {
         }
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
         }
         resp
     }
@@ -97,7 +104,10 @@ pub(crate) struct AuthUser(pub User);
 impl FromRequestParts<Arc<GatewayInner>> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<GatewayInner>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<GatewayInner>,
+    ) -> Result<Self, ApiError> {
         state
             .auth
             .authenticate(&parts.headers)
@@ -206,12 +216,22 @@ async fn send(
     if payload.len() > inner.cfg.max_message_size_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request of {} bytes exceeds max_message_size_bytes ({})", payload.len(), inner.cfg.max_message_size_bytes),
+            format!(
+                "request of {} bytes exceeds max_message_size_bytes ({})",
+                payload.len(),
+                inner.cfg.max_message_size_bytes
+            ),
         ));
     }
     let user_props = UserProperties::new()
-        .with(props::REPLY_TO, topics::gateway_response(&inner.ns, &inner.id, &id))
-        .with(props::STATUS_TOPIC, topics::gateway_status(&inner.ns, &inner.id, &id))
+        .with(
+            props::REPLY_TO,
+            topics::gateway_response(&inner.ns, &inner.id, &id),
+        )
+        .with(
+            props::STATUS_TOPIC,
+            topics::gateway_status(&inner.ns, &inner.id, &id),
+        )
         .with(props::USER_ID, user.id.clone())
         .with(props::CLIENT_ID, inner.id.clone())
         .with(props::TIMESTAMP, crate::cards::now_millis().to_string());
@@ -222,7 +242,12 @@ async fn send(
     };
     inner
         .broker
-        .publish(&topics::agent_request(&inner.ns, agent), payload, user_props, false)
+        .publish(
+            &topics::agent_request(&inner.ns, agent),
+            payload,
+            user_props,
+            false,
+        )
         .await
         .map_err(|e| {
             let status = match e {
@@ -241,15 +266,25 @@ async fn send(
 }
 
 /// Sends a new task to an agent.
-async fn start_task(inner: &Arc<GatewayInner>, user: &User, body: SendBody, method: &str) -> Result<Sent, ApiError> {
+async fn start_task(
+    inner: &Arc<GatewayInner>,
+    user: &User,
+    body: SendBody,
+    method: &str,
+) -> Result<Sent, ApiError> {
     let (agent, message) = body.into_message()?;
     if !topics::valid_level(&agent) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("`{agent}` is not a valid agent name")));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{agent}` is not a valid agent name"),
+        ));
     }
     if inner.agents.get(&agent).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("unknown agent {agent}: no agent card seen (GET /api/v1/agents lists the live ones)"),
+            format!(
+                "unknown agent {agent}: no agent card seen (GET /api/v1/agents lists the live ones)"
+            ),
         ));
     }
     let task_id = format!("task-{}", uuid::Uuid::new_v4().simple());
@@ -275,14 +310,26 @@ async fn message_send(
     let deadline = tokio::time::Instant::now() + timeout(&inner);
     loop {
         match tokio::time::timeout_at(deadline, sent.rx.recv()).await {
-            Ok(Some(Event::Final(result))) => return Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null))),
+            Ok(Some(Event::Final(result))) => {
+                return Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)));
+            }
             Ok(Some(Event::Error(e))) => return Err(ApiError::from_rpc(e)),
             Ok(Some(Event::Update(_))) => continue,
-            Ok(None) => return Err(ApiError::new(StatusCode::BAD_GATEWAY, "answer channel closed")),
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "answer channel closed",
+                ));
+            }
             Err(_) => {
                 return Err(ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
-                    format!("agent {} gave no answer for task {} within {:?}", sent.agent, sent.task_id, timeout(&inner)),
+                    format!(
+                        "agent {} gave no answer for task {} within {:?}",
+                        sent.agent,
+                        sent.task_id,
+                        timeout(&inner)
+                    ),
                 ));
             }
         }
@@ -330,7 +377,9 @@ async fn message_stream(
         };
         let (name, data, last) = match event {
             Event::Update(StreamResult::Status(s)) => ("status", serde_json::to_value(s), false),
-            Event::Update(StreamResult::Artifact(a)) => ("artifact", serde_json::to_value(a), false),
+            Event::Update(StreamResult::Artifact(a)) => {
+                ("artifact", serde_json::to_value(a), false)
+            }
             Event::Update(other) => ("update", serde_json::to_value(other), false),
             Event::Final(r) => ("task", serde_json::to_value(r), true),
             Event::Error(e) => ("error", serde_json::to_value(e), true),
@@ -353,7 +402,10 @@ async fn ask_agent(
     let id = format!("req-{}", uuid::Uuid::new_v4().simple());
     let mut sent = send(inner, user, agent, id, method, params).await?;
     let wait = Duration::from_secs(10).min(timeout(inner));
-    Ok(tokio::time::timeout(wait, sent.rx.recv()).await.ok().flatten())
+    Ok(tokio::time::timeout(wait, sent.rx.recv())
+        .await
+        .ok()
+        .flatten())
 }
 
 async fn get_task(
@@ -391,7 +443,10 @@ async fn task_action(
     Path(id_action): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let Some(id) = id_action.strip_suffix(":cancel") else {
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "unknown task action; use POST /api/v1/tasks/{id}:cancel"));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown task action; use POST /api/v1/tasks/{id}:cancel",
+        ));
     };
     let rec = inner
         .tasks

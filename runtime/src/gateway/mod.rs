@@ -5,8 +5,8 @@
 //! this gateway. One pump task reads the gateway's broker connection and
 //! routes each answer to the HTTP request waiting for it by task id.
 
-mod auth_routes;
 pub mod auth;
+mod auth_routes;
 mod http;
 mod page;
 mod pending;
@@ -66,9 +66,13 @@ impl GatewayHandle {
 }
 
 /// Builds the authenticator the config asks for.
-fn authenticator(cfg: &GatewayConfig, sessions: &SessionCodec) -> anyhow::Result<Arc<dyn Authenticator>> {
+fn authenticator(
+    cfg: &GatewayConfig,
+    sessions: &SessionCodec,
+) -> anyhow::Result<Arc<dyn Authenticator>> {
     if cfg.frontend_use_authorization {
-        let auth = TokenAuthenticator::new(&cfg.users, sessions.clone()).map_err(anyhow::Error::msg)?;
+        let auth =
+            TokenAuthenticator::new(&cfg.users, sessions.clone()).map_err(anyhow::Error::msg)?;
         Ok(Arc::new(auth))
     } else {
         tracing::warn!(
@@ -91,7 +95,10 @@ pub async fn start(
     incoming: Incoming,
     shutdown: CancellationToken,
 ) -> anyhow::Result<GatewayHandle> {
-    let id = cfg.gateway_id.clone().unwrap_or_else(|| app_name.to_string());
+    let id = cfg
+        .gateway_id
+        .clone()
+        .unwrap_or_else(|| app_name.to_string());
     let ns = cfg.namespace.clone();
     if cfg.session_secret_key.is_none() {
         tracing::info!(gateway = %id, "no session_secret_key: sessions end when the process does");
@@ -110,10 +117,14 @@ pub async fn start(
     });
 
     broker
-        .subscribe(&topics::wildcard_last(&topics::gateway_response(&ns, &id, "x")))
+        .subscribe(&topics::wildcard_last(&topics::gateway_response(
+            &ns, &id, "x",
+        )))
         .await?;
     broker
-        .subscribe(&topics::wildcard_last(&topics::gateway_status(&ns, &id, "x")))
+        .subscribe(&topics::wildcard_last(&topics::gateway_status(
+            &ns, &id, "x",
+        )))
         .await?;
     broker.subscribe(&topics::agent_discovery(&ns)).await?;
 
@@ -124,7 +135,13 @@ pub async fn start(
                 .map_err(anyhow::Error::from)
                 .and_then(|mut a| a.next().ok_or_else(|| anyhow::anyhow!("no address")))
         })
-        .map_err(|e| anyhow::anyhow!("gateway {id}: cannot resolve {}:{}: {e}", inner.cfg.host, inner.cfg.port))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "gateway {id}: cannot resolve {}:{}: {e}",
+                inner.cfg.host,
+                inner.cfg.port
+            )
+        })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("gateway {id}: cannot listen on {addr}: {e}"))?;
@@ -136,7 +153,9 @@ pub async fn start(
         crate::cards::CardPublication {
             topic: topics::gateway_discovery(&ns),
             payload: Bytes::from(serde_json::to_vec(&card(&inner, addr)).unwrap_or_default()),
-            interval: Duration::from_secs(inner.cfg.gateway_card_publishing.interval_seconds.max(1)),
+            interval: Duration::from_secs(
+                inner.cfg.gateway_card_publishing.interval_seconds.max(1),
+            ),
             retain: false,
         },
         None,
@@ -162,9 +181,15 @@ pub async fn start(
             let limit = crate::agent::SHUTDOWN_GRACE + Duration::from_secs(5);
             match tokio::time::timeout(limit, server).await {
                 Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => tracing::error!(gateway = %inner.id, error = %e, "HTTP server error"),
-                Ok(Err(e)) => tracing::error!(gateway = %inner.id, error = %e, "HTTP server task failed"),
-                Err(_) => tracing::warn!(gateway = %inner.id, "open streams did not end in time; closing"),
+                Ok(Ok(Err(e))) => {
+                    tracing::error!(gateway = %inner.id, error = %e, "HTTP server error")
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(gateway = %inner.id, error = %e, "HTTP server task failed")
+                }
+                Err(_) => {
+                    tracing::warn!(gateway = %inner.id, "open streams did not end in time; closing")
+                }
             }
             publisher_stop.cancel();
             let _ = publisher.await;

@@ -135,7 +135,11 @@ impl TaskIndex {
 }
 
 /// Reads the gateway's broker connection until `stop`.
-pub(crate) async fn pump(inner: Arc<GatewayInner>, mut incoming: Incoming, stop: CancellationToken) {
+pub(crate) async fn pump(
+    inner: Arc<GatewayInner>,
+    mut incoming: Incoming,
+    stop: CancellationToken,
+) {
     let response_prefix = topics::gateway_response(&inner.ns, &inner.id, "");
     let status_prefix = topics::gateway_status(&inner.ns, &inner.id, "");
     let discovery = topics::agent_discovery(&inner.ns);
