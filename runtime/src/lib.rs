@@ -13,3 +13,4 @@ pub mod gateway;
 pub mod logging;
 pub mod run;
 pub mod topics;
+pub mod trust_manager;

@@ -89,6 +89,7 @@ pub async fn start_apps(cfg: &LoadedConfig, dev_bus: &DevBus) -> anyhow::Result<
 /// The whole `amesh run` command after the config is loaded.
 pub async fn run(cfg: LoadedConfig) -> anyhow::Result<()> {
     let t0 = Instant::now();
+    crate::trust_manager::warn_on_mismatch(&cfg);
     let dev_bus = DevBus::new();
     let running = start_apps(&cfg, &dev_bus).await?;
     tracing::info!(

@@ -3,3 +3,4 @@
 
 pub mod mosquitto;
 pub mod stack;
+pub mod raw;

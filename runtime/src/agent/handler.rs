@@ -15,12 +15,16 @@ use crate::a2a::{
     TaskIdParams, TaskQueryParams, TaskState, TaskStatus, TaskStatusUpdateEvent, methods, props,
 };
 use crate::broker::{Message, UserProperties};
+use crate::trust_manager::Admission;
 
 /// Who a request is made for, as read from its user properties. The token
 /// travels unchanged to delegated agents.
 #[derive(Clone)]
 pub(crate) struct Caller {
     pub user_id: String,
+    /// Verified (by token, or trust disabled by configuration) or only
+    /// claimed. Stored credentials are only ever read for a verified one.
+    pub identity: amesh_trust::RequestIdentity,
     pub auth_token: Option<String>,
     pub call_depth: u32,
 }
@@ -124,13 +128,17 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
             ),
         );
     }
+    let claimed = msg.props.get(props::USER_ID).unwrap_or(ANONYMOUS);
+    let token = msg.props.get(props::AUTH_TOKEN);
+    let sender = msg.props.get(props::CLIENT_ID).unwrap_or("unknown");
+    let identity = match inner.trust.admit(token, claimed, sender) {
+        Admission::Run(identity) => identity,
+        Admission::Refuse(why) => return refuse(jsonrpc::UNAUTHENTICATED, why),
+    };
     let caller = Caller {
-        user_id: msg
-            .props
-            .get(props::USER_ID)
-            .unwrap_or(ANONYMOUS)
-            .to_string(),
-        auth_token: msg.props.get(props::AUTH_TOKEN).map(str::to_string),
+        user_id: identity.user_id().to_string(),
+        identity,
+        auth_token: token.map(str::to_string),
         call_depth,
     };
     let Some(reply_to) = reply_to else {
@@ -342,6 +350,7 @@ async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Result<Vec<Part>, String
         BuiltinTool::Delegate => {
             super::delegate::call(inner, &job.caller, &job.call.arguments).await
         }
+        BuiltinTool::Whoami => Ok(vec![Part::data(tools::whoami(&job.caller.identity))]),
         tool => tools::run_local(tool, &job.call.arguments).await,
     }
 }

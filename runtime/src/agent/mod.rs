@@ -43,6 +43,7 @@ pub(crate) struct AgentInner {
     gateways: Directory,
     pub(crate) delegations: Delegations,
     pub(crate) tracker: TaskTracker,
+    pub(crate) trust: Arc<crate::trust_manager::TrustManager>,
     /// Set once shutdown starts: new requests are refused with an error.
     pub(crate) draining: CancellationToken,
     request_topic: String,
@@ -89,6 +90,12 @@ pub async fn start(
     let ns = cfg.namespace.clone();
     let name = cfg.agent_name.clone();
     let peer_ttl = Duration::from_secs(cfg.agent_card_publishing.interval_seconds.max(1) * 3);
+    let trust = crate::trust_manager::TrustManager::new(
+        &cfg.trust_manager,
+        amesh_trust::ComponentKind::Agent,
+        broker.username(),
+        &ns,
+    )?;
     let inner = Arc::new(AgentInner {
         request_topic: topics::agent_request(&ns, &name),
         // Per-sub-task topics with an empty last level: the common prefix.
@@ -105,12 +112,17 @@ pub async fn start(
         gateways: Directory::new(peer_ttl),
         delegations: Delegations::default(),
         tracker: TaskTracker::new(),
+        trust,
         draining: CancellationToken::new(),
         greet: Arc::default(),
         cfg,
     });
 
-    // Replies to our own delegations first, so no answer can be missed.
+    // Trust cards first: a request can only be verified once the gateway's
+    // card is known, and it is retained, so it arrives right away.
+    let trust_stop = CancellationToken::new();
+    let trust_task = inner.trust.start(&broker, trust_stop.clone()).await?;
+    // Replies to our own delegations next, so no answer can be missed.
     broker
         .subscribe(&topics::wildcard_last(&topics::agent_response(
             &ns, &name, "x",
@@ -147,6 +159,10 @@ pub async fn start(
             drain(&inner).await;
             publisher_stop.cancel();
             let _ = publisher.await;
+            trust_stop.cancel();
+            if let Some(t) = trust_task {
+                let _ = t.await;
+            }
             pump_stop.cancel();
             let _ = pump.await;
             inner.broker.disconnect().await;
@@ -191,6 +207,9 @@ async fn pump(inner: Arc<AgentInner>, mut incoming: Incoming, stop: Cancellation
 }
 
 fn route(inner: &Arc<AgentInner>, msg: Message) {
+    if inner.trust.on_message(&msg) {
+        return;
+    }
     if msg.topic == inner.request_topic {
         handler::on_request(inner, msg);
     } else if let Some(sub_task) = msg.topic.strip_prefix(&inner.response_prefix) {

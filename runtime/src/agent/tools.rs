@@ -24,6 +24,8 @@ pub enum BuiltinTool {
     Sleep,
     /// Sends a message to a peer agent and returns its answer.
     Delegate,
+    /// Tells who the request runs for and how that is known.
+    Whoami,
 }
 
 impl BuiltinTool {
@@ -33,6 +35,7 @@ impl BuiltinTool {
             "time" => Some(Self::Time),
             "sleep" => Some(Self::Sleep),
             "delegate" => Some(Self::Delegate),
+            "whoami" => Some(Self::Whoami),
             _ => None,
         }
     }
@@ -43,6 +46,7 @@ impl BuiltinTool {
             Self::Time => "time",
             Self::Sleep => "sleep",
             Self::Delegate => "delegate",
+            Self::Whoami => "whoami",
         }
     }
 
@@ -52,6 +56,7 @@ impl BuiltinTool {
             Self::Time => "Returns the current UTC time.",
             Self::Sleep => "Waits `ms` milliseconds, then answers.",
             Self::Delegate => "Asks a peer agent: arguments {agent, text | data}.",
+            Self::Whoami => "Tells who the request runs for and whether that is verified.",
         }
     }
 }
@@ -64,15 +69,21 @@ pub struct ToolSet {
 
 /// A tool name in `tools:` that amesh does not know.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown builtin tool `{0}`; known: echo, time, sleep, delegate")]
+#[error("unknown builtin tool `{0}`; known: echo, time, sleep, delegate, whoami")]
 pub struct UnknownTool(pub String);
 
 impl ToolSet {
-    /// Without a `tools:` list an agent gets `echo`, `time` and `sleep`.
+    /// Without a `tools:` list an agent gets `echo`, `time`, `sleep` and
+    /// `whoami`.
     pub fn from_config(cfg: &[ToolConfig]) -> Result<Self, UnknownTool> {
         if cfg.is_empty() {
             return Ok(ToolSet {
-                tools: vec![BuiltinTool::Echo, BuiltinTool::Time, BuiltinTool::Sleep],
+                tools: vec![
+                    BuiltinTool::Echo,
+                    BuiltinTool::Time,
+                    BuiltinTool::Sleep,
+                    BuiltinTool::Whoami,
+                ],
             });
         }
         let mut tools = Vec::new();
@@ -160,7 +171,27 @@ pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, Str
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(vec![Part::text(format!("slept {ms} ms"))])
         }
-        BuiltinTool::Delegate => Err("delegate must be run by the request handler".to_string()),
+        BuiltinTool::Delegate | BuiltinTool::Whoami => {
+            Err(format!("{} must be run by the request handler", tool.name()))
+        }
+    }
+}
+
+/// The `whoami` answer: user id, whether it is verified, and how.
+pub fn whoami(identity: &amesh_trust::RequestIdentity) -> Value {
+    use amesh_trust::{Assurance, RequestIdentity};
+    match identity {
+        RequestIdentity::Verified(v) => {
+            let how = match v.assurance() {
+                Assurance::GatewaySigned { .. } => "gateway-signed token",
+                Assurance::TrustDisabled => "trust manager disabled",
+                _ => "other",
+            };
+            json!({"user_id": v.user_id(), "verified": true, "assurance": how,
+                   "issuer": v.issuer(), "email": v.email(), "name": v.name()})
+        }
+        RequestIdentity::Unverified(u) => json!({"user_id": u.claimed_user_id(), "verified": false,
+            "reason": u.reason().to_string()}),
     }
 }
 

@@ -223,7 +223,12 @@ async fn send(
             ),
         ));
     }
-    let user_props = UserProperties::new()
+    let ttl = Duration::from_secs(inner.cfg.trust_manager.jwt_default_ttl_seconds);
+    let token = inner.tokens.token_for(&inner.trust, user, ttl).map_err(|e| {
+        tracing::error!(gateway = %inner.id, error = %e, "cannot sign identity token");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the identity token")
+    })?;
+    let mut user_props = UserProperties::new()
         .with(
             props::REPLY_TO,
             topics::gateway_response(&inner.ns, &inner.id, &id),
@@ -235,6 +240,9 @@ async fn send(
         .with(props::USER_ID, user.id.clone())
         .with(props::CLIENT_ID, inner.id.clone())
         .with(props::TIMESTAMP, crate::cards::now_millis().to_string());
+    if let Some(token) = token {
+        user_props.push(props::AUTH_TOKEN, token);
+    }
     let rx = inner.pending.register(&id);
     let guard = PendingGuard {
         inner: inner.clone(),

@@ -10,6 +10,7 @@ mod auth_routes;
 mod http;
 mod page;
 mod pending;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub(crate) struct GatewayInner {
     pub(crate) agents: Directory,
     pub(crate) pending: Pending,
     pub(crate) tasks: TaskIndex,
+    pub(crate) trust: Arc<crate::trust_manager::TrustManager>,
+    pub(crate) tokens: tokens::TokenCache,
 }
 
 /// A running gateway.
@@ -104,18 +107,28 @@ pub async fn start(
         tracing::info!(gateway = %id, "no session_secret_key: sessions end when the process does");
     }
     let sessions = SessionCodec::new(cfg.session_secret_key.as_deref());
+    let trust = crate::trust_manager::TrustManager::new(
+        &cfg.trust_manager,
+        amesh_trust::ComponentKind::Gateway,
+        broker.username(),
+        &ns,
+    )?;
     let inner = Arc::new(GatewayInner {
         auth: authenticator(&cfg, &sessions)?,
         sessions,
         agents: Directory::new(Duration::from_secs(cfg.agent_card_ttl_seconds.max(1))),
         pending: Pending::default(),
         tasks: TaskIndex::default(),
+        trust,
+        tokens: tokens::TokenCache::default(),
         id: id.clone(),
         ns: ns.clone(),
         broker: broker.clone(),
         cfg,
     });
 
+    let trust_stop = CancellationToken::new();
+    let trust_task = inner.trust.start(&broker, trust_stop.clone()).await?;
     broker
         .subscribe(&topics::wildcard_last(&topics::gateway_response(
             &ns, &id, "x",
@@ -193,6 +206,10 @@ pub async fn start(
             }
             publisher_stop.cancel();
             let _ = publisher.await;
+            trust_stop.cancel();
+            if let Some(t) = trust_task {
+                let _ = t.await;
+            }
             pump_stop.cancel();
             let _ = pump.await;
             inner.broker.disconnect().await;

@@ -151,6 +151,9 @@ pub(crate) async fn pump(
                 None => break,
             },
         };
+        if inner.trust.on_message(&msg) {
+            continue;
+        }
         if let Some(id) = msg.topic.strip_prefix(&response_prefix) {
             on_answer(&inner, id, &msg.payload, true);
         } else if let Some(id) = msg.topic.strip_prefix(&status_prefix) {
