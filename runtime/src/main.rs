@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Trust manager keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -54,6 +59,16 @@ enum UsersCommand {
     /// Print the `token_sha256` value for an API token (read from stdin when
     /// not given, so it stays out of shell history).
     HashToken { token: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a P-256 key (PEM PKCS#8, mode 0600) for `trust_manager.key_file`
+    /// and print its key id. Refuses to overwrite an existing file.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// The config `amesh run` uses when given no files.
@@ -75,6 +90,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Keys {
+            command: KeysCommand::Generate { out },
+        } => {
+            if out.exists() {
+                eprintln!("error: {} exists; not overwriting a key", out.display());
+                return ExitCode::FAILURE;
+            }
+            match amesh_trust::SigningKey::load_or_create(&out) {
+                Ok(key) => {
+                    println!("wrote {} (kid {})", out.display(), key.kid());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Users {
             command: UsersCommand::HashToken { token },
         } => {
