@@ -172,7 +172,7 @@ async fn agent_only(mq: &MosquittoBroker) -> Row {
         let t0 = Instant::now();
         client
             .publish(
-                &format!("{NS}/a2a/v1/agent/request/echo"),
+                &format!("{NS}/a2a/v1/agent/request/echo_nt"),
                 body,
                 props,
                 false,
@@ -188,13 +188,13 @@ async fn agent_only(mq: &MosquittoBroker) -> Row {
     latency_row(
         "A2A message/send to the agent over MQTT (no HTTP)",
         samples,
-        "amesh broker layer + agent",
+        "amesh broker layer + agent, trust disabled",
     )
 }
 
-async fn gateway_sequential(stack: &Stack) -> Row {
+async fn gateway_sequential(stack: &Stack, agent: &str, name: &str) -> Row {
     let url = format!("{}/api/v1/message:send", stack.url());
-    let body = json!({"agent_name": "echo", "text": "hello mesh"});
+    let body = json!({"agent_name": agent, "text": "hello mesh"});
     let mut samples = Vec::with_capacity(SEQUENTIAL);
     for i in 0..(WARMUP + SEQUENTIAL) {
         let t0 = Instant::now();
@@ -211,11 +211,7 @@ async fn gateway_sequential(stack: &Stack) -> Row {
             samples.push(t0.elapsed());
         }
     }
-    latency_row(
-        "gateway HTTP -> agent -> gateway (amesh)",
-        samples,
-        "POST /api/v1/message:send, 1 at a time",
-    )
+    latency_row(name, samples, "POST /api/v1/message:send, 1 at a time")
 }
 
 async fn gateway_concurrent(stack: &Stack) -> Row {
@@ -381,21 +377,50 @@ async fn main() {
     // `cargo bench` passes --bench; a filter argument is accepted and ignored.
     let mq = MosquittoBroker::start_with(USERS, &acl(), "max_queued_messages 100000\n")
         .expect("mosquitto");
-    let yaml = format!(
-        "apps:\n  - name: gw\n    app_module: gateway\n    broker: {{broker_url: \"{url}\", broker_username: gateway, broker_password: pw}}\n    app_config: {{namespace: {NS}, gateway_id: gw, port: 0}}\n  - name: echo\n    app_module: agent\n    broker: {{broker_url: \"{url}\", broker_username: echo, broker_password: pw}}\n    app_config: {{namespace: {NS}, agent_name: echo}}\n",
-        url = mq.url()
-    );
-    let stack = Stack::start(&yaml).await.expect("stack");
+    // Two stacks on the same broker: trust strict (every request carries a
+    // gateway-signed token the agent verifies) and trust disabled.
+    let stack_yaml = |suffix: &str, trust: &str| {
+        format!(
+            "apps:\n  - name: gw{suffix}\n    app_module: gateway\n    broker: {{broker_url: \"{url}\", broker_username: gateway, broker_password: pw}}\n    app_config: {{namespace: {NS}, gateway_id: gw{suffix}, port: 0, trust_manager: {trust}}}\n  - name: echo{suffix}\n    app_module: agent\n    broker: {{broker_url: \"{url}\", broker_username: echo, broker_password: pw}}\n    app_config: {{namespace: {NS}, agent_name: echo{suffix}, trust_manager: {trust}}}\n",
+            url = mq.url()
+        )
+    };
+    let stack = Stack::start(&stack_yaml("", "{verification_mode: strict}"))
+        .await
+        .expect("stack");
     stack
         .wait_for_agent("echo", Duration::from_secs(10))
+        .await
+        .expect("agent up");
+    let plain = Stack::start(&stack_yaml("_nt", "{enabled: false}"))
+        .await
+        .expect("stack");
+    plain
+        .wait_for_agent("echo_nt", Duration::from_secs(10))
         .await
         .expect("agent up");
 
     let mut rows = vec![raw_floor(&mq).await];
     rows.push(agent_only(&mq).await);
-    rows.push(gateway_sequential(&stack).await);
+    rows.push(
+        gateway_sequential(
+            &plain,
+            "echo_nt",
+            "gateway HTTP -> agent -> gateway, trust disabled",
+        )
+        .await,
+    );
+    rows.push(
+        gateway_sequential(
+            &stack,
+            "echo",
+            "gateway HTTP -> agent -> gateway, trust strict",
+        )
+        .await,
+    );
     rows.push(gateway_concurrent(&stack).await);
     drop(stack);
+    drop(plain);
 
     let dir = tempfile::tempdir().expect("tempdir");
     match release_binary() {
@@ -422,14 +447,22 @@ async fn main() {
             r.note
         );
     }
-    if let Some(gw) = rows
-        .iter()
-        .find(|r| r.name.starts_with("gateway HTTP"))
-        .and_then(|r| r.p50)
-    {
+    let p50 = |prefix: &str| {
+        rows.iter()
+            .find(|r| r.name.starts_with(prefix))
+            .and_then(|r| r.p50)
+    };
+    let strict = p50("gateway HTTP -> agent -> gateway, trust strict");
+    let plain = p50("gateway HTTP -> agent -> gateway, trust disabled");
+    if let (Some(strict), Some(plain)) = (strict, plain) {
+        let ms = |d: f64| d * 1000.0;
         println!(
-            "\nadded by amesh over the floor (p50): {:.3} ms",
-            (gw.as_secs_f64() - floor.as_secs_f64()) * 1000.0
+            "\nadded by amesh over the floor (p50, trust strict): {:.3} ms",
+            ms(strict.as_secs_f64() - floor.as_secs_f64())
+        );
+        println!(
+            "added by the trust manager (p50, strict vs disabled): {:.3} ms",
+            ms(strict.as_secs_f64() - plain.as_secs_f64())
         );
     }
 }
