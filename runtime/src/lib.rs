@@ -11,6 +11,7 @@ pub mod config;
 pub mod discovery;
 pub mod gateway;
 pub mod logging;
+pub mod oauth_state;
 pub mod run;
 pub mod topics;
 pub mod trust_manager;

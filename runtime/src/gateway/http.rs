@@ -17,7 +17,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::auth::User;
 use super::pending::{Event, PendingGuard};
-use super::{GatewayInner, auth_routes, page};
+use super::{GatewayInner, auth_routes, page, tool_callback};
 use crate::a2a::jsonrpc::{self, Request, RpcError};
 use crate::a2a::{
     Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods,
@@ -38,6 +38,7 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
         .route("/api/v1/auth/login", post(auth_routes::login))
         .route("/api/v1/auth/logout", post(auth_routes::logout))
         .route("/api/v1/auth/me", get(auth_routes::me))
+        .route("/api/v1/auth/tool/callback", get(tool_callback::callback))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(inner)
 }
@@ -224,10 +225,16 @@ async fn send(
         ));
     }
     let ttl = Duration::from_secs(inner.cfg.trust_manager.jwt_default_ttl_seconds);
-    let token = inner.tokens.token_for(&inner.trust, user, ttl).map_err(|e| {
-        tracing::error!(gateway = %inner.id, error = %e, "cannot sign identity token");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "cannot sign the identity token")
-    })?;
+    let token = inner
+        .tokens
+        .token_for(&inner.trust, user, ttl)
+        .map_err(|e| {
+            tracing::error!(gateway = %inner.id, error = %e, "cannot sign identity token");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot sign the identity token",
+            )
+        })?;
     let mut user_props = UserProperties::new()
         .with(
             props::REPLY_TO,
@@ -407,9 +414,22 @@ async fn ask_agent(
     method: &str,
     params: impl serde::Serialize,
 ) -> Result<Option<Event>, ApiError> {
+    let wait = Duration::from_secs(10).min(timeout(inner));
+    ask_agent_for(inner, user, agent, method, params, wait).await
+}
+
+/// Sends a one-shot request to `agent` and waits up to `wait` for the
+/// answer (`None` when none came).
+pub(crate) async fn ask_agent_for(
+    inner: &Arc<GatewayInner>,
+    user: &User,
+    agent: &str,
+    method: &str,
+    params: impl serde::Serialize,
+    wait: Duration,
+) -> Result<Option<Event>, ApiError> {
     let id = format!("req-{}", uuid::Uuid::new_v4().simple());
     let mut sent = send(inner, user, agent, id, method, params).await?;
-    let wait = Duration::from_secs(10).min(timeout(inner));
     Ok(tokio::time::timeout(wait, sent.rx.recv())
         .await
         .ok()

@@ -11,6 +11,7 @@ mod http;
 mod page;
 mod pending;
 mod tokens;
+pub mod tool_callback;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,148 @@
+//! `GET /api/v1/auth/tool/callback`: where a tool's OAuth provider sends the
+//! user's browser back after sign-in.
+//!
+//! The gateway holds no flow state. It reads the agent and the user tag from
+//! `state` ([`crate::oauth_state`]), refuses with 403 — forwarding nothing —
+//! when the browser's session belongs to another user, and otherwise
+//! forwards code and state with the session user's signed identity to the
+//! agent (any replica), which checks the flow, exchanges the code and
+//! resumes the waiting task. The browser gets a page saying whether it can
+//! be closed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::GatewayInner;
+use super::http::{AuthUser, ask_agent_for};
+use super::pending::Event;
+use crate::a2a::jsonrpc;
+use crate::oauth_state::FlowState;
+
+/// JSON-RPC method an agent answers with the outcome of a tool authorization.
+pub const OAUTH_CALLBACK_METHOD: &str = "oauth/callback";
+
+/// Query of the provider's redirect (RFC 6749 4.1.2 and 4.1.2.1).
+#[derive(Deserialize)]
+pub(crate) struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Params of the `oauth/callback` request sent to the agent.
+#[derive(Serialize, Deserialize)]
+pub struct CallbackParams {
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("state", &"[redacted]")
+            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+fn page(status: StatusCode, title: &str, text: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font:16px system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}</style>\
+         </head><body><h1>{t}</h1><p>{x}</p></body></html>",
+        t = escape(title),
+        x = escape(text)
+    );
+    (status, Html(body)).into_response()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+pub(crate) async fn callback(
+    State(inner): State<Arc<GatewayInner>>,
+    user: Result<AuthUser, super::http::ApiError>,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let Ok(AuthUser(user)) = user else {
+        return page(
+            StatusCode::UNAUTHORIZED,
+            "Please sign in",
+            "Sign in to the gateway in this browser, then start the authorization again.",
+        );
+    };
+    let Some(state) = q.state.as_deref().and_then(FlowState::parse) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Unknown authorization",
+            "The link has no valid state. Start the authorization again from the conversation.",
+        );
+    };
+    if !state.is_for(&inner.ns, &user.id) {
+        tracing::warn!(
+            gateway = %inner.id,
+            user = %user.id,
+            agent = %state.agent,
+            "tool authorization callback from another user's session refused"
+        );
+        return page(
+            StatusCode::FORBIDDEN,
+            "Not your authorization",
+            "This authorization was started by another user. Nothing was sent to the agent.",
+        );
+    }
+    let params = CallbackParams {
+        state: q.state.clone().unwrap_or_default(),
+        code: q.code,
+        error: q.error,
+        error_description: q.error_description,
+    };
+    // The agent exchanges the code with the provider before it answers.
+    let answer = ask_agent_for(
+        &inner,
+        &user,
+        &state.agent,
+        OAUTH_CALLBACK_METHOD,
+        params,
+        Duration::from_secs(30),
+    )
+    .await;
+    match answer {
+        Ok(Some(Event::Final(_))) => page(
+            StatusCode::OK,
+            "Authorization complete",
+            "The agent has your authorization and is continuing the task. You can close this window.",
+        ),
+        Ok(Some(Event::Error(e))) => {
+            let status = match e.code {
+                jsonrpc::UNAUTHENTICATED => StatusCode::FORBIDDEN,
+                jsonrpc::INVALID_PARAMS => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            page(status, "Authorization failed", &e.message)
+        }
+        Ok(_) => page(
+            StatusCode::GATEWAY_TIMEOUT,
+            "No answer",
+            &format!("Agent {} did not answer. Try again.", state.agent),
+        ),
+        Err(e) => page(e.status, "Authorization failed", &e.message),
+    }
+}
