@@ -10,6 +10,7 @@ pub mod cards;
 pub mod config;
 pub mod discovery;
 pub mod gateway;
+pub mod glob;
 pub mod logging;
 pub mod oauth_state;
 pub mod run;

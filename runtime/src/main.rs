@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use amesh_runtime::{config, gateway, logging, run};
+use amesh_runtime::{acl, config, gateway, logging, run};
 
 /// amesh: a message-broker native agent runtime. Gateways and agents talk
 /// A2A over an MQTT v5 broker; users reach remote tools with their own
@@ -41,6 +41,43 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Broker access control provisioning.
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    /// Write broker users and ACLs (Mosquitto or Solace) derived from configs.
+    ///
+    /// Derives each component's broker user and the exact topics it may
+    /// publish and subscribe from the YAML configs, and writes broker
+    /// provisioning files into --out (mode 0600). Each component may publish
+    /// its trust card only on its own trust topic.
+    ///
+    /// Passwords come from each app's broker_password; users without one
+    /// get a random password, printed once. Apps on dev_mode brokers are
+    /// skipped.
+    ///
+    /// Formats:
+    ///   mosquitto    password_file ($7$ hashes), acl_file, mosquitto.conf snippet
+    ///   solace-semp  semp-plan.json (SEMP v2 requests: per component an ACL
+    ///                profile with SMF topic exceptions and a client username)
+    ///                and APPLY.md (how to apply it with curl)
+    #[command(verbatim_doc_comment)]
+    Generate {
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: acl::cli::Format,
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// YAML app configs (`apps: [...]`) describing the whole mesh.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -108,6 +145,21 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Acl {
+            command: AclCommand::Generate { format, out, files },
+        } => match acl::cli::generate(format, &out, &files) {
+            Ok(report) => match report.print(&mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: writing the report: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Users {
             command: UsersCommand::HashToken { token },
         } => {

@@ -77,6 +77,38 @@ pub fn trust_all(ns: &str) -> String {
     format!("{}/trust/#", base(ns))
 }
 
+/// The MQTT single-level wildcard, for filters built from the functions
+/// above (`gateway_response(ns, ANY_LEVEL, ANY_LEVEL)`), so permissions are
+/// derived from the same code as the topics they allow.
+pub const ANY_LEVEL: &str = "+";
+
+/// Filter matching requests to every agent of a namespace (what a gateway,
+/// or an agent free to delegate to anyone, may publish on).
+pub fn agent_request_any(ns: &str) -> String {
+    agent_request(ns, ANY_LEVEL)
+}
+
+/// Filter matching the response topics of every gateway: an agent answers
+/// whichever gateway asked, so it cannot be narrowed to one id.
+pub fn gateway_response_any(ns: &str) -> String {
+    gateway_response(ns, ANY_LEVEL, ANY_LEVEL)
+}
+
+/// Filter matching the status topics of every gateway.
+pub fn gateway_status_any(ns: &str) -> String {
+    gateway_status(ns, ANY_LEVEL, ANY_LEVEL)
+}
+
+/// Filter matching the sub-task response topics of every agent.
+pub fn agent_response_any(ns: &str) -> String {
+    agent_response(ns, ANY_LEVEL, ANY_LEVEL)
+}
+
+/// Filter matching the sub-task status topics of every agent.
+pub fn agent_status_any(ns: &str) -> String {
+    agent_status(ns, ANY_LEVEL, ANY_LEVEL)
+}
+
 /// Splits a trust topic into (kind, broker username); `None` for anything else.
 pub fn parse_trust(ns: &str, topic: &str) -> Option<(TrustKind, String)> {
     let rest = topic.strip_prefix(&format!("{}/trust/", base(ns)))?;
@@ -135,6 +167,15 @@ mod tests {
             agent_request_shared("ns", "a"),
             "$share/a/ns/a2a/v1/agent/request/a"
         );
+    }
+
+    #[test]
+    fn any_filters_widen_only_the_id_levels() {
+        assert_eq!(agent_request_any("ns"), "ns/a2a/v1/agent/request/+");
+        assert_eq!(gateway_response_any("ns"), "ns/a2a/v1/gateway/response/+/+");
+        assert_eq!(gateway_status_any("ns"), "ns/a2a/v1/gateway/status/+/+");
+        assert_eq!(agent_response_any("ns"), "ns/a2a/v1/agent/response/+/+");
+        assert_eq!(agent_status_any("ns"), "ns/a2a/v1/agent/status/+/+");
     }
 
     #[test]

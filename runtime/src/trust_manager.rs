@@ -217,7 +217,12 @@ impl TrustManager {
 
     /// Gateway: the identity token for one request. `None` when trust is
     /// disabled (requests then carry no token).
-    pub fn sign(&self, user_id: &str, email: Option<&str>, name: Option<&str>) -> anyhow::Result<Option<String>> {
+    pub fn sign(
+        &self,
+        user_id: &str,
+        email: Option<&str>,
+        name: Option<&str>,
+    ) -> anyhow::Result<Option<String>> {
         if !self.cfg.enabled {
             return Ok(None);
         }
@@ -292,8 +297,14 @@ pub fn warn_on_mismatch(cfg: &crate::config::LoadedConfig) {
     let mut agents = Vec::new();
     for app in &cfg.apps {
         match &app.kind {
-            AppKind::Gateway(g) => gateways.push((app.name.as_str(), g.namespace.as_str(), g.trust_manager.enabled)),
-            AppKind::Agent(a) => agents.push((app.name.as_str(), a.namespace.as_str(), &a.trust_manager)),
+            AppKind::Gateway(g) => gateways.push((
+                app.name.as_str(),
+                g.namespace.as_str(),
+                g.trust_manager.enabled,
+            )),
+            AppKind::Agent(a) => {
+                agents.push((app.name.as_str(), a.namespace.as_str(), &a.trust_manager))
+            }
         }
     }
     for (gw, gns, g_on) in &gateways {
@@ -308,7 +319,11 @@ pub fn warn_on_mismatch(cfg: &crate::config::LoadedConfig) {
                         "its requests run as unverified users and never reach stored credentials"
                     }
                 };
-                tracing::warn!(gateway = gw, agent = agent, "trust is disabled on the gateway but enabled on the agent: {effect}");
+                tracing::warn!(
+                    gateway = gw,
+                    agent = agent,
+                    "trust is disabled on the gateway but enabled on the agent: {effect}"
+                );
             } else if *g_on && !tm.enabled {
                 tracing::warn!(
                     gateway = gw,

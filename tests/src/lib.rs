@@ -2,5 +2,5 @@
 //! and HTTP servers).
 
 pub mod mosquitto;
-pub mod stack;
 pub mod raw;
+pub mod stack;

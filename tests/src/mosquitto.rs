@@ -48,16 +48,34 @@ impl MosquittoBroker {
         acl: &str,
         extra_conf: &str,
     ) -> anyhow::Result<MosquittoBroker> {
-        let bin = find_mosquitto()?;
-        let dir = tempfile::Builder::new()
-            .prefix("amesh-mosquitto-")
-            .tempdir()?;
         let mut passwd_file = String::new();
         for (user, password) in users {
             let line = passwd::password_line(user, password)?;
             writeln!(passwd_file, "{line}")?;
         }
-        write_private(&dir.path().join("passwd"), &passwd_file)?;
+        Self::launch(&passwd_file, acl, extra_conf)
+    }
+
+    /// Starts a broker on a password file and ACL file made elsewhere (by
+    /// `amesh acl generate`, say), so a test runs exactly what an operator
+    /// would deploy. The files are copied into the broker's temp dir.
+    pub fn start_from_files(
+        password_file: &Path,
+        acl_file: &Path,
+    ) -> anyhow::Result<MosquittoBroker> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        Self::launch(&read(password_file)?, &read(acl_file)?, "")
+    }
+
+    /// Writes the files and starts Mosquitto on a free port.
+    fn launch(passwd_file: &str, acl: &str, extra_conf: &str) -> anyhow::Result<MosquittoBroker> {
+        let bin = find_mosquitto()?;
+        let dir = tempfile::Builder::new()
+            .prefix("amesh-mosquitto-")
+            .tempdir()?;
+        write_private(&dir.path().join("passwd"), passwd_file)?;
         write_private(&dir.path().join("acl"), acl)?;
 
         let mut last_err = None;

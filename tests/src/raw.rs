@@ -27,8 +27,17 @@ impl RawClient {
 
     /// Publishes `payload` to `agent`'s request topic with a fresh replyTo
     /// (prepended to `props`) and returns the parsed reply.
-    pub async fn request(&mut self, agent: &str, payload: Vec<u8>, props: UserProperties) -> anyhow::Result<Value> {
-        let reply = format!("{}/a2a/v1/gateway/response/raw/{}", self.ns, uuid::Uuid::new_v4().simple());
+    pub async fn request(
+        &mut self,
+        agent: &str,
+        payload: Vec<u8>,
+        props: UserProperties,
+    ) -> anyhow::Result<Value> {
+        let reply = format!(
+            "{}/a2a/v1/gateway/response/raw/{}",
+            self.ns,
+            uuid::Uuid::new_v4().simple()
+        );
         self.broker.subscribe(&reply).await?;
         let props = UserProperties(
             [("replyTo".to_string(), reply.clone())]
@@ -66,14 +75,18 @@ impl RawClient {
 
 /// A `message/send` request running `tool` with `arguments`, id `id`.
 pub fn tool_request(id: &str, tool: &str, arguments: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": "message/send",
+    serde_json::to_vec(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "message/send",
         "params": {"message": {"kind": "message", "messageId": id, "role": "user",
-        "parts": [{"kind": "data", "data": {"tool": tool, "arguments": arguments}}]}}}))
+        "parts": [{"kind": "data", "data": {"tool": tool, "arguments": arguments}}]}}}),
+    )
     .unwrap_or_default()
 }
 
 /// A `tasks/get` request for task `task`.
 pub fn get_request(id: &str, task: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "method": "tasks/get", "params": {"id": task}}))
-        .unwrap_or_default()
+    serde_json::to_vec(
+        &json!({"jsonrpc": "2.0", "id": id, "method": "tasks/get", "params": {"id": task}}),
+    )
+    .unwrap_or_default()
 }

@@ -17,7 +17,11 @@ use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 
 const NS: &str = "trust/ns";
-const USERS: &[(&str, &str)] = &[("gateway", "gw-pass"), ("echo", "echo-pass"), ("tester", "t-pass")];
+const USERS: &[(&str, &str)] = &[
+    ("gateway", "gw-pass"),
+    ("echo", "echo-pass"),
+    ("tester", "t-pass"),
+];
 
 fn broker() -> MosquittoBroker {
     let acl: String = USERS
@@ -28,7 +32,11 @@ fn broker() -> MosquittoBroker {
 }
 
 fn pass(user: &str) -> &'static str {
-    USERS.iter().find(|(u, _)| *u == user).map(|(_, p)| *p).unwrap_or("")
+    USERS
+        .iter()
+        .find(|(u, _)| *u == user)
+        .map(|(_, p)| *p)
+        .unwrap_or("")
 }
 
 fn gateway_app(mq: &MosquittoBroker, key_file: Option<&std::path::Path>) -> String {
@@ -111,7 +119,9 @@ async fn setup(mq: &MosquittoBroker, mode: &str, keys: &Keys) -> (Stack, RawClie
 }
 
 fn props(user: &str, token: Option<&str>) -> UserProperties {
-    let mut p = UserProperties::new().with("userId", user).with("clientId", "tester");
+    let mut p = UserProperties::new()
+        .with("userId", user)
+        .with("clientId", "tester");
     if let Some(t) = token {
         p.push("authToken", t);
     }
@@ -119,7 +129,14 @@ fn props(user: &str, token: Option<&str>) -> UserProperties {
 }
 
 fn signer(key: SigningKey, iss: &str, ns: &str) -> IdentitySigner {
-    IdentitySigner::new(iss, ns, key, Duration::from_secs(300), Duration::from_secs(3600)).unwrap()
+    IdentitySigner::new(
+        iss,
+        ns,
+        key,
+        Duration::from_secs(300),
+        Duration::from_secs(3600),
+    )
+    .unwrap()
 }
 
 /// A compact JWS with the given header and claims and an HMAC-SHA256
@@ -195,7 +212,11 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
             "expired",
             Some(
                 signer(gw_key.clone(), "gateway", NS)
-                    .sign_at(&UserClaims::new("alice"), Some(Duration::from_secs(60)), now - 4000)
+                    .sign_at(
+                        &UserClaims::new("alice"),
+                        Some(Duration::from_secs(60)),
+                        now - 4000,
+                    )
                     .unwrap(),
             ),
             "alice",
@@ -222,7 +243,11 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
         ("sub differs from userId", Some(good.clone()), "bob"),
         (
             "signed by an agent's key",
-            Some(signer(agent_key, "echo", NS).sign(&UserClaims::new("alice"), None).unwrap()),
+            Some(
+                signer(agent_key, "echo", NS)
+                    .sign(&UserClaims::new("alice"), None)
+                    .unwrap(),
+            ),
             "alice",
         ),
         (
@@ -238,26 +263,49 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
     for (i, (case, token, user)) in cases.iter().enumerate() {
         let id = format!("bad-{i}");
         let reply = raw
-            .request("echo", tool_request(&id, "echo", json!({"text": "ran"})), props(user, token.as_deref()))
+            .request(
+                "echo",
+                tool_request(&id, "echo", json!({"text": "ran"})),
+                props(user, token.as_deref()),
+            )
             .await
             .unwrap();
-        assert_eq!(reply["error"]["code"], jsonrpc::UNAUTHENTICATED, "{case}: {reply}");
+        assert_eq!(
+            reply["error"]["code"],
+            jsonrpc::UNAUTHENTICATED,
+            "{case}: {reply}"
+        );
         let msg = reply["error"]["message"].as_str().unwrap();
         assert!(msg.starts_with("identity token refused"), "{case}: {msg}");
         if let Some(t) = token {
-            assert!(!msg.contains(t.as_str()), "{case}: the error echoes the token");
+            assert!(
+                !msg.contains(t.as_str()),
+                "{case}: the error echoes the token"
+            );
         }
         // The task never existed: asked with a valid token, the agent does
         // not know it.
         let get = raw
-            .request("echo", get_request(&format!("get-{i}"), &id), props("alice", Some(&good)))
+            .request(
+                "echo",
+                get_request(&format!("get-{i}"), &id),
+                props("alice", Some(&good)),
+            )
             .await
             .unwrap();
-        assert_eq!(get["error"]["code"], jsonrpc::TASK_NOT_FOUND, "{case}: {get}");
+        assert_eq!(
+            get["error"]["code"],
+            jsonrpc::TASK_NOT_FOUND,
+            "{case}: {get}"
+        );
     }
     // The valid token works on the same path.
     let ok = raw
-        .request("echo", tool_request("good", "echo", json!({"text": "ran"})), props("alice", Some(&good)))
+        .request(
+            "echo",
+            tool_request("good", "echo", json!({"text": "ran"})),
+            props("alice", Some(&good)),
+        )
         .await
         .unwrap();
     assert_eq!(ok["result"]["status"]["state"], "completed", "{ok}");
@@ -275,7 +323,11 @@ async fn permissive_mode_runs_bad_tokens_as_unverified_users() {
         .unwrap();
     for (id, token) in [("p-none", None), ("p-forged", Some(forged.as_str()))] {
         let reply = raw
-            .request("echo", tool_request(id, "whoami", json!({})), props("alice", token))
+            .request(
+                "echo",
+                tool_request(id, "whoami", json!({})),
+                props("alice", token),
+            )
             .await
             .unwrap();
         assert_eq!(reply["result"]["status"]["state"], "completed", "{reply}");
@@ -296,15 +348,34 @@ async fn a_card_naming_another_component_is_refused_by_the_registry() {
     // broad), but its card claims to be the gateway: the topic's id and the
     // card's id differ, so agents refuse it and its key signs nothing.
     let evil = SigningKey::generate().unwrap();
-    let card = amesh_trust::TrustCard::sign(&evil, amesh_trust::ComponentKind::Gateway, "gateway", NS, 7, now_unix()).unwrap();
+    let card = amesh_trust::TrustCard::sign(
+        &evil,
+        amesh_trust::ComponentKind::Gateway,
+        "gateway",
+        NS,
+        7,
+        now_unix(),
+    )
+    .unwrap();
     raw.broker
-        .publish(&format!("{NS}/a2a/v1/trust/gateway/tester"), card.into_string(), UserProperties::new(), true)
+        .publish(
+            &format!("{NS}/a2a/v1/trust/gateway/tester"),
+            card.into_string(),
+            UserProperties::new(),
+            true,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let token = signer(evil, "gateway", NS).sign(&UserClaims::new("alice"), None).unwrap();
+    let token = signer(evil, "gateway", NS)
+        .sign(&UserClaims::new("alice"), None)
+        .unwrap();
     let reply = raw
-        .request("echo", tool_request("evil", "echo", json!({"text": "x"})), props("alice", Some(&token)))
+        .request(
+            "echo",
+            tool_request("evil", "echo", json!({"text": "x"})),
+            props("alice", Some(&token)),
+        )
         .await
         .unwrap();
     assert_eq!(reply["error"]["code"], jsonrpc::UNAUTHENTICATED, "{reply}");
@@ -317,16 +388,24 @@ async fn gateway_key_rotation_keeps_tokens_in_flight_valid() {
     let mq = broker();
     let keys = Keys::new();
     // Gateway without key file: a fresh key at every start.
-    let mut gw1 = Stack::start(&format!("apps:{}", gateway_app(&mq, None))).await.unwrap();
-    let mut agent = Stack::start(&format!("apps:{}", agent_app(&mq, "strict", &keys.path("agent.pem"))))
+    let mut gw1 = Stack::start(&format!("apps:{}", gateway_app(&mq, None)))
         .await
         .unwrap();
-    gw1.wait_for_agent_as("echo", Duration::from_secs(10), Some("alice-token")).await.unwrap();
+    let mut agent = Stack::start(&format!(
+        "apps:{}",
+        agent_app(&mq, "strict", &keys.path("agent.pem"))
+    ))
+    .await
+    .unwrap();
+    gw1.wait_for_agent_as("echo", Duration::from_secs(10), Some("alice-token"))
+        .await
+        .unwrap();
 
     // Capture the token gateway #1 attaches (tester may read requests).
-    let mut sniffer = RawClient::connect(&mq.broker_config("tester", pass("tester")), "sniffer", NS)
-        .await
-        .unwrap();
+    let mut sniffer =
+        RawClient::connect(&mq.broker_config("tester", pass("tester")), "sniffer", NS)
+            .await
+            .unwrap();
     let request_topic = format!("{NS}/a2a/v1/agent/request/echo");
     sniffer.broker.subscribe(&request_topic).await.unwrap();
     let resp = gw1
@@ -338,14 +417,25 @@ async fn gateway_key_rotation_keeps_tokens_in_flight_valid() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let seen = sniffer.wait_for(&request_topic, Duration::from_secs(5)).await.unwrap();
-    let old_token = seen.props.get("authToken").expect("token attached").to_string();
+    let seen = sniffer
+        .wait_for(&request_topic, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let old_token = seen
+        .props
+        .get("authToken")
+        .expect("token attached")
+        .to_string();
     gw1.stop().await;
 
     // Gateway #2: same broker username, new key; its retained card replaces
     // the old one.
-    let gw2 = Stack::start(&format!("apps:{}", gateway_app(&mq, None))).await.unwrap();
-    gw2.wait_for_agent_as("echo", Duration::from_secs(10), Some("alice-token")).await.unwrap();
+    let gw2 = Stack::start(&format!("apps:{}", gateway_app(&mq, None)))
+        .await
+        .unwrap();
+    gw2.wait_for_agent_as("echo", Duration::from_secs(10), Some("alice-token"))
+        .await
+        .unwrap();
     let resp = gw2
         .http
         .post(format!("{}/api/v1/message:send", gw2.url()))
@@ -355,16 +445,29 @@ async fn gateway_key_rotation_keeps_tokens_in_flight_valid() {
         .await
         .unwrap();
     let task: Value = resp.json().await.unwrap();
-    assert_eq!(task["artifacts"][0]["parts"][0]["data"]["verified"], true, "{task}");
-    let new_token = sniffer.wait_for(&request_topic, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        task["artifacts"][0]["parts"][0]["data"]["verified"], true,
+        "{task}"
+    );
+    let new_token = sniffer
+        .wait_for(&request_topic, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_ne!(new_token.props.get("authToken"), Some(old_token.as_str()));
 
     // The old token still verifies: the agent keeps the previous key.
     let reply = sniffer
-        .request("echo", tool_request("old", "whoami", json!({})), props("alice", Some(&old_token)))
+        .request(
+            "echo",
+            tool_request("old", "whoami", json!({})),
+            props("alice", Some(&old_token)),
+        )
         .await
         .unwrap();
-    assert_eq!(reply["result"]["artifacts"][0]["parts"][0]["data"]["verified"], true, "{reply}");
+    assert_eq!(
+        reply["result"]["artifacts"][0]["parts"][0]["data"]["verified"], true,
+        "{reply}"
+    );
     sniffer.disconnect().await;
     agent.stop().await;
 }

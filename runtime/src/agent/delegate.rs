@@ -65,21 +65,6 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// `*` matches any run of characters; everything else literally.
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == name,
-        Some((head, rest)) => {
-            let Some(tail) = name.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len())
-                .filter(|i| tail.is_char_boundary(*i))
-                .any(|i| glob_match(rest, &tail[i..]))
-        }
-    }
-}
-
 /// The `delegate` tool: arguments `{agent, text}` or `{agent, data}`.
 pub(crate) async fn call(
     inner: &Arc<AgentInner>,
@@ -94,8 +79,14 @@ pub(crate) async fn call(
         return Err(format!("delegate: `{peer}` is not a valid agent name"));
     }
     let policy = &inner.cfg.inter_agent_communication;
-    let allowed = policy.allow_list.iter().any(|p| glob_match(p, peer))
-        && !policy.deny_list.iter().any(|p| glob_match(p, peer));
+    let allowed = policy
+        .allow_list
+        .iter()
+        .any(|p| crate::glob::matches(p, peer))
+        && !policy
+            .deny_list
+            .iter()
+            .any(|p| crate::glob::matches(p, peer));
     if !allowed {
         return Err(format!(
             "delegate: agent {} may not call agent {peer} (inter_agent_communication)",
@@ -192,21 +183,5 @@ pub(crate) async fn call(
         }
         StreamResult::Message(m) => Ok(m.parts),
         _ => Err(format!("delegate to {peer}: final response was not a task")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn glob_matches_star_anywhere() {
-        assert!(glob_match("*", "anything"));
-        assert!(glob_match("weather_*", "weather_eu"));
-        assert!(!glob_match("weather_*", "news"));
-        assert!(glob_match("*_agent", "a_agent"));
-        assert!(glob_match("a*c*e", "abcde"));
-        assert!(!glob_match("a*c*e", "abcd"));
-        assert!(glob_match("exact", "exact"));
     }
 }

@@ -171,9 +171,10 @@ pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, Str
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(vec![Part::text(format!("slept {ms} ms"))])
         }
-        BuiltinTool::Delegate | BuiltinTool::Whoami => {
-            Err(format!("{} must be run by the request handler", tool.name()))
-        }
+        BuiltinTool::Delegate | BuiltinTool::Whoami => Err(format!(
+            "{} must be run by the request handler",
+            tool.name()
+        )),
     }
 }
 

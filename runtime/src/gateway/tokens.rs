@@ -25,7 +25,12 @@ pub(crate) struct TokenCache {
 impl TokenCache {
     /// The token for `user`, signed anew when the cached one is past half
     /// its life (or the user's name/email changed). `None` when trust is off.
-    pub(crate) fn token_for(&self, trust: &TrustManager, user: &User, ttl: Duration) -> anyhow::Result<Option<String>> {
+    pub(crate) fn token_for(
+        &self,
+        trust: &TrustManager,
+        user: &User,
+        ttl: Duration,
+    ) -> anyhow::Result<Option<String>> {
         if !trust.enabled() {
             return Ok(None);
         }
