@@ -1,1 +1,8 @@
 //! placeholder crate root, replaced below
+#![forbid(unsafe_code)]
+pub mod client;
+pub mod demo;
+pub mod manifest;
+pub mod oauth;
+pub mod schema;
+pub mod tool_config;

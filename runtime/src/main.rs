@@ -37,6 +37,19 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Run the demo OAuth 2.1 authorization server and MCP server (both
+    /// transports) whose tools answer with the signed-in user's name.
+    DemoProvider {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        #[arg(long, default_value_t = 9100)]
+        port: u16,
+        /// Base URL clients reach it at, when not http://HOST:PORT (e.g.
+        /// behind compose service names).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
     /// Trust manager keys.
     Keys {
         #[command(subcommand)]
@@ -127,6 +140,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::DemoProvider {
+            host,
+            port,
+            public_url,
+        } => demo_provider(host, port, public_url),
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => {
@@ -176,6 +194,36 @@ fn main() -> ExitCode {
             };
             println!("{}", gateway::auth::token_hash_hex(&token));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn demo_provider(host: std::net::IpAddr, port: u16, public_url: Option<String>) -> ExitCode {
+    use amesh_mcp::demo::{DemoOptions, serve};
+    let public_url = match public_url.map(|u| u.parse()).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: --public-url: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = logging::init(&config::LogConfig::default()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let opts = DemoOptions {
+        bind: (host, port).into(),
+        public_url,
+        ..DemoOptions::default()
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(serve(opts)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

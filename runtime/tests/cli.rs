@@ -11,7 +11,7 @@ fn help_lists_every_subcommand() {
     let out = amesh().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["run", "config", "users", "keys"] {
+    for cmd in ["run", "config", "users", "keys", "acl", "demo-provider"] {
         assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
     }
 }

@@ -1,0 +1,156 @@
+//! What both transports share about one (server, user) pair: the pooled
+//! HTTP client, the URL, the user's bearer token and the static headers.
+
+use std::fmt;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::RequestBuilder;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use super::error::McpError;
+use crate::tool_config::McpToolConfig;
+
+/// Largest answer (JSON body or one event stream answer) read into memory.
+/// Tool results can be big (documents, search hits) but not unbounded.
+pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+/// A user's access token. `Debug` prints nothing and the memory is wiped on
+/// drop, so a session can be logged and dropped without leaking it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct BearerToken(String);
+
+impl BearerToken {
+    pub fn new(token: &str) -> Self {
+        Self(token.to_owned())
+    }
+
+    pub fn is(&self, token: &str) -> bool {
+        self.0 == token
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl Drop for BearerToken {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.0.zeroize();
+    }
+}
+
+/// One server as seen by one user's session.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub tool_id: String,
+    pub http: reqwest::Client,
+    pub url: Url,
+    pub token: Option<BearerToken>,
+    /// `connection_params.headers`, checked once here.
+    pub headers: HeaderMap,
+}
+
+impl Endpoint {
+    pub fn new(
+        cfg: &McpToolConfig,
+        http: reqwest::Client,
+        access_token: Option<&str>,
+    ) -> Result<Self, McpError> {
+        let tool_id = cfg.tool_id();
+        let config_error = |message: String| McpError::Config {
+            tool_id: tool_id.clone(),
+            message,
+        };
+        let url = Url::parse(cfg.connection_params.url.trim())
+            .map_err(|e| config_error(format!("connection_params.url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(config_error(format!(
+                "connection_params.url: expected http(s), found `{}`",
+                url.scheme()
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &cfg.connection_params.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| config_error(format!("header name `{name}` is not valid")))?;
+            let mut value = HeaderValue::from_str(value.expose())
+                .map_err(|_| config_error(format!("header `{name}` has an invalid value")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Ok(Self {
+            tool_id,
+            http,
+            url,
+            token: access_token.map(BearerToken::new),
+            headers,
+        })
+    }
+
+    /// Adds the static headers and the user's bearer token.
+    pub fn authorize(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, McpError> {
+        rb = rb.headers(self.headers.clone());
+        if let Some(token) = &self.token {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| {
+                    McpError::Config {
+                        tool_id: self.tool_id.clone(),
+                        message: "access token contains characters not allowed in a header".into(),
+                    }
+                })?;
+            value.set_sensitive(true);
+            rb = rb.header(AUTHORIZATION, value);
+        }
+        Ok(rb)
+    }
+
+    pub fn transport_error(&self, err: reqwest::Error) -> McpError {
+        McpError::transport(&self.tool_id, err)
+    }
+
+    pub fn protocol_error(&self, message: impl Into<String>) -> McpError {
+        McpError::protocol(&self.tool_id, message)
+    }
+
+    /// Reads a whole body, refusing one over [`MAX_BODY_BYTES`].
+    pub async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, McpError> {
+        let mut body = Vec::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.transport_error(e))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(
+                    self.protocol_error(format!("answer larger than {MAX_BODY_BYTES} bytes"))
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.into())
+    }
+}
+
+/// The media type of a response, lowercased, without parameters.
+pub(crate) fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(reqwest::header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// A response body as a stream of chunks, boxed so both transports can
+/// hold one in a struct or a task.
+pub(crate) type ByteStream = std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+pub(crate) fn byte_stream(response: reqwest::Response) -> ByteStream {
+    Box::pin(response.bytes_stream())
+}

@@ -1,0 +1,228 @@
+//! Connection and session reuse across an agent's tool calls.
+//!
+//! Two levels, because they have different owners: HTTP connections
+//! belong to a server (one `reqwest::Client` keeps keep-alive connections
+//! per host, shared by every user), while an MCP session belongs to a
+//! (server, user) pair, since it is initialized with that user's token and
+//! the server may keep per-user state in it. The pool caches sessions by
+//! (tool id, user id) and replaces one when the user's token changed
+//! (refresh, re-authorization).
+//!
+//! TLS verification is always on, except for a server whose config says
+//! `tls_insecure_skip_verify: true`: that one gets a separate client, so
+//! the exemption cannot leak to other servers, and a warning once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use super::error::McpError;
+use super::http::BearerToken;
+use super::session::Session;
+use super::{ExposedTool, ToolDescriptor, apply_filters};
+use crate::manifest::manifest_tools;
+use crate::tool_config::McpToolConfig;
+
+/// Time allowed to open a TCP/TLS connection; requests as a whole are
+/// bounded by each tool's `connection_params.timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type SessionKey = (String, String);
+
+/// The cached session of one (tool, user) and the token it was opened with.
+struct Slot {
+    session: Arc<Session>,
+    token: Option<BearerToken>,
+}
+
+/// Shared by all of an agent's MCP tools; cloning is shallow.
+#[derive(Clone)]
+pub struct McpClientPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    verified: reqwest::Client,
+    insecure: OnceLock<reqwest::Client>,
+    warned_insecure: Mutex<HashSet<String>>,
+    /// Per-key async locks so two calls for the same (tool, user) open one
+    /// session, while other keys proceed.
+    sessions: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<Option<Slot>>>>>,
+}
+
+impl std::fmt::Debug for McpClientPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpClientPool")
+            .field("sessions", &self.session_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpClientPool {
+    /// A pool with its own HTTP client: TLS verified, connect timeout,
+    /// redirects followed only within the server's origin.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        Ok(Self::with_http_client(build_client(false)?))
+    }
+
+    /// A pool sending through `client` (e.g. one shared with the OAuth
+    /// code). It must verify TLS and should not follow cross-origin
+    /// redirects (see [`McpClientPool::new`]'s); the insecure client is
+    /// built here.
+    pub fn with_http_client(client: reqwest::Client) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                verified: client,
+                insecure: OnceLock::new(),
+                warned_insecure: Mutex::new(HashSet::new()),
+                sessions: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The HTTP client for `cfg`'s server: the shared verifying one, or the
+    /// separate non-verifying one when the config opts out.
+    pub fn http_client(&self, cfg: &McpToolConfig) -> Result<reqwest::Client, McpError> {
+        if !cfg.connection_params.tls_insecure_skip_verify {
+            return Ok(self.inner.verified.clone());
+        }
+        let tool_id = cfg.tool_id();
+        if self
+            .inner
+            .warned_insecure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tool_id.clone())
+        {
+            tracing::warn!(
+                %tool_id,
+                "TLS certificate verification is OFF for this MCP server \
+                 (tls_insecure_skip_verify: true); its users' tokens can be intercepted"
+            );
+        }
+        if let Some(client) = self.inner.insecure.get() {
+            return Ok(client.clone());
+        }
+        let client = build_client(true).map_err(|e| McpError::transport(&tool_id, e))?;
+        Ok(self.inner.insecure.get_or_init(|| client).clone())
+    }
+
+    /// The session of `user_id` with `cfg`'s server, opened (and
+    /// initialized) on first use and re-opened when `access_token` differs
+    /// from the one the cached session was opened with.
+    pub async fn session(
+        &self,
+        cfg: &McpToolConfig,
+        user_id: &str,
+        access_token: Option<&str>,
+    ) -> Result<Arc<Session>, McpError> {
+        let key = (cfg.tool_id(), user_id.to_owned());
+        let slot = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(existing) = slot.as_ref() {
+            let same_token = match (&existing.token, access_token) {
+                (Some(held), Some(given)) => held.is(given),
+                (None, None) => true,
+                _ => false,
+            };
+            if same_token {
+                return Ok(existing.session.clone());
+            }
+        }
+        if let Some(old) = slot.take() {
+            // Token changed: the old session belongs to the old grant.
+            tokio::spawn(async move { old.session.close().await });
+        }
+        let session = Arc::new(Session::connect(cfg, self.http_client(cfg)?, access_token).await?);
+        *slot = Some(Slot {
+            session: session.clone(),
+            token: access_token.map(BearerToken::new),
+        });
+        Ok(session)
+    }
+
+    /// Forgets the session of (tool, user), e.g. after a 401 cleared the
+    /// user's credential.
+    pub async fn invalidate(&self, tool_id: &str, user_id: &str) {
+        let slot = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(tool_id.to_owned(), user_id.to_owned()));
+        if let Some(slot) = slot
+            && let Some(old) = slot.lock().await.take()
+        {
+            old.session.close().await;
+        }
+    }
+
+    /// Number of (tool, user) keys with a cached or opening session.
+    pub fn session_count(&self) -> usize {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Lists the server's tools over a short-lived session (not cached:
+    /// discovery runs once, at start).
+    pub async fn list_tools(
+        &self,
+        cfg: &McpToolConfig,
+        access_token: Option<&str>,
+    ) -> Result<Vec<ToolDescriptor>, McpError> {
+        let session = Session::connect(cfg, self.http_client(cfg)?, access_token).await?;
+        let tools = session.list_tools().await;
+        session.close().await;
+        tools
+    }
+
+    /// The tools the agent exposes for `cfg` at start: the manifest when
+    /// there is one (required with `auth`, since listing needs a user's
+    /// token), else the server's list; then prefix, allow and deny lists.
+    pub async fn startup_tools(&self, cfg: &McpToolConfig) -> Result<Vec<ExposedTool>, McpError> {
+        let tools = match cfg.manifest.as_deref() {
+            Some(entries) if !entries.is_empty() => manifest_tools(cfg),
+            _ if cfg.requires_user_auth() => Vec::new(),
+            _ => self.list_tools(cfg, None).await?,
+        };
+        Ok(apply_filters(cfg, tools))
+    }
+}
+
+/// Redirects followed within one origin only (servers mounted at `/mcp`
+/// often redirect to `/mcp/`). reqwest would drop `Authorization` on a
+/// cross-origin hop but keep the static `headers`, which may hold an API
+/// key; stopping there returns the 3xx as an error instead.
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else if first.is_some_and(|o| o == attempt.url().origin()) {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+fn build_client(insecure: bool) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(same_origin_redirects())
+        .user_agent(concat!("amesh-mcp/", env!("CARGO_PKG_VERSION")));
+    if insecure {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    builder.build()
+}

@@ -1,0 +1,338 @@
+//! An MCP session: one user's initialized conversation with one server.
+//!
+//! The session runs the lifecycle (`initialize`, `notifications/initialized`)
+//! over either transport and offers the two operations an agent needs,
+//! paged `tools/list` and `tools/call`. It owns the user's bearer token for
+//! its whole life; a new token means a new session (see
+//! [`super::pool::McpClientPool`]).
+//!
+//! When the server forgets the session ([`McpError::SessionExpired`]) the
+//! session re-initializes once and retries the request; concurrent callers
+//! that hit the same expiry share one re-initialization (a generation
+//! counter tells a waiter that someone else already did it).
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::error::McpError;
+use super::http::Endpoint;
+use super::jsonrpc::{self, Request, RpcError};
+use super::sse::LegacySse;
+use super::streamable::Streamable;
+use super::{CallToolResult, ToolDescriptor};
+use crate::schema::{ToolSchema, validate_arguments};
+use crate::tool_config::{McpToolConfig, TransportKind};
+
+/// The protocol revision we ask for; the server may answer an older one,
+/// which we then speak (the messages we use are the same in all of them).
+pub const PROTOCOL_VERSION: &str = "2025-06-18";
+
+/// A server that pages forever is cut off after this many `tools/list` pages.
+const MAX_TOOL_PAGES: usize = 1000;
+
+/// The two wire protocols behind one set of operations.
+#[derive(Debug)]
+enum Transport {
+    Streamable(Streamable),
+    Sse(LegacySse),
+}
+
+impl Transport {
+    async fn request(&self, request: &Request) -> Result<Result<Value, RpcError>, McpError> {
+        match self {
+            Self::Streamable(t) => t.request(request).await,
+            Self::Sse(t) => t.request(request).await,
+        }
+    }
+
+    async fn notify(&self, message: &Value) -> Result<(), McpError> {
+        match self {
+            Self::Streamable(t) => t.notify(message).await,
+            Self::Sse(t) => t.notify(message).await,
+        }
+    }
+
+    async fn reset(&self) -> Result<(), McpError> {
+        match self {
+            Self::Streamable(t) => {
+                t.reset();
+                Ok(())
+            }
+            Self::Sse(t) => t.reset().await,
+        }
+    }
+}
+
+/// What the server said about itself when the session was initialized.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerInfo {
+    /// The protocol revision in use.
+    pub protocol_version: String,
+    /// `serverInfo` (name, version ...), as sent.
+    pub server_info: Value,
+    /// `capabilities`, as sent.
+    pub capabilities: Value,
+    pub instructions: Option<String>,
+}
+
+/// One user's MCP session with one server. Shared as `Arc<Session>`;
+/// requests may run concurrently.
+#[derive(Debug)]
+pub struct Session {
+    tool_id: String,
+    transport: Transport,
+    timeout: Duration,
+    next_id: AtomicU64,
+    /// Bumped by every successful re-initialization.
+    generation: AtomicU64,
+    /// Serializes re-initialization.
+    reinit: tokio::sync::Mutex<()>,
+    info: RwLock<ServerInfo>,
+}
+
+impl Session {
+    /// Opens and initializes a session. `http` is the pooled client for the
+    /// server's TLS mode; `access_token` is the user's token, sent as
+    /// `Authorization: Bearer` on every request.
+    pub async fn connect(
+        cfg: &McpToolConfig,
+        http: reqwest::Client,
+        access_token: Option<&str>,
+    ) -> Result<Self, McpError> {
+        let endpoint = Endpoint::new(cfg, http, access_token)?;
+        let transport = match cfg.connection_params.transport {
+            TransportKind::StreamableHttp => Transport::Streamable(Streamable::new(endpoint)),
+            TransportKind::Sse => Transport::Sse(LegacySse::new(
+                endpoint,
+                cfg.connection_params.sse_read_timeout(),
+            )),
+        };
+        let session = Self {
+            tool_id: cfg.tool_id(),
+            transport,
+            timeout: cfg.connection_params.timeout(),
+            next_id: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
+            reinit: tokio::sync::Mutex::new(()),
+            info: RwLock::new(ServerInfo::default()),
+        };
+        session.initialize().await?;
+        Ok(session)
+    }
+
+    pub fn tool_id(&self) -> &str {
+        &self.tool_id
+    }
+
+    /// What the server said at (the latest) initialize.
+    pub fn server_info(&self) -> ServerInfo {
+        self.info.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The protocol revision the server chose.
+    pub fn protocol_version(&self) -> String {
+        self.server_info().protocol_version
+    }
+
+    /// The `Mcp-Session-Id` the server assigned (Streamable HTTP only).
+    pub fn session_id(&self) -> Option<String> {
+        match &self.transport {
+            Transport::Streamable(t) => t.session_id(),
+            Transport::Sse(_) => None,
+        }
+    }
+
+    /// Lists the server's tools, following `nextCursor` to the last page.
+    pub async fn list_tools(&self) -> Result<Vec<ToolDescriptor>, McpError> {
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_TOOL_PAGES {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self.request("tools/list", params).await?;
+            let listed = page
+                .get("tools")
+                .cloned()
+                .ok_or_else(|| self.protocol("tools/list answer has no `tools`"))?;
+            let Value::Array(listed) = listed else {
+                return Err(self.protocol("tools/list `tools` is not an array"));
+            };
+            // One malformed tool should not hide the server's other tools.
+            for entry in listed {
+                match serde_json::from_value::<ToolDescriptor>(entry) {
+                    Ok(tool) => tools.push(tool),
+                    Err(e) => tracing::warn!(
+                        tool_id = %self.tool_id, error = %e, "MCP tool entry skipped"
+                    ),
+                }
+            }
+            match page.get("nextCursor").and_then(Value::as_str) {
+                Some(next) if !next.is_empty() && cursor.as_deref() != Some(next) => {
+                    cursor = Some(next.to_owned());
+                }
+                Some(next) if cursor.as_deref() == Some(next) => {
+                    return Err(self.protocol("tools/list repeated the same cursor"));
+                }
+                _ => return Ok(tools),
+            }
+        }
+        Err(self.protocol(format!(
+            "tools/list still paging after {MAX_TOOL_PAGES} pages"
+        )))
+    }
+
+    /// Calls the tool the server knows as `name`. A tool that ran and
+    /// failed is `Ok` with `is_error`; see [`CallToolResult::into_result`].
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Value,
+    ) -> Result<CallToolResult, McpError> {
+        let result = self
+            .request("tools/call", json!({"name": name, "arguments": arguments}))
+            .await?;
+        serde_json::from_value(result).map_err(|e| self.protocol(format!("tools/call answer: {e}")))
+    }
+
+    /// Validates `arguments` against the tool's compiled schema, then calls
+    /// it under its remote name. Invalid arguments never leave the process.
+    pub async fn call(
+        &self,
+        tool: &ToolSchema,
+        arguments: Value,
+    ) -> Result<CallToolResult, McpError> {
+        validate_arguments(tool, &arguments)?;
+        self.call_tool(tool.remote_name(), arguments).await
+    }
+
+    /// Ends the session at the server, best effort.
+    pub async fn close(&self) {
+        match &self.transport {
+            Transport::Streamable(t) => t.close().await,
+            Transport::Sse(t) => t.close(),
+        }
+    }
+
+    /// One request; on expiry, one re-initialization and one retry.
+    async fn request(&self, method: &str, params: Value) -> Result<Value, McpError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        match self.send(method, params.clone()).await {
+            Err(McpError::SessionExpired { .. }) => {
+                tracing::info!(tool_id = %self.tool_id, method, "MCP session expired; re-initializing");
+                self.reinitialize(generation).await?;
+                self.send(method, params).await
+            }
+            other => other,
+        }
+    }
+
+    async fn reinitialize(&self, seen_generation: u64) -> Result<(), McpError> {
+        let _lock = self.reinit.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen_generation {
+            return Ok(()); // another caller already re-initialized
+        }
+        self.initialize().await?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The lifecycle handshake, on a fresh transport session.
+    async fn initialize(&self) -> Result<(), McpError> {
+        self.transport
+            .reset_within(self.timeout, &self.tool_id)
+            .await?;
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "amesh", "version": env!("CARGO_PKG_VERSION")},
+        });
+        let result = self.send("initialize", params).await?;
+        let protocol_version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.protocol("initialize answer has no protocolVersion"))?
+            .to_owned();
+        if protocol_version != PROTOCOL_VERSION {
+            tracing::debug!(tool_id = %self.tool_id, %protocol_version, "MCP server chose another protocol version");
+        }
+        if let Transport::Streamable(t) = &self.transport {
+            t.set_protocol_version(&protocol_version);
+        }
+        *self.info.write().unwrap_or_else(|p| p.into_inner()) = ServerInfo {
+            protocol_version,
+            server_info: result.get("serverInfo").cloned().unwrap_or(Value::Null),
+            capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
+            instructions: result
+                .get("instructions")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        let initialized = jsonrpc::notification("notifications/initialized", None);
+        self.within(
+            "notifications/initialized",
+            self.transport.notify(&initialized),
+        )
+        .await
+    }
+
+    /// Sends one request within the timeout; a JSON-RPC error becomes
+    /// [`McpError::Rpc`].
+    async fn send(&self, method: &str, params: Value) -> Result<Value, McpError> {
+        let request = Request {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            method: method.to_owned(),
+            params,
+        };
+        let answer = self
+            .within(method, self.transport.request(&request))
+            .await?;
+        answer.map_err(|e| McpError::Rpc {
+            tool_id: self.tool_id.clone(),
+            method: method.to_owned(),
+            code: e.code,
+            message: e.message,
+            data: e.data,
+        })
+    }
+
+    async fn within<T>(
+        &self,
+        method: &str,
+        fut: impl Future<Output = Result<T, McpError>>,
+    ) -> Result<T, McpError> {
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(McpError::Timeout {
+                    tool_id: self.tool_id.clone(),
+                    method: method.to_owned(),
+                    after: self.timeout,
+                })
+            })
+    }
+
+    fn protocol(&self, message: impl Into<String>) -> McpError {
+        McpError::protocol(&self.tool_id, message)
+    }
+}
+
+impl Transport {
+    /// `reset` bounded by the request timeout (the legacy transport opens
+    /// its stream here and waits for the endpoint event).
+    async fn reset_within(&self, timeout: Duration, tool_id: &str) -> Result<(), McpError> {
+        tokio::time::timeout(timeout, self.reset())
+            .await
+            .unwrap_or_else(|_| {
+                Err(McpError::Timeout {
+                    tool_id: tool_id.to_owned(),
+                    method: "connect".into(),
+                    after: timeout,
+                })
+            })
+    }
+}

@@ -1,0 +1,300 @@
+//! Static tool manifests and the checks serde cannot make on an MCP tool block.
+//!
+//! A tool behind user OAuth cannot be listed when the agent starts: listing
+//! needs some user's token. So such a block declares its tools (`manifest:`)
+//! and the agent advertises them to the model from config. Because the
+//! manifest is then the only description the model sees, it is checked hard
+//! at load time: every entry has a name, a description and an input schema
+//! that is itself a valid JSON Schema.
+//!
+//! Errors are data ([`ManifestError`]: tool id, entry index and name, field
+//! path, kind) so the runtime's loader can point at the YAML line.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::client::ToolDescriptor;
+use crate::schema;
+use crate::tool_config::{AuthConfig, McpToolConfig};
+
+/// One declared tool, shaped like an entry of an MCP `tools/list` answer so
+/// that answer can be pasted in. Fields are optional here only so a missing
+/// one is reported with its entry's index and name rather than as a bare
+/// serde error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(
+        rename = "inputSchema",
+        alias = "input_schema",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub input_schema: Option<Value>,
+    /// Accepted (tools/list output carries it) but not used by the client.
+    #[serde(
+        rename = "outputSchema",
+        alias = "output_schema",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output_schema: Option<Value>,
+    /// Accepted (tools/list output carries it) but not used by the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Value>,
+    /// Accepted (tools/list output carries it) but not used by the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icons: Option<Value>,
+    /// Accepted (tools/list output carries it) but not used by the client.
+    #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+}
+
+impl ManifestEntry {
+    /// The entry as a descriptor, if it has everything one needs.
+    pub fn to_descriptor(&self) -> Option<ToolDescriptor> {
+        Some(ToolDescriptor {
+            name: self.name.clone()?,
+            description: self.description.clone(),
+            input_schema: self.input_schema.clone()?,
+        })
+    }
+}
+
+/// The manifest's tools as descriptors, skipping incomplete entries
+/// (validation reports those).
+pub fn manifest_tools(cfg: &McpToolConfig) -> Vec<ToolDescriptor> {
+    cfg.manifest
+        .iter()
+        .flatten()
+        .filter_map(ManifestEntry::to_descriptor)
+        .collect()
+}
+
+/// What is wrong, for callers that react by kind (tests, tooling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestErrorKind {
+    /// `auth: oauth2` without a non-empty `manifest`.
+    MissingManifest,
+    /// A manifest entry lacks `name`, `description` or `inputSchema`.
+    MissingField,
+    /// A field is present but empty or of the wrong shape.
+    InvalidField,
+    /// `inputSchema` is not a valid JSON Schema (or not an object schema).
+    InvalidSchema,
+    /// Two manifest entries share a name.
+    DuplicateName,
+    /// `allow_list` and `deny_list` are both set.
+    ConflictingLists,
+    /// `connection_params.url` is not an absolute http(s) URL.
+    InvalidUrl,
+    /// A connection parameter (timeout, header) is unusable.
+    InvalidConnectionParam,
+}
+
+/// One problem in one MCP tool block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// [`McpToolConfig::tool_id`] of the block.
+    pub tool_id: String,
+    /// Index in `manifest`, when the problem is in an entry.
+    pub entry_index: Option<usize>,
+    /// That entry's `name`, when it has one.
+    pub entry_name: Option<String>,
+    /// Key path inside the tool block, e.g. `manifest[2].inputSchema`,
+    /// `allow_list`, `connection_params.url`: what the loader looks up to
+    /// find the line.
+    pub field: String,
+    pub kind: ManifestErrorKind,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MCP tool `{}`", self.tool_id)?;
+        match (self.entry_index, &self.entry_name) {
+            (Some(i), Some(name)) => write!(f, ", manifest entry {i} (`{name}`)")?,
+            (Some(i), None) => write!(f, ", manifest entry {i}")?,
+            _ => {}
+        }
+        write!(f, ", `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Checks one MCP tool block; returns every problem, not just the first,
+/// so an operator fixes a config in one pass.
+pub fn validate(cfg: &McpToolConfig) -> Result<(), Vec<ManifestError>> {
+    let tool_id = cfg.tool_id();
+    let mut errors = Vec::new();
+    let mut push = |entry: Option<(usize, Option<&str>)>, field: String, kind, message: String| {
+        errors.push(ManifestError {
+            tool_id: tool_id.clone(),
+            entry_index: entry.map(|(i, _)| i),
+            entry_name: entry.and_then(|(_, n)| n.map(str::to_owned)),
+            field,
+            kind,
+            message,
+        })
+    };
+
+    check_connection(cfg, &mut push);
+
+    if cfg.allow_list.is_some() && cfg.deny_list.is_some() {
+        push(
+            None,
+            "deny_list".into(),
+            ManifestErrorKind::ConflictingLists,
+            "allow_list and deny_list exclude each other; keep one".into(),
+        );
+    }
+
+    let manifest = cfg.manifest.as_deref().unwrap_or_default();
+    if matches!(cfg.auth, Some(AuthConfig::OAuth2 { .. })) && manifest.is_empty() {
+        push(
+            None,
+            "manifest".into(),
+            ManifestErrorKind::MissingManifest,
+            "a tool with `auth: {type: oauth2}` needs a non-empty `manifest`: its tools \
+             cannot be listed before a user has logged in"
+                .into(),
+        );
+    }
+
+    let mut seen = HashSet::new();
+    for (index, entry) in manifest.iter().enumerate() {
+        let name = entry.name.as_deref().filter(|n| !n.trim().is_empty());
+        let at = Some((index, name));
+        let field = |f: &str| format!("manifest[{index}].{f}");
+        match &entry.name {
+            None => push(
+                at,
+                field("name"),
+                ManifestErrorKind::MissingField,
+                "missing `name`".into(),
+            ),
+            Some(n) if n.trim().is_empty() => push(
+                at,
+                field("name"),
+                ManifestErrorKind::InvalidField,
+                "`name` is empty".into(),
+            ),
+            Some(n) if !seen.insert(n.as_str()) => push(
+                at,
+                field("name"),
+                ManifestErrorKind::DuplicateName,
+                format!("`{n}` is declared more than once"),
+            ),
+            Some(_) => {}
+        }
+        match &entry.description {
+            None => push(
+                at,
+                field("description"),
+                ManifestErrorKind::MissingField,
+                "missing `description`: the model chooses tools by it".into(),
+            ),
+            Some(d) if d.trim().is_empty() => push(
+                at,
+                field("description"),
+                ManifestErrorKind::InvalidField,
+                "`description` is empty: the model chooses tools by it".into(),
+            ),
+            Some(_) => {}
+        }
+        match &entry.input_schema {
+            None => push(
+                at,
+                field("inputSchema"),
+                ManifestErrorKind::MissingField,
+                "missing `inputSchema`".into(),
+            ),
+            Some(schema) => {
+                if let Err(problems) = schema::check_input_schema(schema) {
+                    push(
+                        at,
+                        field("inputSchema"),
+                        ManifestErrorKind::InvalidSchema,
+                        format!("not a valid tool input schema: {}", problems.join("; ")),
+                    );
+                }
+            }
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+type Push<'a> = dyn FnMut(Option<(usize, Option<&str>)>, String, ManifestErrorKind, String) + 'a;
+
+fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
+    let params = &cfg.connection_params;
+    match url::Url::parse(params.url.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
+        Ok(url) => push(
+            None,
+            "connection_params.url".into(),
+            ManifestErrorKind::InvalidUrl,
+            format!(
+                "expected an http:// or https:// URL with a host, found scheme `{}`",
+                url.scheme()
+            ),
+        ),
+        Err(e) => push(
+            None,
+            "connection_params.url".into(),
+            ManifestErrorKind::InvalidUrl,
+            format!("expected an absolute http(s) URL: {e}"),
+        ),
+    }
+    for (key, value) in [
+        ("timeout", params.timeout),
+        ("sse_read_timeout", params.sse_read_timeout),
+    ] {
+        if let Some(v) = value
+            && !(v.is_finite() && v > 0.0)
+        {
+            push(
+                None,
+                format!("connection_params.{key}"),
+                ManifestErrorKind::InvalidConnectionParam,
+                format!("expected a positive number of seconds, found {v}"),
+            );
+        }
+    }
+    for (name, value) in &params.headers {
+        let bad_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err();
+        let bad_value = reqwest::header::HeaderValue::from_str(value.expose()).is_err();
+        let field = format!("connection_params.headers.{name}");
+        if bad_name || bad_value {
+            push(
+                None,
+                field,
+                ManifestErrorKind::InvalidConnectionParam,
+                "not a valid HTTP header name or value".into(),
+            );
+        } else if cfg.auth.is_some() && name.eq_ignore_ascii_case("authorization") {
+            push(
+                None,
+                field,
+                ManifestErrorKind::InvalidConnectionParam,
+                "`Authorization` is set per user by `auth`; remove the static header".into(),
+            );
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The authorization code flow with PKCE, and refresh (OAuth 2.1, RFC 7636,
+//! RFC 8707), built on the `oauth2` crate.
+//!
+//! Every step is a plain function over data the caller stores: the
+//! authorization URL comes with the [`PkceVerifier`] to keep in the pending
+//! flow, the exchange takes that verifier back, refresh takes the stored
+//! [`TokenSet`]. Each request carries `resource` (the MCP server's canonical
+//! URI) so the token is bound to that server.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::discover::AuthServer;
+use super::error::OAuthError;
+use super::http::{AdapterError, ReqwestAdapter};
+use super::register::{OAuthClient, TokenEndpointAuth};
+use super::secret::Secret;
+
+/// Random bytes behind a PKCE verifier: 64 bytes give 86 base64url
+/// characters (RFC 7636 allows 43 to 128).
+const VERIFIER_BYTES: u32 = 64;
+
+/// The PKCE code verifier of one pending flow; kept by the caller until the
+/// callback and never sent anywhere but the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PkceVerifier(Secret);
+
+impl PkceVerifier {
+    /// Rebuilds a stored verifier.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Secret::new(value))
+    }
+
+    /// The plain verifier, for the credential store.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+}
+
+/// Tokens of one grant. The caller stores them encrypted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The bearer token for the MCP server.
+    pub access_token: Secret,
+    /// The refresh token, if the server issued one.
+    pub refresh_token: Option<Secret>,
+    /// Always "Bearer" (other types are refused).
+    pub token_type: String,
+    /// When the access token expires (Unix seconds), if the server said.
+    pub expires_at: Option<u64>,
+    /// The granted scopes (the requested ones when the server did not say).
+    pub scopes: Vec<String>,
+}
+
+impl TokenSet {
+    /// True when the access token expires within `leeway` from now.
+    pub fn expires_within(&self, leeway: Duration) -> bool {
+        self.expires_at
+            .is_some_and(|at| unix_now().saturating_add(leeway.as_secs()) >= at)
+    }
+
+    /// The `Authorization` header value.
+    pub fn authorization_header(&self) -> Secret {
+        Secret::new(format!("Bearer {}", self.access_token.expose()))
+    }
+}
+
+/// The result of a refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refreshed {
+    /// The new token set; its refresh token is the new one if the server
+    /// rotated it, else the old one.
+    pub tokens: TokenSet,
+    /// True when the server issued a new refresh token (the old one is now
+    /// invalid and must be replaced in the store).
+    pub rotated: bool,
+}
+
+/// Builds the URL to send the user to, with PKCE S256, `state` (from the
+/// caller's pending flow), `scope` (omitted when empty) and `resource`.
+pub fn authorization_request(
+    server: &AuthServer,
+    client: &OAuthClient,
+    redirect_uri: &Url,
+    scopes: &[String],
+    state: &str,
+) -> (Url, PkceVerifier) {
+    let oauth = BasicClient::new(ClientId::new(client.client_id.clone()))
+        .set_auth_uri(AuthUrl::from_url(
+            server.metadata.authorization_endpoint.clone(),
+        ))
+        .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone()));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256_len(VERIFIER_BYTES);
+    let state = state.to_owned();
+    let (url, _state) = oauth
+        .authorize_url(move || CsrfToken::new(state))
+        .add_scopes(scopes.iter().cloned().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .add_extra_param("resource", server.resource.clone())
+        .url();
+    (url, PkceVerifier::new(verifier.secret().clone()))
+}
+
+/// Exchanges the code from the callback for tokens.
+pub async fn exchange_code(
+    http: &reqwest::Client,
+    server: &AuthServer,
+    client: &OAuthClient,
+    code: &str,
+    verifier: &PkceVerifier,
+    redirect_uri: &Url,
+    requested_scopes: &[String],
+) -> Result<TokenSet, OAuthError> {
+    let token_url = &server.metadata.token_endpoint;
+    let oauth = with_credentials(
+        BasicClient::new(ClientId::new(client.client_id.clone()))
+            .set_token_uri(TokenUrl::from_url(token_url.clone()))
+            .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone())),
+        client,
+    );
+    let response = oauth
+        .exchange_code(AuthorizationCode::new(code.to_owned()))
+        .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
+        .add_extra_param("resource", server.resource.clone())
+        .request_async(&ReqwestAdapter(http))
+        .await
+        .map_err(|e| token_error(token_url, e))?;
+    token_set(&response, None, requested_scopes)
+}
+
+/// Uses the stored refresh token for a new access token. A server that
+/// answers without a refresh token keeps the old one valid (RFC 6749 §6).
+pub async fn refresh(
+    http: &reqwest::Client,
+    server: &AuthServer,
+    client: &OAuthClient,
+    previous: &TokenSet,
+) -> Result<Refreshed, OAuthError> {
+    let old_refresh = previous
+        .refresh_token
+        .as_ref()
+        .ok_or(OAuthError::NoRefreshToken)?;
+    let token_url = &server.metadata.token_endpoint;
+    let oauth = with_credentials(
+        BasicClient::new(ClientId::new(client.client_id.clone()))
+            .set_token_uri(TokenUrl::from_url(token_url.clone())),
+        client,
+    );
+    let response = oauth
+        .exchange_refresh_token(&RefreshToken::new(old_refresh.expose().to_owned()))
+        .add_extra_param("resource", server.resource.clone())
+        .request_async(&ReqwestAdapter(http))
+        .await
+        .map_err(|e| token_error(token_url, e))?;
+    let tokens = token_set(&response, Some(old_refresh), &previous.scopes)?;
+    let rotated = tokens.refresh_token.as_ref() != Some(old_refresh);
+    Ok(Refreshed { tokens, rotated })
+}
+
+type OAuthBasic<A, T> = oauth2::Client<
+    BasicErrorResponse,
+    BasicTokenResponse,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+    A,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    T,
+>;
+
+fn with_credentials<A, T>(oauth: OAuthBasic<A, T>, client: &OAuthClient) -> OAuthBasic<A, T>
+where
+    A: oauth2::EndpointState,
+    T: oauth2::EndpointState,
+{
+    let secret = client
+        .client_secret
+        .as_ref()
+        .filter(|_| client.auth != TokenEndpointAuth::None);
+    match secret {
+        Some(secret) => oauth
+            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+            .set_auth_type(match client.auth {
+                TokenEndpointAuth::ClientSecretPost => AuthType::RequestBody,
+                _ => AuthType::BasicAuth,
+            }),
+        None => oauth.set_auth_type(AuthType::RequestBody),
+    }
+}
+
+fn token_set(
+    response: &BasicTokenResponse,
+    old_refresh: Option<&Secret>,
+    requested_scopes: &[String],
+) -> Result<TokenSet, OAuthError> {
+    let token_type = response.token_type().as_ref().to_owned();
+    if !token_type.eq_ignore_ascii_case("bearer") {
+        return Err(OAuthError::UnsupportedTokenType(token_type));
+    }
+    let refresh_token = response
+        .refresh_token()
+        .map(|t| Secret::new(t.secret().clone()))
+        .or_else(|| old_refresh.cloned());
+    let scopes = match response.scopes() {
+        Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
+        None => requested_scopes.to_vec(),
+    };
+    Ok(TokenSet {
+        access_token: Secret::new(response.access_token().secret().clone()),
+        refresh_token,
+        token_type: "Bearer".into(),
+        expires_at: response
+            .expires_in()
+            .map(|ttl| unix_now().saturating_add(ttl.as_secs())),
+        scopes,
+    })
+}
+
+fn token_error(
+    url: &Url,
+    error: RequestTokenError<AdapterError, BasicErrorResponse>,
+) -> OAuthError {
+    let url = url.to_string();
+    match error {
+        RequestTokenError::ServerResponse(e) => OAuthError::TokenRefused {
+            url,
+            error: e.error().as_ref().to_owned(),
+            description: e.error_description().cloned(),
+        },
+        RequestTokenError::Request(AdapterError::Transport(source)) => {
+            OAuthError::Http { url, source }
+        }
+        RequestTokenError::Request(AdapterError::Status { status, body }) => {
+            OAuthError::Status { url, status, body }
+        }
+        RequestTokenError::Request(e @ AdapterError::Build(_)) => OAuthError::TokenResponse {
+            url,
+            reason: e.to_string(),
+        },
+        // The body may hold a token: report only where parsing failed.
+        RequestTokenError::Parse(e, _body) => OAuthError::TokenResponse {
+            url,
+            reason: format!(
+                "malformed JSON at `{}` ({:?} error, line {} column {})",
+                e.path(),
+                e.inner().classify(),
+                e.inner().line(),
+                e.inner().column()
+            ),
+        },
+        RequestTokenError::Other(reason) => OAuthError::TokenResponse { url, reason },
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
