@@ -440,3 +440,23 @@ fn load_files_reads_the_process_environment() {
     };
     assert_eq!(cfg.apps.len(), 1);
 }
+
+#[test]
+fn mcp_manifest_errors_name_the_tool_the_entry_and_the_line() {
+    let errs = errors(&["mcp_manifest_errors.yaml"], &[]);
+    let file = f("mcp_manifest_errors.yaml");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with(&format!(
+            "{file}:19:15: apps[0].app_config.tools[0].manifest[0].inputSchema: MCP tool `jira`, manifest entry 0 (`search`): not a valid tool input schema"
+        )),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(
+        errs[1],
+        format!(
+            "{file}:20:15: apps[0].app_config.tools[0].manifest[1].description: MCP tool `jira`, manifest entry 1 (`nodesc`): missing `description`: the model chooses tools by it"
+        )
+    );
+}

@@ -371,6 +371,7 @@ fn delegation_peers(agent: &AgentConfig, app: &str, errors: &mut Vec<ModelError>
         ToolConfig::Builtin { tool_name, .. } => {
             BuiltinTool::from_name(tool_name) == Some(BuiltinTool::Delegate)
         }
+        ToolConfig::Mcp(_) => false,
     });
     if !delegates {
         return Vec::new();

@@ -96,6 +96,8 @@ impl ToolSet {
                         tools.push(tool);
                     }
                 }
+                // Served by the agent's MCP tool set.
+                ToolConfig::Mcp(_) => {}
             }
         }
         Ok(ToolSet { tools })

@@ -446,12 +446,16 @@ fn default_request_timeout() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "tool_type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ToolConfig {
-    /// A tool compiled into amesh (`echo`, `time`, `delegate`).
+    /// A tool compiled into amesh (`echo`, `time`, `sleep`, `delegate`,
+    /// `whoami`).
     Builtin {
         tool_name: String,
         #[serde(default)]
         tool_config: Option<serde_json::Value>,
     },
+    /// A remote MCP server (Streamable HTTP or legacy SSE), optionally
+    /// reached with each user's own OAuth2 credentials.
+    Mcp(Box<amesh_mcp::tool_config::McpToolConfig>),
 }
 
 /// `app_config` of a gateway app.

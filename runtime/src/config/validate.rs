@@ -235,6 +235,27 @@ fn check_agent(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigErr
             "interval_seconds must be at least 1",
         ));
     }
+    for (j, tool) in agent.tools.iter().enumerate() {
+        if let super::model::ToolConfig::Mcp(mcp) = tool
+            && let Err(problems) = mcp.validate()
+        {
+            for p in problems {
+                let owned = field_segments(&p.field);
+                let mut segs = vec![cfg, Key("tools"), Index(j)];
+                segs.extend(owned.iter().map(|s| match s {
+                    OwnedSeg::Key(k) => Key(k.as_str()),
+                    OwnedSeg::Index(i) => Index(*i),
+                }));
+                let entry = match (p.entry_index, &p.entry_name) {
+                    (Some(i), Some(name)) => format!(", manifest entry {i} (`{name}`)"),
+                    (Some(i), None) => format!(", manifest entry {i}"),
+                    _ => String::new(),
+                };
+                let text = format!("MCP tool `{}`{entry}: {}", p.tool_id, p.message);
+                errors.push(app.error(&segs, text));
+            }
+        }
+    }
     let session = &agent.session_service;
     if session.kind == SessionServiceKind::Sql && session.database_url.is_none() {
         errors.push(app.error(
@@ -242,6 +263,35 @@ fn check_agent(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigErr
             "session_service type sql needs a database_url (like sqlite://agent.db or postgres://...)",
         ));
     }
+}
+
+/// A key path like `manifest[2].inputSchema`, split into segments.
+enum OwnedSeg {
+    Key(String),
+    Index(usize),
+}
+
+fn field_segments(field: &str) -> Vec<OwnedSeg> {
+    let mut out = Vec::new();
+    for part in field.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                out.push(OwnedSeg::Key(rest[..i].to_string()));
+            }
+            rest = &rest[i..];
+            while let Some(stripped) = rest.strip_prefix('[') {
+                let Some(end) = stripped.find(']') else { break };
+                if let Ok(n) = stripped[..end].parse() {
+                    out.push(OwnedSeg::Index(n));
+                }
+                rest = &stripped[end + 1..];
+            }
+        } else {
+            out.push(OwnedSeg::Key(rest.to_string()));
+        }
+    }
+    out
 }
 
 fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<ConfigError>) {
