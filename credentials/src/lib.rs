@@ -1,1 +1,88 @@
-//! placeholder crate root, replaced below
+//! # amesh-credentials
+//!
+//! The credential service of an amesh agent: each user's OAuth2 tokens for
+//! each remote MCP tool, keyed by (agent, user, tool), released only to
+//! that user's [`VerifiedIdentity`](amesh_trust::VerifiedIdentity) —
+//! plus the pending OAuth flows and dynamic client registrations the MCP
+//! code needs, in the same store, so any replica of an agent can finish a
+//! flow another replica started.
+//!
+//! - [`CredentialStore`]: put / get / delete / list for a user; flows
+//!   ([`start_flow`](CredentialStore::start_flow),
+//!   [`take_flow`](CredentialStore::take_flow)); client registrations;
+//!   operator [`list`](CredentialStore::list),
+//!   [`revoke`](CredentialStore::revoke) and
+//!   [`events`](CredentialStore::events).
+//! - [`StoreConfig`]: memory or SQL (SQLite, PostgreSQL, MySQL/MariaDB via
+//!   sea-orm, migrated at open), the agent id and its [`AgentSecret`], the
+//!   TTL ([`ttl_from_env`] reads `SECRETS_TTL_SECONDS`).
+//! - Encryption at rest: AES-256-GCM, a random nonce per write, keys from
+//!   HKDF-SHA256 over the agent secret with the purpose and agent id in
+//!   `info`, and the row's (agent, user, tool) as associated data.
+//! - TTL: a background sweeper marks expired rows deleted (`ttl`), keeps
+//!   them for audit, and reads never return them.
+//! - Audit: `credential_events` (acquired, used, refreshed, expired,
+//!   deleted, revoked, access_denied, decrypt_failed), never token material.
+//!
+//! ```
+//! use amesh_credentials::*;
+//! use amesh_trust::{TrustDisabled, VerifiedIdentity};
+//!
+//! # tokio::runtime::Runtime::new()?.block_on(async {
+//! let config = StoreConfig::new(StoreBackend::Memory, "billing-agent", AgentSecret::generate()?);
+//! let store = CredentialStore::open(config).await?;
+//!
+//! // In the agent, identities come from the IdentityVerifier.
+//! let alice = VerifiedIdentity::trust_disabled(TrustDisabled::by_configuration(), "alice", None, None);
+//! let key = CredentialKey::new("alice", "https://mcp.example.com/mcp");
+//! store.put(&key, &alice, &Credential::bearer("access-token")).await?;
+//! let credential = store.get(&key, &alice).await?.expect("stored");
+//! assert_eq!(credential.access_token.expose(), "access-token");
+//! assert_eq!(format!("{:?}", credential.access_token), "[redacted]");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Deploying: one database, or at least one secret, per agent
+//!
+//! *(For the README.)* Each agent should have its own credential database
+//! (`session_service.database_url`), or at the very least its own agent
+//! secret. Rows are scoped by `agent_id` and encrypted with keys derived
+//! from the agent's secret *and* its id, so one agent cannot read another's
+//! rows even in a shared database — but a shared database lets one agent's
+//! operator list, revoke and delete another's, and a shared secret turns
+//! one agent's compromise into every agent's. The agent secret
+//! (`AMESH_AGENT_SECRET`, or the `agent_secret_file`, created 0600 with 32
+//! random bytes when missing) never goes in the database; back it up
+//! separately. Replicas of one agent must share both its database and its
+//! secret. If the secret changes, stored credentials become unreadable:
+//! the store logs it once and treats them as absent, and users sign in to
+//! their tools again. Stored credentials live `SECRETS_TTL_SECONDS`
+//! (default and maximum 2592000, 30 days) from their last refresh.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod crypto;
+mod error;
+mod flows;
+mod model;
+mod sealed;
+mod secret;
+mod storage;
+mod store;
+mod sweeper;
+mod ttl;
+
+pub use config::{DEFAULT_FLOW_TTL, DatabaseUrl, StoreBackend, StoreConfig};
+pub use error::{CredentialError, SecretError};
+pub use flows::MIN_STATE_LEN;
+pub use model::{
+    ClientRegistration, Credential, CredentialEvent, CredentialInfo, CredentialKey, DeleteReason,
+    EventKind, Filter, NewFlow, PendingFlow, SecretJson,
+};
+pub use secret::{AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, SecretString};
+pub use store::CredentialStore;
+pub use ttl::{DEFAULT_TTL, MAX_TTL_SECONDS, SECRETS_TTL_VAR, parse_ttl, ttl_from_env};

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod broker;
 pub mod cards;
 pub mod config;
+pub mod credentials_cli;
 pub mod discovery;
 pub mod gateway;
 pub mod glob;

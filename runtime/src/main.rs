@@ -50,6 +50,11 @@ enum Command {
         #[arg(long)]
         public_url: Option<String>,
     },
+    /// Operators' view of agents' stored credentials (metadata only).
+    Credentials {
+        #[command(subcommand)]
+        command: CredentialsCommand,
+    },
     /// Trust manager keys.
     Keys {
         #[command(subcommand)]
@@ -111,6 +116,38 @@ enum UsersCommand {
     HashToken { token: Option<String> },
 }
 
+#[derive(clap::Args)]
+struct CredentialsSelection {
+    /// Agent configs (their session_service says where credentials live).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    /// Tool id (the MCP block's `id`, or its normalized URL).
+    #[arg(long)]
+    tool: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum CredentialsCommand {
+    /// List stored credentials: agent, user, tool, scopes, issuer, expiry.
+    List {
+        #[command(flatten)]
+        select: CredentialsSelection,
+        /// Include credentials kept for audit after deletion.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Mark credentials deleted (reason `revoked`, audited); their users
+    /// authorize again on next use.
+    Revoke {
+        #[command(flatten)]
+        select: CredentialsSelection,
+    },
+}
+
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a P-256 key (PEM PKCS#8, mode 0600) for `trust_manager.key_file`
@@ -145,6 +182,7 @@ fn main() -> ExitCode {
             port,
             public_url,
         } => demo_provider(host, port, public_url),
+        Command::Credentials { command } => credentials(command),
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => {
@@ -194,6 +232,46 @@ fn main() -> ExitCode {
             };
             println!("{}", gateway::auth::token_hash_hex(&token));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn credentials(command: CredentialsCommand) -> ExitCode {
+    use amesh_runtime::credentials_cli::{Selection, list, revoke};
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let selection = |s: CredentialsSelection, deleted: bool| {
+        (
+            s.files,
+            Selection {
+                agent: s.agent,
+                user: s.user,
+                tool: s.tool,
+                include_deleted: deleted,
+            },
+        )
+    };
+    let result = match command {
+        CredentialsCommand::List { select, deleted } => {
+            let (files, sel) = selection(select, deleted);
+            rt.block_on(list(&files, &sel))
+        }
+        CredentialsCommand::Revoke { select } => {
+            let (files, sel) = selection(select, false);
+            rt.block_on(revoke(&files, &sel, "revoked by operator"))
+                .map(|n| println!("revoked {n} credential(s)"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

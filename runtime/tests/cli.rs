@@ -11,7 +11,15 @@ fn help_lists_every_subcommand() {
     let out = amesh().arg("--help").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["run", "config", "users", "keys", "acl", "demo-provider"] {
+    for cmd in [
+        "run",
+        "config",
+        "users",
+        "keys",
+        "acl",
+        "demo-provider",
+        "credentials",
+    ] {
         assert!(text.contains(cmd), "--help lacks {cmd}: {text}");
     }
 }
@@ -90,4 +98,154 @@ fn users_hash_token_prints_sha256_hex() {
         String::from_utf8_lossy(&out.stdout).trim(),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+}
+
+/// An agent config with a SQLite credential store in `dir`.
+fn sqlite_agent(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apps:\n  - name: a\n    app_module: agent\n    broker: {{dev_mode: true}}\n    app_config:\n      namespace: ns\n      agent_name: billing\n      agent_secret_file: {d}/billing.secret\n      session_service: {{type: sql, database_url: \"sqlite://{d}/billing.db\"}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn bad_secrets_ttl_stops_the_agent_at_start_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sqlite_agent(dir.path());
+    for bad in ["abc", "0", "-5", "2592001"] {
+        let out = amesh()
+            .arg("run")
+            .arg(&cfg)
+            .env("SECRETS_TTL_SECONDS", bad)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "started with SECRETS_TTL_SECONDS={bad}"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("SECRETS_TTL_SECONDS"), "{bad}: {err}");
+        assert!(
+            err.contains("2592000"),
+            "{bad}: the allowed range is named: {err}"
+        );
+    }
+}
+
+#[test]
+fn unreachable_database_is_a_clear_start_error_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apps:\n  - name: a\n    app_module: agent\n    broker: {{dev_mode: true}}\n    app_config:\n      namespace: ns\n      agent_name: billing\n      agent_secret_file: {d}/s\n      session_service: {{type: sql, database_url: \"postgres://amesh:hunter2secret@127.0.0.1:{port}/x\"}}\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out = amesh().arg("run").arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PostgreSQL"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("hunter2secret"), "password leaked: {err}");
+}
+
+#[test]
+fn credentials_list_and_revoke_show_metadata_never_tokens() {
+    use amesh_credentials::{
+        AgentSecret, Credential, CredentialKey, CredentialStore, DatabaseUrl, StoreBackend,
+        StoreConfig,
+    };
+    use amesh_trust::{TrustDisabled, VerifiedIdentity};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sqlite_agent(dir.path());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let secret = AgentSecret::load_or_create(&dir.path().join("billing.secret")).unwrap();
+        let url =
+            DatabaseUrl::parse(&format!("sqlite://{}/billing.db", dir.path().display())).unwrap();
+        let store = CredentialStore::open(StoreConfig::new(
+            StoreBackend::Sql { database_url: url },
+            "billing",
+            secret,
+        ))
+        .await
+        .unwrap();
+        for user in ["alice", "bob"] {
+            let who = VerifiedIdentity::trust_disabled(
+                TrustDisabled::by_configuration(),
+                user,
+                None,
+                None,
+            );
+            let mut c = Credential::bearer(format!("tok-{user}-VERYSECRET"));
+            c.scopes = vec!["read".into()];
+            store
+                .put(
+                    &CredentialKey::new(user, "https://mcp.example.com/mcp"),
+                    &who,
+                    &c,
+                )
+                .await
+                .unwrap();
+        }
+        store.close().await;
+    });
+    let list = amesh()
+        .args(["credentials", "list"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("billing\talice\thttps://mcp.example.com/mcp\tread"),
+        "{text}"
+    );
+    assert!(text.contains("\tbob\t"), "{text}");
+    assert!(!text.contains("VERYSECRET"), "a token was printed: {text}");
+
+    let revoke = amesh()
+        .args(["credentials", "revoke"])
+        .arg(&cfg)
+        .args(["--user", "alice"])
+        .output()
+        .unwrap();
+    assert!(
+        revoke.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoke.stderr)
+    );
+    assert!(String::from_utf8_lossy(&revoke.stdout).contains("revoked 1"));
+    let after = amesh()
+        .args(["credentials", "list", "--deleted"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&after.stdout);
+    let alice = text.lines().find(|l| l.contains("\talice\t")).unwrap();
+    assert!(alice.ends_with("\trevoked"), "{alice}");
+    let live = amesh()
+        .args(["credentials", "list"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&live.stdout).contains("\talice\t"));
 }

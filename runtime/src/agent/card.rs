@@ -37,7 +37,23 @@ pub(super) fn build(inner: &AgentInner) -> AgentCard {
             })
             .collect();
     }
-    let tools: Vec<_> = inner.tools.iter().map(|t| t.name()).collect();
+    if cfg.agent_card.skills.is_empty() {
+        skills.extend(
+            inner
+                .mcp
+                .names()
+                .into_iter()
+                .map(|(name, description)| AgentSkill {
+                    id: name.clone(),
+                    name,
+                    description,
+                    tags: vec!["tool".to_string(), "mcp".to_string()],
+                    examples: vec![],
+                }),
+        );
+    }
+    let mut tools: Vec<String> = inner.tools.iter().map(|t| t.name().to_string()).collect();
+    tools.extend(inner.mcp.names().into_iter().map(|(name, _)| name));
     AgentCard {
         protocol_version: PROTOCOL_VERSION.to_string(),
         name: inner.name.clone(),

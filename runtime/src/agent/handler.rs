@@ -7,6 +7,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::AgentInner;
+use super::mcp::McpOutcome;
 use super::tasks::TaskStoreError;
 use super::tools::{self, BuiltinTool, ToolCall};
 use crate::a2a::jsonrpc::{self, Request, Response, RpcError};
@@ -46,16 +47,45 @@ impl std::fmt::Debug for Caller {
 const ANONYMOUS: &str = "anonymous";
 
 /// Everything a running task needs once it has been accepted.
-struct Job {
-    rpc_id: Value,
-    task_id: String,
-    context_id: String,
-    reply_to: String,
-    status_topic: Option<String>,
-    call: ToolCall,
-    tool: BuiltinTool,
-    caller: Caller,
-    cancel: CancellationToken,
+pub(super) struct Job {
+    pub(super) rpc_id: Value,
+    pub(super) task_id: String,
+    pub(super) context_id: String,
+    pub(super) reply_to: String,
+    pub(super) status_topic: Option<String>,
+    pub(super) call: ToolCall,
+    pub(super) tool: ToolRef,
+    pub(super) caller: Caller,
+    pub(super) cancel: CancellationToken,
+}
+
+/// A tool of this agent: compiled in, or on a remote MCP server.
+#[derive(Debug, Clone)]
+pub(super) enum ToolRef {
+    Builtin(BuiltinTool),
+    Mcp(String),
+}
+
+impl ToolRef {
+    fn name(&self) -> &str {
+        match self {
+            ToolRef::Builtin(b) => b.name(),
+            ToolRef::Mcp(name) => name,
+        }
+    }
+}
+
+/// How a tool call ended.
+pub(super) enum Outcome {
+    Done(Vec<Part>),
+    Failed(String),
+    /// The user must authorize the tool first; the flow is stored and the
+    /// task resumes when the callback arrives.
+    AuthRequired {
+        authorization_url: String,
+        tool_id: String,
+        message: String,
+    },
 }
 
 /// Entry point from the pump. Never blocks on the network: every publish
@@ -188,6 +218,11 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
                 Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
             }
         }
+        crate::gateway::tool_callback::OAUTH_CALLBACK_METHOD => {
+            let p: crate::gateway::tool_callback::CallbackParams = params(&req)?;
+            super::resume::on_callback(inner, id, p, caller, reply_to.to_string());
+            Ok(())
+        }
         other => refuse(
             jsonrpc::METHOD_NOT_FOUND,
             format!(
@@ -223,17 +258,23 @@ fn start_task(
         Ok(c) => c,
         Err(e) => return refuse(jsonrpc::INVALID_PARAMS, e.to_string()),
     };
-    let Some(tool) = inner.tools.get(&call.tool) else {
-        let offered: Vec<_> = inner.tools.iter().map(BuiltinTool::name).collect();
-        return refuse(
-            jsonrpc::INVALID_PARAMS,
-            format!(
-                "agent {} has no tool `{}`; it offers: {}",
-                inner.name,
-                call.tool,
-                offered.join(", ")
-            ),
-        );
+    let tool = match inner.tools.get(&call.tool) {
+        Some(b) => ToolRef::Builtin(b),
+        None if inner.mcp.has(&call.tool) => ToolRef::Mcp(call.tool.clone()),
+        None => {
+            let mut offered: Vec<String> =
+                inner.tools.iter().map(|t| t.name().to_string()).collect();
+            offered.extend(inner.mcp.names().into_iter().map(|(name, _)| name));
+            return refuse(
+                jsonrpc::INVALID_PARAMS,
+                format!(
+                    "agent {} has no tool `{}`; it offers: {}",
+                    inner.name,
+                    call.tool,
+                    offered.join(", ")
+                ),
+            );
+        }
     };
     // The JSON-RPC id is the task id (as in Solace Agent Mesh): the gateway
     // chose it and already listens on topics named after it.
@@ -274,7 +315,7 @@ fn start_task(
 
 /// Runs the tool and reports: status updates (streaming only), then the
 /// final task on `replyTo`.
-async fn run(inner: Arc<AgentInner>, job: Job) {
+pub(super) async fn run(inner: Arc<AgentInner>, job: Job) {
     let working = TaskStatus::new(
         TaskState::Working,
         Some(agent_text(
@@ -295,7 +336,7 @@ async fn run(inner: Arc<AgentInner>, job: Job) {
         r = execute(&inner, &job) => Some(r),
     };
     let (status, artifact) = match outcome {
-        Some(Ok(parts)) => {
+        Some(Outcome::Done(parts)) => {
             let artifact = Artifact {
                 artifact_id: uuid::Uuid::new_v4().to_string(),
                 name: Some(job.tool.name().to_string()),
@@ -305,13 +346,28 @@ async fn run(inner: Arc<AgentInner>, job: Job) {
             };
             (TaskStatus::new(TaskState::Completed, None), Some(artifact))
         }
-        Some(Err(text)) => (
+        Some(Outcome::Failed(text)) => (
             TaskStatus::new(
                 TaskState::Failed,
                 Some(agent_text(&job.task_id, &job.context_id, &text)),
             ),
             None,
         ),
+        Some(Outcome::AuthRequired {
+            authorization_url,
+            tool_id,
+            message,
+        }) => {
+            super::resume::wait_for_authorization(
+                &inner,
+                &job,
+                authorization_url,
+                tool_id,
+                message,
+            )
+            .await;
+            return;
+        }
         // Canceled by `tasks/cancel` (the store already says canceled and
         // keeps it) or by shutdown after the grace period (failed).
         None => (
@@ -345,21 +401,43 @@ async fn run(inner: Arc<AgentInner>, job: Job) {
     publish(&inner, &job.reply_to, &Response::ok(job.rpc_id, task)).await;
 }
 
-async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Result<Vec<Part>, String> {
-    match job.tool {
-        BuiltinTool::Delegate => {
+async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Outcome {
+    let result = match &job.tool {
+        ToolRef::Builtin(BuiltinTool::Delegate) => {
             super::delegate::call(inner, &job.caller, &job.call.arguments).await
         }
-        BuiltinTool::Whoami => Ok(vec![Part::data(tools::whoami(&job.caller.identity))]),
-        tool => tools::run_local(tool, &job.call.arguments).await,
+        ToolRef::Builtin(BuiltinTool::Whoami) => {
+            Ok(vec![Part::data(tools::whoami(&job.caller.identity))])
+        }
+        ToolRef::Builtin(tool) => tools::run_local(*tool, &job.call.arguments).await,
+        ToolRef::Mcp(_) => {
+            let ctx = super::resume::context(job);
+            return match inner.mcp.call(&ctx, &job.caller.identity).await {
+                McpOutcome::Done(parts) => Outcome::Done(parts),
+                McpOutcome::Failed(text) => Outcome::Failed(text),
+                McpOutcome::AuthRequired {
+                    authorization_url,
+                    tool_id,
+                    message,
+                } => Outcome::AuthRequired {
+                    authorization_url,
+                    tool_id,
+                    message,
+                },
+            };
+        }
+    };
+    match result {
+        Ok(parts) => Outcome::Done(parts),
+        Err(text) => Outcome::Failed(text),
     }
 }
 
-fn agent_text(task_id: &str, context_id: &str, text: &str) -> A2aMessage {
+pub(super) fn agent_text(task_id: &str, context_id: &str, text: &str) -> A2aMessage {
     A2aMessage::agent(vec![Part::text(text)], task_id, context_id)
 }
 
-async fn publish(inner: &AgentInner, topic: &str, response: &Response) {
+pub(super) async fn publish(inner: &AgentInner, topic: &str, response: &Response) {
     let payload = Bytes::from(response.to_bytes());
     if let Err(e) = inner
         .broker
@@ -370,7 +448,7 @@ async fn publish(inner: &AgentInner, topic: &str, response: &Response) {
     }
 }
 
-fn spawn_reply(inner: &Arc<AgentInner>, topic: String, response: Response) {
+pub(super) fn spawn_reply(inner: &Arc<AgentInner>, topic: String, response: Response) {
     let inner = inner.clone();
     tokio::spawn(async move { publish(&inner, &topic, &response).await });
 }

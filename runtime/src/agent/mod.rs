@@ -9,6 +9,9 @@
 mod card;
 mod delegate;
 mod handler;
+pub(crate) mod mcp;
+mod resume;
+pub mod store;
 pub mod tasks;
 pub mod tools;
 
@@ -44,6 +47,11 @@ pub(crate) struct AgentInner {
     pub(crate) delegations: Delegations,
     pub(crate) tracker: TaskTracker,
     pub(crate) trust: Arc<crate::trust_manager::TrustManager>,
+    /// The agent's credential store, when it has tools that act with
+    /// users' own credentials (or a SQL session service).
+    pub(crate) store: Option<amesh_credentials::CredentialStore>,
+    /// Tools on remote MCP servers.
+    pub(crate) mcp: mcp::McpTools,
     /// Set once shutdown starts: new requests are refused with an error.
     pub(crate) draining: CancellationToken,
     request_topic: String,
@@ -90,6 +98,8 @@ pub async fn start(
     let ns = cfg.namespace.clone();
     let name = cfg.agent_name.clone();
     let peer_ttl = Duration::from_secs(cfg.agent_card_publishing.interval_seconds.max(1) * 3);
+    let store = store::open(&cfg).await?;
+    let mcp = start_mcp(&cfg, store.clone()).await?;
     let trust = crate::trust_manager::TrustManager::new(
         &cfg.trust_manager,
         amesh_trust::ComponentKind::Agent,
@@ -113,6 +123,8 @@ pub async fn start(
         delegations: Delegations::default(),
         tracker: TaskTracker::new(),
         trust,
+        store,
+        mcp,
         draining: CancellationToken::new(),
         greet: Arc::default(),
         cfg,
@@ -166,11 +178,59 @@ pub async fn start(
             pump_stop.cancel();
             let _ = pump.await;
             inner.broker.disconnect().await;
+            if let Some(store) = &inner.store {
+                store.close().await;
+            }
             tracing::info!(agent = %inner.name, "agent stopped");
         }
     });
     tracing::info!(agent = %name, namespace = %ns, "agent ready");
     Ok(AgentHandle { name, join })
+}
+
+/// Builds the agent's MCP tools. The redirect URI is checked here, at
+/// start, when any tool acts with users' own credentials.
+async fn start_mcp(
+    cfg: &AgentConfig,
+    store: Option<amesh_credentials::CredentialStore>,
+) -> anyhow::Result<mcp::McpTools> {
+    let servers: Vec<_> = cfg
+        .tools
+        .iter()
+        .filter_map(|t| match t {
+            crate::config::ToolConfig::Mcp(m) => Some((**m).clone()),
+            _ => None,
+        })
+        .collect();
+    let needs_redirect = servers.iter().any(|s| s.requires_user_auth());
+    let redirect_uri = match cfg
+        .oauth_tool_redirect_uri
+        .clone()
+        .or_else(|| std::env::var("OAUTH_TOOL_REDIRECT_URI").ok())
+    {
+        Some(uri) if needs_redirect => {
+            Some(amesh_mcp::oauth::validate_redirect_uri(&uri).map_err(|e| {
+                anyhow::anyhow!(
+                    "agent {}: OAUTH_TOOL_REDIRECT_URI {uri:?}: {e}",
+                    cfg.agent_name
+                )
+            })?)
+        }
+        None if needs_redirect => anyhow::bail!(
+            "agent {} has tools with auth type oauth2 but no redirect URI: set OAUTH_TOOL_REDIRECT_URI \
+             (or oauth_tool_redirect_uri) to the gateway's /api/v1/auth/tool/callback URL",
+            cfg.agent_name
+        ),
+        _ => None,
+    };
+    mcp::McpTools::start(
+        &cfg.agent_name,
+        &cfg.namespace,
+        servers,
+        store,
+        redirect_uri,
+    )
+    .await
 }
 
 /// Lets in-flight tasks finish within the grace period, then cancels the

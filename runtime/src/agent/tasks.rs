@@ -68,6 +68,27 @@ impl TaskStore {
         Ok(cancel)
     }
 
+    /// For resuming a task after an authorization (possibly on another
+    /// replica, or after a restart): the running entry's cancel token, or a
+    /// new entry for `task`. `None` when the task already ended (canceled
+    /// while it waited for the user).
+    pub fn resume(&self, task: Task, user_id: &str) -> Option<CancellationToken> {
+        let mut inner = self.lock();
+        if let Some(entry) = inner.tasks.get(&task.id) {
+            return (!entry.task.status.state.is_terminal()).then(|| entry.cancel.clone());
+        }
+        let cancel = CancellationToken::new();
+        inner.tasks.insert(
+            task.id.clone(),
+            Entry {
+                task,
+                user_id: user_id.to_string(),
+                cancel: cancel.clone(),
+            },
+        );
+        Some(cancel)
+    }
+
     /// Records a status change. Terminal states are sticky: a task that was
     /// canceled stays canceled even if its tool finishes afterwards.
     /// Returns the task as stored after the update.

@@ -339,6 +339,11 @@ pub struct AgentConfig {
     /// encryption key material). Created with mode 0600 when missing.
     #[serde(default)]
     pub agent_secret_file: Option<PathBuf>,
+    /// Where tool OAuth providers send users back: the gateway's
+    /// `/api/v1/auth/tool/callback`. Default: env `OAUTH_TOOL_REDIRECT_URI`.
+    /// Must be https unless the host is loopback.
+    #[serde(default)]
+    pub oauth_tool_redirect_uri: Option<String>,
     /// Solace Agent Mesh keys accepted for compatibility; the model loop is
     /// a later feature, so they are not acted on yet.
     #[serde(default)]

@@ -1,0 +1,244 @@
+//! Where rows live: one enum over the memory and SQL backends.
+//!
+//! The backends store and find *sealed* rows; they know nothing of
+//! identities, keys or plaintext. Policy — who may read, what is audited,
+//! what a decrypt failure means — is in `store.rs`, once, for both. An enum
+//! rather than a trait object: two known backends, async methods without
+//! boxing, and `match` shows every place that differs.
+
+pub(crate) mod memory;
+pub(crate) mod sql;
+
+use crate::error::CredentialError;
+use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, Filter};
+
+pub(crate) type Result<T> = std::result::Result<T, CredentialError>;
+
+/// A credential row to store (upsert of the live row of `key_hash`).
+pub(crate) struct CredRow<'a> {
+    pub(crate) agent_id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) tool_id: &'a str,
+    pub(crate) key_hash: &'a str,
+    pub(crate) sealed: Vec<u8>,
+    /// Space-separated plaintext copy for operators.
+    pub(crate) scopes: String,
+    pub(crate) issuer: Option<String>,
+    pub(crate) client_id: Option<String>,
+    pub(crate) token_expires_at: Option<i64>,
+    pub(crate) now: i64,
+    pub(crate) expires_at: i64,
+}
+
+/// What a put found in place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PutOutcome {
+    /// No live row: a new one.
+    Acquired,
+    /// A live row, overwritten.
+    Refreshed,
+    /// A row past its TTL the sweeper had not reached yet: marked deleted
+    /// (ttl), and a new live row made.
+    ReplacedExpired,
+}
+
+/// The identity of a row marked deleted, for its audit event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RowKey {
+    pub(crate) agent_id: String,
+    pub(crate) user_id: String,
+    pub(crate) tool_id: String,
+}
+
+/// A pending flow row.
+#[derive(Clone, Debug)]
+pub(crate) struct FlowRow {
+    pub(crate) state_hash: String,
+    pub(crate) agent_id: String,
+    pub(crate) user_id: String,
+    pub(crate) tool_id: String,
+    pub(crate) task_id: String,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) created_at: i64,
+    pub(crate) expires_at: i64,
+}
+
+/// The result of atomically taking a flow.
+#[derive(Debug)]
+pub(crate) enum Take {
+    Taken(FlowRow),
+    NotFound,
+    Expired(i64),
+    Used,
+    WrongUser { user_id: String, tool_id: String },
+}
+
+/// A client registration row.
+pub(crate) struct ClientRow<'a> {
+    pub(crate) key_hash: &'a str,
+    pub(crate) agent_id: &'a str,
+    pub(crate) server: &'a str,
+    pub(crate) client_id: &'a str,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) now: i64,
+}
+
+/// The rows' home.
+pub(crate) enum Storage {
+    Memory(memory::MemoryStorage),
+    Sql(sql::SqlStorage),
+}
+
+impl Storage {
+    pub(crate) fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Sql(s) => s.backend_name(),
+        }
+    }
+
+    /// The sealed blob of the live, unexpired row of `key_hash`.
+    pub(crate) async fn cred_get(
+        &self,
+        agent: &str,
+        key_hash: &str,
+        now: i64,
+    ) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_get(agent, key_hash, now)),
+            Self::Sql(s) => s.cred_get(agent, key_hash, now).await,
+        }
+    }
+
+    pub(crate) async fn cred_put(&self, row: CredRow<'_>) -> Result<PutOutcome> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_put(row)),
+            Self::Sql(s) => s.cred_put(row).await,
+        }
+    }
+
+    /// Marks the live row of `key_hash` deleted; whether there was one.
+    pub(crate) async fn cred_delete(
+        &self,
+        agent: &str,
+        key_hash: &str,
+        reason: DeleteReason,
+        now: i64,
+    ) -> Result<bool> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_delete(agent, key_hash, reason, now)),
+            Self::Sql(s) => s.cred_delete(agent, key_hash, reason, now).await,
+        }
+    }
+
+    pub(crate) async fn cred_list(&self, filter: &Filter, now: i64) -> Result<Vec<CredentialInfo>> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_list(filter, now)),
+            Self::Sql(s) => s.cred_list(filter, now).await,
+        }
+    }
+
+    /// Marks every live row matching `filter` deleted with `reason`.
+    pub(crate) async fn cred_mark_deleted(
+        &self,
+        filter: &Filter,
+        reason: DeleteReason,
+        now: i64,
+    ) -> Result<Vec<RowKey>> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_mark_deleted(filter, reason, now)),
+            Self::Sql(s) => s.cred_mark_deleted(filter, reason, now).await,
+        }
+    }
+
+    /// Marks `agent`'s live rows past their TTL deleted (reason ttl).
+    pub(crate) async fn cred_sweep(&self, agent: &str, now: i64) -> Result<Vec<RowKey>> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_sweep(agent, now)),
+            Self::Sql(s) => s.cred_sweep(agent, now).await,
+        }
+    }
+
+    pub(crate) async fn flow_insert(&self, row: FlowRow) -> Result<()> {
+        match self {
+            Self::Memory(m) => m.flow_insert(row),
+            Self::Sql(s) => s.flow_insert(row).await,
+        }
+    }
+
+    /// Checks and marks used in one atomic step.
+    pub(crate) async fn flow_take(
+        &self,
+        agent: &str,
+        state_hash: &str,
+        user: &str,
+        now: i64,
+    ) -> Result<Take> {
+        match self {
+            Self::Memory(m) => Ok(m.flow_take(agent, state_hash, user, now)),
+            Self::Sql(s) => s.flow_take(agent, state_hash, user, now).await,
+        }
+    }
+
+    /// Removes `agent`'s flows that expired before `before`.
+    pub(crate) async fn flow_purge(&self, agent: &str, before: i64) -> Result<u64> {
+        match self {
+            Self::Memory(m) => Ok(m.flow_purge(agent, before)),
+            Self::Sql(s) => s.flow_purge(agent, before).await,
+        }
+    }
+
+    pub(crate) async fn client_put(&self, row: ClientRow<'_>) -> Result<()> {
+        match self {
+            Self::Memory(m) => {
+                m.client_put(row);
+                Ok(())
+            }
+            Self::Sql(s) => s.client_put(row).await,
+        }
+    }
+
+    pub(crate) async fn client_get(&self, agent: &str, key_hash: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Memory(m) => Ok(m.client_get(agent, key_hash)),
+            Self::Sql(s) => s.client_get(agent, key_hash).await,
+        }
+    }
+
+    pub(crate) async fn client_delete(&self, agent: &str, key_hash: &str) -> Result<bool> {
+        match self {
+            Self::Memory(m) => Ok(m.client_delete(agent, key_hash)),
+            Self::Sql(s) => s.client_delete(agent, key_hash).await,
+        }
+    }
+
+    /// Appends audit events. SQL queues them for a writer task (a read
+    /// must not wait on an INSERT); failures there are logged, not returned.
+    pub(crate) async fn record(&self, events: Vec<CredentialEvent>) {
+        match self {
+            Self::Memory(m) => m.record(events),
+            Self::Sql(s) => s.record(events).await,
+        }
+    }
+
+    /// Newest first; waits for queued events to be written.
+    pub(crate) async fn events(&self, filter: &Filter, limit: u64) -> Result<Vec<CredentialEvent>> {
+        match self {
+            Self::Memory(m) => Ok(m.events(filter, limit)),
+            Self::Sql(s) => s.events(filter, limit).await,
+        }
+    }
+
+    /// Waits until queued events are written (or failed and were logged).
+    pub(crate) async fn flush(&self) {
+        if let Self::Sql(s) = self {
+            s.flush().await;
+        }
+    }
+
+    pub(crate) async fn close(&self) {
+        if let Self::Sql(s) = self {
+            s.close().await;
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Schema migrations, applied when a store opens.
+//!
+//! The bookkeeping table is `amesh_credentials_migrations`, not sea-orm's
+//! default `seaql_migrations`: the agent's database may also hold other
+//! components' tables and migrations, and sea-orm refuses to run when it
+//! finds applied migrations it does not know.
+//!
+//! Column sizes are chosen for MySQL's 3072-byte index limit with utf8mb4:
+//! indexed ids are `VARCHAR(255)`, lookups go through fixed 64-character
+//! hashes, and the unindexed `tool_id` / `server` may be 1024 characters.
+//! MySQL tables use `utf8mb4_bin`, so user ids compare case-sensitively
+//! there as they do on SQLite and PostgreSQL.
+
+use sea_orm::sea_query::{ColumnDef, Index, IntoIden, Table, TableCreateStatement};
+use sea_orm::{DbBackend, DbErr, DynIden};
+use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager, async_trait};
+
+use super::entity::{client, credential, event, flow};
+
+/// Longest agent id, user id and task id.
+pub(crate) const MAX_ID_LEN: usize = 255;
+/// Longest tool id / server URL.
+pub(crate) const MAX_TOOL_LEN: usize = 1024;
+
+pub(crate) struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateTables)]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "amesh_credentials_migrations".into_iden()
+    }
+}
+
+struct CreateTables;
+
+impl MigrationName for CreateTables {
+    fn name(&self) -> &str {
+        "m0001_create_credential_tables"
+    }
+}
+
+fn id(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .big_integer()
+        .not_null()
+        .auto_increment()
+        .primary_key()
+        .take()
+}
+
+fn short(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .string_len(MAX_ID_LEN as u32)
+        .not_null()
+        .take()
+}
+
+fn long(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col)
+        .string_len(MAX_TOOL_LEN as u32)
+        .not_null()
+        .take()
+}
+
+fn hash(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).string_len(64).not_null().take()
+}
+
+fn millis(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).big_integer().not_null().take()
+}
+
+fn opt_millis(col: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(col).big_integer().null().take()
+}
+
+/// `LONGBLOB` on MySQL (`BLOB` stops at 64 KiB; a resume document holds a
+/// conversation), `BLOB` / `BYTEA` elsewhere.
+fn sealed(backend: DbBackend, col: impl IntoIden) -> ColumnDef {
+    let mut def = ColumnDef::new(col);
+    match backend {
+        DbBackend::MySql => def.custom("LONGBLOB".into_iden()),
+        _ => def.blob(),
+    };
+    def.not_null().take()
+}
+
+fn for_backend(backend: DbBackend, mut table: TableCreateStatement) -> TableCreateStatement {
+    if backend == DbBackend::MySql {
+        table
+            .engine("InnoDB")
+            .character_set("utf8mb4")
+            .collate("utf8mb4_bin");
+    }
+    table
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use credential::Column as C;
+        let backend = manager.get_database_backend();
+
+        manager
+            .create_table(for_backend(
+                backend,
+                Table::create()
+                    .table(credential::Entity)
+                    .col(id(C::Id))
+                    .col(short(C::AgentId))
+                    .col(short(C::UserId))
+                    .col(long(C::ToolId))
+                    .col(hash(C::KeyHash))
+                    .col(
+                        ColumnDef::new(C::Tombstone)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(sealed(backend, C::Sealed))
+                    .col(ColumnDef::new(C::Scopes).text().not_null())
+                    .col(
+                        ColumnDef::new(C::Issuer)
+                            .string_len(MAX_TOOL_LEN as u32)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(C::ClientId)
+                            .string_len(MAX_TOOL_LEN as u32)
+                            .null(),
+                    )
+                    .col(opt_millis(C::TokenExpiresAt))
+                    .col(millis(C::CreatedAt))
+                    .col(millis(C::UpdatedAt))
+                    .col(millis(C::ExpiresAt))
+                    .col(opt_millis(C::DeletedAt))
+                    .col(ColumnDef::new(C::DeleteReason).string_len(16).null())
+                    .take(),
+            ))
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_credentials_live")
+                    .table(credential::Entity)
+                    .col(C::KeyHash)
+                    .col(C::Tombstone)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_credentials_agent_user")
+                    .table(credential::Entity)
+                    .col(C::AgentId)
+                    .col(C::UserId)
+                    .take(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_credentials_sweep")
+                    .table(credential::Entity)
+                    .col(C::AgentId)
+                    .col(C::Tombstone)
+                    .col(C::ExpiresAt)
+                    .take(),
+            )
+            .await?;
+
+        use flow::Column as F;
+        manager
+            .create_table(for_backend(
+                backend,
+                Table::create()
+                    .table(flow::Entity)
+                    .col(hash(F::StateHash).primary_key())
+                    .col(short(F::AgentId))
+                    .col(short(F::UserId))
+                    .col(long(F::ToolId))
+                    .col(short(F::TaskId))
+                    .col(sealed(backend, F::Sealed))
+                    .col(millis(F::CreatedAt))
+                    .col(millis(F::ExpiresAt))
+                    .col(opt_millis(F::UsedAt))
+                    .take(),
+            ))
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_credential_flows_expiry")
+                    .table(flow::Entity)
+                    .col(F::AgentId)
+                    .col(F::ExpiresAt)
+                    .take(),
+            )
+            .await?;
+
+        use client::Column as K;
+        manager
+            .create_table(for_backend(
+                backend,
+                Table::create()
+                    .table(client::Entity)
+                    .col(hash(K::KeyHash).primary_key())
+                    .col(short(K::AgentId))
+                    .col(long(K::Server))
+                    .col(long(K::ClientId))
+                    .col(sealed(backend, K::Sealed))
+                    .col(millis(K::CreatedAt))
+                    .col(millis(K::UpdatedAt))
+                    .take(),
+            ))
+            .await?;
+
+        use event::Column as E;
+        manager
+            .create_table(for_backend(
+                backend,
+                Table::create()
+                    .table(event::Entity)
+                    .col(id(E::Id))
+                    .col(short(E::AgentId))
+                    .col(short(E::UserId))
+                    .col(long(E::ToolId))
+                    .col(ColumnDef::new(E::Kind).string_len(32).not_null())
+                    .col(ColumnDef::new(E::Reason).string_len(512).null())
+                    .col(millis(E::At))
+                    .take(),
+            ))
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_credential_events_agent_user")
+                    .table(event::Entity)
+                    .col(E::AgentId)
+                    .col(E::UserId)
+                    .col(E::Id)
+                    .take(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            event::Entity.into_iden(),
+            client::Entity.into_iden(),
+            flow::Entity.into_iden(),
+            credential::Entity.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).take())
+                .await?;
+        }
+        Ok(())
+    }
+}

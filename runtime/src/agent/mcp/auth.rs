@@ -1,0 +1,372 @@
+//! Starting authorization flows: when a user has no usable credential, or
+//! needs more scope; and finding what a flow needs (the authorization
+//! server, the OAuth client, the scopes).
+//!
+//! A flow stores everything needed to finish it — the resume context, the
+//! authorization server as discovered, the OAuth client and the scopes
+//! asked for — encrypted with the pending flow, so the replica that gets
+//! the callback needs no memory of the start. The `state` comes from
+//! [`crate::oauth_state`], which lets any gateway route the callback and
+//! refuse it in another user's browser session.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use amesh_credentials::{ClientRegistration, CredentialStore, NewFlow, SecretJson, SecretString};
+use amesh_mcp::client::Session;
+use amesh_mcp::oauth::{self, AuthServer, BearerChallenge, OAuthClient, TokenEndpointAuth};
+use amesh_mcp::tool_config::{AuthConfig, McpToolConfig};
+use amesh_trust::VerifiedIdentity;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use url::Url;
+
+use super::tools::Server;
+use super::{McpOutcome, McpTools, ResumeContext, lock, store_failure};
+use crate::oauth_state;
+
+/// How long a step-up mark waits for the re-run that reads it (as long as
+/// a pending flow lives by default).
+pub(super) const STEP_UP_MEMORY: Duration = Duration::from_secs(600);
+
+/// The `resume` document of a pending flow.
+#[derive(Serialize, Deserialize)]
+pub(super) struct FlowResume {
+    pub ctx: ResumeContext,
+    pub auth_server: AuthServer,
+    pub client: OAuthClient,
+    pub scopes: Vec<String>,
+    /// The flow asks for more scope after an `insufficient_scope`.
+    #[serde(default)]
+    pub step_up: bool,
+}
+
+impl McpTools {
+    /// Starts a flow for `who` and answers `AuthRequired`. `challenge` is
+    /// the server's `WWW-Authenticate`, when a 401 led here; `scopes` are
+    /// set for a step-up (else challenge > config > metadata).
+    pub(super) async fn start_flow(
+        &self,
+        server: &Server,
+        ctx: &ResumeContext,
+        who: &VerifiedIdentity,
+        challenge: Option<&str>,
+        scopes: Option<Vec<String>>,
+    ) -> McpOutcome {
+        let inner = &self.inner;
+        let Some(redirect) = &inner.redirect_uri else {
+            return McpOutcome::Failed(format!(
+                "tool {} needs user authorization, but OAUTH_TOOL_REDIRECT_URI is not set for agent {}; \
+                 the operator must set it to the gateway's {} URL",
+                ctx.tool,
+                inner.agent,
+                oauth::CALLBACK_PATH
+            ));
+        };
+        let Some(store) = &inner.store else {
+            return McpOutcome::Failed(format!(
+                "tool {} needs user authorization, but agent {} has no credential store configured",
+                ctx.tool, inner.agent
+            ));
+        };
+        let cannot = |why: String| {
+            McpOutcome::Failed(format!(
+                "cannot start the authorization of tool {}: {why}",
+                ctx.tool
+            ))
+        };
+        let auth_server = match self.auth_server(server, challenge).await {
+            Ok(found) => found,
+            Err(why) => return cannot(why),
+        };
+        let client = match self
+            .flow_client(server, store, &auth_server, redirect)
+            .await
+        {
+            Ok(client) => client,
+            Err(why) => return cannot(why),
+        };
+        let step_up = scopes.is_some();
+        let scopes =
+            scopes.unwrap_or_else(|| auth_server.select_scopes(configured_scopes(&server.cfg)));
+        let state = oauth_state::new_state(&inner.namespace, &inner.agent, who.user_id());
+        let (url, verifier) =
+            oauth::authorization_request(&auth_server, &client, redirect, &scopes, &state);
+        let host = issuer_host(auth_server.issuer());
+        let scope_list = scopes.join(" ");
+        let resume = FlowResume {
+            ctx: ctx.clone(),
+            auth_server,
+            client,
+            scopes,
+            step_up,
+        };
+        let resume = match serde_json::to_value(&resume) {
+            Ok(value) => value,
+            Err(e) => return cannot(format!("the flow could not be recorded: {e}")),
+        };
+        let flow = NewFlow {
+            state: SecretString::new(state),
+            tool_id: server.tool_id.clone(),
+            task_id: ctx.task_id.clone(),
+            pkce_verifier: SecretString::new(verifier.expose()),
+            redirect_uri: redirect.to_string(),
+            resume: SecretJson::new(resume),
+        };
+        if let Err(e) = store.start_flow(flow, who).await {
+            return McpOutcome::Failed(store_failure(&e));
+        }
+        tracing::info!(agent = %inner.agent, user = %who.user_id(), tool = %server.tool_id, issuer = %host, scopes = %scope_list, step_up, "authorization flow started; task waits for the user");
+        let message = if step_up {
+            format!(
+                "To use {}, authorize amesh at {host} for more access (scope: {scope_list}): open the link, sign in, then come back.",
+                ctx.tool
+            )
+        } else {
+            format!(
+                "To use {}, authorize amesh at {host}: open the link, sign in, then come back.",
+                ctx.tool
+            )
+        };
+        McpOutcome::AuthRequired {
+            authorization_url: url.to_string(),
+            tool_id: server.tool_id.clone(),
+            message,
+        }
+    }
+
+    /// After a 403 `insufficient_scope`: one authorization for the union
+    /// of the granted and the challenged scopes. When the call already
+    /// followed a step-up, or the grant already holds the scopes asked
+    /// for, asking again cannot help and the call fails.
+    pub(super) async fn step_up(
+        &self,
+        server: &Server,
+        ctx: &ResumeContext,
+        who: &VerifiedIdentity,
+        granted: &[String],
+        scope: Option<&str>,
+        stepped_up: bool,
+    ) -> McpOutcome {
+        let (agent, user, tool) = (&self.inner.agent, who.user_id(), &server.tool_id);
+        let wanted = oauth::split_scopes(scope.unwrap_or(""));
+        if wanted.is_empty() {
+            tracing::info!(%agent, %user, %tool, "insufficient scope without a scope named; not stepping up");
+            return McpOutcome::Failed(format!(
+                "tool {} was refused for insufficient scope, and the server did not say which scope it needs",
+                ctx.tool
+            ));
+        }
+        let missing: Vec<&String> = wanted.iter().filter(|s| !granted.contains(s)).collect();
+        if stepped_up || missing.is_empty() {
+            tracing::info!(%agent, %user, %tool, wanted = %wanted.join(" "), "insufficient scope again after authorization; giving up");
+            return McpOutcome::Failed(format!(
+                "tool {} still lacks access after authorization: it needs scope {}, which the provider did not grant",
+                ctx.tool,
+                wanted.join(" ")
+            ));
+        }
+        let mut scopes = granted.to_vec();
+        scopes.extend(missing.into_iter().cloned());
+        tracing::info!(%agent, %user, %tool, scopes = %scopes.join(" "), "insufficient scope; starting a step-up authorization");
+        self.start_flow(server, ctx, who, None, Some(scopes)).await
+    }
+
+    /// The authorization server of `server`: configured endpoints, else
+    /// discovered (and cached per tool). With a `challenge` (a fresh 401)
+    /// the cache is bypassed; without one the server is probed for its
+    /// challenge first, which names its resource metadata.
+    pub(super) async fn auth_server(
+        &self,
+        server: &Server,
+        challenge: Option<&str>,
+    ) -> Result<AuthServer, String> {
+        if challenge.is_none()
+            && let Some(cached) = lock(&self.inner.auth_servers).get(&server.tool_id)
+        {
+            return Ok(cached.clone());
+        }
+        let (authorization_url, token_url) = configured_endpoints(&server.cfg)?;
+        let found = match (authorization_url, token_url) {
+            (Some(authorization_url), Some(token_url)) => {
+                let mut configured =
+                    AuthServer::configured(&server.mcp_url, authorization_url, token_url);
+                configured.challenge_scopes = challenge
+                    .and_then(BearerChallenge::from_header)
+                    .map(|c| c.scopes())
+                    .unwrap_or_default();
+                configured
+            }
+            (authorization_url, token_url) => {
+                let challenge = match challenge {
+                    Some(c) => Some(c.to_owned()),
+                    None => self.probe(server).await,
+                };
+                oauth::discover(&self.inner.http, &server.mcp_url, challenge.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .with_overrides(authorization_url, token_url)
+            }
+        };
+        lock(&self.inner.auth_servers).insert(server.tool_id.clone(), found.clone());
+        Ok(found)
+    }
+
+    /// The server's `WWW-Authenticate` for a request without a token.
+    async fn probe(&self, server: &Server) -> Option<String> {
+        let http = self.inner.pool.http_client(&server.cfg).ok()?;
+        match Session::connect(&server.cfg, http, None).await {
+            Err(e) => e.www_authenticate().map(str::to_owned),
+            Ok(session) => {
+                session.close().await;
+                None
+            }
+        }
+    }
+
+    /// The client a new flow uses: configured, else this agent's stored
+    /// registration at the issuer (for the current redirect URI), else a
+    /// new dynamic registration, stored for every replica.
+    async fn flow_client(
+        &self,
+        server: &Server,
+        store: &CredentialStore,
+        auth_server: &AuthServer,
+        redirect: &Url,
+    ) -> Result<OAuthClient, String> {
+        if let Some(client) = configured_client(&server.cfg) {
+            return Ok(client);
+        }
+        let issuer = auth_server.issuer().to_owned();
+        let _one_at_a_time = self.inner.registration.lock().await;
+        match store.get_client(&issuer).await {
+            Ok(Some(stored)) if registered_for(&stored, redirect) => {
+                return Ok(registered_client(&stored));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(store_failure(&e)),
+        }
+        let name = oauth::client_name_for_agent(&self.inner.agent);
+        let registration = oauth::register(&self.inner.http, auth_server, redirect, &name)
+            .await
+            .map_err(|e| e.to_string())?;
+        let stored = ClientRegistration {
+            server: issuer.clone(),
+            client_id: registration.client_id.clone(),
+            client_secret: registration
+                .client_secret
+                .as_ref()
+                .map(|s| SecretString::new(s.expose())),
+            client_secret_expires_at: secret_expiry(&registration.raw),
+            registration: SecretJson::new(registration.raw.clone()),
+        };
+        store
+            .put_client(&stored)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        tracing::info!(agent = %self.inner.agent, tool = %server.tool_id, %issuer, "registered an OAuth client with the authorization server");
+        Ok(registration.client())
+    }
+}
+
+/// The `client_id` (and secret) of the tool's `auth:` block, if set.
+pub(super) fn configured_client(cfg: &McpToolConfig) -> Option<OAuthClient> {
+    let Some(AuthConfig::OAuth2 {
+        client_id: Some(client_id),
+        client_secret,
+        ..
+    }) = &cfg.auth
+    else {
+        return None;
+    };
+    let client_id = client_id.trim();
+    (!client_id.is_empty()).then(|| {
+        let secret = client_secret
+            .as_ref()
+            .map(|s| oauth::Secret::new(s.expose()));
+        OAuthClient::configured(client_id, secret)
+    })
+}
+
+/// A stored registration as the client identity of a flow.
+pub(super) fn registered_client(stored: &ClientRegistration) -> OAuthClient {
+    let client_secret = stored
+        .client_secret
+        .as_ref()
+        .map(|s| oauth::Secret::new(s.expose()));
+    let auth = stored
+        .registration
+        .expose()
+        .get("token_endpoint_auth_method")
+        .and_then(|m| serde_json::from_value::<TokenEndpointAuth>(m.clone()).ok())
+        .unwrap_or(if client_secret.is_some() {
+            TokenEndpointAuth::ClientSecretBasic
+        } else {
+            TokenEndpointAuth::None
+        });
+    OAuthClient {
+        client_id: stored.client_id.clone(),
+        client_secret,
+        auth,
+    }
+}
+
+/// Whether a stored registration lists `redirect` (one made before the
+/// operator changed `OAUTH_TOOL_REDIRECT_URI` would be refused at consent).
+fn registered_for(stored: &ClientRegistration, redirect: &Url) -> bool {
+    match stored
+        .registration
+        .expose()
+        .get("redirect_uris")
+        .and_then(Value::as_array)
+    {
+        Some(uris) => uris.iter().any(|u| u.as_str() == Some(redirect.as_str())),
+        None => true,
+    }
+}
+
+/// RFC 7591 `client_secret_expires_at` (0 or absent: never).
+fn secret_expiry(raw: &Value) -> Option<SystemTime> {
+    raw.get("client_secret_expires_at")
+        .and_then(Value::as_u64)
+        .filter(|secs| *secs > 0)
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+fn configured_scopes(cfg: &McpToolConfig) -> &[String] {
+    match &cfg.auth {
+        Some(AuthConfig::OAuth2 { scopes, .. }) => scopes,
+        None => &[],
+    }
+}
+
+/// `authorization_url` and `token_url` of the `auth:` block, parsed.
+fn configured_endpoints(cfg: &McpToolConfig) -> Result<(Option<Url>, Option<Url>), String> {
+    let Some(AuthConfig::OAuth2 {
+        authorization_url,
+        token_url,
+        ..
+    }) = &cfg.auth
+    else {
+        return Ok((None, None));
+    };
+    let parse = |key: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .map(|v| {
+                Url::parse(v.trim()).map_err(|e| format!("auth.{key} {v:?} is not a URL: {e}"))
+            })
+            .transpose()
+    };
+    Ok((
+        parse("authorization_url", authorization_url)?,
+        parse("token_url", token_url)?,
+    ))
+}
+
+/// The issuer's host, for messages to the user.
+pub(super) fn issuer_host(issuer: &str) -> String {
+    Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| issuer.to_owned())
+}

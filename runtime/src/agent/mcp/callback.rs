@@ -1,0 +1,169 @@
+//! The `oauth/callback` method: finishing a tool authorization the gateway
+//! forwarded, on whichever replica it landed.
+//!
+//! The gateway has already checked that the browser session belongs to the
+//! flow's user (by the user tag in `state`); here the flow itself is taken
+//! from the store with the forwarded, verified identity — single use,
+//! unexpired, same user — and the code is exchanged with the client and
+//! authorization server stored in the flow. The caller gets back the call
+//! to run again, or an error with that call's context so it can end the
+//! waiting task with the message.
+
+use std::time::Instant;
+
+use amesh_credentials::{CredentialError, CredentialKey};
+use amesh_mcp::oauth::{self, OAuthError, PkceVerifier};
+use amesh_trust::RequestIdentity;
+use url::Url;
+
+use super::auth::{FlowResume, STEP_UP_MEMORY, issuer_host};
+use super::{McpTools, ResumeContext, lock, refresh, store_failure};
+use crate::a2a::jsonrpc::{INTERNAL_ERROR, INVALID_PARAMS, RpcError, UNAUTHENTICATED};
+use crate::gateway::tool_callback::CallbackParams;
+
+impl McpTools {
+    /// The `oauth/callback` method: takes the flow for the verified
+    /// identity, exchanges the code, stores the credential and returns the
+    /// call to run again. Errors carry the flow's context when there is
+    /// one, so the caller can end the waiting task with the message.
+    pub(crate) async fn on_callback(
+        &self,
+        params: CallbackParams,
+        identity: &RequestIdentity,
+    ) -> Result<ResumeContext, (Option<ResumeContext>, RpcError)> {
+        let inner = &self.inner;
+        let agent = inner.agent.as_str();
+        let who = match identity {
+            RequestIdentity::Verified(who) => who,
+            RequestIdentity::Unverified(u) => {
+                tracing::info!(agent, user = %u.claimed_user_id(), reason = %u.reason(), "tool authorization callback refused: identity not verified");
+                return Err((
+                    None,
+                    RpcError::new(
+                        UNAUTHENTICATED,
+                        format!(
+                            "completing a tool authorization needs a verified identity; this request's identity was not verified: {}",
+                            u.reason()
+                        ),
+                    ),
+                ));
+            }
+        };
+        let user = who.user_id();
+        let Some(store) = &inner.store else {
+            return Err((
+                None,
+                RpcError::new(
+                    INTERNAL_ERROR,
+                    format!("agent {agent} has no credential store configured"),
+                ),
+            ));
+        };
+        let flow = match store.take_flow(&params.state, who).await {
+            Ok(flow) => flow,
+            Err(e) => {
+                let refusal = flow_refusal(&e);
+                tracing::info!(agent, user, reason = %refusal.message, "tool authorization callback refused");
+                return Err((None, refusal));
+            }
+        };
+        let tool = flow.tool_id.clone();
+        let resume: FlowResume = match serde_json::from_value(flow.resume.into_inner()) {
+            Ok(resume) => resume,
+            Err(e) => {
+                // The serde message may quote stored values: log its class only.
+                tracing::warn!(agent, user, %tool, error = ?e.classify(), "stored flow is unreadable");
+                let text = format!(
+                    "the pending authorization of tool {tool} is unreadable (written by another amesh version?); ask again"
+                );
+                return Err((None, RpcError::new(INTERNAL_ERROR, text)));
+            }
+        };
+        let ctx = resume.ctx;
+        if let Some(error) = params.error {
+            tracing::info!(agent, user, %tool, %error, "provider refused the tool authorization");
+            let text = match params.error_description {
+                Some(d) => format!("the provider refused the authorization: {error} ({d})"),
+                None => format!("the provider refused the authorization: {error}"),
+            };
+            return Err((Some(ctx), RpcError::new(INVALID_PARAMS, text)));
+        }
+        let Some(code) = params.code.filter(|c| !c.is_empty()) else {
+            let text = "the provider's redirect carried neither a code nor an error; ask again";
+            return Err((Some(ctx), RpcError::new(INVALID_PARAMS, text)));
+        };
+        let redirect = match Url::parse(&flow.redirect_uri) {
+            Ok(url) => url,
+            Err(e) => {
+                let text = format!("the pending authorization has an unusable redirect URI: {e}");
+                return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, text)));
+            }
+        };
+        let verifier = PkceVerifier::new(flow.pkce_verifier.expose());
+        let exchanged = oauth::exchange_code(
+            &inner.http,
+            &resume.auth_server,
+            &resume.client,
+            &code,
+            &verifier,
+            &redirect,
+            &resume.scopes,
+        )
+        .await;
+        let tokens = match exchanged {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                tracing::info!(agent, user, %tool, error = %e, "authorization code exchange failed");
+                let code = match e {
+                    OAuthError::TokenRefused { .. } => INVALID_PARAMS,
+                    _ => INTERNAL_ERROR,
+                };
+                let text = format!(
+                    "could not complete the authorization of tool {} at {}: {e}; ask again",
+                    ctx.tool,
+                    issuer_host(resume.auth_server.issuer())
+                );
+                return Err((Some(ctx), RpcError::new(code, text)));
+            }
+        };
+        let credential = refresh::to_credential(&tokens, &resume.auth_server, &resume.client);
+        let key = CredentialKey::new(user, tool.clone());
+        if let Err(e) = store.put(&key, who, &credential).await {
+            return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, store_failure(&e))));
+        }
+        lock(&inner.auth_servers).insert(tool.clone(), resume.auth_server);
+        if resume.step_up {
+            let mut marks = lock(&inner.stepped_up);
+            marks.retain(|_, at| at.elapsed() < STEP_UP_MEMORY);
+            marks.insert(
+                (ctx.task_id.clone(), tool.clone(), user.to_owned()),
+                Instant::now(),
+            );
+        }
+        tracing::info!(agent, user, %tool, scopes = %tokens.scopes.join(" "), "tool authorized; credential stored");
+        Ok(ctx)
+    }
+}
+
+/// The JSON-RPC error for a flow the store would not hand out.
+fn flow_refusal(e: &CredentialError) -> RpcError {
+    match e {
+        CredentialError::FlowNotFound => RpcError::new(
+            INVALID_PARAMS,
+            "this authorization link is unknown; ask again",
+        ),
+        CredentialError::FlowExpired { .. } => RpcError::new(
+            INVALID_PARAMS,
+            "this authorization link has expired; ask again",
+        ),
+        CredentialError::FlowAlreadyUsed => RpcError::new(
+            INVALID_PARAMS,
+            "this authorization link was already used; ask again",
+        ),
+        CredentialError::FlowUserMismatch { .. } => RpcError::new(
+            UNAUTHENTICATED,
+            "this authorization was started by another user; sign in as that user to complete it",
+        ),
+        other => RpcError::new(INTERNAL_ERROR, store_failure(other)),
+    }
+}

@@ -1,0 +1,406 @@
+//! Remote MCP tools of an agent, run with each user's own OAuth2 credentials.
+//!
+//! The agent handler holds one [`McpTools`] and asks it two things: run a
+//! tool call for a request's identity ([`McpTools::call`]), and finish a
+//! tool authorization the gateway forwarded ([`McpTools::on_callback`]).
+//! Everything between — which credential to use, when to refresh it, when
+//! the user must (re)authorize, and with which scopes — is decided here, so
+//! the handler only maps an [`McpOutcome`] to a task state.
+//!
+//! Scale out: nothing a waiting task needs lives only in this replica's
+//! memory. A started flow stores the [`ResumeContext`] (with the discovered
+//! authorization server, the OAuth client and the scopes) encrypted in the
+//! credential store under the flow's `state`, so whichever replica the
+//! callback reaches can exchange the code and resume the call. What is kept
+//! in memory (discovered authorization servers, refresh locks) is a cache
+//! that any replica rebuilds on demand.
+//!
+//! Layout: `tools.rs` builds the exposed tools and turns results into A2A
+//! parts; `refresh.rs` reads credentials and refreshes them once per (user,
+//! tool); `auth.rs` starts authorization flows (first grant, re-grant,
+//! scope step-up); `callback.rs` finishes them.
+
+mod auth;
+mod callback;
+mod refresh;
+mod tools;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use amesh_credentials::{CredentialError, CredentialKey, CredentialStore, DeleteReason};
+use amesh_mcp::client::{CallToolResult, McpClientPool, McpError};
+use amesh_mcp::oauth::{self, AuthServer};
+use amesh_mcp::tool_config::McpToolConfig;
+use amesh_trust::{RequestIdentity, VerifiedIdentity};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::a2a::Part;
+use refresh::Access;
+use tools::{Binding, Server};
+
+/// Time allowed on top of a tool's own timeout for one token refresh (or
+/// the discovery and registration of a new flow), so a call never hangs
+/// longer than that in total.
+const AUTH_ALLOWANCE: Duration = Duration::from_secs(30);
+
+/// Everything needed to run (or re-run after authorization) one tool call
+/// of a task. Stored inside the pending flow's encrypted `resume` blob, so
+/// any replica can resume the task after the user has authorized.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ResumeContext {
+    pub task_id: String,
+    pub context_id: String,
+    pub rpc_id: serde_json::Value,
+    pub reply_to: String,
+    pub status_topic: Option<String>,
+    /// The exposed tool name (with any prefix).
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    pub call_depth: u32,
+}
+
+/// How one MCP tool call ended.
+pub(crate) enum McpOutcome {
+    /// The tool's result as A2A parts: text content as text parts,
+    /// `structuredContent` and other content blocks as data parts.
+    Done(Vec<Part>),
+    /// A clear, user-facing reason; never holds a token.
+    Failed(String),
+    /// The user must authorize at the provider first. The flow is started
+    /// and stored; the task waits in `auth-required`.
+    AuthRequired {
+        authorization_url: String,
+        tool_id: String,
+        message: String,
+    },
+}
+
+impl std::fmt::Debug for McpOutcome {
+    /// The authorization URL carries the flow's `state`; show only where it
+    /// points.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Done(parts) => f.debug_tuple("Done").field(parts).finish(),
+            Self::Failed(text) => f.debug_tuple("Failed").field(text).finish(),
+            Self::AuthRequired {
+                authorization_url,
+                tool_id,
+                message,
+            } => {
+                let endpoint = authorization_url
+                    .split_once('?')
+                    .map_or(authorization_url.as_str(), |(base, _)| base);
+                f.debug_struct("AuthRequired")
+                    .field("authorization_url", &format_args!("{endpoint}?[redacted]"))
+                    .field("tool_id", tool_id)
+                    .field("message", message)
+                    .finish()
+            }
+        }
+    }
+}
+
+/// One agent's MCP tools: the servers, the tools they expose, and the
+/// machinery to call them as a user. Cloning is shallow; the agent makes
+/// one at start and shares it with every task.
+#[derive(Clone)]
+pub(crate) struct McpTools {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    agent: String,
+    namespace: String,
+    pool: McpClientPool,
+    /// For discovery, registration and token requests: follows no
+    /// redirects, bounded timeouts (`oauth::http_client`).
+    http: reqwest::Client,
+    servers: Vec<Arc<Server>>,
+    bindings: HashMap<String, Binding>,
+    /// Exposed names in configuration order (for the agent card).
+    order: Vec<String>,
+    store: Option<CredentialStore>,
+    redirect_uri: Option<Url>,
+    /// One lock per (user, tool id): concurrent calls refresh once.
+    refresh_locks: std::sync::Mutex<HashMap<(String, String), RefreshLock>>,
+    /// Discovered authorization servers by tool id (a cache).
+    auth_servers: std::sync::Mutex<HashMap<String, AuthServer>>,
+    /// Serializes dynamic client registration, so concurrent first flows
+    /// register one client, not several.
+    registration: tokio::sync::Mutex<()>,
+    /// (task, tool id, user) whose last authorization was a scope step-up,
+    /// set by the callback and read by the re-run that follows on this
+    /// replica: a second `insufficient_scope` then fails instead of asking
+    /// again.
+    stepped_up: std::sync::Mutex<HashMap<(String, String, String), Instant>>,
+}
+
+/// Held across a token request, hence a tokio mutex.
+type RefreshLock = Arc<tokio::sync::Mutex<()>>;
+
+impl std::fmt::Debug for McpTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpTools")
+            .field("agent", &self.inner.agent)
+            .field("tools", &self.inner.order)
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpTools {
+    /// Builds the exposed tools: oauth2 tools from their manifest, tools
+    /// without auth from the server's `tools/list` (asked now). Validates
+    /// nothing the config loader already did; errors name the tool.
+    pub(crate) async fn start(
+        agent_name: &str,
+        namespace: &str,
+        cfgs: Vec<McpToolConfig>,
+        store: Option<CredentialStore>,
+        redirect_uri: Option<Url>,
+    ) -> anyhow::Result<McpTools> {
+        let http = oauth::http_client().context("cannot build the OAuth HTTP client")?;
+        let pool = McpClientPool::new().context("cannot build the MCP HTTP client")?;
+        let (servers, bindings, order) = tools::build(&pool, cfgs).await?;
+        for server in servers.iter().filter(|s| s.cfg.requires_user_auth()) {
+            if store.is_none() {
+                tracing::warn!(agent = agent_name, tool = %server.tool_id, "MCP tool needs user authorization but the agent has no credential store; its calls will fail");
+            }
+            if redirect_uri.is_none() {
+                tracing::warn!(agent = agent_name, tool = %server.tool_id, "MCP tool needs user authorization but OAUTH_TOOL_REDIRECT_URI is not set; users cannot authorize it");
+            }
+        }
+        Ok(McpTools {
+            inner: Arc::new(Inner {
+                agent: agent_name.to_owned(),
+                namespace: namespace.to_owned(),
+                pool,
+                http,
+                servers,
+                bindings,
+                order,
+                store,
+                redirect_uri,
+                refresh_locks: Default::default(),
+                auth_servers: Default::default(),
+                registration: Default::default(),
+                stepped_up: Default::default(),
+            }),
+        })
+    }
+
+    /// Exposed tool names with descriptions (for the agent card and error
+    /// messages), in configuration order.
+    pub(crate) fn names(&self) -> Vec<(String, String)> {
+        self.inner
+            .order
+            .iter()
+            .filter_map(|name| {
+                let binding = self.inner.bindings.get(name)?;
+                Some((name.clone(), binding.description.clone()))
+            })
+            .collect()
+    }
+
+    pub(crate) fn has(&self, exposed: &str) -> bool {
+        self.inner.bindings.contains_key(exposed)
+    }
+
+    /// Runs one call for `identity`. Never panics; never blocks longer
+    /// than the tool's timeout plus [`AUTH_ALLOWANCE`].
+    pub(crate) async fn call(&self, ctx: &ResumeContext, identity: &RequestIdentity) -> McpOutcome {
+        let Some(binding) = self.inner.bindings.get(&ctx.tool) else {
+            let offered = self.inner.order.join(", ");
+            return McpOutcome::Failed(format!(
+                "agent {} has no MCP tool `{}`; it offers: {offered}",
+                self.inner.agent, ctx.tool
+            ));
+        };
+        let server = &self.inner.servers[binding.server];
+        // The model wrote these; nothing leaves the process unless they fit.
+        if let Err(e) = binding.schema.validate(&ctx.arguments) {
+            return McpOutcome::Failed(e.to_string());
+        }
+        let stepped_up = self.take_step_up(ctx, server, identity.user_id());
+        let limit = server.cfg.connection_params.timeout() + AUTH_ALLOWANCE;
+        match tokio::time::timeout(limit, self.run(ctx, identity, server, binding, stepped_up))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => McpOutcome::Failed(format!(
+                "tool {} did not answer within {} s",
+                ctx.tool,
+                limit.as_secs()
+            )),
+        }
+    }
+
+    async fn run(
+        &self,
+        ctx: &ResumeContext,
+        identity: &RequestIdentity,
+        server: &Arc<Server>,
+        binding: &Binding,
+        stepped_up: bool,
+    ) -> McpOutcome {
+        if !server.cfg.requires_user_auth() {
+            return match self
+                .send(server, binding, ctx, identity.user_id(), None)
+                .await
+            {
+                Ok(result) => finished(&ctx.tool, result),
+                Err(e) => McpOutcome::Failed(e.to_string()),
+            };
+        }
+        let verified = match identity {
+            RequestIdentity::Verified(v) => v,
+            RequestIdentity::Unverified(u) => {
+                tracing::info!(agent = %self.inner.agent, user = %u.claimed_user_id(), tool = %server.tool_id, reason = %u.reason(), "MCP tool refused: identity not verified");
+                return McpOutcome::Failed(format!(
+                    "tool {} needs a verified identity; this request's identity was not verified: {}",
+                    ctx.tool,
+                    u.reason()
+                ));
+            }
+        };
+        let Some(store) = &self.inner.store else {
+            return McpOutcome::Failed(format!(
+                "tool {} needs user authorization, but agent {} has no credential store configured",
+                ctx.tool, self.inner.agent
+            ));
+        };
+        let credential = match self.access(server, store, verified).await {
+            Access::Token(credential) => credential,
+            Access::Missing => {
+                tracing::info!(agent = %self.inner.agent, user = %verified.user_id(), tool = %server.tool_id, "no credential; starting authorization");
+                return self.start_flow(server, ctx, verified, None, None).await;
+            }
+            Access::Reauthorize(why) => {
+                tracing::info!(agent = %self.inner.agent, user = %verified.user_id(), tool = %server.tool_id, reason = %why, "credential unusable; starting a new authorization");
+                self.forget(server, store, verified).await;
+                return self.start_flow(server, ctx, verified, None, None).await;
+            }
+            Access::Failed(text) => return McpOutcome::Failed(text),
+        };
+        let token = credential.access_token.expose().to_string();
+        let mut result = self
+            .send(server, binding, ctx, verified.user_id(), Some(&token))
+            .await;
+        let mut credential = credential;
+        // A 401 on a token we believed valid: one refresh, one retry.
+        if matches!(result, Err(McpError::Unauthorized { .. }))
+            && credential.refresh_token.is_some()
+        {
+            tracing::info!(agent = %self.inner.agent, user = %verified.user_id(), tool = %server.tool_id, "MCP server refused the access token; trying a refresh");
+            self.inner
+                .pool
+                .invalidate(&server.tool_id, verified.user_id())
+                .await;
+            match self.refresh_rejected(server, store, verified, token).await {
+                Access::Token(renewed) => {
+                    result = self
+                        .send(
+                            server,
+                            binding,
+                            ctx,
+                            verified.user_id(),
+                            Some(renewed.access_token.expose()),
+                        )
+                        .await;
+                    credential = renewed;
+                }
+                Access::Failed(text) => return McpOutcome::Failed(text),
+                Access::Missing | Access::Reauthorize(_) => {}
+            }
+        }
+        match result {
+            Ok(result) => finished(&ctx.tool, result),
+            Err(McpError::Unauthorized {
+                www_authenticate, ..
+            }) => {
+                tracing::info!(agent = %self.inner.agent, user = %verified.user_id(), tool = %server.tool_id, "MCP server answered 401; credential deleted, starting a new authorization");
+                self.forget(server, store, verified).await;
+                self.start_flow(server, ctx, verified, www_authenticate.as_deref(), None)
+                    .await
+            }
+            Err(McpError::Forbidden {
+                error: Some(error),
+                scope,
+                ..
+            }) if error == "insufficient_scope" => {
+                let granted = &credential.scopes;
+                self.step_up(server, ctx, verified, granted, scope.as_deref(), stepped_up)
+                    .await
+            }
+            Err(e) => McpOutcome::Failed(e.to_string()),
+        }
+    }
+
+    /// Opens (or reuses) the user's session and calls the tool.
+    async fn send(
+        &self,
+        server: &Server,
+        binding: &Binding,
+        ctx: &ResumeContext,
+        user_id: &str,
+        token: Option<&str>,
+    ) -> Result<CallToolResult, McpError> {
+        let session = self.inner.pool.session(&server.cfg, user_id, token).await?;
+        session.call(&binding.schema, ctx.arguments.clone()).await
+    }
+
+    /// Marks the user's credential invalid and drops the pooled session
+    /// opened with it. A store failure here is logged only: the flow that
+    /// follows replaces the credential anyway.
+    async fn forget(&self, server: &Server, store: &CredentialStore, who: &VerifiedIdentity) {
+        let key = CredentialKey::new(who.user_id(), server.tool_id.clone());
+        if let Err(e) = store.delete(&key, who, DeleteReason::Invalid).await {
+            tracing::warn!(agent = %self.inner.agent, user = %who.user_id(), tool = %server.tool_id, error = %e, "could not mark the credential invalid");
+        }
+        self.inner
+            .pool
+            .invalidate(&server.tool_id, who.user_id())
+            .await;
+    }
+
+    /// Whether the call being run follows a scope step-up (and forgets it).
+    fn take_step_up(&self, ctx: &ResumeContext, server: &Server, user: &str) -> bool {
+        let key = (ctx.task_id.clone(), server.tool_id.clone(), user.to_owned());
+        lock(&self.inner.stepped_up).remove(&key).is_some()
+    }
+}
+
+/// A finished `tools/call`: its content, or its error text.
+fn finished(tool: &str, result: CallToolResult) -> McpOutcome {
+    if result.is_error {
+        let text = result.text();
+        return McpOutcome::Failed(if text.is_empty() {
+            format!("tool {tool} failed without saying why")
+        } else {
+            format!("tool {tool} failed: {text}")
+        });
+    }
+    McpOutcome::Done(tools::to_parts(result))
+}
+
+/// The user-facing text of a store failure.
+fn store_failure(e: &CredentialError) -> String {
+    match e {
+        CredentialError::Unavailable { .. } | CredentialError::Closed => {
+            format!("credential store unavailable: {e}; try again later")
+        }
+        other => format!("credential store error: {other}"),
+    }
+}
+
+/// Locks a std mutex, shrugging off poisoning: the maps behind these locks
+/// stay consistent (every critical section is one map operation).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,274 @@
+//! Keeping access: reading a user's credential and refreshing it before it
+//! expires, once per (user, tool) however many calls ask at the same time.
+//!
+//! Concurrent calls that find the token near expiry queue on one
+//! `tokio::sync::Mutex` per (user, tool id) — a tokio mutex because it is
+//! held across the token request — and each re-reads the credential after
+//! acquiring it, so only the first refreshes and the others use its result.
+//! The refresh runs in its own task: if the call that started it is
+//! cancelled or times out, a refresh that went through at the provider
+//! still reaches the store, because a rotated refresh token lost on the way
+//! would sign the user out.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use amesh_credentials::{Credential, CredentialKey, CredentialStore, SecretString};
+use amesh_mcp::oauth::{self, AuthServer, OAuthClient, Secret, TokenSet};
+use amesh_trust::VerifiedIdentity;
+
+use super::tools::Server;
+use super::{McpTools, RefreshLock, auth, lock, store_failure};
+
+/// An access token this close to its expiry is refreshed before use.
+pub(super) const REFRESH_LEEWAY: Duration = Duration::from_secs(60);
+
+/// Past this many (user, tool) refresh locks, idle ones are dropped.
+const MAX_IDLE_LOCKS: usize = 4096;
+
+/// What the store holds for a (user, tool), ready to use or not.
+pub(super) enum Access {
+    /// A credential whose access token is good for now.
+    Token(Credential),
+    /// None stored: the user has to authorize.
+    Missing,
+    /// The stored grant is dead (refresh refused, no refresh token): the
+    /// credential must be dropped and the user authorize again.
+    Reauthorize(String),
+    /// Something failed that the user cannot fix by authorizing (store
+    /// down, provider unreachable); user-facing text.
+    Failed(String),
+}
+
+impl McpTools {
+    /// `who`'s usable credential for `server`, refreshed first when it
+    /// expires within [`REFRESH_LEEWAY`].
+    pub(super) async fn access(
+        &self,
+        server: &Arc<Server>,
+        store: &CredentialStore,
+        who: &VerifiedIdentity,
+    ) -> Access {
+        let key = CredentialKey::new(who.user_id(), server.tool_id.clone());
+        let credential = match store.get(&key, who).await {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return Access::Missing,
+            Err(e) => return Access::Failed(store_failure(&e)),
+        };
+        if !near_expiry(&credential) {
+            return Access::Token(credential);
+        }
+        self.spawn_refresh(server, store, who, None).await
+    }
+
+    /// The MCP server refused `rejected` (401) although it had not expired
+    /// by our clock (revoked access token, provider-side expiry, skew): one
+    /// refresh is worth trying before asking the user again. A failure here
+    /// means the grant is dead.
+    pub(super) async fn refresh_rejected(
+        &self,
+        server: &Arc<Server>,
+        store: &CredentialStore,
+        who: &VerifiedIdentity,
+        rejected: String,
+    ) -> Access {
+        self.spawn_refresh(server, store, who, Some(rejected)).await
+    }
+
+    /// Runs the refresh in its own task, so a refresh the provider already
+    /// performed is stored even if the caller is cancelled.
+    async fn spawn_refresh(
+        &self,
+        server: &Arc<Server>,
+        store: &CredentialStore,
+        who: &VerifiedIdentity,
+        rejected: Option<String>,
+    ) -> Access {
+        let (this, server, store, who) = (self.clone(), server.clone(), store.clone(), who.clone());
+        tokio::spawn(async move {
+            this.refresh_once(&server, &store, &who, rejected.as_deref())
+                .await
+        })
+        .await
+        .unwrap_or_else(|e| Access::Failed(format!("refreshing the access token failed: {e}")))
+    }
+
+    /// Refreshes under the (user, tool) lock, unless another caller did
+    /// while this one waited.
+    async fn refresh_once(
+        &self,
+        server: &Server,
+        store: &CredentialStore,
+        who: &VerifiedIdentity,
+        rejected: Option<&str>,
+    ) -> Access {
+        let user = who.user_id();
+        let tool = server.tool_id.as_str();
+        let agent = self.inner.agent.as_str();
+        let gate = self.refresh_lock(user, tool);
+        let _held = gate.lock().await;
+        let key = CredentialKey::new(user, tool);
+        let credential = match store.get(&key, who).await {
+            Ok(Some(credential)) => credential,
+            Ok(None) => return Access::Missing,
+            Err(e) => return Access::Failed(store_failure(&e)),
+        };
+        let fresh = match rejected {
+            // Another caller already replaced the refused token.
+            Some(rejected) => credential.access_token.expose() != rejected,
+            None => !near_expiry(&credential),
+        };
+        if fresh {
+            return Access::Token(credential); // refreshed by another caller
+        }
+        let forced = rejected.is_some();
+        if credential.refresh_token.is_none() {
+            return Access::Reauthorize(
+                "the access token expires and no refresh token is stored".into(),
+            );
+        }
+        let auth_server = match self.auth_server(server, None).await {
+            Ok(found) => found,
+            Err(text) if forced => return Access::Reauthorize(text),
+            Err(text) => return still_valid_or(credential, agent, user, tool, text),
+        };
+        let client = match self
+            .refresh_client(server, store, &auth_server, &credential)
+            .await
+        {
+            Ok(client) => client,
+            Err(text) => return Access::Failed(text),
+        };
+        tracing::info!(agent, user, tool, forced, "refreshing the access token");
+        let previous = token_set(&credential);
+        match oauth::refresh(&self.inner.http, &auth_server, &client, &previous).await {
+            Ok(refreshed) => {
+                let renewed = to_credential(&refreshed.tokens, &auth_server, &client);
+                if let Err(e) = store.put(&key, who, &renewed).await {
+                    return Access::Failed(store_failure(&e));
+                }
+                tracing::info!(
+                    agent,
+                    user,
+                    tool,
+                    rotated = refreshed.rotated,
+                    "access token refreshed"
+                );
+                Access::Token(renewed)
+            }
+            Err(e) if e.needs_reauthorization() => {
+                Access::Reauthorize(format!("the provider refused the refresh: {e}"))
+            }
+            Err(e) if forced => Access::Reauthorize(format!("the refresh failed: {e}")),
+            Err(e) => still_valid_or(credential, agent, user, tool, e.to_string()),
+        }
+    }
+
+    /// The client a refresh authenticates as: the configured one, else the
+    /// stored registration the grant was issued to, else the grant's
+    /// client id as a public client.
+    async fn refresh_client(
+        &self,
+        server: &Server,
+        store: &CredentialStore,
+        auth_server: &AuthServer,
+        credential: &Credential,
+    ) -> Result<OAuthClient, String> {
+        if let Some(client) = auth::configured_client(&server.cfg) {
+            return Ok(client);
+        }
+        let Some(client_id) = credential.client_id.clone() else {
+            return Err(format!(
+                "the stored credential for {} names no OAuth client; disconnect and authorize again",
+                server.tool_id
+            ));
+        };
+        match store.get_client(auth_server.issuer()).await {
+            Ok(Some(registration)) if registration.client_id == client_id => {
+                Ok(auth::registered_client(&registration))
+            }
+            Ok(_) => Ok(OAuthClient::configured(client_id, None)),
+            Err(e) => Err(store_failure(&e)),
+        }
+    }
+
+    /// The lock of (user, tool); idle locks are dropped once there are many.
+    fn refresh_lock(&self, user: &str, tool: &str) -> RefreshLock {
+        let mut locks = lock(&self.inner.refresh_locks);
+        if locks.len() > MAX_IDLE_LOCKS {
+            locks.retain(|_, gate| Arc::strong_count(gate) > 1);
+        }
+        locks
+            .entry((user.to_owned(), tool.to_owned()))
+            .or_default()
+            .clone()
+    }
+}
+
+/// A refresh failed for a reason authorizing again would not fix (provider
+/// down): the old token is used while it lasts, else the call fails.
+fn still_valid_or(
+    credential: Credential,
+    agent: &str,
+    user: &str,
+    tool: &str,
+    why: String,
+) -> Access {
+    if credential.is_access_token_expired(SystemTime::now()) {
+        tracing::info!(agent, user, tool, error = %why, "access token expired and the refresh failed");
+        Access::Failed(format!(
+            "could not refresh the access token for tool {tool}: {why}; try again later"
+        ))
+    } else {
+        tracing::warn!(agent, user, tool, error = %why, "refresh failed; using the access token until it expires");
+        Access::Token(credential)
+    }
+}
+
+/// Whether the access token expires within [`REFRESH_LEEWAY`].
+pub(super) fn near_expiry(credential: &Credential) -> bool {
+    credential
+        .expires_at
+        .is_some_and(|at| at <= SystemTime::now() + REFRESH_LEEWAY)
+}
+
+/// A stored credential as the OAuth code's token set.
+fn token_set(credential: &Credential) -> TokenSet {
+    TokenSet {
+        access_token: Secret::new(credential.access_token.expose()),
+        refresh_token: credential
+            .refresh_token
+            .as_ref()
+            .map(|t| Secret::new(t.expose())),
+        token_type: credential.token_type.clone(),
+        expires_at: credential
+            .expires_at
+            .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+        scopes: credential.scopes.clone(),
+    }
+}
+
+/// A token set from the provider as the credential to store, with what a
+/// later refresh needs to know.
+pub(super) fn to_credential(
+    tokens: &TokenSet,
+    auth_server: &AuthServer,
+    client: &OAuthClient,
+) -> Credential {
+    Credential {
+        access_token: SecretString::new(tokens.access_token.expose()),
+        refresh_token: tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| SecretString::new(t.expose())),
+        token_type: tokens.token_type.clone(),
+        expires_at: tokens
+            .expires_at
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs)),
+        scopes: tokens.scopes.clone(),
+        issuer: Some(auth_server.issuer().to_owned()),
+        token_endpoint: Some(auth_server.metadata.token_endpoint.to_string()),
+        client_id: Some(client.client_id.clone()),
+    }
+}

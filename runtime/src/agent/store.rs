@@ -1,0 +1,74 @@
+//! Opening an agent's credential store from its `session_service` block.
+//!
+//! Credentials live in the same database as the agent's sessions. The key
+//! material never does: it comes from `AMESH_AGENT_SECRET` or
+//! `agent_secret_file` (created 0600 on first start). `SECRETS_TTL_SECONDS`
+//! is read here, so a bad value stops the agent at start with a message
+//! naming the variable.
+
+use amesh_credentials::{
+    AgentSecret, CredentialStore, DatabaseUrl, SecretError, StoreBackend, StoreConfig, ttl_from_env,
+};
+
+use crate::config::{AgentConfig, SessionServiceKind, ToolConfig};
+
+/// Whether this agent needs a credential store: it has a tool that acts
+/// with users' own credentials, or its operator configured a SQL store.
+pub(crate) fn needed(cfg: &AgentConfig) -> bool {
+    cfg.session_service.kind == SessionServiceKind::Sql
+        || cfg
+            .tools
+            .iter()
+            .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
+}
+
+/// The store configuration for `cfg` (also used by `amesh credentials`).
+pub fn store_config(cfg: &AgentConfig) -> anyhow::Result<StoreConfig> {
+    let ttl = ttl_from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let secret_file = cfg.agent_secret_file.as_deref();
+    let (backend, secret) = match cfg.session_service.kind {
+        SessionServiceKind::Memory => {
+            // A memory store dies with the process; a throwaway secret is
+            // as good as any unless the operator set one.
+            let secret = match AgentSecret::resolve(secret_file) {
+                Ok(s) => s,
+                Err(SecretError::NotConfigured) => AgentSecret::generate()?,
+                Err(e) => return Err(anyhow::anyhow!("agent secret: {e}")),
+            };
+            (StoreBackend::Memory, secret)
+        }
+        SessionServiceKind::Sql => {
+            let url =
+                cfg.session_service.database_url.as_deref().ok_or_else(|| {
+                    anyhow::anyhow!("session_service type sql needs a database_url")
+                })?;
+            let database_url = DatabaseUrl::parse(url)
+                .map_err(|e| anyhow::anyhow!("session_service.database_url: {e}"))?;
+            let secret = AgentSecret::resolve(secret_file).map_err(|e| match e {
+                SecretError::NotConfigured => anyhow::anyhow!(
+                    "agent {}: a sql session_service needs the agent's secret: set agent_secret_file \
+                     (created with mode 0600 on first start) or AMESH_AGENT_SECRET",
+                    cfg.agent_name
+                ),
+                e => anyhow::anyhow!("agent secret: {e}"),
+            })?;
+            (StoreBackend::Sql { database_url }, secret)
+        }
+    };
+    let mut config = StoreConfig::new(backend, cfg.agent_name.clone(), secret);
+    config.ttl = ttl;
+    Ok(config)
+}
+
+/// Opens (and migrates) the agent's store when it needs one.
+pub(crate) async fn open(cfg: &AgentConfig) -> anyhow::Result<Option<CredentialStore>> {
+    if !needed(cfg) {
+        return Ok(None);
+    }
+    let config = store_config(cfg)?;
+    let store = CredentialStore::open(config)
+        .await
+        .map_err(|e| anyhow::anyhow!("agent {}: credential store: {e}", cfg.agent_name))?;
+    tracing::info!(agent = %cfg.agent_name, backend = store.backend_name(), "credential store open");
+    Ok(Some(store))
+}

@@ -1,0 +1,104 @@
+//! `amesh credentials list|revoke`: what operators see and can revoke in
+//! agents' credential stores. Metadata only: no command prints a token.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use amesh_credentials::{CredentialStore, Filter};
+
+use crate::config::{self, AppKind, SessionServiceKind};
+
+/// Which credentials an operator means.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub agent: Option<String>,
+    pub user: Option<String>,
+    pub tool: Option<String>,
+    pub include_deleted: bool,
+}
+
+/// Opens the SQL store of every selected agent of the configs.
+async fn stores(files: &[PathBuf], sel: &Selection) -> anyhow::Result<Vec<CredentialStore>> {
+    let cfg = config::load_files(files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = Vec::new();
+    for app in &cfg.apps {
+        let AppKind::Agent(agent) = &app.kind else {
+            continue;
+        };
+        if sel.agent.as_deref().is_some_and(|a| a != agent.agent_name) {
+            continue;
+        }
+        if agent.session_service.kind != SessionServiceKind::Sql {
+            eprintln!(
+                "note: agent {} keeps credentials in memory; only the running process sees them",
+                agent.agent_name
+            );
+            continue;
+        }
+        let store_cfg = crate::agent::store::store_config(agent)?;
+        out.push(CredentialStore::open(store_cfg).await?);
+    }
+    if out.is_empty() {
+        anyhow::bail!("no agent with a sql session_service matches");
+    }
+    Ok(out)
+}
+
+fn filter(agent: &str, sel: &Selection) -> Filter {
+    let mut f = Filter::agent(agent);
+    if let Some(u) = &sel.user {
+        f = f.user(u);
+    }
+    if let Some(t) = &sel.tool {
+        f = f.tool(t);
+    }
+    if sel.include_deleted {
+        f = f.with_deleted();
+    }
+    f
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Prints one line per credential (tab-separated, with a header).
+pub async fn list(files: &[PathBuf], sel: &Selection) -> anyhow::Result<()> {
+    println!("agent\tuser\ttool\tscopes\tissuer\ttoken_expires\texpires\tdeleted");
+    for store in stores(files, sel).await? {
+        for c in store.list(&filter(store.agent_id(), sel)).await? {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                c.agent_id,
+                c.user_id,
+                c.tool_id,
+                c.scopes.join(" "),
+                c.issuer.as_deref().unwrap_or("-"),
+                c.token_expires_at
+                    .map(unix)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                unix(c.expires_at),
+                c.delete_reason.map(|r| r.as_str()).unwrap_or("-"),
+            );
+        }
+        store.close().await;
+    }
+    Ok(())
+}
+
+/// Marks the selected credentials deleted with reason `revoked` (audited);
+/// returns how many.
+pub async fn revoke(files: &[PathBuf], sel: &Selection, reason: &str) -> anyhow::Result<u64> {
+    if sel.user.is_none() && sel.tool.is_none() && sel.agent.is_none() {
+        anyhow::bail!("refusing to revoke everything: name --agent, --user or --tool");
+    }
+    let mut total = 0;
+    for store in stores(files, sel).await? {
+        total += store.revoke(&filter(store.agent_id(), sel), reason).await?;
+        store.close().await;
+    }
+    Ok(total)
+}

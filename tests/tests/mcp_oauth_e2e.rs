@@ -1,0 +1,336 @@
+//! Secure user delegated access end to end: browser-less users drive the
+//! gateway over HTTP, the gateway and the agent talk over a real Mosquitto,
+//! and the agent calls the demo provider's MCP server (both transports)
+//! with each user's own OAuth credential, kept in SQLite.
+
+use std::time::Duration;
+
+use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
+use amesh_tests::mosquitto::MosquittoBroker;
+use amesh_tests::stack::{SseEvent, SseReader, Stack};
+use serde_json::{Value, json};
+
+const NS: &str = "oauth/ns";
+const USERS: &[(&str, &str)] = &[("gateway", "gw-pass"), ("agent", "agent-pass")];
+
+fn broker() -> MosquittoBroker {
+    let acl: String = USERS
+        .iter()
+        .map(|(u, _)| format!("user {u}\ntopic readwrite {NS}/a2a/v1/#\n"))
+        .collect();
+    MosquittoBroker::start(USERS, &acl).expect("mosquitto")
+}
+
+fn gateway_yaml(mq: &MosquittoBroker) -> String {
+    format!(
+        r#"apps:
+  - name: gw
+    app_module: gateway
+    broker: {{broker_url: "{url}", broker_username: gateway, broker_password: gw-pass}}
+    app_config:
+      namespace: {NS}
+      port: 0
+      frontend_use_authorization: true
+      session_secret_key: test-session-key
+      users:
+        - {{id: alice, token: alice-token}}
+        - {{id: bob, token: bob-token}}
+      trust_manager: {{card_publish_interval_seconds: 1}}
+"#,
+        url = mq.url()
+    )
+}
+
+/// The agent with the demo provider's two MCP endpoints as oauth2 tools.
+fn agent_yaml(
+    mq: &MosquittoBroker,
+    demo: &DemoHandle,
+    gateway: &str,
+    data: &std::path::Path,
+) -> String {
+    let manifest = r#"
+          manifest:
+            - name: whoami
+              description: Who the demo provider says you are.
+              inputSchema: {type: object, properties: {}, additionalProperties: false}"#;
+    format!(
+        r#"apps:
+  - name: agent
+    app_module: agent
+    broker: {{broker_url: "{url}", broker_username: agent, broker_password: agent-pass}}
+    app_config:
+      namespace: {NS}
+      agent_name: tools
+      agent_card_publishing: {{interval_seconds: 1}}
+      agent_secret_file: "{data}/agent.secret"
+      session_service: {{type: sql, database_url: "sqlite://{data}/agent.db"}}
+      oauth_tool_redirect_uri: "{gateway}/api/v1/auth/tool/callback"
+      trust_manager: {{verification_mode: strict, card_publish_interval_seconds: 1}}
+      tools:
+        - tool_type: mcp
+          id: demo-http
+          connection_params: {{type: streamable-http, url: "{mcp}"}}
+          auth: {{type: oauth2}}
+          tool_name_prefix: http_{manifest}
+        - tool_type: mcp
+          id: demo-sse
+          connection_params: {{type: sse, url: "{sse}"}}
+          auth: {{type: oauth2}}
+          tool_name_prefix: sse_{manifest}
+"#,
+        url = mq.url(),
+        data = data.display(),
+        mcp = demo.mcp_url(),
+        sse = demo.sse_url(),
+    )
+}
+
+struct World {
+    _mq: MosquittoBroker,
+    demo: DemoHandle,
+    gw: Stack,
+    agent: Stack,
+    data: tempfile::TempDir,
+}
+
+impl World {
+    async fn start() -> World {
+        let mq = broker();
+        let demo = DemoProvider::start(DemoOptions::default())
+            .await
+            .expect("demo provider");
+        let gw = Stack::start(&gateway_yaml(&mq)).await.expect("gateway");
+        let data = tempfile::tempdir().unwrap();
+        let agent = Stack::start(&agent_yaml(&mq, &demo, &gw.url(), data.path()))
+            .await
+            .expect("agent");
+        gw.wait_for_agent_as("tools", Duration::from_secs(10), Some("alice-token"))
+            .await
+            .unwrap();
+        World {
+            _mq: mq,
+            demo,
+            gw,
+            agent,
+            data,
+        }
+    }
+
+    async fn restart_agent(&mut self) {
+        self.agent.stop().await;
+        self.agent = Stack::start(&agent_yaml(
+            &self._mq,
+            &self.demo,
+            &self.gw.url(),
+            self.data.path(),
+        ))
+        .await
+        .expect("agent restarts");
+    }
+
+    /// Starts a streamed request for `tool` as the token's user.
+    async fn stream(&self, token: &str, tool: &str) -> SseReader {
+        let resp = self
+            .gw
+            .http
+            .post(format!("{}/api/v1/message:stream", self.gw.url()))
+            .bearer_auth(token)
+            .json(&json!({"agent_name": "tools", "data": {"tool": tool}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        SseReader::new(resp)
+    }
+
+    /// A browser session cookie for the token's user.
+    async fn session(&self, token: &str) -> String {
+        let resp = self
+            .gw
+            .http
+            .post(format!("{}/api/v1/auth/login", self.gw.url()))
+            .json(&json!({"token": token}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// The provider's redirect, followed by the browser with `cookie`.
+    async fn callback(&self, callback: &url::Url, cookie: &str) -> (u16, String) {
+        let resp = self
+            .gw
+            .http
+            .get(callback.clone())
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+}
+
+async fn next(events: &mut SseReader) -> SseEvent {
+    tokio::time::timeout(Duration::from_secs(20), events.next_event())
+        .await
+        .expect("an event in time")
+        .unwrap()
+        .expect("stream still open")
+}
+
+/// Reads events until the task asks for authorization; returns the URL.
+async fn until_auth_required(events: &mut SseReader) -> url::Url {
+    loop {
+        let ev = next(events).await;
+        if ev.event == "status" && ev.data["status"]["state"] == "auth-required" {
+            let parts = ev.data["status"]["message"]["parts"].as_array().unwrap();
+            let data = parts.iter().find(|p| p["kind"] == "data").unwrap();
+            return data["data"]["authorization_url"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+        assert!(
+            ev.event != "task" && ev.event != "error",
+            "ended without a prompt: {ev:?}"
+        );
+    }
+}
+
+/// Reads events until the final task.
+async fn final_task(events: &mut SseReader) -> Value {
+    loop {
+        let ev = next(events).await;
+        match ev.event.as_str() {
+            "task" => return ev.data,
+            "error" => panic!("error event: {:?}", ev.data),
+            _ => {}
+        }
+    }
+}
+
+fn answer(task: &Value) -> String {
+    task["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn users_authorize_once_per_tool_and_see_only_their_own_data() {
+    let w = World::start().await;
+    for (transport, tool) in [("streamable-http", "http_whoami"), ("sse", "sse_whoami")] {
+        for (user, token) in [("alice", "alice-token"), ("bob", "bob-token")] {
+            let mut events = w.stream(token, tool).await;
+            let url = until_auth_required(&mut events).await;
+            let callback = consent_as(&url, user, true).await.unwrap();
+            let (status, page) = w.callback(&callback, &w.session(token).await).await;
+            assert_eq!(status, 200, "{transport}/{user}: {page}");
+            assert!(page.contains("You can close this window"), "{page}");
+            let task = final_task(&mut events).await;
+            assert_eq!(
+                task["status"]["state"], "completed",
+                "{transport}/{user}: {task}"
+            );
+            assert_eq!(answer(&task), format!("You are {user}"), "{transport}");
+
+            // The second request needs no new authorization.
+            let mut again = w.stream(token, tool).await;
+            let task = final_task(&mut again).await;
+            assert_eq!(
+                answer(&task),
+                format!("You are {user}"),
+                "{transport} second call"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_callback_in_another_users_session_is_refused_and_forwards_nothing() {
+    let w = World::start().await;
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+
+    let (status, page) = w.callback(&callback, &w.session("bob-token").await).await;
+    assert_eq!(status, 403, "{page}");
+    // Nothing was forwarded: the flow is unused, so alice can still finish it.
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+
+    // The state is single use.
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("already used"), "{page}");
+
+    // A forged state is not forwarded anywhere.
+    let mut forged = callback.clone();
+    forged.set_query(Some("code=x&state=not-a-state"));
+    let (status, _) = w.callback(&forged, &w.session("alice-token").await).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_provider_error_ends_the_task_with_a_clear_message() {
+    let w = World::start().await;
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let callback = consent_as(&url, "alice", false).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("access_denied"), "{page}");
+    let task = final_task(&mut events).await;
+    assert_eq!(task["status"]["state"], "failed");
+    let why = task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("access_denied"), "{why}");
+}
+
+#[tokio::test]
+async fn an_agent_restarted_while_waiting_still_completes_the_flow() {
+    let mut w = World::start().await;
+    let mut events = w.stream("alice-token", "sse_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    w.restart_agent().await;
+    w.gw.wait_for_agent_as("tools", Duration::from_secs(10), Some("alice-token"))
+        .await
+        .unwrap();
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    let task = final_task(&mut events).await;
+    assert_eq!(answer(&task), "You are alice", "{task}");
+}
+
+#[tokio::test]
+async fn expiry_refreshes_silently_and_revocation_prompts_again() {
+    let w = World::start().await;
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    w.callback(&callback, &w.session("alice-token").await).await;
+    final_task(&mut events).await;
+
+    // Expired access token: refreshed with the refresh token, no prompt.
+    w.demo.expire_access_tokens();
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let task = final_task(&mut events).await;
+    assert_eq!(answer(&task), "You are alice", "{task}");
+    assert!(w.demo.refreshes() >= 1);
+
+    // Revoked at the provider: back to the authorization prompt.
+    w.demo.revoke_user("alice");
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    assert!(
+        url.as_str()
+            .starts_with(w.demo.endpoint("/authorize").as_str()),
+        "{url}"
+    );
+}
