@@ -6,8 +6,9 @@
 use std::time::Duration;
 
 use amesh_runtime::a2a::jsonrpc;
-use amesh_runtime::broker::{Broker, DevBus, UserProperties};
+use amesh_runtime::broker::UserProperties;
 use amesh_tests::mosquitto::MosquittoBroker;
+use amesh_tests::raw::RawClient;
 use amesh_tests::stack::{SseReader, Stack, read_sse};
 use serde_json::{Value, json};
 
@@ -211,48 +212,19 @@ async fn apps_reconnect_after_the_broker_restarts() {
     stack.stop().await;
 }
 
-/// A raw client on the broker, for sending what a gateway never would.
-async fn raw_client(mq: &MosquittoBroker) -> (Broker, amesh_runtime::broker::Incoming) {
-    let cfg = mq.broker_config("tester", "tester-pass");
-    Broker::connect(&cfg, "raw-tester", &DevBus::new())
-        .await
-        .expect("raw client")
-}
-
+/// Sends `payload` straight to the echo agent as the `tester` user and
+/// returns its reply.
 async fn raw_request(mq: &MosquittoBroker, payload: Vec<u8>, props: UserProperties) -> Value {
-    let (client, mut rx) = raw_client(mq).await;
-    let reply = format!(
-        "{NS}/a2a/v1/gateway/response/tester/{}",
-        uuid::Uuid::new_v4().simple()
-    );
-    client.subscribe(&reply).await.unwrap();
-    let props = UserProperties(
-        [(String::from("replyTo"), reply.clone())]
-            .into_iter()
-            .chain(props.0)
-            .collect(),
-    );
-    client
-        .publish(
-            &format!("{NS}/a2a/v1/agent/request/echo"),
-            payload,
-            props,
-            false,
-        )
+    let cfg = mq.broker_config("tester", "tester-pass");
+    let mut client = RawClient::connect(&cfg, "raw-tester", NS)
         .await
-        .unwrap();
-    let msg = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            let m = rx.recv().await.expect("incoming");
-            if m.topic == reply {
-                return m;
-            }
-        }
-    })
-    .await
-    .expect("a reply");
+        .expect("raw client");
+    let reply = client
+        .request("echo", payload, props)
+        .await
+        .expect("a reply");
     client.disconnect().await;
-    serde_json::from_slice(&msg.payload).unwrap()
+    reply
 }
 
 #[tokio::test]
