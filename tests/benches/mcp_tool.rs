@@ -19,7 +19,8 @@ use amesh_mcp::demo::{DemoOptions, DemoProvider, consent_as};
 use amesh_mcp::oauth;
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_tests::mosquitto::MosquittoBroker;
-use amesh_tests::stack::{SseReader, Stack};
+use amesh_tests::oauth::call_authorizing;
+use amesh_tests::stack::Stack;
 use serde_json::json;
 
 const NS: &str = "bench/mcp";
@@ -190,66 +191,16 @@ async fn main() {
 /// Runs user `i` through the whole authorization: prompt, consent,
 /// callback in the user's session, final answer.
 async fn authorize(gw: &Stack, i: usize) {
-    let token = format!("token-{i}");
-    let resp = gw
-        .http
-        .post(format!("{}/api/v1/message:stream", gw.url()))
-        .bearer_auth(&token)
-        .json(&json!({"agent_name": "tools", "data": {"tool": "whoami"}}))
-        .send()
-        .await
-        .expect("stream");
-    let mut events = SseReader::new(resp);
-    let url = loop {
-        let ev = events.next_event().await.expect("event").expect("open");
-        if ev.data["status"]["state"] == "auth-required" {
-            let parts = ev.data["status"]["message"]["parts"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default();
-            let data = parts
-                .iter()
-                .find(|p| p["kind"] == "data")
-                .cloned()
-                .unwrap_or_default();
-            break data["data"]["authorization_url"]
-                .as_str()
-                .expect("url")
-                .parse::<url::Url>()
-                .expect("url");
-        }
-    };
-    let callback = consent_as(&url, &format!("user{i}"), true)
-        .await
-        .expect("consent");
-    let login = gw
-        .http
-        .post(format!("{}/api/v1/auth/login", gw.url()))
-        .json(&json!({"token": token}))
-        .send()
-        .await
-        .expect("login");
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let page = gw
-        .http
-        .get(callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .expect("callback");
-    assert_eq!(page.status(), 200);
-    while let Some(ev) = events.next_event().await.expect("event") {
-        if ev.event == "task" {
-            assert_eq!(ev.data["status"]["state"], "completed", "{:?}", ev.data);
-            break;
-        }
-    }
+    let task = call_authorizing(
+        gw,
+        &format!("token-{i}"),
+        &format!("user{i}"),
+        "tools",
+        "whoami",
+    )
+    .await
+    .expect("authorized");
+    assert_eq!(task["status"]["state"], "completed", "{task}");
 }
 
 /// The floor: an MCP client with its own token, calling the tool directly.

@@ -2,5 +2,6 @@
 //! and HTTP servers).
 
 pub mod mosquitto;
+pub mod oauth;
 pub mod raw;
 pub mod stack;

@@ -1,0 +1,82 @@
+//! Driving a user through a tool authorization the way a browser would:
+//! ask through the gateway, follow the prompt's URL to the demo provider's
+//! consent page, come back to the gateway's callback in the user's session.
+
+use amesh_mcp::demo::consent_as;
+use serde_json::{Value, json};
+
+use crate::stack::{SseReader, Stack};
+
+/// A session cookie (`name=value`) for the token's user.
+pub async fn session_cookie(gw: &Stack, token: &str) -> anyhow::Result<String> {
+    let login = gw
+        .http
+        .post(format!("{}/api/v1/auth/login", gw.url()))
+        .json(&json!({"token": token}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("login set no cookie"))?;
+    Ok(cookie.to_string())
+}
+
+/// Streams a `tool` request to `agent` as the token's user, authorizes as
+/// `user` at the demo provider when prompted, and returns the final task.
+pub async fn call_authorizing(
+    gw: &Stack,
+    token: &str,
+    user: &str,
+    agent: &str,
+    tool: &str,
+) -> anyhow::Result<Value> {
+    let resp = gw
+        .http
+        .post(format!("{}/api/v1/message:stream", gw.url()))
+        .bearer_auth(token)
+        .json(&json!({"agent_name": agent, "data": {"tool": tool}}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut events = SseReader::new(resp);
+    while let Some(ev) = events.next_event().await? {
+        match ev.event.as_str() {
+            "task" => return Ok(ev.data),
+            "error" => anyhow::bail!("error event: {}", ev.data),
+            "status" if ev.data["status"]["state"] == "auth-required" => {
+                let parts = ev.data["status"]["message"]["parts"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let url = parts
+                    .iter()
+                    .find_map(|p| p["data"]["authorization_url"].as_str())
+                    .ok_or_else(|| anyhow::anyhow!("prompt without a URL: {}", ev.data))?
+                    .parse()?;
+                let callback = consent_as(&url, user, true).await?;
+                let cookie = session_cookie(gw, token).await?;
+                let page = gw
+                    .http
+                    .get(callback)
+                    .header("cookie", cookie)
+                    .send()
+                    .await?;
+                anyhow::ensure!(page.status() == 200, "callback answered {}", page.status());
+            }
+            _ => {}
+        }
+    }
+    anyhow::bail!("stream ended without a final task")
+}
+
+/// The text of a completed task's first artifact part.
+pub fn answer(task: &Value) -> String {
+    task["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
