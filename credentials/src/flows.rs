@@ -99,8 +99,7 @@ impl CredentialStore {
                 );
                 tracing::warn!(agent = %s.agent_id, user = %key.user_id, tool = %key.tool_id, identity = %who.user_id(), "OAuth flow refused: identity is another user");
                 s.storage
-                    .record(vec![s.event(&key, EventKind::AccessDenied, Some(reason))])
-                    .await;
+                    .record(vec![s.event(&key, EventKind::AccessDenied, Some(reason))]);
                 return Err(CredentialError::FlowUserMismatch {
                     identity_user: who.user_id().to_owned(),
                 });
@@ -127,7 +126,7 @@ impl CredentialStore {
             }),
             Err(Unsealed::Open(why)) => {
                 let key = CredentialKey::new(row.user_id.clone(), row.tool_id.clone());
-                s.undecryptable("OAuth flow", &key, why).await;
+                s.undecryptable("OAuth flow", &key, why);
                 Err(CredentialError::FlowNotFound)
             }
             Err(Unsealed::Corrupt(err)) => Err(err),
@@ -181,8 +180,7 @@ impl CredentialStore {
             }
             Ok(reg) => Ok(Some(reg)),
             Err(Unsealed::Open(why)) => {
-                s.undecryptable("client registration", &CredentialKey::new("", server), why)
-                    .await;
+                s.undecryptable("client registration", &CredentialKey::new("", server), why);
                 Ok(None)
             }
             Err(Unsealed::Corrupt(err)) => Err(err),

@@ -128,7 +128,7 @@ impl CredentialStore {
     ) -> Result<(), CredentialError> {
         let s = self.open_shared()?;
         check_key(key)?;
-        s.authorize(key, who, "store").await?;
+        s.authorize(key, who, "store")?;
         let sealed = seal_credential(&s.keys, &s.agent_id, key, credential)?;
         let now = now_ms();
         let hash = s.key_hash(key);
@@ -161,7 +161,7 @@ impl CredentialStore {
             PutOutcome::Acquired | PutOutcome::ReplacedExpired => EventKind::Acquired,
         };
         events.push(s.event(key, kind, None));
-        s.storage.record(events).await;
+        s.storage.record(events);
         Ok(())
     }
 
@@ -175,20 +175,18 @@ impl CredentialStore {
     ) -> Result<Option<Credential>, CredentialError> {
         let s = self.open_shared()?;
         check_key(key)?;
-        s.authorize(key, who, "read").await?;
+        s.authorize(key, who, "read")?;
         let hash = s.key_hash(key);
         let Some(blob) = s.storage.cred_get(&s.agent_id, &hash, now_ms()).await? else {
             return Ok(None);
         };
         match open_credential(&s.keys, &s.agent_id, key, &blob) {
             Ok(credential) => {
-                s.storage
-                    .record(vec![s.event(key, EventKind::Used, None)])
-                    .await;
+                s.storage.record(vec![s.event(key, EventKind::Used, None)]);
                 Ok(Some(credential))
             }
             Err(Unsealed::Open(why)) => {
-                s.undecryptable("credential", key, why).await;
+                s.undecryptable("credential", key, why);
                 Ok(None)
             }
             Err(Unsealed::Corrupt(err)) => {
@@ -209,7 +207,7 @@ impl CredentialStore {
     ) -> Result<bool, CredentialError> {
         let s = self.open_shared()?;
         check_key(key)?;
-        s.authorize(key, who, "delete").await?;
+        s.authorize(key, who, "delete")?;
         let hash = s.key_hash(key);
         let deleted = s
             .storage
@@ -217,7 +215,7 @@ impl CredentialStore {
             .await?;
         if deleted {
             let event = s.event(key, EventKind::Deleted, Some(reason.as_str().into()));
-            s.storage.record(vec![event]).await;
+            s.storage.record(vec![event]);
         }
         Ok(deleted)
     }
@@ -262,7 +260,7 @@ impl CredentialStore {
             })
             .collect::<Vec<_>>();
         let count = events.len() as u64;
-        s.storage.record(events).await;
+        s.storage.record(events);
         tracing::info!(count, reason, "credentials revoked by operator");
         Ok(count)
     }
@@ -332,7 +330,7 @@ impl Shared {
     }
 
     /// Refuses (and audits) an identity that is not the key's user.
-    async fn authorize(
+    fn authorize(
         &self,
         key: &CredentialKey,
         who: &VerifiedIdentity,
@@ -348,8 +346,7 @@ impl Shared {
         );
         tracing::warn!(agent = %self.agent_id, user = %key.user_id, tool = %key.tool_id, identity = %who.user_id(), operation, "credential access denied: identity is another user");
         self.storage
-            .record(vec![self.event(key, EventKind::AccessDenied, Some(reason))])
-            .await;
+            .record(vec![self.event(key, EventKind::AccessDenied, Some(reason))]);
         Err(CredentialError::AccessDenied {
             agent_id: self.agent_id.clone(),
             key_user: key.user_id.clone(),
@@ -362,12 +359,7 @@ impl Shared {
     /// Logs and audits a row that did not decrypt. "Another agent secret"
     /// is expected after a rotation and is logged once per store;
     /// tampering is logged every time.
-    pub(crate) async fn undecryptable(
-        &self,
-        what: &'static str,
-        key: &CredentialKey,
-        why: OpenError,
-    ) {
+    pub(crate) fn undecryptable(&self, what: &'static str, key: &CredentialKey, why: OpenError) {
         match why {
             OpenError::ForeignKey => {
                 if !self.foreign_key_logged.swap(true, Ordering::Relaxed) {
@@ -379,13 +371,11 @@ impl Shared {
             }
         }
         let reason = format!("{what}: {}", why.reason());
-        self.storage
-            .record(vec![self.event(
-                key,
-                EventKind::DecryptFailed,
-                Some(reason),
-            )])
-            .await;
+        self.storage.record(vec![self.event(
+            key,
+            EventKind::DecryptFailed,
+            Some(reason),
+        )]);
     }
 
     /// Marks expired credentials deleted (audited as `expired`) and removes
@@ -422,7 +412,7 @@ impl Shared {
                         reason: Some("ttl".into()),
                     })
                     .collect();
-                self.storage.record(events).await;
+                self.storage.record(events);
                 Ok(count)
             }
             Err(err) => {
@@ -467,4 +457,50 @@ pub(crate) fn check_id(
 fn check_key(key: &CredentialKey) -> Result<(), CredentialError> {
     check_id("user_id", &key.user_id, MAX_ID_LEN)?;
     check_id("tool_id", &key.tool_id, MAX_TOOL_LEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::secret::AgentSecret;
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_sweeper() {
+        let mut config = StoreConfig::new(
+            StoreBackend::Memory,
+            "agent-a",
+            AgentSecret::generate().expect("secret"),
+        );
+        config.sweep_interval = Duration::from_millis(10);
+        let store = CredentialStore::open(config).await.expect("open");
+        let clone = store.clone();
+        let shared = Arc::downgrade(&store.shared);
+        drop(store);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(shared.upgrade().is_some(), "a clone still holds the store");
+        drop(clone);
+        // The guard broadcast shutdown; the task ends and releases the state.
+        for _ in 0..100 {
+            if shared.upgrade().is_none() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the sweeper task still holds the store's state");
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_refuses_calls() {
+        let config = StoreConfig::new(
+            StoreBackend::Memory,
+            "agent-a",
+            AgentSecret::generate().expect("secret"),
+        );
+        let store = CredentialStore::open(config).await.expect("open");
+        store.close().await;
+        let err = store.list(&Filter::default()).await.expect_err("closed");
+        assert!(matches!(err, CredentialError::Closed), "{err:?}");
+    }
 }

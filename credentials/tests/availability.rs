@@ -7,8 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use amesh_credentials::{
-    Credential, CredentialError, CredentialKey, CredentialStore, DatabaseUrl, StoreBackend,
-    StoreConfig,
+    Credential, CredentialError, CredentialKey, CredentialStore, DatabaseUrl, EventKind, Filter,
+    StoreBackend, StoreConfig,
 };
 use common::{DB_PASSWORD, Kind, TestDb, identity, secret};
 
@@ -92,16 +92,24 @@ async fn store_with_credential(db: &TestDb) -> (CredentialStore, CredentialKey) 
 
 /// Retries `get` until it succeeds (the pool reconnects), failing after
 /// `within`; every error on the way must be `Unavailable`.
-async fn recovers(store: &CredentialStore, key: &CredentialKey, backend: &str, within: Duration) {
+async fn recovers(
+    store: &CredentialStore,
+    key: &CredentialKey,
+    backend: &str,
+    within: Duration,
+) -> usize {
     let start = Instant::now();
+    let mut failures = 0;
     loop {
         match store.get(key, &identity("alice")).await {
             Ok(Some(c)) => {
                 assert_eq!(c.access_token.expose(), "outage-token");
-                return;
+                eprintln!("[{backend}] recovered after {failures} failed calls");
+                return failures;
             }
             Ok(None) => panic!("[{backend}] credential lost"),
             Err(e) => {
+                failures += 1;
                 assert!(
                     matches!(e, CredentialError::Unavailable { .. }),
                     "[{backend}] {e:?}"
@@ -144,6 +152,15 @@ async fn postgres_outage_mid_run_is_unavailable_then_recovers() {
         .await
         .expect_err("down");
     assert_unavailable(&err, "PostgreSQL", "127.0.0.1:5432", "put while down");
+    // Refused before the database is asked: audited into the buffer.
+    let denied = store
+        .get(&key, &identity("mallory"))
+        .await
+        .expect_err("denied");
+    assert!(
+        matches!(denied, CredentialError::AccessDenied { .. }),
+        "{denied:?}"
+    );
     let err = store
         .take_flow("state-while-down-0001", &alice)
         .await
@@ -153,6 +170,22 @@ async fn postgres_outage_mid_run_is_unavailable_then_recovers() {
     db.admin_exec(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
         .await;
     recovers(&store, &key, "postgres", Duration::from_secs(10)).await;
+    // The denial recorded during the outage was kept and written after it.
+    let kinds: Vec<_> = store
+        .events(&Filter::agent("agent-a"), 10)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Used,
+            EventKind::AccessDenied,
+            EventKind::Acquired
+        ]
+    );
     store.close().await;
 }
 
@@ -172,7 +205,12 @@ async fn postgres_pool_reconnects_after_its_connections_are_terminated() {
         killed.first().copied().unwrap_or(0) >= 1,
         "terminated the pool's connections: {killed:?}"
     );
-    recovers(&store, &key, "postgres", Duration::from_secs(5)).await;
+    let failures = recovers(&store, &key, "postgres", Duration::from_secs(5)).await;
+    let killed = killed.first().copied().unwrap_or(0) as usize;
+    assert!(
+        failures <= killed,
+        "each dead pooled connection fails at most one call ({failures} failures, {killed} killed)"
+    );
     store.close().await;
 }
 

@@ -6,6 +6,8 @@
 //! (the release binary is needed for the start-up and RSS rows; without it
 //! they are skipped). Prints a markdown table.
 
+#![recursion_limit = "256"]
+
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -127,7 +127,7 @@ impl Storage {
     ) -> Result<bool> {
         match self {
             Self::Memory(m) => Ok(m.cred_delete(agent, key_hash, reason, now)),
-            Self::Sql(s) => s.cred_delete(agent, key_hash, reason, now).await,
+            Self::Sql(s) => s.cred_delete(key_hash, reason, now).await,
         }
     }
 
@@ -212,12 +212,13 @@ impl Storage {
         }
     }
 
-    /// Appends audit events. SQL queues them for a writer task (a read
-    /// must not wait on an INSERT); failures there are logged, not returned.
-    pub(crate) async fn record(&self, events: Vec<CredentialEvent>) {
+    /// Appends audit events. Never waits: SQL buffers them for a writer
+    /// task (a read must not wait on an INSERT); write failures are logged
+    /// and retried there, not returned.
+    pub(crate) fn record(&self, events: Vec<CredentialEvent>) {
         match self {
             Self::Memory(m) => m.record(events),
-            Self::Sql(s) => s.record(events).await,
+            Self::Sql(s) => s.record(events),
         }
     }
 

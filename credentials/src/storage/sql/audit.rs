@@ -1,80 +1,95 @@
 //! The audit writer: `credential_events` rows written off the request path.
 //!
 //! Every credential read is audited (`used`). Writing that row inline would
-//! put an INSERT — a commit, an fsync — on every tool call; instead events
-//! go into a bounded channel and one task writes them in batches. The cost
-//! is a short window where an event is queued but not yet stored:
-//! [`AuditQueue::flush`] closes it (the operator `events()` query and
-//! `close()` call it), and a database outage keeps events queued and
-//! retried, up to a bound, rather than losing them silently.
+//! put an INSERT — a commit, an fsync — on every tool call. Instead a read
+//! appends its event to a buffer under a std mutex (no `.await`, no task
+//! wake-up: on two cores, waking a writer per read cost more than the read)
+//! and one task writes the buffer in batches on a short tick, or at once
+//! when the buffer is full or someone waits for it.
 //!
-//! The task ends when the last queue handle is dropped, after writing what
-//! is queued.
+//! The cost is a short window (at most [`TICK`]) where an event is buffered
+//! but not stored: [`AuditQueue::flush`] closes it (the operator `events()`
+//! query and `close()` call it). A database outage keeps events buffered
+//! and retried, up to a bound, rather than losing them silently. The task
+//! ends when the last queue handle is dropped, after writing the buffer.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sea_orm::{ActiveValue::Set, DatabaseConnection, EntityTrait};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::entity::event;
 use crate::config::DatabaseUrl;
 use crate::model::{CredentialEvent, to_ms};
 
-/// Queued messages before `record` waits (backpressure, not loss).
-const CHANNEL: usize = 4096;
-/// Events kept for retry while the database is down; older ones are
-/// dropped beyond this (and counted in a warning).
-const MAX_PENDING: usize = 10_000;
-/// Rows per INSERT (well under every backend's parameter limit).
+/// How often buffered events are written.
+const TICK: Duration = Duration::from_millis(100);
+/// Rows per INSERT (well under every backend's parameter limit); a buffer
+/// this full is written without waiting for the tick.
 const BATCH: usize = 500;
-const RETRY: Duration = Duration::from_secs(1);
-/// How long the writer gathers events before an INSERT.
-const GATHER: Duration = Duration::from_millis(100);
+/// Events kept while the database is unreachable; beyond this the oldest
+/// are dropped, with a warning.
+const MAX_PENDING: usize = 10_000;
 /// Longest `reason` stored (the column is `VARCHAR(512)`).
 const MAX_REASON: usize = 500;
 
-enum Msg {
-    Events(Vec<CredentialEvent>),
-    Flush(oneshot::Sender<()>),
+/// The buffer shared by the handles and the writer.
+#[derive(Default)]
+struct Buffer {
+    events: Mutex<Vec<CredentialEvent>>,
+    full: Notify,
 }
 
 /// Handle to the writer task. Cloning is shallow.
 #[derive(Clone)]
 pub(crate) struct AuditQueue {
-    tx: mpsc::Sender<Msg>,
+    buffer: Arc<Buffer>,
+    /// Flush requests; when every handle is gone the channel closes and
+    /// the writer finishes.
+    flushes: mpsc::Sender<oneshot::Sender<()>>,
 }
 
 impl AuditQueue {
     /// Starts the writer for `db`.
     pub(crate) fn spawn(db: DatabaseConnection, url: Arc<DatabaseUrl>) -> Self {
-        let (tx, rx) = mpsc::channel(CHANNEL);
-        tokio::spawn(
-            Writer {
-                db,
-                url,
-                pending: Vec::new(),
-                failing: false,
-            }
-            .run(rx),
-        );
-        Self { tx }
+        let buffer = Arc::new(Buffer::default());
+        let (flushes, rx) = mpsc::channel(64);
+        let writer = Writer {
+            db,
+            url,
+            buffer: buffer.clone(),
+            pending: Vec::new(),
+            failing: false,
+        };
+        tokio::spawn(writer.run(rx));
+        Self { buffer, flushes }
     }
 
-    pub(crate) async fn record(&self, events: Vec<CredentialEvent>) {
+    pub(crate) fn record(&self, events: Vec<CredentialEvent>) {
         if events.is_empty() {
             return;
         }
-        if self.tx.send(Msg::Events(events)).await.is_err() {
-            tracing::warn!("credential audit writer has stopped; events dropped");
+        let mut buf = self.buffer.events.lock().unwrap_or_else(|p| p.into_inner());
+        buf.extend(events);
+        if buf.len() > MAX_PENDING {
+            let dropped = buf.len() - MAX_PENDING;
+            buf.drain(..dropped);
+            tracing::warn!(
+                dropped,
+                "credential audit backlog full (database unreachable?); oldest events dropped"
+            );
+        }
+        if buf.len() >= BATCH {
+            self.buffer.full.notify_one();
         }
     }
 
-    /// Returns once everything queued before the call was written (or the
-    /// attempt failed and was logged).
+    /// Returns once everything recorded before the call was written (or
+    /// the attempt failed and was logged).
     pub(crate) async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Msg::Flush(done)).await.is_ok() {
+        if self.flushes.send(done).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -83,44 +98,27 @@ impl AuditQueue {
 struct Writer {
     db: DatabaseConnection,
     url: Arc<DatabaseUrl>,
+    buffer: Arc<Buffer>,
+    /// Taken from the buffer, not yet written (kept across failures).
     pending: Vec<CredentialEvent>,
     failing: bool,
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    async fn run(mut self, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let msg = if self.pending.is_empty() {
-                rx.recv().await
-            } else {
-                // Events are waiting on a failed write: retry on a timer.
-                match tokio::time::timeout(RETRY, rx.recv()).await {
-                    Ok(msg) => msg,
-                    Err(_) => {
-                        self.write().await;
-                        continue;
-                    }
-                }
+            let ack = tokio::select! {
+                _ = tick.tick() => None,
+                () = self.buffer.full.notified() => None,
+                request = flushes.recv() => match request {
+                    Some(ack) => Some(ack),
+                    None => break,
+                },
             };
-            let Some(msg) = msg else { break };
-            let mut acks = Vec::new();
-            self.take(msg, &mut acks);
-            // Gather for a moment: under load one INSERT carries many
-            // events instead of every read paying for its own. A flush
-            // (someone is waiting) ends the gathering at once.
-            let deadline = tokio::time::Instant::now() + GATHER;
-            while acks.is_empty() && self.pending.len() < BATCH {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(msg)) => self.take(msg, &mut acks),
-                    // Closed: the outer loop sees it next and finishes.
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            while let Ok(msg) = rx.try_recv() {
-                self.take(msg, &mut acks);
-            }
             self.write().await;
-            for ack in acks {
+            if let Some(ack) = ack {
                 let _ = ack.send(());
             }
         }
@@ -133,22 +131,22 @@ impl Writer {
         }
     }
 
-    fn take(&mut self, msg: Msg, acks: &mut Vec<oneshot::Sender<()>>) {
-        match msg {
-            Msg::Events(events) => self.pending.extend(events),
-            Msg::Flush(ack) => acks.push(ack),
+    async fn write(&mut self) {
+        {
+            let mut buf = self.buffer.events.lock().unwrap_or_else(|p| p.into_inner());
+            if buf.is_empty() && self.pending.is_empty() {
+                return;
+            }
+            self.pending.append(&mut buf);
         }
         if self.pending.len() > MAX_PENDING {
             let dropped = self.pending.len() - MAX_PENDING;
             self.pending.drain(..dropped);
             tracing::warn!(
                 dropped,
-                "credential audit backlog full while the database is unreachable; oldest events dropped"
+                "credential audit backlog full (database unreachable?); oldest events dropped"
             );
         }
-    }
-
-    async fn write(&mut self) {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(BATCH);
             let rows = self.pending[..n].iter().map(active_model);
@@ -185,12 +183,11 @@ fn active_model(e: &CredentialEvent) -> event::ActiveModel {
         user_id: Set(e.user_id.clone()),
         tool_id: Set(e.tool_id.clone()),
         kind: Set(e.kind.as_str().to_owned()),
-        reason: Set(e.reason.as_ref().map(|r| clip(r, MAX_REASON))),
+        reason: Set(e
+            .reason
+            .as_ref()
+            .map(|r| r.chars().take(MAX_REASON).collect())),
         at: Set(to_ms(e.at)),
         ..Default::default()
     }
-}
-
-fn clip(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }
