@@ -184,7 +184,17 @@ async fn discovery_lists_the_agent_and_drops_it_after_it_stops() {
 #[tokio::test]
 async fn apps_reconnect_after_the_broker_restarts() {
     let mut mq = broker();
-    let mut stack = stack(&mq, false).await;
+    // A request published after the gateway reconnected but before the
+    // agent re-subscribed reaches nobody (the restarted broker kept no
+    // sessions) and ends in a timeout: keep that short so the loop below
+    // retries instead of waiting.
+    let yaml = format!("apps:{}{}", gateway_yaml(&mq, false), agent_yaml(&mq))
+        .replace("request_timeout_seconds: 20", "request_timeout_seconds: 3");
+    let mut stack = Stack::start(&yaml).await.expect("stack starts");
+    stack
+        .wait_for_agent("echo", Duration::from_secs(10))
+        .await
+        .expect("agent discovered");
     let ok = send(
         &stack,
         None,
@@ -193,9 +203,9 @@ async fn apps_reconnect_after_the_broker_restarts() {
     .await;
     assert_eq!(ok.status(), 200);
     mq.restart().expect("restart mosquitto");
-    // The apps reconnect with backoff; the next request must succeed once
-    // they are back (bounded wait, no fixed sleep).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // The apps reconnect with backoff; a request must succeed once they are
+    // both back (bounded wait, no fixed sleep).
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
     loop {
         let resp = send(&stack, None, json!({"agent_name": "echo", "text": "after"})).await;
         if resp.status() == 200 {
@@ -203,9 +213,15 @@ async fn apps_reconnect_after_the_broker_restarts() {
             assert_eq!(task["artifacts"][0]["parts"][0]["text"], "after");
             break;
         }
+        last = format!(
+            "{} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
         assert!(
             std::time::Instant::now() < deadline,
-            "no successful request after restart"
+            "no successful request after restart; last answer: {last}\nbroker log:\n{}",
+            mq.log()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
