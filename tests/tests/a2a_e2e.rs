@@ -213,7 +213,7 @@ async fn apps_reconnect_after_the_broker_restarts() {
             assert_eq!(task["artifacts"][0]["parts"][0]["text"], "after");
             break;
         }
-        last = format!(
+        let last = format!(
             "{} {}",
             resp.status(),
             resp.text().await.unwrap_or_default()
