@@ -40,8 +40,7 @@ pub(super) fn build(inner: &AgentInner) -> AgentCard {
     if cfg.agent_card.skills.is_empty() {
         skills.extend(
             inner
-                .mcp
-                .names()
+                .mcp_names()
                 .into_iter()
                 .map(|(name, description)| AgentSkill {
                     id: name.clone(),
@@ -53,7 +52,7 @@ pub(super) fn build(inner: &AgentInner) -> AgentCard {
         );
     }
     let mut tools: Vec<String> = inner.tools.iter().map(|t| t.name().to_string()).collect();
-    tools.extend(inner.mcp.names().into_iter().map(|(name, _)| name));
+    tools.extend(inner.mcp_names().into_iter().map(|(name, _)| name));
     AgentCard {
         protocol_version: PROTOCOL_VERSION.to_string(),
         name: inner.name.clone(),

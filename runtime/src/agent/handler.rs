@@ -260,11 +260,11 @@ fn start_task(
     };
     let tool = match inner.tools.get(&call.tool) {
         Some(b) => ToolRef::Builtin(b),
-        None if inner.mcp.has(&call.tool) => ToolRef::Mcp(call.tool.clone()),
+        None if inner.has_mcp(&call.tool) => ToolRef::Mcp(call.tool.clone()),
         None => {
             let mut offered: Vec<String> =
                 inner.tools.iter().map(|t| t.name().to_string()).collect();
-            offered.extend(inner.mcp.names().into_iter().map(|(name, _)| name));
+            offered.extend(inner.mcp_names().into_iter().map(|(name, _)| name));
             return refuse(
                 jsonrpc::INVALID_PARAMS,
                 format!(
@@ -412,7 +412,10 @@ async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Outcome {
         ToolRef::Builtin(tool) => tools::run_local(*tool, &job.call.arguments).await,
         ToolRef::Mcp(_) => {
             let ctx = super::resume::context(job);
-            return match inner.mcp.call(&ctx, &job.caller.identity).await {
+            let Some(mcp) = &inner.mcp else {
+                return Outcome::Failed(format!("agent {} has no MCP tools", inner.name));
+            };
+            return match mcp.call(&ctx, &job.caller.identity).await {
                 McpOutcome::Done(parts) => Outcome::Done(parts),
                 McpOutcome::Failed(text) => Outcome::Failed(text),
                 McpOutcome::AuthRequired {

@@ -50,8 +50,9 @@ pub(crate) struct AgentInner {
     /// The agent's credential store, when it has tools that act with
     /// users' own credentials (or a SQL session service).
     pub(crate) store: Option<amesh_credentials::CredentialStore>,
-    /// Tools on remote MCP servers.
-    pub(crate) mcp: mcp::McpTools,
+    /// Tools on remote MCP servers; `None` when the agent has none, so it
+    /// builds no HTTP clients (TLS roots cost start-up time and memory).
+    pub(crate) mcp: Option<mcp::McpTools>,
     /// Set once shutdown starts: new requests are refused with an error.
     pub(crate) draining: CancellationToken,
     request_topic: String,
@@ -193,7 +194,7 @@ pub async fn start(
 async fn start_mcp(
     cfg: &AgentConfig,
     store: Option<amesh_credentials::CredentialStore>,
-) -> anyhow::Result<mcp::McpTools> {
+) -> anyhow::Result<Option<mcp::McpTools>> {
     let servers: Vec<_> = cfg
         .tools
         .iter()
@@ -223,6 +224,9 @@ async fn start_mcp(
         ),
         _ => None,
     };
+    if servers.is_empty() {
+        return Ok(None);
+    }
     mcp::McpTools::start(
         &cfg.agent_name,
         &cfg.namespace,
@@ -231,6 +235,18 @@ async fn start_mcp(
         redirect_uri,
     )
     .await
+    .map(Some)
+}
+
+impl AgentInner {
+    /// Exposed MCP tool names with descriptions.
+    pub(crate) fn mcp_names(&self) -> Vec<(String, String)> {
+        self.mcp.as_ref().map(|m| m.names()).unwrap_or_default()
+    }
+
+    pub(crate) fn has_mcp(&self, name: &str) -> bool {
+        self.mcp.as_ref().is_some_and(|m| m.has(name))
+    }
 }
 
 /// Lets in-flight tasks finish within the grace period, then cancels the

@@ -98,7 +98,15 @@ pub(super) fn on_callback(
 ) {
     let inner = inner.clone();
     tokio::spawn(async move {
-        match inner.mcp.on_callback(params, &caller.identity).await {
+        let Some(mcp) = &inner.mcp else {
+            let error = crate::a2a::jsonrpc::RpcError::new(
+                crate::a2a::jsonrpc::INVALID_PARAMS,
+                format!("agent {} has no tools that need authorization", inner.name),
+            );
+            spawn_reply(&inner, reply_to, Response::err(id, error));
+            return;
+        };
+        match mcp.on_callback(params, &caller.identity).await {
             Ok(ctx) => {
                 let done = Message::agent(
                     vec![Part::text("authorization stored; the task continues")],
