@@ -1,4 +1,5 @@
-//! Periodic publishing of a component's card.
+//! Periodic publishing of a component's card (agent, gateway and trust
+//! cards alike).
 //!
 //! A card is published at start, every interval, and again right after a
 //! reconnect (a restarted broker forgets retained messages, and a newcomer
@@ -14,19 +15,36 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{Broker, ConnectionEvent, UserProperties};
 
+/// Makes the payload of each publication; `None` skips this round (the
+/// closure logs why). Trust cards are signed anew each time, other cards
+/// are fixed bytes.
+pub type PayloadFn = Box<dyn FnMut() -> Option<Bytes> + Send>;
+
 /// What to publish, where, how often.
 pub struct CardPublication {
     pub topic: String,
-    pub payload: Bytes,
+    pub payload: PayloadFn,
     pub interval: Duration,
     pub retain: bool,
+}
+
+impl CardPublication {
+    /// A card whose bytes never change.
+    pub fn fixed(topic: String, payload: Bytes, interval: Duration, retain: bool) -> Self {
+        CardPublication {
+            topic,
+            payload: Box::new(move || Some(payload.clone())),
+            interval,
+            retain,
+        }
+    }
 }
 
 /// Publishes `card` until `shutdown`. `republish` wakes it early (e.g. when
 /// a new gateway appears and should learn about this agent at once).
 pub fn spawn(
     broker: Broker,
-    card: CardPublication,
+    mut card: CardPublication,
     republish: Option<std::sync::Arc<tokio::sync::Notify>>,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
@@ -46,10 +64,13 @@ pub fn spawn(
                     Err(RecvError::Closed) => break,
                 },
             }
+            let Some(payload) = (card.payload)() else {
+                continue;
+            };
             let props =
                 UserProperties::new().with(crate::a2a::props::TIMESTAMP, now_millis().to_string());
             if let Err(e) = broker
-                .publish(&card.topic, card.payload.clone(), props, card.retain)
+                .publish(&card.topic, payload, props, card.retain)
                 .await
             {
                 tracing::warn!(topic = %card.topic, error = %e, "card publish failed");

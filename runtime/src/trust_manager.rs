@@ -151,42 +151,32 @@ impl TrustManager {
         }
         broker.subscribe(&topics::trust_all(&self.ns)).await?;
         let me = self.clone();
-        let broker = broker.clone();
-        let topic = topics::trust(&self.ns, self.trust_kind(), &self.id);
-        let interval = Duration::from_secs(self.cfg.card_publish_interval_seconds.max(1));
-        let mut events = broker.connection_events();
-        Ok(Some(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                    ev = events.recv() => match ev {
-                        Ok(crate::broker::ConnectionEvent::Lost) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-                        _ => {}
-                    },
-                }
-                let now = now_unix();
-                me.registry.prune(now);
-                let days = u32::try_from(me.cfg.card_expiration_days).unwrap_or(u32::MAX);
-                let card = match TrustCard::sign(&me.key, me.kind, &me.id, &me.ns, days, now) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::error!(component = %me.id, error = %e, "cannot sign trust card");
-                        continue;
-                    }
-                };
-                let payload = Bytes::from(card.into_string());
-                if let Err(e) = broker
-                    .publish(&topic, payload, crate::broker::UserProperties::new(), true)
-                    .await
-                {
-                    tracing::error!(component = %me.id, %topic, error = %e, "trust card not published");
+        // Signed anew at each publication (fresh `iat`/`exp`); expired
+        // cards of others are pruned on the same beat.
+        let payload = Box::new(move || {
+            let now = now_unix();
+            me.registry.prune(now);
+            let days = u32::try_from(me.cfg.card_expiration_days).unwrap_or(u32::MAX);
+            match TrustCard::sign(&me.key, me.kind, &me.id, &me.ns, days, now) {
+                Ok(card) => Some(Bytes::from(card.into_string())),
+                Err(e) => {
+                    tracing::error!(component = %me.id, error = %e, "cannot sign trust card");
+                    None
                 }
             }
-        })))
+        });
+        let publication = crate::cards::CardPublication {
+            topic: topics::trust(&self.ns, self.trust_kind(), &self.id),
+            payload,
+            interval: Duration::from_secs(self.cfg.card_publish_interval_seconds.max(1)),
+            retain: true,
+        };
+        Ok(Some(crate::cards::spawn(
+            broker.clone(),
+            publication,
+            None,
+            shutdown,
+        )))
     }
 
     /// Handles a message if it is on a trust topic; returns whether it was.

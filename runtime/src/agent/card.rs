@@ -83,10 +83,10 @@ pub(super) fn build(inner: &AgentInner) -> AgentCard {
 }
 
 pub(super) fn publication(inner: &AgentInner) -> CardPublication {
-    CardPublication {
-        topic: topics::agent_discovery(&inner.ns),
-        payload: Bytes::from(serde_json::to_vec(&build(inner)).unwrap_or_default()),
-        interval: Duration::from_secs(inner.cfg.agent_card_publishing.interval_seconds.max(1)),
-        retain: false,
-    }
+    CardPublication::fixed(
+        topics::agent_discovery(&inner.ns),
+        Bytes::from(serde_json::to_vec(&build(inner)).unwrap_or_default()),
+        Duration::from_secs(inner.cfg.agent_card_publishing.interval_seconds.max(1)),
+        false,
+    )
 }

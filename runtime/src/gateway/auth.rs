@@ -240,11 +240,9 @@ fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Unix seconds (the same clock the trust tokens use).
 pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    amesh_trust::now_unix()
 }
 
 #[cfg(test)]

@@ -164,14 +164,12 @@ pub async fn start(
     let publisher_stop = CancellationToken::new();
     let publisher = crate::cards::spawn(
         broker.clone(),
-        crate::cards::CardPublication {
-            topic: topics::gateway_discovery(&ns),
-            payload: Bytes::from(serde_json::to_vec(&card(&inner, addr)).unwrap_or_default()),
-            interval: Duration::from_secs(
-                inner.cfg.gateway_card_publishing.interval_seconds.max(1),
-            ),
-            retain: false,
-        },
+        crate::cards::CardPublication::fixed(
+            topics::gateway_discovery(&ns),
+            Bytes::from(serde_json::to_vec(&card(&inner, addr)).unwrap_or_default()),
+            Duration::from_secs(inner.cfg.gateway_card_publishing.interval_seconds.max(1)),
+            false,
+        ),
         None,
         publisher_stop.clone(),
     );
