@@ -4,9 +4,11 @@
 //! `database_url`) becomes a [`StoreBackend`]; `SECRETS_TTL_SECONDS`
 //! becomes [`StoreConfig::ttl`] (see [`ttl_from_env`](crate::ttl_from_env)).
 //! `default_behavior: PERSISTENT | RUN_BASED` is deliberately *not* here:
-//! it governs conversation sessions. Credential lifetime is the TTL, and a
-//! "forget at start" mode would sign every user out whenever one replica
-//! of a scaled-out agent restarts.
+//! it governs conversation sessions, and the runtime applies it when it
+//! loads them. Credential lifetime is the TTL, and a "forget at start"
+//! mode would sign every user out whenever one replica of a scaled-out
+//! agent restarts. Stored conversations have their own retention,
+//! [`StoreConfig::conversation_ttl`].
 //!
 //! [`DatabaseUrl`] keeps the password out of every `Debug`, error and log:
 //! it knows the password, so it can scrub it from driver messages too.
@@ -20,6 +22,9 @@ use crate::ttl::DEFAULT_TTL;
 
 /// How long a pending OAuth flow is accepted: ten minutes.
 pub const DEFAULT_FLOW_TTL: Duration = Duration::from_secs(600);
+
+/// How long a conversation is kept after its last save: 30 days.
+pub const DEFAULT_CONVERSATION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Where credentials live.
 #[derive(Debug)]
@@ -48,7 +53,13 @@ pub struct StoreConfig {
     pub ttl: Duration,
     /// Lifetime of a pending OAuth flow (default ten minutes).
     pub flow_ttl: Duration,
-    /// How often the sweeper marks expired rows deleted (default a minute).
+    /// How long a conversation is kept after its last save (default 30
+    /// days): it reads as absent after that, and the sweeper deletes it.
+    /// Unlike [`ttl`](Self::ttl) it has no maximum — how long chat history
+    /// is kept is the operator's retention policy, not a token lifetime.
+    pub conversation_ttl: Duration,
+    /// How often the sweeper marks expired credentials deleted and drops
+    /// old flows and conversations (default a minute).
     pub sweep_interval: Duration,
     /// How long to wait for a database connection before `Unavailable`
     /// (also SQLite's busy timeout). Default ten seconds.
@@ -60,7 +71,8 @@ pub struct StoreConfig {
 
 impl StoreConfig {
     /// A configuration with the defaults: TTL 30 days, flows ten minutes,
-    /// sweep every minute, ten-second connect timeout, pool of 10.
+    /// conversations 30 days, sweep every minute, ten-second connect
+    /// timeout, pool of 10.
     pub fn new(
         backend: StoreBackend,
         agent_id: impl Into<String>,
@@ -72,6 +84,7 @@ impl StoreConfig {
             agent_secret,
             ttl: DEFAULT_TTL,
             flow_ttl: DEFAULT_FLOW_TTL,
+            conversation_ttl: DEFAULT_CONVERSATION_TTL,
             sweep_interval: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             max_connections: 10,

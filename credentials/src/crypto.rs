@@ -2,8 +2,9 @@
 //!
 //! Why it looks like this:
 //! - One HKDF-SHA256 key per *purpose* (credentials, flows, client
-//!   registrations), with the agent id in `info`: two agents sharing a
-//!   database — even, by mistake, a secret — derive different keys.
+//!   registrations, conversations), with the agent id in `info`: two agents
+//!   sharing a database — even, by mistake, a secret — derive different
+//!   keys, and a blob of one purpose never opens as another.
 //! - The AAD is the row's identity (agent, user, tool, ...) as the *caller*
 //!   asks for it, length-prefixed so `("ab","c")` and `("a","bc")` differ. A
 //!   sealed blob copied into another agent's, user's or tool's row does not
@@ -30,6 +31,8 @@ const KEY_ID_LEN: usize = 8;
 const NONCE_LEN: usize = 12;
 const HEADER_LEN: usize = 1 + KEY_ID_LEN + NONCE_LEN;
 const TAG_LEN: usize = 16;
+/// Bytes a sealed blob adds to its plaintext.
+pub(crate) const SEAL_OVERHEAD: usize = HEADER_LEN + TAG_LEN;
 const HKDF_SALT: &[u8] = b"amesh-credentials/hkdf-salt/v1";
 const INFO_LABEL: &str = "amesh-credentials/v1";
 
@@ -39,6 +42,7 @@ pub(crate) enum Purpose {
     Credential,
     Flow,
     Client,
+    Conversation,
 }
 
 impl Purpose {
@@ -47,6 +51,7 @@ impl Purpose {
             Self::Credential => "oauth-credential",
             Self::Flow => "pending-oauth-flow",
             Self::Client => "client-registration",
+            Self::Conversation => "conversation",
         }
     }
 }
@@ -78,6 +83,7 @@ pub(crate) struct Keys {
     credential: Aes256Gcm,
     flow: Aes256Gcm,
     client: Aes256Gcm,
+    conversation: Aes256Gcm,
     key_id: [u8; KEY_ID_LEN],
 }
 
@@ -101,6 +107,7 @@ impl Keys {
             credential: cipher(Purpose::Credential),
             flow: cipher(Purpose::Flow),
             client: cipher(Purpose::Client),
+            conversation: cipher(Purpose::Conversation),
             key_id,
         }
     }
@@ -110,6 +117,7 @@ impl Keys {
             Purpose::Credential => &self.credential,
             Purpose::Flow => &self.flow,
             Purpose::Client => &self.client,
+            Purpose::Conversation => &self.conversation,
         }
     }
 
@@ -237,6 +245,10 @@ mod tests {
         );
         assert_eq!(
             k.open(Purpose::Flow, &alice, &blob),
+            Err(OpenError::Tampered)
+        );
+        assert_eq!(
+            k.open(Purpose::Conversation, &alice, &blob),
             Err(OpenError::Tampered)
         );
     }

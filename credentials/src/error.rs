@@ -121,10 +121,49 @@ pub enum CredentialError {
         reason: String,
     },
 
+    /// The conversation of this `contextId` belongs to another user of the
+    /// agent: the agent refuses the request (audited as `access_denied`).
+    /// The owner is not named — the message may reach the requester.
+    #[error(
+        "conversation {context_id:?} belongs to another user than {identity_user:?}; start a new conversation"
+    )]
+    ConversationOfAnotherUser {
+        /// The A2A `contextId` asked for.
+        context_id: String,
+        /// The user the presented identity is for.
+        identity_user: String,
+    },
+
+    /// A conversation is too large to store; the agent trims its history
+    /// and saves again. Nothing was stored.
+    #[error(
+        "conversation {context_id:?} would take {size} bytes encrypted; at most {max} are stored, trim its history"
+    )]
+    ConversationTooLarge {
+        /// The A2A `contextId`.
+        context_id: String,
+        /// Its encrypted size.
+        size: usize,
+        /// The limit, [`MAX_CONVERSATION_BYTES`](crate::MAX_CONVERSATION_BYTES).
+        max: usize,
+    },
+
+    /// The stored conversation does not decrypt for this user and
+    /// `contextId`: it was altered, or copied from another row (audited as
+    /// `decrypt_failed`). Its content is never used; saving the
+    /// conversation again replaces it.
+    #[error("stored conversation {context_id:?} does not decrypt: {reason}")]
+    ConversationUnreadable {
+        /// The A2A `contextId`.
+        context_id: String,
+        /// Why, in words (never content).
+        reason: &'static str,
+    },
+
     /// A row decrypted but its content is not what this version writes.
     #[error("stored {what} is corrupt: {detail}")]
     Corrupt {
-        /// `credential`, `flow`, `client registration`.
+        /// `credential`, `flow`, `client registration`, `conversation`.
         what: &'static str,
         /// What could not be read (never the plaintext).
         detail: String,

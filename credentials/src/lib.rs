@@ -4,25 +4,48 @@
 //! each remote MCP tool, keyed by (agent, user, tool), released only to
 //! that user's [`VerifiedIdentity`](amesh_trust::VerifiedIdentity) —
 //! plus the pending OAuth flows and dynamic client registrations the MCP
-//! code needs, in the same store, so any replica of an agent can finish a
-//! flow another replica started.
+//! code needs, and each user's conversations with the agent, in the same
+//! store, so any replica of an agent can finish a flow or continue a
+//! conversation another replica started.
 //!
 //! - [`CredentialStore`]: put / get / delete / list for a user; flows
 //!   ([`start_flow`](CredentialStore::start_flow),
 //!   [`take_flow`](CredentialStore::take_flow)); client registrations;
+//!   conversations per A2A `contextId`
+//!   ([`conversation`](CredentialStore::conversation),
+//!   [`save_conversation`](CredentialStore::save_conversation),
+//!   [`delete_conversation`](CredentialStore::delete_conversation),
+//!   [`list_conversations`](CredentialStore::list_conversations));
 //!   operator [`list`](CredentialStore::list),
 //!   [`revoke`](CredentialStore::revoke) and
 //!   [`events`](CredentialStore::events).
 //! - [`StoreConfig`]: memory or SQL (SQLite, PostgreSQL, MySQL/MariaDB via
-//!   sea-orm, migrated at open), the agent id and its [`AgentSecret`], the
-//!   TTL ([`ttl_from_env`] reads `SECRETS_TTL_SECONDS`).
+//!   sea-orm, migrated at open — a database from an earlier version gets
+//!   the new tables), the agent id and its [`AgentSecret`], the TTL
+//!   ([`ttl_from_env`] reads `SECRETS_TTL_SECONDS`) and the conversation
+//!   retention ([`StoreConfig::conversation_ttl`], 30 days by default).
 //! - Encryption at rest: AES-256-GCM, a random nonce per write, keys from
 //!   HKDF-SHA256 over the agent secret with the purpose and agent id in
-//!   `info`, and the row's (agent, user, tool) as associated data.
-//! - TTL: a background sweeper marks expired rows deleted (`ttl`), keeps
-//!   them for audit, and reads never return them.
+//!   `info`, and the row's identity — (agent, user, tool), or (agent,
+//!   user, `contextId`) for a conversation — as associated data.
+//!   Conversation history *and* title are encrypted.
+//! - Conversations belong to the user who first saved them: another user
+//!   presenting the same `contextId` gets
+//!   [`CredentialError::ConversationOfAnotherUser`], a row moved to
+//!   another user or context gets
+//!   [`CredentialError::ConversationUnreadable`], and one over
+//!   [`MAX_CONVERSATION_BYTES`] is refused
+//!   ([`CredentialError::ConversationTooLarge`]; the agent trims first).
+//! - TTL: a background sweeper marks expired credentials deleted (`ttl`),
+//!   keeps them for audit, and reads never return them; it deletes
+//!   conversations not saved within `conversation_ttl`, which reads also
+//!   treat as absent. A memory store keeps at most
+//!   [`MAX_MEMORY_CONVERSATIONS`] conversations (and
+//!   [`MAX_MEMORY_CONVERSATION_BYTES`]), dropping the least recently saved.
 //! - Audit: `credential_events` (acquired, used, refreshed, expired,
-//!   deleted, revoked, access_denied, decrypt_failed), never token material.
+//!   deleted, revoked, access_denied, decrypt_failed), never token material
+//!   or conversation content. Conversation saves are not audited; refusals
+//!   and decrypt failures are, with `conversation:<contextId>` as the tool.
 //!
 //! ```
 //! use amesh_credentials::*;
@@ -39,6 +62,16 @@
 //! let credential = store.get(&key, &alice).await?.expect("stored");
 //! assert_eq!(credential.access_token.expose(), "access-token");
 //! assert_eq!(format!("{:?}", credential.access_token), "[redacted]");
+//!
+//! // The agent keeps each conversation (A2A contextId) of each user.
+//! let history = Conversation {
+//!     messages: SecretJson::new(serde_json::json!([{"role": "user", "text": "hello"}])),
+//!     title: Some("Greeting".into()),
+//!     turns: 1,
+//! };
+//! store.save_conversation(&alice, "ctx-1", &history).await?;
+//! assert_eq!(store.conversation(&alice, "ctx-1").await?, Some(history));
+//! assert_eq!(store.list_conversations(&alice, 20).await?[0].context_id, "ctx-1");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -58,13 +91,16 @@
 //! separately. Replicas of one agent must share both its database and its
 //! secret. If the secret changes, stored credentials become unreadable:
 //! the store logs it once and treats them as absent, and users sign in to
-//! their tools again. Stored credentials live `SECRETS_TTL_SECONDS`
-//! (default and maximum 2592000, 30 days) from their last refresh.
+//! their tools again; stored conversations likewise read as absent, and
+//! start over. Stored credentials live `SECRETS_TTL_SECONDS` (default and
+//! maximum 2592000, 30 days) from their last refresh; conversations
+//! `conversation_ttl` (default 30 days) from their last save.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod config;
+mod conversations;
 mod crypto;
 mod error;
 mod flows;
@@ -76,12 +112,19 @@ mod store;
 mod sweeper;
 mod ttl;
 
-pub use config::{DEFAULT_FLOW_TTL, DatabaseUrl, StoreBackend, StoreConfig};
+pub use config::{
+    DEFAULT_CONVERSATION_TTL, DEFAULT_FLOW_TTL, DatabaseUrl, StoreBackend, StoreConfig,
+};
+pub use conversations::{
+    MAX_CONVERSATION_BYTES, MAX_CONVERSATION_LIST, MAX_MEMORY_CONVERSATION_BYTES,
+    MAX_MEMORY_CONVERSATIONS, MAX_TITLE_CHARS,
+};
 pub use error::{CredentialError, SecretError};
 pub use flows::MIN_STATE_LEN;
 pub use model::{
-    ClientRegistration, Credential, CredentialEvent, CredentialInfo, CredentialKey, DeleteReason,
-    EventKind, Filter, NewFlow, PendingFlow, SecretJson,
+    ClientRegistration, Conversation, ConversationInfo, Credential, CredentialEvent,
+    CredentialInfo, CredentialKey, DeleteReason, EventKind, Filter, NewFlow, PendingFlow,
+    SecretJson,
 };
 pub use secret::{AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, SecretString};
 pub use store::CredentialStore;

@@ -2,7 +2,9 @@
 //!
 //! Secret fields are [`SecretString`] or [`SecretJson`], so deriving `Debug`
 //! on these types is safe: `{:?}` of a credential shows its scopes and
-//! expiry, never a token. Times are `SystemTime`; the database holds unix
+//! expiry, never a token. Conversation titles are plain `String`s for the
+//! agent's convenience, so the two conversation types write their own
+//! `Debug` instead. Times are `SystemTime`; the database holds unix
 //! milliseconds.
 
 use std::fmt;
@@ -351,6 +353,75 @@ pub struct ClientRegistration {
     /// The full registration response (may hold a registration access
     /// token). Encrypted.
     pub registration: SecretJson,
+}
+
+/// One conversation of a user with this agent (an A2A `contextId`): the
+/// chat history the agent feeds its model, as the agent shapes it.
+///
+/// `messages` and `title` are both encrypted at rest — a title is usually
+/// the gist of the user's first message, which is as personal as the
+/// messages. `Debug` shows neither, only whether there is a title and the
+/// turn count.
+#[derive(Clone, Default, PartialEq)]
+pub struct Conversation {
+    /// The history (typically a JSON array of messages). Opaque to the
+    /// store; the agent trims it to stay under
+    /// [`MAX_CONVERSATION_BYTES`](crate::MAX_CONVERSATION_BYTES).
+    pub messages: SecretJson,
+    /// A short title for a conversation list (at most
+    /// [`MAX_TITLE_CHARS`](crate::MAX_TITLE_CHARS) characters).
+    pub title: Option<String>,
+    /// How many turns the conversation has had (also stored in plaintext,
+    /// for the listing).
+    pub turns: u32,
+}
+
+impl fmt::Debug for Conversation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Conversation")
+            .field("messages", &self.messages)
+            .field("title", &self.title.as_ref().map(|_| Redacted))
+            .field("turns", &self.turns)
+            .finish()
+    }
+}
+
+/// What a conversation list shows: no messages. The title is decrypted for
+/// the list but, as in [`Conversation`], `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConversationInfo {
+    /// The A2A `contextId`.
+    pub context_id: String,
+    /// The conversation's title, if the agent gave it one.
+    pub title: Option<String>,
+    /// Turns so far.
+    pub turns: u32,
+    /// First saved.
+    pub created_at: SystemTime,
+    /// Last saved; the conversation is dropped
+    /// [`conversation_ttl`](crate::StoreConfig::conversation_ttl) after this.
+    pub updated_at: SystemTime,
+}
+
+impl fmt::Debug for ConversationInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConversationInfo")
+            .field("context_id", &self.context_id)
+            .field("title", &self.title.as_ref().map(|_| Redacted))
+            .field("turns", &self.turns)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
+}
+
+/// Stands in for a value `Debug` must not print.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 /// Unix milliseconds of `t` (0 before the epoch, saturating).

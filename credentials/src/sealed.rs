@@ -1,7 +1,8 @@
 //! What goes inside each encrypted blob, and which row identity it is
 //! bound to.
 //!
-//! Every secret of a row is in one JSON document sealed with `crypto.rs`;
+//! Every secret of a row is in one JSON document sealed with `crypto.rs`
+//! (a conversation has two: its history, and its title for the listing);
 //! the plaintext columns are copies for operators and indexes. On read the
 //! blob is authoritative: a tampered `token_endpoint` or `client_id` column
 //! cannot redirect a refresh token, because the values handed back come
@@ -10,10 +11,11 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::crypto::{Keys, OpenError, Purpose, aad};
+use crate::crypto::{Keys, OpenError, Purpose, SEAL_OVERHEAD, aad};
 use crate::error::CredentialError;
 use crate::model::{
-    ClientRegistration, Credential, CredentialKey, NewFlow, SecretJson, from_ms, to_ms,
+    ClientRegistration, Conversation, Credential, CredentialKey, NewFlow, SecretJson, from_ms,
+    to_ms,
 };
 use crate::secret::SecretString;
 
@@ -214,6 +216,140 @@ pub(crate) fn open_client(
         client_secret_expires_at: doc.client_secret_expires_at_ms.map(from_ms),
         registration: SecretJson::new(doc.registration),
     })
+}
+
+#[derive(Serialize)]
+struct ConversationOut<'a> {
+    turns: u32,
+    messages: &'a serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct ConversationIn {
+    turns: u32,
+    messages: serde_json::Value,
+}
+
+/// The identity a conversation's blobs are bound to: a blob copied to
+/// another agent's, user's or `contextId`'s row does not open.
+pub(crate) struct ConversationIdentity<'a> {
+    pub(crate) agent_id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) context_id: &'a str,
+}
+
+impl ConversationIdentity<'_> {
+    fn messages_aad(&self) -> Vec<u8> {
+        aad(
+            Purpose::Conversation,
+            &[self.agent_id, self.user_id, self.context_id],
+        )
+    }
+
+    /// The extra field keeps a title blob from opening as a history blob
+    /// of the same row, and the other way round.
+    fn title_aad(&self) -> Vec<u8> {
+        aad(
+            Purpose::Conversation,
+            &[self.agent_id, self.user_id, self.context_id, "title"],
+        )
+    }
+}
+
+/// A conversation's two blobs: the history (with the turn count), and the
+/// title on its own, so a conversation list decrypts a few bytes per row
+/// rather than every history.
+pub(crate) struct SealedConversation {
+    pub(crate) messages: Vec<u8>,
+    pub(crate) title: Vec<u8>,
+}
+
+/// Seals `conversation`, or refuses it with
+/// [`CredentialError::ConversationTooLarge`] when both blobs together
+/// would exceed `max` bytes. The size is measured before anything is
+/// buffered, so an oversized history costs one serialization pass and no
+/// allocation.
+pub(crate) fn seal_conversation(
+    keys: &Keys,
+    id: &ConversationIdentity<'_>,
+    conversation: &Conversation,
+    max: usize,
+) -> Result<SealedConversation, CredentialError> {
+    let doc = ConversationOut {
+        turns: conversation.turns,
+        messages: conversation.messages.expose(),
+    };
+    let title = conversation.title.as_deref();
+    let (doc_len, title_len) = (json_len(&doc)?, json_len(&title)?);
+    let size = doc_len
+        .saturating_add(title_len)
+        .saturating_add(2 * SEAL_OVERHEAD);
+    if size > max {
+        return Err(CredentialError::ConversationTooLarge {
+            context_id: id.context_id.to_owned(),
+            size,
+            max,
+        });
+    }
+    Ok(SealedConversation {
+        messages: keys.seal(
+            Purpose::Conversation,
+            &id.messages_aad(),
+            &to_json(&doc, doc_len)?,
+        )?,
+        title: keys.seal(
+            Purpose::Conversation,
+            &id.title_aad(),
+            &to_json(&title, title_len)?,
+        )?,
+    })
+}
+
+pub(crate) fn open_conversation(
+    keys: &Keys,
+    id: &ConversationIdentity<'_>,
+    sealed: &SealedConversation,
+) -> Result<Conversation, Unsealed> {
+    let title = open_title(keys, id, &sealed.title)?;
+    let json = keys
+        .open(Purpose::Conversation, &id.messages_aad(), &sealed.messages)
+        .map_err(Unsealed::Open)?;
+    let doc: ConversationIn = from_json(&json, "conversation")?;
+    Ok(Conversation {
+        messages: SecretJson::new(doc.messages),
+        title,
+        turns: doc.turns,
+    })
+}
+
+/// The title alone, for a conversation list.
+pub(crate) fn open_title(
+    keys: &Keys,
+    id: &ConversationIdentity<'_>,
+    blob: &[u8],
+) -> Result<Option<String>, Unsealed> {
+    let json = keys
+        .open(Purpose::Conversation, &id.title_aad(), blob)
+        .map_err(Unsealed::Open)?;
+    from_json(&json, "conversation title")
+}
+
+/// How many bytes `doc` serializes to, without buffering it.
+fn json_len<T: Serialize>(doc: &T) -> Result<usize, CredentialError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, doc)
+        .map_err(|_| CredentialError::Crypto("serializing the secret document"))?;
+    Ok(count.0)
 }
 
 /// Serializes into a buffer sized up front (fewer reallocations leaving

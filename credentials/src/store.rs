@@ -4,7 +4,8 @@
 //! This is the one place policy lives, for both backends. A
 //! [`CredentialStore`] is a cheap-to-clone handle; the agent makes one at
 //! start and hands clones to its tool calls. Pending flows and client
-//! registrations are in `flows.rs` (same type, another `impl` block).
+//! registrations are in `flows.rs`, conversations in `conversations.rs`
+//! (same type, other `impl` blocks).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,6 @@ use crate::model::{
     duration_ms, from_ms, now_ms, to_ms,
 };
 use crate::sealed::{Unsealed, open_credential, seal_credential};
-use crate::storage::memory::MemoryStorage;
 use crate::storage::sql::migration::{MAX_ID_LEN, MAX_TOOL_LEN};
 use crate::storage::sql::{PoolConfig, SqlStorage};
 use crate::storage::{CredRow, PutOutcome, Storage};
@@ -30,9 +30,10 @@ use crate::ttl::check_ttl;
 /// "expired", not "unknown") before the sweeper deletes them.
 const FLOW_GRACE_MS: i64 = 3_600_000;
 
-/// Handle to one agent's credentials, pending OAuth flows and client
-/// registrations. Cloning is shallow; the background sweeper stops when
-/// the last clone is dropped (or at [`close`](Self::close)).
+/// Handle to one agent's credentials, pending OAuth flows, client
+/// registrations and conversations. Cloning is shallow; the background
+/// sweeper stops when the last clone is dropped (or at
+/// [`close`](Self::close)).
 ///
 /// Reads and writes of a user's credential take the user's
 /// [`VerifiedIdentity`]: a mismatch is refused and audited.
@@ -49,6 +50,7 @@ pub(crate) struct Shared {
     pub(crate) storage: Storage,
     ttl_ms: i64,
     pub(crate) flow_ttl_ms: i64,
+    pub(crate) conversation_ttl_ms: i64,
     /// "Rows under another agent secret" is logged once per store.
     foreign_key_logged: AtomicBool,
     /// The sweeper logs an outage once, and its end.
@@ -72,14 +74,19 @@ impl CredentialStore {
     pub async fn open(config: StoreConfig) -> Result<Self, CredentialError> {
         check_id("agent_id", &config.agent_id, MAX_ID_LEN)?;
         let ttl = check_ttl(config.ttl)?;
-        if config.flow_ttl.is_zero() {
-            return Err(CredentialError::InvalidInput {
-                field: "flow_ttl",
-                reason: "must be above zero".into(),
-            });
+        for (field, ttl) in [
+            ("flow_ttl", config.flow_ttl),
+            ("conversation_ttl", config.conversation_ttl),
+        ] {
+            if ttl.is_zero() {
+                return Err(CredentialError::InvalidInput {
+                    field,
+                    reason: "must be above zero".into(),
+                });
+            }
         }
         let storage = match config.backend {
-            StoreBackend::Memory => Storage::Memory(MemoryStorage::default()),
+            StoreBackend::Memory => Storage::Memory(Box::default()),
             StoreBackend::Sql { database_url } => {
                 let pool = PoolConfig {
                     connect_timeout: config.connect_timeout,
@@ -94,6 +101,7 @@ impl CredentialStore {
             storage,
             ttl_ms: duration_ms(ttl),
             flow_ttl_ms: duration_ms(config.flow_ttl),
+            conversation_ttl_ms: duration_ms(config.conversation_ttl),
             foreign_key_logged: AtomicBool::new(false),
             sweep_failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -277,7 +285,8 @@ impl CredentialStore {
     }
 
     /// Runs one sweep now (the sweeper does this every `sweep_interval`):
-    /// the number of credentials marked expired.
+    /// marks expired credentials deleted, drops old flows and conversations
+    /// past retention. The number of credentials marked expired.
     pub async fn sweep_now(&self) -> Result<usize, CredentialError> {
         self.open_shared()?.sweep_once().await
     }
@@ -363,7 +372,7 @@ impl Shared {
         match why {
             OpenError::ForeignKey => {
                 if !self.foreign_key_logged.swap(true, Ordering::Relaxed) {
-                    tracing::warn!(agent = %self.agent_id, "stored {what}s were encrypted under another agent secret (was AMESH_AGENT_SECRET or the secret file changed?); they are treated as absent and users will sign in again");
+                    tracing::warn!(agent = %self.agent_id, "stored {what}s were encrypted under another agent secret (was AMESH_AGENT_SECRET or the secret file changed?); such rows are treated as absent: users sign in to their tools again, conversations start over");
                 }
             }
             OpenError::Tampered | OpenError::Malformed => {
@@ -378,8 +387,8 @@ impl Shared {
         )]);
     }
 
-    /// Marks expired credentials deleted (audited as `expired`) and removes
-    /// flows long past their expiry.
+    /// Marks expired credentials deleted (audited as `expired`), removes
+    /// flows long past their expiry and conversations past retention.
     pub(crate) async fn sweep_once(&self) -> Result<usize, CredentialError> {
         let now = now_ms();
         let result = async {
@@ -388,16 +397,20 @@ impl Shared {
                 .storage
                 .flow_purge(&self.agent_id, now - FLOW_GRACE_MS)
                 .await?;
-            Ok::<_, CredentialError>((swept, purged))
+            let conversations = self
+                .storage
+                .conv_purge(&self.agent_id, self.conversation_cutoff(now))
+                .await?;
+            Ok::<_, CredentialError>((swept, purged, conversations))
         }
         .await;
         match result {
-            Ok((swept, purged)) => {
+            Ok((swept, purged, conversations)) => {
                 if self.sweep_failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(agent = %self.agent_id, "credential sweeper reaches the database again");
                 }
-                if !swept.is_empty() || purged > 0 {
-                    tracing::debug!(agent = %self.agent_id, expired = swept.len(), flows_purged = purged, "credential sweep");
+                if !swept.is_empty() || purged > 0 || conversations > 0 {
+                    tracing::debug!(agent = %self.agent_id, expired = swept.len(), flows_purged = purged, conversations_purged = conversations, "credential sweep");
                 }
                 let count = swept.len();
                 let events = swept
@@ -425,7 +438,7 @@ impl Shared {
     }
 }
 
-fn assurance(who: &VerifiedIdentity) -> &'static str {
+pub(crate) fn assurance(who: &VerifiedIdentity) -> &'static str {
     match who.assurance() {
         Assurance::GatewaySigned { .. } => "gateway-signed",
         Assurance::TrustDisabled => "trust disabled",

@@ -1,5 +1,6 @@
 //! Known secret values — tokens, PKCE verifier, OAuth state, client
-//! secret, resume document, database password — never appear in the
+//! secret, resume document, conversation history and title, database
+//! password — never appear in the
 //! database, in logs (every level, this crate's and the drivers'), or in
 //! any `Debug` / `Display` output.
 //!
@@ -12,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use amesh_credentials::{
-    ClientRegistration, Credential, CredentialKey, CredentialStore, DatabaseUrl, Filter, NewFlow,
-    SecretJson, StoreBackend, StoreConfig,
+    ClientRegistration, Conversation, Credential, CredentialKey, CredentialStore, DatabaseUrl,
+    Filter, NewFlow, SecretJson, StoreBackend, StoreConfig,
 };
 use common::{DB_PASSWORD, Kind, TestDb, all_backends, identity, secret};
 use sea_orm::{ConnectionTrait, Statement};
@@ -24,8 +25,9 @@ const PKCE: &str = "PKCE-VERIFIER-5ecret-value";
 const STATE: &str = "OAUTH-STATE-8a7b6c5d4e3f";
 const CLIENT_SECRET: &str = "CLIENT-SECRET-f00dface";
 const CONVERSATION: &str = "CONVERSATION-private-words";
+const TITLE: &str = "TITLE-of-a-private-chat";
 
-fn secrets() -> [&'static str; 7] {
+fn secrets() -> [&'static str; 8] {
     [
         ACCESS,
         REFRESH,
@@ -33,6 +35,7 @@ fn secrets() -> [&'static str; 7] {
         STATE,
         CLIENT_SECRET,
         CONVERSATION,
+        TITLE,
         DB_PASSWORD,
     ]
 }
@@ -66,7 +69,8 @@ fn assert_clean(haystack: &[u8], what: &str) {
 }
 
 /// Exercises every path that touches a secret: store, read, refresh, flow,
-/// client registration, denial, decrypt failure, revoke, listing, events.
+/// client registration, conversation, denial, decrypt failure, revoke,
+/// listing, events.
 async fn exercise(db: &TestDb) -> Vec<String> {
     let mut debug = Vec::new();
     let store = db.open("agent-a", secret(1)).await;
@@ -122,6 +126,32 @@ async fn exercise(db: &TestDb) -> Vec<String> {
         .expect("stored");
     debug.push(format!("{reg:?}"));
 
+    let conversation = Conversation {
+        messages: SecretJson::new(serde_json::json!([{"role": "user", "text": CONVERSATION}])),
+        title: Some(TITLE.into()),
+        turns: 1,
+    };
+    debug.push(format!("{conversation:?}"));
+    store
+        .save_conversation(&alice, "ctx-1", &conversation)
+        .await
+        .expect("save conversation");
+    let got = store
+        .conversation(&alice, "ctx-1")
+        .await
+        .expect("load conversation")
+        .expect("saved");
+    debug.push(format!("{got:?}"));
+    debug.push(format!(
+        "{:?}",
+        store.list_conversations(&alice, 10).await.expect("list")
+    ));
+    let refused = store
+        .conversation(&identity("mallory"), "ctx-1")
+        .await
+        .expect_err("another user's");
+    debug.push(format!("{refused} {refused:?}"));
+
     let denied = store
         .get(&key, &identity("mallory"))
         .await
@@ -130,6 +160,13 @@ async fn exercise(db: &TestDb) -> Vec<String> {
     // A second agent secret: decrypt failures are logged.
     let rotated = db.open("agent-a", secret(2)).await;
     assert!(rotated.get(&key, &alice).await.expect("get").is_none());
+    assert!(
+        rotated
+            .conversation(&alice, "ctx-1")
+            .await
+            .expect("load")
+            .is_none()
+    );
     rotated.close().await;
 
     debug.push(format!(
@@ -162,6 +199,7 @@ async fn dump(db: &TestDb) -> Vec<u8> {
         "credential_flows",
         "credential_clients",
         "credential_events",
+        "conversations",
     ] {
         let rows = raw
             .query_all_raw(Statement::from_string(

@@ -306,6 +306,30 @@ fn demo_provider(host: std::net::IpAddr, port: u16, public_url: Option<String>) 
     }
 }
 
+/// The demo provider for the embedded dev config, on 127.0.0.1:9100 —
+/// unless the operator pointed the config elsewhere (`DEMO_MCP_URL`) or
+/// one already runs there (`amesh demo-provider` in another terminal).
+async fn embedded_demo_provider() -> Option<amesh_mcp::demo::DemoHandle> {
+    use amesh_mcp::demo::{DemoOptions, DemoProvider};
+    if std::env::var_os("DEMO_MCP_URL").is_some() {
+        return None;
+    }
+    let opts = DemoOptions {
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 9100)),
+        ..DemoOptions::default()
+    };
+    match DemoProvider::start(opts).await {
+        Ok(demo) => {
+            tracing::info!(url = %demo.base_url, "demo provider (OAuth server, MCP server, demo model) started in-process");
+            Some(demo)
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "demo provider not started in-process (one may already run on 127.0.0.1:9100)");
+            None
+        }
+    }
+}
+
 fn run_command(files: Vec<PathBuf>) -> ExitCode {
     let loaded = if files.is_empty() {
         config::load_str("<embedded configs/dev.yaml>", EMBEDDED_DEV)
@@ -330,7 +354,19 @@ fn run_command(files: Vec<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run::run(cfg)) {
+    let embedded = files.is_empty();
+    let result = rt.block_on(async move {
+        // The embedded config's agent uses the demo provider's tools and its
+        // demo model: serve them in-process, so the first command a newcomer
+        // runs shows the whole story with nothing else installed.
+        let _demo = if embedded {
+            embedded_demo_provider().await
+        } else {
+            None
+        };
+        run::run(cfg).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

@@ -143,13 +143,31 @@ async fn stream_delivers_status_events_in_order() {
     assert_eq!(resp.status(), 200);
     let events = read_sse(resp).await.unwrap();
     let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
-    assert_eq!(names, ["submitted", "status", "artifact", "status", "task"]);
+    assert_eq!(
+        names,
+        [
+            "submitted",
+            "status",
+            "status",
+            "status",
+            "artifact",
+            "status",
+            "task"
+        ]
+    );
     assert_eq!(events[1].data["status"]["state"], "working");
     assert_eq!(events[1].data["final"], false);
-    assert_eq!(events[3].data["status"]["state"], "completed");
-    assert_eq!(events[3].data["final"], true);
-    assert_eq!(events[4].data["status"]["state"], "completed");
-    assert_eq!(events[0].data["taskId"], events[4].data["id"]);
+    // Tool activity: the call, then its result with how long it took.
+    let activity = |i: usize| events[i].data["status"]["message"]["parts"][0]["data"].clone();
+    assert_eq!(activity(2)["type"], "tool_call");
+    assert_eq!(activity(2)["tool"], "sleep");
+    assert_eq!(activity(3)["type"], "tool_result");
+    assert_eq!(activity(3)["ok"], true);
+    assert!(activity(3)["duration_ms"].as_u64().unwrap() >= 50);
+    assert_eq!(events[5].data["status"]["state"], "completed");
+    assert_eq!(events[5].data["final"], true);
+    assert_eq!(events[6].data["status"]["state"], "completed");
+    assert_eq!(events[0].data["taskId"], events[6].data["id"]);
     stack.stop().await;
 }
 

@@ -374,8 +374,8 @@ fn solace_agent_mesh_shaped_config_loads() {
     assert_eq!(a.namespace, "sam/prod");
     assert_eq!(a.agent_name, "OrchestratorAgent");
     let model = a.model.as_ref().expect("model");
-    assert_eq!(model["model"], "openai/gpt-4o");
-    assert_eq!(model["temperature"], 0.1);
+    assert_eq!(model.model, "openai/gpt-4o");
+    assert_eq!(model.temperature, Some(0.1));
     assert!(
         a.instruction
             .as_deref()

@@ -8,11 +8,19 @@
 //!
 //! A std `Mutex`, not tokio's: every critical section is a few map
 //! operations with no `.await` inside, which is what std's mutex is for.
+//! Conversations (`conversations.rs`) have a mutex of their own: a large
+//! history being copied out must not hold up a credential read.
+
+mod conversations;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
-use super::{ClientRow, CredRow, FlowRow, PutOutcome, Result, RowKey, Take};
+use self::conversations::Conversations;
+use super::{
+    ClientRow, ConvMeta, ConvRow, ConvStored, ConvWrite, CredRow, FlowRow, PutOutcome, Result,
+    RowKey, Take,
+};
 use crate::error::CredentialError;
 use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, Filter, from_ms};
 
@@ -111,6 +119,7 @@ impl State {
 #[derive(Default)]
 pub(crate) struct MemoryStorage {
     state: Mutex<State>,
+    conversations: Mutex<Conversations>,
 }
 
 impl MemoryStorage {
@@ -120,6 +129,32 @@ impl MemoryStorage {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn conversations(&self) -> MutexGuard<'_, Conversations> {
+        self.conversations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn conv_get(&self, context_id: &str, cutoff: i64) -> Option<ConvStored> {
+        self.conversations().get(context_id, cutoff)
+    }
+
+    pub(crate) fn conv_save(&self, row: ConvRow<'_>) -> ConvWrite {
+        self.conversations().save(row)
+    }
+
+    pub(crate) fn conv_delete(&self, context_id: &str, user: &str, cutoff: i64) -> ConvWrite {
+        self.conversations().delete(context_id, user, cutoff)
+    }
+
+    pub(crate) fn conv_list(&self, user: &str, cutoff: i64, limit: usize) -> Vec<ConvMeta> {
+        self.conversations().list(user, cutoff, limit)
+    }
+
+    pub(crate) fn conv_purge(&self, cutoff: i64) -> u64 {
+        self.conversations().purge(cutoff)
     }
 
     pub(crate) fn cred_get(&self, agent: &str, key_hash: &str, now: i64) -> Option<Vec<u8>> {

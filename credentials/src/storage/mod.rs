@@ -83,9 +83,53 @@ pub(crate) struct ClientRow<'a> {
     pub(crate) now: i64,
 }
 
-/// The rows' home.
+/// A conversation to store under (agent, `context_id`), for `user_id`.
+pub(crate) struct ConvRow<'a> {
+    pub(crate) agent_id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) context_id: &'a str,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) sealed_title: Vec<u8>,
+    /// Plaintext copy for the listing.
+    pub(crate) turns: u32,
+    pub(crate) now: i64,
+    /// A row last saved at or before this is past retention: whoever it
+    /// belonged to, it is replaced as if absent.
+    pub(crate) cutoff: i64,
+}
+
+/// A live conversation as read back.
+pub(crate) struct ConvStored {
+    /// Whose it is; the policy layer compares it with the caller.
+    pub(crate) user_id: String,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) sealed_title: Vec<u8>,
+}
+
+/// A conversation as listed: no history.
+pub(crate) struct ConvMeta {
+    pub(crate) context_id: String,
+    pub(crate) sealed_title: Vec<u8>,
+    pub(crate) turns: u32,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
+/// What a conversation save or delete found at its `context_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConvWrite {
+    /// Saved, or deleted.
+    Done,
+    /// Nothing of the caller's to delete.
+    Missing,
+    /// A live conversation of this other user: nothing was changed.
+    OwnedBy(String),
+}
+
+/// The rows' home. The memory backend is boxed: its maps make it several
+/// times the size of a connection pool handle.
 pub(crate) enum Storage {
-    Memory(memory::MemoryStorage),
+    Memory(Box<memory::MemoryStorage>),
     Sql(sql::SqlStorage),
 }
 
@@ -209,6 +253,64 @@ impl Storage {
         match self {
             Self::Memory(m) => Ok(m.client_delete(agent, key_hash)),
             Self::Sql(s) => s.client_delete(agent, key_hash).await,
+        }
+    }
+
+    /// `context_id`'s conversation, if it was saved after `cutoff`.
+    pub(crate) async fn conv_get(
+        &self,
+        agent: &str,
+        context_id: &str,
+        cutoff: i64,
+    ) -> Result<Option<ConvStored>> {
+        match self {
+            Self::Memory(m) => Ok(m.conv_get(context_id, cutoff)),
+            Self::Sql(s) => s.conv_get(agent, context_id, cutoff).await,
+        }
+    }
+
+    /// Creates or replaces the conversation, unless a live one of another
+    /// user holds its `context_id`.
+    pub(crate) async fn conv_save(&self, row: ConvRow<'_>) -> Result<ConvWrite> {
+        match self {
+            Self::Memory(m) => Ok(m.conv_save(row)),
+            Self::Sql(s) => s.conv_save(row).await,
+        }
+    }
+
+    /// Deletes `user`'s conversation `context_id` (live or not).
+    pub(crate) async fn conv_delete(
+        &self,
+        agent: &str,
+        context_id: &str,
+        user: &str,
+        cutoff: i64,
+    ) -> Result<ConvWrite> {
+        match self {
+            Self::Memory(m) => Ok(m.conv_delete(context_id, user, cutoff)),
+            Self::Sql(s) => s.conv_delete(agent, context_id, user, cutoff).await,
+        }
+    }
+
+    /// `user`'s live conversations, most recently saved first.
+    pub(crate) async fn conv_list(
+        &self,
+        agent: &str,
+        user: &str,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<ConvMeta>> {
+        match self {
+            Self::Memory(m) => Ok(m.conv_list(user, cutoff, limit)),
+            Self::Sql(s) => s.conv_list(agent, user, cutoff, limit).await,
+        }
+    }
+
+    /// Deletes `agent`'s conversations last saved at or before `cutoff`.
+    pub(crate) async fn conv_purge(&self, agent: &str, cutoff: i64) -> Result<u64> {
+        match self {
+            Self::Memory(m) => Ok(m.conv_purge(cutoff)),
+            Self::Sql(s) => s.conv_purge(agent, cutoff).await,
         }
     }
 

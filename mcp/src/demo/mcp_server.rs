@@ -155,6 +155,7 @@ pub(crate) async fn streamable_post(
         Ok(message) => message,
         Err(refusal) => return refusal.into_response(),
     };
+    app.state.observe_call(&message);
     match tools::handle(&message, &caller, app.page_size) {
         Outcome::Reply(reply) => {
             let mut response = Json(reply).into_response();
@@ -238,6 +239,7 @@ pub(crate) async fn sse_post(
         Ok(message) => message,
         Err(refusal) => return refusal.into_response(),
     };
+    app.state.observe_call(&message);
     match tools::handle(&message, &caller, app.page_size) {
         Outcome::Reply(reply) => match session.tx.send(reply).await {
             Ok(()) => StatusCode::ACCEPTED.into_response(),

@@ -1,8 +1,10 @@
 //! The demo provider: a local OAuth 2.1 authorization server and an MCP
 //! server (Streamable HTTP and HTTP+SSE) whose tools answer with the
-//! signed-in user's name. It exists so user-delegated tool access can be
-//! shown and tested end to end without a third-party account: tests start it
-//! in-process on `127.0.0.1:0`, operators run `amesh demo-provider`.
+//! signed-in user's name, plus a deterministic demo model behind an
+//! OpenAI-compatible Chat Completions endpoint. It exists so user-delegated
+//! tool access and an agent's LLM loop can be shown and tested end to end
+//! without a third-party account: tests start it in-process on
+//! `127.0.0.1:0`, operators run `amesh demo-provider`.
 //!
 //! Design: the MCP side is written directly (JSON-RPC over axum, a few
 //! hundred lines) rather than with rmcp's server. The demo must check the bearer
@@ -16,11 +18,13 @@
 //! - `/.well-known/oauth-protected-resource{,/mcp,/sse}` — RFC 9728 metadata
 //! - `/register`, `/authorize` (GET page, POST decision), `/token`, `/revoke`
 //! - `/mcp` — Streamable HTTP; `/sse` + `/messages` — HTTP+SSE
+//! - `/v1/chat/completions`, `/v1/models` — the demo model (no token needed)
 
 mod auth_server;
 mod browser;
 mod consent;
 mod mcp_server;
+mod model;
 mod store;
 mod tools;
 
@@ -29,7 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -38,6 +42,8 @@ use url::Url;
 
 pub use browser::consent_as;
 use mcp_server::{Guard, SseSessions};
+pub use model::DEMO_MODEL;
+use model::ModelState;
 use store::{DemoState, Settings};
 
 /// How to run a demo provider.
@@ -76,6 +82,7 @@ impl Default for DemoOptions {
 pub(crate) struct App {
     state: Arc<DemoState>,
     sessions: Arc<SseSessions>,
+    model: Arc<ModelState>,
     page_size: usize,
 }
 
@@ -115,8 +122,10 @@ impl DemoProvider {
         let app = App {
             state: state.clone(),
             sessions: Arc::default(),
+            model: Arc::default(),
             page_size: options.page_size,
         };
+        let app_model = app.model.clone();
         let router = router(app);
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -128,6 +137,7 @@ impl DemoProvider {
             base_url,
             local_addr: local,
             state,
+            model: app_model,
             task,
         })
     }
@@ -140,6 +150,7 @@ pub struct DemoHandle {
     /// The bound socket address.
     pub local_addr: SocketAddr,
     state: Arc<DemoState>,
+    model: Arc<ModelState>,
     task: JoinHandle<()>,
 }
 
@@ -152,6 +163,12 @@ impl DemoHandle {
     /// The HTTP+SSE endpoint.
     pub fn sse_url(&self) -> Url {
         self.endpoint("/sse")
+    }
+
+    /// The demo model's OpenAI-compatible base URL (`…/v1`): clients POST
+    /// `{base}/chat/completions` and list `{base}/models`.
+    pub fn model_base_url(&self) -> Url {
+        self.endpoint("/v1")
     }
 
     /// Any path under the base URL.
@@ -177,6 +194,12 @@ impl DemoHandle {
     }
 
     /// Successful authorization code exchanges so far.
+    /// `tools/call` requests answered (both transports), for tests that
+    /// prove a call was not repeated.
+    pub fn tool_calls(&self) -> usize {
+        self.state.counters().tool_calls
+    }
+
     pub fn code_exchanges(&self) -> usize {
         self.state.counters().code_exchanges
     }
@@ -184,6 +207,11 @@ impl DemoHandle {
     /// Successful refreshes so far.
     pub fn refreshes(&self) -> usize {
         self.state.counters().refreshes
+    }
+
+    /// Chat completions the demo model answered so far (refusals excluded).
+    pub fn model_completions(&self) -> usize {
+        self.model.completions()
     }
 
     /// Dynamic client registrations so far.
@@ -268,6 +296,11 @@ fn router(app: App) -> Router {
         .route("/authorize", get(consent::show).post(consent::decide))
         .route("/token", post(auth_server::token))
         .route("/revoke", post(auth_server::revoke))
+        .route("/v1/models", get(model::list_models))
+        .route(
+            "/v1/chat/completions",
+            post(model::chat_completions).layer(DefaultBodyLimit::max(model::MAX_BODY)),
+        )
         .merge(streamable)
         .merge(legacy_sse)
         .with_state(app)
@@ -279,6 +312,10 @@ pub async fn serve(options: DemoOptions) -> anyhow::Result<()> {
     println!("amesh demo provider at {}", handle.base_url);
     println!("  MCP (Streamable HTTP): {}", handle.mcp_url());
     println!("  MCP (HTTP+SSE):        {}", handle.sse_url());
+    println!(
+        "  Demo model (OpenAI Chat Completions, model {DEMO_MODEL}): {}",
+        handle.model_base_url()
+    );
     tokio::signal::ctrl_c().await?;
     handle.shutdown();
     Ok(())

@@ -98,6 +98,8 @@ pub(crate) struct Counters {
     pub code_exchanges: usize,
     pub refreshes: usize,
     pub registrations: usize,
+    /// `tools/call` requests that reached a tool (authorized ones).
+    pub tool_calls: usize,
     pub last_resource: Option<String>,
 }
 
@@ -144,6 +146,13 @@ impl DemoState {
 
     pub fn update_settings(&self, change: impl FnOnce(&mut Settings)) {
         change(&mut self.settings.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Counts a `tools/call` that passed the bearer check.
+    pub fn observe_call(&self, message: &serde_json::Value) {
+        if message.get("method").and_then(serde_json::Value::as_str) == Some("tools/call") {
+            self.inner().counters.tool_calls += 1;
+        }
     }
 
     pub fn counters(&self) -> Counters {

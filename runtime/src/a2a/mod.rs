@@ -2,6 +2,7 @@
 //! property names shared with Solace Agent Mesh.
 
 pub mod jsonrpc;
+pub mod oauth_callback;
 pub mod types;
 
 pub use types::*;

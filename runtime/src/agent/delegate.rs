@@ -65,6 +65,20 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// Whether `inter_agent_communication` lets this agent call `peer`
+/// (allow list minus deny list, globs as in Solace Agent Mesh).
+pub(crate) fn may_call(inner: &AgentInner, peer: &str) -> bool {
+    let policy = &inner.cfg.inter_agent_communication;
+    policy
+        .allow_list
+        .iter()
+        .any(|p| crate::glob::matches(p, peer))
+        && !policy
+            .deny_list
+            .iter()
+            .any(|p| crate::glob::matches(p, peer))
+}
+
 /// The `delegate` tool: arguments `{agent, text}` or `{agent, data}`.
 pub(crate) async fn call(
     inner: &Arc<AgentInner>,
@@ -79,15 +93,7 @@ pub(crate) async fn call(
         return Err(format!("delegate: `{peer}` is not a valid agent name"));
     }
     let policy = &inner.cfg.inter_agent_communication;
-    let allowed = policy
-        .allow_list
-        .iter()
-        .any(|p| crate::glob::matches(p, peer))
-        && !policy
-            .deny_list
-            .iter()
-            .any(|p| crate::glob::matches(p, peer));
-    if !allowed {
+    if !may_call(inner, peer) {
         return Err(format!(
             "delegate: agent {} may not call agent {peer} (inter_agent_communication)",
             inner.name

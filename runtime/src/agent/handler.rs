@@ -1,19 +1,24 @@
-//! Handling of one A2A request: validation in the pump, execution in a task.
+//! Handling of one A2A request: validation in the pump, execution in a
+//! task ([`super::reasoning`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use super::AgentInner;
-use super::mcp::McpOutcome;
+use super::llm::{ChatMessage, ToolCallRequest};
+use super::reasoning::{
+    self,
+    state::{LoopState, Mode, PendingCall, TaskRoute},
+};
 use super::tasks::TaskStoreError;
-use super::tools::{self, BuiltinTool, ToolCall};
+use super::tools;
 use crate::a2a::jsonrpc::{self, Request, Response, RpcError};
+use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
 use crate::a2a::{
-    Artifact, Message as A2aMessage, MessageSendParams, Part, Task, TaskArtifactUpdateEvent,
-    TaskIdParams, TaskQueryParams, TaskState, TaskStatus, TaskStatusUpdateEvent, methods, props,
+    Message as A2aMessage, MessageSendParams, Part, Task, TaskIdParams, TaskQueryParams, TaskState,
+    TaskStatus, methods, props,
 };
 use crate::broker::{Message, UserProperties};
 use crate::trust_manager::Admission;
@@ -45,48 +50,6 @@ impl std::fmt::Debug for Caller {
 
 /// User id used when a request names none (a peer that is not amesh).
 const ANONYMOUS: &str = "anonymous";
-
-/// Everything a running task needs once it has been accepted.
-pub(super) struct Job {
-    pub(super) rpc_id: Value,
-    pub(super) task_id: String,
-    pub(super) context_id: String,
-    pub(super) reply_to: String,
-    pub(super) status_topic: Option<String>,
-    pub(super) call: ToolCall,
-    pub(super) tool: ToolRef,
-    pub(super) caller: Caller,
-    pub(super) cancel: CancellationToken,
-}
-
-/// A tool of this agent: compiled in, or on a remote MCP server.
-#[derive(Debug, Clone)]
-pub(super) enum ToolRef {
-    Builtin(BuiltinTool),
-    Mcp(String),
-}
-
-impl ToolRef {
-    fn name(&self) -> &str {
-        match self {
-            ToolRef::Builtin(b) => b.name(),
-            ToolRef::Mcp(name) => name,
-        }
-    }
-}
-
-/// How a tool call ended.
-pub(super) enum Outcome {
-    Done(Vec<Part>),
-    Failed(String),
-    /// The user must authorize the tool first; the flow is stored and the
-    /// task resumes when the callback arrives.
-    AuthRequired {
-        authorization_url: String,
-        tool_id: String,
-        message: String,
-    },
-}
 
 /// Entry point from the pump. Never blocks on the network: every publish
 /// happens in a spawned task.
@@ -218,9 +181,9 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
                 Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
             }
         }
-        crate::gateway::tool_callback::OAUTH_CALLBACK_METHOD => {
-            let p: crate::gateway::tool_callback::CallbackParams = params(&req)?;
-            super::resume::on_callback(inner, id, p, caller, reply_to.to_string());
+        OAUTH_CALLBACK_METHOD => {
+            let p: CallbackParams = params(&req)?;
+            super::pause::on_callback(inner, id, p, caller, reply_to.to_string());
             Ok(())
         }
         other => refuse(
@@ -254,14 +217,20 @@ fn start_task(
     let id = req.id.clone().unwrap_or(Value::Null);
     let p: MessageSendParams = params(&req)?;
     let refuse = |code, text: String| Err((id.clone(), RpcError::new(code, text)));
-    let call = match tools::tool_call(&p.message) {
-        Ok(c) => c,
-        Err(e) => return refuse(jsonrpc::INVALID_PARAMS, e.to_string()),
-    };
-    let tool = match inner.tools.get(&call.tool) {
-        Some(b) => ToolRef::Builtin(b),
-        None if inner.has_mcp(&call.tool) => ToolRef::Mcp(call.tool.clone()),
-        None => {
+    // With a model, the message is the user's words; without one, it names
+    // the tool to run (wave 1 behaviour, kept for configs without a model).
+    let (mode, messages, pending) = if inner.model.is_some() {
+        let text = user_text(&p.message);
+        if text.trim().is_empty() {
+            return refuse(jsonrpc::INVALID_PARAMS, "the message has no text".into());
+        }
+        (Mode::Model, vec![ChatMessage::User { text }], Vec::new())
+    } else {
+        let call = match tools::tool_call(&p.message) {
+            Ok(c) => c,
+            Err(e) => return refuse(jsonrpc::INVALID_PARAMS, e.to_string()),
+        };
+        if inner.tools.get(&call.tool).is_none() && !inner.has_mcp(&call.tool) {
             let mut offered: Vec<String> =
                 inner.tools.iter().map(|t| t.name().to_string()).collect();
             offered.extend(inner.mcp_names().into_iter().map(|(name, _)| name));
@@ -275,6 +244,15 @@ fn start_task(
                 ),
             );
         }
+        let pending = vec![PendingCall {
+            call: ToolCallRequest {
+                id: "direct".into(),
+                name: call.tool,
+                arguments: call.arguments.to_string(),
+            },
+            result: None,
+        }];
+        (Mode::Direct, Vec::new(), pending)
     };
     // The JSON-RPC id is the task id (as in Solace Agent Mesh): the gateway
     // chose it and already listens on topics named after it.
@@ -298,142 +276,44 @@ fn start_task(
             );
         }
     };
-    let job = Job {
-        rpc_id: id,
-        task_id,
-        context_id,
-        reply_to: reply_to.to_string(),
-        status_topic,
-        call,
-        tool,
-        caller,
-        cancel,
+    let state = LoopState {
+        route: TaskRoute {
+            task_id,
+            context_id,
+            rpc_id: id,
+            reply_to: reply_to.to_string(),
+            status_topic,
+            call_depth: caller.call_depth,
+        },
+        mode,
+        messages,
+        history_len: 0,
+        pending,
+        llm_calls: 0,
+        corrections: 0,
+        stepped_up: None,
     };
-    inner.tracker.spawn(run(inner.clone(), job));
+    inner
+        .tracker
+        .spawn(reasoning::start(inner.clone(), state, caller, cancel));
     Ok(())
 }
 
-/// Runs the tool and reports: status updates (streaming only), then the
-/// final task on `replyTo`.
-pub(super) async fn run(inner: Arc<AgentInner>, job: Job) {
-    let working = TaskStatus::new(
-        TaskState::Working,
-        Some(agent_text(
-            &job.task_id,
-            &job.context_id,
-            &format!("running tool {}", job.tool.name()),
-        )),
-    );
-    inner.tasks.set_status(&job.task_id, working.clone());
-    if let Some(topic) = &job.status_topic {
-        let ev = TaskStatusUpdateEvent::new(&job.task_id, &job.context_id, working, false);
-        publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
+/// The user's words: the text parts, else the data parts as JSON.
+fn user_text(message: &A2aMessage) -> String {
+    let text = message.text();
+    if !text.trim().is_empty() {
+        return text;
     }
-
-    let outcome = tokio::select! {
-        biased;
-        _ = job.cancel.cancelled() => None,
-        r = execute(&inner, &job) => Some(r),
-    };
-    let (status, artifact) = match outcome {
-        Some(Outcome::Done(parts)) => {
-            let artifact = Artifact {
-                artifact_id: uuid::Uuid::new_v4().to_string(),
-                name: Some(job.tool.name().to_string()),
-                description: None,
-                parts,
-                metadata: None,
-            };
-            (TaskStatus::new(TaskState::Completed, None), Some(artifact))
-        }
-        Some(Outcome::Failed(text)) => (
-            TaskStatus::new(
-                TaskState::Failed,
-                Some(agent_text(&job.task_id, &job.context_id, &text)),
-            ),
-            None,
-        ),
-        Some(Outcome::AuthRequired {
-            authorization_url,
-            tool_id,
-            message,
-        }) => {
-            super::resume::wait_for_authorization(
-                &inner,
-                &job,
-                authorization_url,
-                tool_id,
-                message,
-            )
-            .await;
-            return;
-        }
-        // Canceled by `tasks/cancel` (the store already says canceled and
-        // keeps it) or by shutdown after the grace period (failed).
-        None => (
-            TaskStatus::new(
-                TaskState::Failed,
-                Some(agent_text(
-                    &job.task_id,
-                    &job.context_id,
-                    &format!("agent {} shut down before the task finished", inner.name),
-                )),
-            ),
-            None,
-        ),
-    };
-    if let Some(a) = &artifact {
-        inner.tasks.add_artifact(&job.task_id, a.clone());
-    }
-    let Some(task) = inner.tasks.set_status(&job.task_id, status) else {
-        return;
-    };
-    if let Some(topic) = &job.status_topic {
-        if let Some(a) = artifact {
-            let ev = TaskArtifactUpdateEvent::new(&job.task_id, &job.context_id, a);
-            publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
-        }
-        let ev =
-            TaskStatusUpdateEvent::new(&job.task_id, &job.context_id, task.status.clone(), true);
-        publish(&inner, topic, &Response::ok(job.rpc_id.clone(), ev)).await;
-    }
-    tracing::debug!(agent = %inner.name, task = %job.task_id, state = ?task.status.state, "task finished");
-    publish(&inner, &job.reply_to, &Response::ok(job.rpc_id, task)).await;
-}
-
-async fn execute(inner: &Arc<AgentInner>, job: &Job) -> Outcome {
-    let result = match &job.tool {
-        ToolRef::Builtin(BuiltinTool::Delegate) => {
-            super::delegate::call(inner, &job.caller, &job.call.arguments).await
-        }
-        ToolRef::Builtin(BuiltinTool::Whoami) => {
-            Ok(vec![Part::data(tools::whoami(&job.caller.identity))])
-        }
-        ToolRef::Builtin(tool) => tools::run_local(*tool, &job.call.arguments).await,
-        ToolRef::Mcp(_) => {
-            let ctx = super::resume::context(job);
-            let Some(mcp) = &inner.mcp else {
-                return Outcome::Failed(format!("agent {} has no MCP tools", inner.name));
-            };
-            return match mcp.call(&ctx, &job.caller.identity).await {
-                McpOutcome::Done(parts) => Outcome::Done(parts),
-                McpOutcome::Failed(text) => Outcome::Failed(text),
-                McpOutcome::AuthRequired {
-                    authorization_url,
-                    tool_id,
-                    message,
-                } => Outcome::AuthRequired {
-                    authorization_url,
-                    tool_id,
-                    message,
-                },
-            };
-        }
-    };
-    match result {
-        Ok(parts) => Outcome::Done(parts),
-        Err(text) => Outcome::Failed(text),
-    }
+    message
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Data { data, .. } => Some(data.to_string()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub(super) fn agent_text(task_id: &str, context_id: &str, text: &str) -> A2aMessage {

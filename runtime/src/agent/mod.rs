@@ -5,14 +5,23 @@
 //! check, JSON-RPC parsing, registering the task) so that a `tasks/cancel`
 //! that follows a `message/send` always finds the task; the tool call itself
 //! runs in its own tokio task, tracked so shutdown can wait for it.
+//!
+//! Layout: `handler.rs` admits requests; `reasoning/` is the task's loop
+//! (model, tool calls, conversation history); `toolbox.rs` is what the
+//! model may call; `pause.rs` owns pausing a task for a user's
+//! authorization and resuming it; `llm/` speaks the model APIs; `mcp/`
+//! runs MCP tools with users' credentials.
 
 mod card;
 mod delegate;
 mod handler;
+pub(crate) mod llm;
 pub(crate) mod mcp;
-mod resume;
+mod pause;
+pub(crate) mod reasoning;
 pub mod store;
 pub mod tasks;
+mod toolbox;
 pub mod tools;
 
 use std::sync::Arc;
@@ -53,6 +62,8 @@ pub(crate) struct AgentInner {
     /// Tools on remote MCP servers; `None` when the agent has none, so it
     /// builds no HTTP clients (TLS roots cost start-up time and memory).
     pub(crate) mcp: Option<mcp::McpTools>,
+    /// The model of the reasoning loop; `None`: requests name their tool.
+    pub(crate) model: Option<llm::Model>,
     /// Set once shutdown starts: new requests are refused with an error.
     pub(crate) draining: CancellationToken,
     request_topic: String,
@@ -99,6 +110,13 @@ pub async fn start(
     let ns = cfg.namespace.clone();
     let name = cfg.agent_name.clone();
     let peer_ttl = Duration::from_secs(cfg.agent_card_publishing.interval_seconds.max(1) * 3);
+    let model = match &cfg.model {
+        Some(m) => Some(
+            llm::Model::new(m, cfg.model_provider.as_deref())
+                .map_err(|e| anyhow::anyhow!("agent {name}: model: {e}"))?,
+        ),
+        None => None,
+    };
     let store = store::open(&cfg).await?;
     let mcp = start_mcp(&cfg, store.clone()).await?;
     let trust = crate::trust_manager::TrustManager::new(
@@ -126,6 +144,7 @@ pub async fn start(
         trust,
         store,
         mcp,
+        model,
         draining: CancellationToken::new(),
         greet: Arc::default(),
         cfg,
@@ -164,6 +183,7 @@ pub async fn start(
 
     let pump_stop = CancellationToken::new();
     let pump = tokio::spawn(pump(inner.clone(), incoming, pump_stop.clone()));
+    let sweeper = tokio::spawn(sweep_waiting(inner.clone(), pump_stop.clone()));
 
     let join = tokio::spawn({
         let inner = inner.clone();
@@ -178,6 +198,7 @@ pub async fn start(
             }
             pump_stop.cancel();
             let _ = pump.await;
+            let _ = sweeper.await;
             inner.broker.disconnect().await;
             if let Some(store) = &inner.store {
                 store.close().await;
@@ -265,6 +286,21 @@ async fn drain(inner: &Arc<AgentInner>) {
         let n = inner.tasks.cancel_all();
         tracing::warn!(agent = %inner.name, canceled = n, "grace period over; ending remaining tasks");
         let _ = tokio::time::timeout(Duration::from_secs(2), inner.tracker.wait()).await;
+    }
+}
+
+/// How often tasks waiting for authorization are checked for expiry.
+const WAIT_SWEEP: Duration = Duration::from_secs(15);
+
+/// Ends tasks whose user never completed the authorization they wait for.
+async fn sweep_waiting(inner: Arc<AgentInner>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(WAIT_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tick.tick() => pause::expire_waiting(&inner).await,
+        }
     }
 }
 

@@ -12,10 +12,12 @@ use amesh_credentials::{
 
 use crate::config::{AgentConfig, SessionServiceKind, ToolConfig};
 
-/// Whether this agent needs a credential store: it has a tool that acts
-/// with users' own credentials, or its operator configured a SQL store.
+/// Whether this agent needs a store: it has a tool that acts with users'
+/// own credentials, a model (whose conversations it keeps), or its
+/// operator configured a SQL store.
 pub(crate) fn needed(cfg: &AgentConfig) -> bool {
     cfg.session_service.kind == SessionServiceKind::Sql
+        || cfg.model.is_some()
         || cfg
             .tools
             .iter()

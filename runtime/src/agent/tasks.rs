@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,9 @@ struct Entry {
     /// user are answered as if the task did not exist.
     user_id: String,
     cancel: CancellationToken,
+    /// Set while the task waits for its user's authorization: until when,
+    /// and where to say it ended if the user never comes back.
+    waiting: Option<(Instant, super::reasoning::state::TaskRoute)>,
 }
 
 #[derive(Default)]
@@ -63,6 +67,7 @@ impl TaskStore {
                 task,
                 user_id: user_id.to_string(),
                 cancel: cancel.clone(),
+                waiting: None,
             },
         );
         Ok(cancel)
@@ -74,7 +79,8 @@ impl TaskStore {
     /// while it waited for the user).
     pub fn resume(&self, task: Task, user_id: &str) -> Option<CancellationToken> {
         let mut inner = self.lock();
-        if let Some(entry) = inner.tasks.get(&task.id) {
+        if let Some(entry) = inner.tasks.get_mut(&task.id) {
+            entry.waiting = None;
             return (!entry.task.status.state.is_terminal()).then(|| entry.cancel.clone());
         }
         let cancel = CancellationToken::new();
@@ -84,6 +90,7 @@ impl TaskStore {
                 task,
                 user_id: user_id.to_string(),
                 cancel: cancel.clone(),
+                waiting: None,
             },
         );
         Some(cancel)
@@ -99,6 +106,9 @@ impl TaskStore {
             return Some(entry.task.clone());
         }
         let terminal = status.state.is_terminal();
+        if terminal {
+            entry.waiting = None;
+        }
         entry.task.status = status;
         let task = entry.task.clone();
         if terminal {
@@ -110,6 +120,41 @@ impl TaskStore {
             }
         }
         Some(task)
+    }
+
+    /// Marks a task as waiting for its user until `until`; see
+    /// [`TaskStore::expired_waits`].
+    pub(crate) fn wait_for_user(
+        &self,
+        id: &str,
+        until: Instant,
+        route: super::reasoning::state::TaskRoute,
+    ) {
+        if let Some(entry) = self.lock().tasks.get_mut(id)
+            && !entry.task.status.state.is_terminal()
+        {
+            entry.waiting = Some((until, route));
+        }
+    }
+
+    /// Tasks that waited for their user past their deadline: no longer
+    /// waiting, each with its route so the caller can end it and tell the
+    /// requester. (A scan: only agents with many thousands of waiting tasks
+    /// would notice, and the sweep runs twice a minute.)
+    pub(crate) fn expired_waits(&self, now: Instant) -> Vec<super::reasoning::state::TaskRoute> {
+        let mut inner = self.lock();
+        let mut out = Vec::new();
+        for entry in inner.tasks.values_mut() {
+            if entry
+                .waiting
+                .as_ref()
+                .is_some_and(|(until, _)| *until <= now)
+                && let Some((_, route)) = entry.waiting.take()
+            {
+                out.push(route);
+            }
+        }
+        out
     }
 
     /// Appends an artifact to the stored task.

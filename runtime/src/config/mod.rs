@@ -8,6 +8,7 @@
 mod de;
 mod de_error;
 mod error;
+pub mod llm;
 mod loader;
 pub mod model;
 mod node;
@@ -16,6 +17,7 @@ mod validate;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, Pos};
+pub use llm::{ModelApi, ModelConfig, ResolvedModel};
 pub use loader::{load_files, load_files_with_env, load_str, load_str_with_env};
 pub use model::*;
 pub use scalar::EnvLookup;

@@ -344,12 +344,20 @@ pub struct AgentConfig {
     /// Must be https unless the host is loopback.
     #[serde(default)]
     pub oauth_tool_redirect_uri: Option<String>,
-    /// Solace Agent Mesh keys accepted for compatibility; the model loop is
-    /// a later feature, so they are not acted on yet.
+    /// The language model of the agent's reasoning loop. Without one the
+    /// agent runs the tool a request names in a DataPart (no reasoning).
     #[serde(default)]
-    pub model: Option<serde_json::Value>,
+    pub model: Option<super::llm::ModelConfig>,
+    /// Provider for a model name without a LiteLLM prefix (`sam init`
+    /// writes it beside the model).
+    #[serde(default)]
+    pub model_provider: Option<String>,
+    /// The system prompt.
     #[serde(default)]
     pub instruction: Option<String>,
+    /// Model requests one task may make before it ends (SAM's default 20).
+    #[serde(default = "default_max_llm_calls")]
+    pub max_llm_calls_per_task: u32,
     #[serde(default)]
     pub artifact_service: Option<serde_json::Value>,
 }
@@ -359,6 +367,9 @@ fn default_max_message_size() -> usize {
 }
 fn default_max_call_depth() -> u32 {
     10
+}
+fn default_max_llm_calls() -> u32 {
+    20
 }
 
 /// `agent_card:` block: what the agent advertises in discovery.

@@ -256,6 +256,17 @@ fn check_agent(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigErr
             }
         }
     }
+    if let Some(model) = &agent.model
+        && let Err(problem) = model.resolve(agent.model_provider.as_deref())
+    {
+        errors.push(app.error(&[cfg, Key("model")], problem));
+    }
+    if agent.max_llm_calls_per_task < 1 {
+        errors.push(app.error(
+            &[cfg, Key("max_llm_calls_per_task")],
+            "max_llm_calls_per_task must be at least 1",
+        ));
+    }
     let session = &agent.session_service;
     if session.kind == SessionServiceKind::Sql && session.database_url.is_none() {
         errors.push(app.error(

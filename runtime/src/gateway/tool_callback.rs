@@ -15,16 +15,14 @@ use std::time::Duration;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::GatewayInner;
 use super::http::{AuthUser, ask_agent_for};
 use super::pending::Event;
 use crate::a2a::jsonrpc;
+use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
 use crate::oauth_state::FlowState;
-
-/// JSON-RPC method an agent answers with the outcome of a tool authorization.
-pub const OAUTH_CALLBACK_METHOD: &str = "oauth/callback";
 
 /// Query of the provider's redirect (RFC 6749 4.1.2 and 4.1.2.1).
 #[derive(Deserialize)]
@@ -33,28 +31,6 @@ pub(crate) struct CallbackQuery {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
-}
-
-/// Params of the `oauth/callback` request sent to the agent.
-#[derive(Serialize, Deserialize)]
-pub struct CallbackParams {
-    pub state: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_description: Option<String>,
-}
-
-impl std::fmt::Debug for CallbackParams {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallbackParams")
-            .field("state", &"[redacted]")
-            .field("code", &self.code.as_ref().map(|_| "[redacted]"))
-            .field("error", &self.error)
-            .finish()
-    }
 }
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {

@@ -1,4 +1,4 @@
-//! The four tables as sea-orm entities. Private to the SQL backend: no
+//! The tables as sea-orm entities. Private to the SQL backend: no
 //! model leaves it, so a sealed blob or a hash never reaches a caller by
 //! accident.
 //!
@@ -112,6 +112,36 @@ pub(crate) mod event {
         pub kind: String,
         pub reason: Option<String>,
         pub at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `conversations`: each user's chat history with the agent per A2A
+/// `contextId`. One row per (agent, context); `user_id` says whose it is.
+/// No tombstones: history past retention is deleted, not kept for audit.
+pub(crate) mod conversation {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "conversations")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub agent_id: String,
+        pub user_id: String,
+        pub context_id: String,
+        /// The history and turn count, sealed to (agent, user, context).
+        pub sealed: Vec<u8>,
+        /// The title (or its absence), sealed on its own for the listing.
+        pub sealed_title: Vec<u8>,
+        /// Plaintext copy of the turn count, for the listing.
+        pub turns: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

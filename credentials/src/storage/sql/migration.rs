@@ -10,12 +10,15 @@
 //! hashes, and the unindexed `tool_id` / `server` may be 1024 characters.
 //! MySQL tables use `utf8mb4_bin`, so user ids compare case-sensitively
 //! there as they do on SQLite and PostgreSQL.
+//!
+//! Migrations are only ever appended: a database created by an earlier
+//! version gets the later ones the next time a store opens it.
 
 use sea_orm::sea_query::{ColumnDef, Index, IntoIden, Table, TableCreateStatement};
 use sea_orm::{DbBackend, DbErr, DynIden};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager, async_trait};
 
-use super::entity::{client, credential, event, flow};
+use super::entity::{client, conversation, credential, event, flow};
 
 /// Longest agent id, user id and task id.
 pub(crate) const MAX_ID_LEN: usize = 255;
@@ -27,7 +30,7 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(CreateConversations)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -262,5 +265,82 @@ impl MigrationTrait for CreateTables {
                 .await?;
         }
         Ok(())
+    }
+}
+
+struct CreateConversations;
+
+impl MigrationName for CreateConversations {
+    fn name(&self) -> &str {
+        "m0002_create_conversations"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateConversations {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use conversation::Column as V;
+        let backend = manager.get_database_backend();
+        manager
+            .create_table(for_backend(
+                backend,
+                Table::create()
+                    .table(conversation::Entity)
+                    .col(id(V::Id))
+                    .col(short(V::AgentId))
+                    .col(short(V::UserId))
+                    .col(short(V::ContextId))
+                    .col(sealed(backend, V::Sealed))
+                    // A title is at most `MAX_TITLE_CHARS` (1024)
+                    // characters: a plain BLOB (64 KiB on MySQL) holds it.
+                    .col(ColumnDef::new(V::SealedTitle).blob().not_null())
+                    .col(ColumnDef::new(V::Turns).big_integer().not_null())
+                    .col(millis(V::CreatedAt))
+                    .col(millis(V::UpdatedAt))
+                    .take(),
+            ))
+            .await?;
+        // One conversation per context of an agent: what makes "this
+        // context is another user's" decidable.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ux_conversations_context")
+                    .table(conversation::Entity)
+                    .col(V::AgentId)
+                    .col(V::ContextId)
+                    .unique()
+                    .take(),
+            )
+            .await?;
+        // A user's conversation list, newest first.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_conversations_user")
+                    .table(conversation::Entity)
+                    .col(V::AgentId)
+                    .col(V::UserId)
+                    .col(V::UpdatedAt)
+                    .take(),
+            )
+            .await?;
+        // The sweeper's retention purge.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_conversations_sweep")
+                    .table(conversation::Entity)
+                    .col(V::AgentId)
+                    .col(V::UpdatedAt)
+                    .take(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(conversation::Entity).take())
+            .await
     }
 }

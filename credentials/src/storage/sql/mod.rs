@@ -7,6 +7,7 @@
 //! transaction, because replicas of an agent share the database.
 
 mod audit;
+mod conversations;
 mod credentials;
 mod entity;
 mod errors;

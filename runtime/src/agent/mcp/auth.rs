@@ -21,23 +21,52 @@ use serde_json::Value;
 use url::Url;
 
 use super::tools::Server;
-use super::{McpOutcome, McpTools, ResumeContext, lock, store_failure};
+use super::{McpCall, McpOutcome, McpTools, lock, store_failure};
 use crate::oauth_state;
 
-/// How long a step-up mark waits for the re-run that reads it (as long as
-/// a pending flow lives by default).
-pub(super) const STEP_UP_MEMORY: Duration = Duration::from_secs(600);
-
-/// The `resume` document of a pending flow.
+/// The `resume` document of a pending flow: what finishing the flow
+/// needs, and the paused task's own state, opaque here.
 #[derive(Serialize, Deserialize)]
 pub(super) struct FlowResume {
-    pub ctx: ResumeContext,
+    /// The reasoning loop's state ([`crate::agent::reasoning`]).
+    pub task: Value,
     pub auth_server: AuthServer,
     pub client: OAuthClient,
     pub scopes: Vec<String>,
     /// The flow asks for more scope after an `insufficient_scope`.
     #[serde(default)]
     pub step_up: bool,
+}
+
+/// A started, not yet recorded, authorization: the link for the user and
+/// everything the flow record needs. Secrets are redacted in `Debug`.
+pub(crate) struct AuthPrompt {
+    pub authorization_url: String,
+    pub tool_id: String,
+    pub message: String,
+    state: SecretString,
+    pkce_verifier: SecretString,
+    redirect_uri: String,
+    auth_server: AuthServer,
+    client: OAuthClient,
+    scopes: Vec<String>,
+    pub step_up: bool,
+}
+
+impl std::fmt::Debug for AuthPrompt {
+    /// The authorization URL carries the flow's `state`; show only where
+    /// it points.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let endpoint = self
+            .authorization_url
+            .split_once('?')
+            .map_or(self.authorization_url.as_str(), |(base, _)| base);
+        f.debug_struct("AuthPrompt")
+            .field("authorization_url", &format_args!("{endpoint}?[redacted]"))
+            .field("tool_id", &self.tool_id)
+            .field("step_up", &self.step_up)
+            .finish_non_exhaustive()
+    }
 }
 
 impl McpTools {
@@ -47,7 +76,7 @@ impl McpTools {
     pub(super) async fn start_flow(
         &self,
         server: &Server,
-        ctx: &ResumeContext,
+        ctx: &McpCall,
         who: &VerifiedIdentity,
         challenge: Option<&str>,
         scopes: Option<Vec<String>>,
@@ -93,29 +122,7 @@ impl McpTools {
             oauth::authorization_request(&auth_server, &client, redirect, &scopes, &state);
         let host = issuer_host(auth_server.issuer());
         let scope_list = scopes.join(" ");
-        let resume = FlowResume {
-            ctx: ctx.clone(),
-            auth_server,
-            client,
-            scopes,
-            step_up,
-        };
-        let resume = match serde_json::to_value(&resume) {
-            Ok(value) => value,
-            Err(e) => return cannot(format!("the flow could not be recorded: {e}")),
-        };
-        let flow = NewFlow {
-            state: SecretString::new(state),
-            tool_id: server.tool_id.clone(),
-            task_id: ctx.task_id.clone(),
-            pkce_verifier: SecretString::new(verifier.expose()),
-            redirect_uri: redirect.to_string(),
-            resume: SecretJson::new(resume),
-        };
-        if let Err(e) = store.start_flow(flow, who).await {
-            return McpOutcome::Failed(store_failure(&e));
-        }
-        tracing::info!(agent = %inner.agent, user = %who.user_id(), tool = %server.tool_id, issuer = %host, scopes = %scope_list, step_up, "authorization flow started; task waits for the user");
+        tracing::info!(agent = %inner.agent, user = %who.user_id(), tool = %server.tool_id, issuer = %host, scopes = %scope_list, step_up, "authorization needed");
         let message = if step_up {
             format!(
                 "To use {}, authorize amesh at {host} for more access (scope: {scope_list}): open the link, sign in, then come back.",
@@ -127,11 +134,57 @@ impl McpTools {
                 ctx.tool
             )
         };
-        McpOutcome::AuthRequired {
+        McpOutcome::AuthRequired(Box::new(AuthPrompt {
             authorization_url: url.to_string(),
             tool_id: server.tool_id.clone(),
             message,
-        }
+            state: SecretString::new(state),
+            pkce_verifier: SecretString::new(verifier.expose()),
+            redirect_uri: redirect.to_string(),
+            auth_server,
+            client,
+            scopes,
+            step_up,
+        }))
+    }
+
+    /// Stores the flow of `prompt` with the paused task's state, so the
+    /// callback — on any replica — can finish it and resume the task.
+    pub(crate) async fn record_flow(
+        &self,
+        prompt: &AuthPrompt,
+        task_id: &str,
+        who: &VerifiedIdentity,
+        task: Value,
+    ) -> Result<(), String> {
+        let Some(store) = &self.inner.store else {
+            return Err(format!(
+                "agent {} has no credential store configured",
+                self.inner.agent
+            ));
+        };
+        let resume = FlowResume {
+            task,
+            auth_server: prompt.auth_server.clone(),
+            client: prompt.client.clone(),
+            scopes: prompt.scopes.clone(),
+            step_up: prompt.step_up,
+        };
+        let resume = serde_json::to_value(&resume)
+            .map_err(|e| format!("the flow could not be recorded: {e}"))?;
+        let flow = NewFlow {
+            state: prompt.state.clone(),
+            tool_id: prompt.tool_id.clone(),
+            task_id: task_id.to_owned(),
+            pkce_verifier: prompt.pkce_verifier.clone(),
+            redirect_uri: prompt.redirect_uri.clone(),
+            resume: SecretJson::new(resume),
+        };
+        store
+            .start_flow(flow, who)
+            .await
+            .map(drop)
+            .map_err(|e| store_failure(&e))
     }
 
     /// After a 403 `insufficient_scope`: one authorization for the union
@@ -141,7 +194,7 @@ impl McpTools {
     pub(super) async fn step_up(
         &self,
         server: &Server,
-        ctx: &ResumeContext,
+        ctx: &McpCall,
         who: &VerifiedIdentity,
         granted: &[String],
         scope: Option<&str>,

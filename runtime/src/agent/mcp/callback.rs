@@ -5,21 +5,32 @@
 //! flow's user (by the user tag in `state`); here the flow itself is taken
 //! from the store with the forwarded, verified identity — single use,
 //! unexpired, same user — and the code is exchanged with the client and
-//! authorization server stored in the flow. The caller gets back the call
-//! to run again, or an error with that call's context so it can end the
-//! waiting task with the message.
-
-use std::time::Instant;
+//! authorization server stored in the flow. The caller gets back the
+//! paused task's state to resume, or an error with that state so it can
+//! end the waiting task with the message.
 
 use amesh_credentials::{CredentialError, CredentialKey};
 use amesh_mcp::oauth::{self, OAuthError, PkceVerifier};
 use amesh_trust::RequestIdentity;
 use url::Url;
 
-use super::auth::{FlowResume, STEP_UP_MEMORY, issuer_host};
-use super::{McpTools, ResumeContext, lock, refresh, store_failure};
+use super::auth::{FlowResume, issuer_host};
+use super::{McpTools, lock, refresh, store_failure};
 use crate::a2a::jsonrpc::{INTERNAL_ERROR, INVALID_PARAMS, RpcError, UNAUTHENTICATED};
-use crate::gateway::tool_callback::CallbackParams;
+use crate::a2a::oauth_callback::CallbackParams;
+
+/// A completed authorization: the credential is stored; the paused task's
+/// state comes back to its owner to resume.
+#[derive(Debug)]
+pub(crate) struct Authorized {
+    pub task: serde_json::Value,
+    pub tool_id: String,
+    pub step_up: bool,
+}
+
+/// A refused callback: the error for the gateway, and the paused task's
+/// state when the flow was found (so the task can end with the reason).
+pub(crate) type CallbackRefusal = (Option<serde_json::Value>, RpcError);
 
 impl McpTools {
     /// The `oauth/callback` method: takes the flow for the verified
@@ -30,7 +41,7 @@ impl McpTools {
         &self,
         params: CallbackParams,
         identity: &RequestIdentity,
-    ) -> Result<ResumeContext, (Option<ResumeContext>, RpcError)> {
+    ) -> Result<Authorized, CallbackRefusal> {
         let inner = &self.inner;
         let agent = inner.agent.as_str();
         let who = match identity {
@@ -79,7 +90,7 @@ impl McpTools {
                 return Err((None, RpcError::new(INTERNAL_ERROR, text)));
             }
         };
-        let ctx = resume.ctx;
+        let ctx = resume.task;
         if let Some(error) = params.error {
             tracing::info!(agent, user, %tool, %error, "provider refused the tool authorization");
             let text = match params.error_description {
@@ -119,8 +130,7 @@ impl McpTools {
                     _ => INTERNAL_ERROR,
                 };
                 let text = format!(
-                    "could not complete the authorization of tool {} at {}: {e}; ask again",
-                    ctx.tool,
+                    "could not complete the authorization of {tool} at {}: {e}; ask again",
                     issuer_host(resume.auth_server.issuer())
                 );
                 return Err((Some(ctx), RpcError::new(code, text)));
@@ -132,16 +142,12 @@ impl McpTools {
             return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, store_failure(&e))));
         }
         lock(&inner.auth_servers).insert(tool.clone(), resume.auth_server);
-        if resume.step_up {
-            let mut marks = lock(&inner.stepped_up);
-            marks.retain(|_, at| at.elapsed() < STEP_UP_MEMORY);
-            marks.insert(
-                (ctx.task_id.clone(), tool.clone(), user.to_owned()),
-                Instant::now(),
-            );
-        }
         tracing::info!(agent, user, %tool, scopes = %tokens.scopes.join(" "), "tool authorized; credential stored");
-        Ok(ctx)
+        Ok(Authorized {
+            task: ctx,
+            tool_id: tool,
+            step_up: resume.step_up,
+        })
     }
 }
 

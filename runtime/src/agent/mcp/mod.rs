@@ -8,7 +8,7 @@
 //! the handler only maps an [`McpOutcome`] to a task state.
 //!
 //! Scale out: nothing a waiting task needs lives only in this replica's
-//! memory. A started flow stores the [`ResumeContext`] (with the discovered
+//! memory. A started flow stores the reasoning loop's state (with the discovered
 //! authorization server, the OAuth client and the scopes) encrypted in the
 //! credential store under the flow's `state`, so whichever replica the
 //! callback reaches can exchange the code and resume the call. What is kept
@@ -30,7 +30,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use amesh_credentials::{CredentialError, CredentialKey, CredentialStore, DeleteReason};
 use amesh_mcp::client::{CallToolResult, McpClientPool, McpError};
@@ -38,7 +38,6 @@ use amesh_mcp::oauth::{self, AuthServer};
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_trust::{RequestIdentity, VerifiedIdentity};
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::a2a::Part;
@@ -50,20 +49,15 @@ use tools::{Binding, Server};
 /// longer than that in total.
 const AUTH_ALLOWANCE: Duration = Duration::from_secs(30);
 
-/// Everything needed to run (or re-run after authorization) one tool call
-/// of a task. Stored inside the pending flow's encrypted `resume` blob, so
-/// any replica can resume the task after the user has authorized.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ResumeContext {
-    pub task_id: String,
-    pub context_id: String,
-    pub rpc_id: serde_json::Value,
-    pub reply_to: String,
-    pub status_topic: Option<String>,
+/// One MCP tool call of a task, as the reasoning loop asks for it.
+#[derive(Clone, Debug)]
+pub(crate) struct McpCall {
     /// The exposed tool name (with any prefix).
     pub tool: String,
     pub arguments: serde_json::Value,
-    pub call_depth: u32,
+    /// The call re-runs after a scope step-up: a second
+    /// `insufficient_scope` then fails instead of asking again.
+    pub stepped_up: bool,
 }
 
 /// How one MCP tool call ended.
@@ -73,36 +67,20 @@ pub(crate) enum McpOutcome {
     Done(Vec<Part>),
     /// A clear, user-facing reason; never holds a token.
     Failed(String),
-    /// The user must authorize at the provider first. The flow is started
-    /// and stored; the task waits in `auth-required`.
-    AuthRequired {
-        authorization_url: String,
-        tool_id: String,
-        message: String,
-    },
+    /// The user must authorize at the provider first. Nothing is stored
+    /// yet: the pause owner records the flow with the task's own state
+    /// ([`McpTools::record_flow`]), so the loop resumes exactly there.
+    AuthRequired(Box<AuthPrompt>),
 }
 
+pub(crate) use auth::AuthPrompt;
+
 impl std::fmt::Debug for McpOutcome {
-    /// The authorization URL carries the flow's `state`; show only where it
-    /// points.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Done(parts) => f.debug_tuple("Done").field(parts).finish(),
             Self::Failed(text) => f.debug_tuple("Failed").field(text).finish(),
-            Self::AuthRequired {
-                authorization_url,
-                tool_id,
-                message,
-            } => {
-                let endpoint = authorization_url
-                    .split_once('?')
-                    .map_or(authorization_url.as_str(), |(base, _)| base);
-                f.debug_struct("AuthRequired")
-                    .field("authorization_url", &format_args!("{endpoint}?[redacted]"))
-                    .field("tool_id", tool_id)
-                    .field("message", message)
-                    .finish()
-            }
+            Self::AuthRequired(prompt) => f.debug_tuple("AuthRequired").field(prompt).finish(),
         }
     }
 }
@@ -135,11 +113,6 @@ struct Inner {
     /// Serializes dynamic client registration, so concurrent first flows
     /// register one client, not several.
     registration: tokio::sync::Mutex<()>,
-    /// (task, tool id, user) whose last authorization was a scope step-up,
-    /// set by the callback and read by the re-run that follows on this
-    /// replica: a second `insufficient_scope` then fails instead of asking
-    /// again.
-    stepped_up: std::sync::Mutex<HashMap<(String, String, String), Instant>>,
 }
 
 /// Held across a token request, hence a tokio mutex.
@@ -190,7 +163,6 @@ impl McpTools {
                 refresh_locks: Default::default(),
                 auth_servers: Default::default(),
                 registration: Default::default(),
-                stepped_up: Default::default(),
             }),
         })
     }
@@ -212,9 +184,31 @@ impl McpTools {
         self.inner.bindings.contains_key(exposed)
     }
 
+    /// What the model reads about each exposed tool: name, description
+    /// and the input schema in the server's configured dialect.
+    pub(crate) fn specs(&self) -> Vec<(String, String, serde_json::Value)> {
+        self.inner
+            .order
+            .iter()
+            .filter_map(|name| {
+                let binding = self.inner.bindings.get(name)?;
+                let server = &self.inner.servers[binding.server];
+                let schema =
+                    amesh_mcp::schema::for_model(&binding.input_schema, server.cfg.schema_dialect);
+                Some((name.clone(), binding.description.clone(), schema))
+            })
+            .collect()
+    }
+
+    /// The server (credential key) of an exposed tool.
+    pub(crate) fn tool_id_of(&self, exposed: &str) -> Option<&str> {
+        let binding = self.inner.bindings.get(exposed)?;
+        Some(self.inner.servers[binding.server].tool_id.as_str())
+    }
+
     /// Runs one call for `identity`. Never panics; never blocks longer
     /// than the tool's timeout plus [`AUTH_ALLOWANCE`].
-    pub(crate) async fn call(&self, ctx: &ResumeContext, identity: &RequestIdentity) -> McpOutcome {
+    pub(crate) async fn call(&self, ctx: &McpCall, identity: &RequestIdentity) -> McpOutcome {
         let Some(binding) = self.inner.bindings.get(&ctx.tool) else {
             let offered = self.inner.order.join(", ");
             return McpOutcome::Failed(format!(
@@ -227,7 +221,7 @@ impl McpTools {
         if let Err(e) = binding.schema.validate(&ctx.arguments) {
             return McpOutcome::Failed(e.to_string());
         }
-        let stepped_up = self.take_step_up(ctx, server, identity.user_id());
+        let stepped_up = ctx.stepped_up;
         let limit = server.cfg.connection_params.timeout() + AUTH_ALLOWANCE;
         match tokio::time::timeout(limit, self.run(ctx, identity, server, binding, stepped_up))
             .await
@@ -243,7 +237,7 @@ impl McpTools {
 
     async fn run(
         &self,
-        ctx: &ResumeContext,
+        ctx: &McpCall,
         identity: &RequestIdentity,
         server: &Arc<Server>,
         binding: &Binding,
@@ -347,7 +341,7 @@ impl McpTools {
         &self,
         server: &Server,
         binding: &Binding,
-        ctx: &ResumeContext,
+        ctx: &McpCall,
         user_id: &str,
         token: Option<&str>,
     ) -> Result<CallToolResult, McpError> {
@@ -367,12 +361,6 @@ impl McpTools {
             .pool
             .invalidate(&server.tool_id, who.user_id())
             .await;
-    }
-
-    /// Whether the call being run follows a scope step-up (and forgets it).
-    fn take_step_up(&self, ctx: &ResumeContext, server: &Server, user: &str) -> bool {
-        let key = (ctx.task_id.clone(), server.tool_id.clone(), user.to_owned());
-        lock(&self.inner.stepped_up).remove(&key).is_some()
     }
 }
 

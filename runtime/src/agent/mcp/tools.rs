@@ -32,6 +32,8 @@ pub(super) struct Binding {
     pub server: usize,
     pub description: String,
     pub schema: ToolSchema,
+    /// The schema as written, for the model.
+    pub input_schema: Value,
 }
 
 /// The servers, the exposed tools by name, and the names in config order.
@@ -76,6 +78,7 @@ pub(super) async fn build(pool: &McpClientPool, cfgs: Vec<McpToolConfig>) -> any
                     server: index,
                     description: tool.tool.description.unwrap_or_default(),
                     schema,
+                    input_schema: tool.tool.input_schema,
                 },
             );
         }

@@ -12,17 +12,15 @@ async fn each_user_authorizes_once_and_sees_their_own_identity() {
 
         let first = rig
             .tools
-            .call(&ctx("t1", "whoami", json!({})), &verified("alice"))
+            .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
             .await;
         let url = auth_url(&first);
         assert_eq!(url.path(), "/authorize", "{transport:?}");
         assert_eq!(url.host_str(), rig.demo.base_url.host_str());
-        let McpOutcome::AuthRequired {
-            tool_id, message, ..
-        } = &first
-        else {
+        let McpOutcome::AuthRequired(prompt) = &first else {
             unreachable!()
         };
+        let (tool_id, message) = (&prompt.tool_id, &prompt.message);
         assert_eq!(tool_id, "demo");
         assert!(
             message.contains("whoami") && message.contains("127.0.0.1"),
@@ -33,20 +31,20 @@ async fn each_user_authorizes_once_and_sees_their_own_identity() {
         let params = consent(&first, "alice", true).await;
         let resumed = rig
             .tools
-            .on_callback(params, &verified("alice"))
+            .callback_as(params, &verified("alice"))
             .await
             .expect("callback");
         assert_eq!(
             (resumed.task_id.as_str(), resumed.tool.as_str()),
             ("t1", "whoami")
         );
-        let done = rig.tools.call(&resumed, &verified("alice")).await;
+        let done = rig.tools.call_as(&resumed, &verified("alice")).await;
         assert_eq!(text_of(&done), "You are alice", "{transport:?}");
 
         // A later request reuses the credential: no new authorization.
         let echo = rig
             .tools
-            .call(
+            .call_as(
                 &ctx("t2", "echo", json!({"text": "hi"})),
                 &verified("alice"),
             )
@@ -78,7 +76,7 @@ async fn concurrent_calls_near_expiry_refresh_once() {
                 tokio::spawn(async move {
                     let task = format!("c{i}");
                     tools
-                        .call(&ctx(&task, "whoami", json!({})), &verified("alice"))
+                        .call_as(&ctx(&task, "whoami", json!({})), &verified("alice"))
                         .await
                 })
             })
@@ -105,7 +103,7 @@ async fn token_revoked_at_the_provider_asks_again() {
     rig.demo.revoke_user("alice");
     let again = rig
         .tools
-        .call(&ctx("t2", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t2", "whoami", json!({})), &verified("alice"))
         .await;
     auth_url(&again);
     let key = CredentialKey::new("alice", "demo");
@@ -114,10 +112,10 @@ async fn token_revoked_at_the_provider_asks_again() {
     let params = consent(&again, "alice", true).await;
     let resumed = rig
         .tools
-        .on_callback(params, &verified("alice"))
+        .callback_as(params, &verified("alice"))
         .await
         .expect("callback");
-    let done = rig.tools.call(&resumed, &verified("alice")).await;
+    let done = rig.tools.call_as(&resumed, &verified("alice")).await;
     assert_eq!(text_of(&done), "You are alice");
 }
 
@@ -129,7 +127,7 @@ async fn refused_refresh_asks_again() {
     rig.shorten_expiry("alice").await;
     let again = rig
         .tools
-        .call(&ctx("t2", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t2", "whoami", json!({})), &verified("alice"))
         .await;
     auth_url(&again);
     assert_eq!(rig.demo.refreshes(), 0);
@@ -150,7 +148,7 @@ async fn insufficient_scope_steps_up_once() {
         rig.authorize("t0", "whoami", "alice").await;
         let first = rig
             .tools
-            .call(&ctx("t1", "profile", json!({})), &verified("alice"))
+            .call_as(&ctx("t1", "profile", json!({})), &verified("alice"))
             .await;
         let url = auth_url(&first);
         let scope = url
@@ -166,10 +164,10 @@ async fn insufficient_scope_steps_up_once() {
         let params = consent(&first, "alice", true).await;
         let resumed = rig
             .tools
-            .on_callback(params, &verified("alice"))
+            .callback_as(params, &verified("alice"))
             .await
             .expect("callback");
-        let McpOutcome::Done(parts) = rig.tools.call(&resumed, &verified("alice")).await else {
+        let McpOutcome::Done(parts) = rig.tools.call_as(&resumed, &verified("alice")).await else {
             panic!("profile after step-up")
         };
         assert!(
@@ -185,7 +183,11 @@ async fn insufficient_scope_steps_up_once() {
 async fn a_second_insufficient_scope_fails_instead_of_asking_again() {
     let rig = rig(Transport::Streamable).await;
     let server = rig.tools.inner.servers[0].clone();
-    let c = ctx("t1", "profile", json!({}));
+    let c = McpCall {
+        tool: "profile".into(),
+        arguments: json!({}),
+        stepped_up: false,
+    };
     let alice = who("alice");
     let granted = ["mcp".to_owned(), "profile".to_owned()];
     let held = rig

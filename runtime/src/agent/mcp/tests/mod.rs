@@ -20,10 +20,10 @@ use amesh_trust::{
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{McpOutcome, McpTools, ResumeContext};
+use super::{McpCall, McpOutcome, McpTools};
 use crate::a2a::Part;
 use crate::a2a::jsonrpc::{INVALID_PARAMS, UNAUTHENTICATED};
-use crate::gateway::tool_callback::CallbackParams;
+use crate::a2a::oauth_callback::CallbackParams;
 
 const AGENT: &str = "test-agent";
 const REDIRECT: &str = "http://localhost:8000/api/v1/auth/tool/callback";
@@ -116,24 +116,77 @@ fn verified(user: &str) -> RequestIdentity {
     RequestIdentity::Verified(who(user))
 }
 
-fn ctx(task: &str, tool: &str, arguments: Value) -> ResumeContext {
-    ResumeContext {
+/// A call of a task, as these tests pass it around: it is also the
+/// "paused task" stored with a flow, so the callback hands it back.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct TestCall {
+    task_id: String,
+    tool: String,
+    arguments: Value,
+    #[serde(default)]
+    stepped_up: bool,
+}
+
+fn ctx(task: &str, tool: &str, arguments: Value) -> TestCall {
+    TestCall {
         task_id: task.into(),
-        context_id: format!("ctx-{task}"),
-        rpc_id: json!(task),
-        reply_to: "reply/topic".into(),
-        status_topic: None,
         tool: tool.into(),
         arguments,
-        call_depth: 0,
+        stepped_up: false,
+    }
+}
+
+/// The pause owner's part, played by the tests: record the flow with the
+/// call as its state; take the call back (with the step-up mark) from the
+/// callback.
+trait PauseForTests {
+    async fn call_as(&self, call: &TestCall, who: &RequestIdentity) -> McpOutcome;
+    async fn callback_as(
+        &self,
+        params: CallbackParams,
+        who: &RequestIdentity,
+    ) -> Result<TestCall, (Option<TestCall>, crate::a2a::jsonrpc::RpcError)>;
+}
+
+impl PauseForTests for McpTools {
+    async fn call_as(&self, call: &TestCall, who: &RequestIdentity) -> McpOutcome {
+        let mcp_call = McpCall {
+            tool: call.tool.clone(),
+            arguments: call.arguments.clone(),
+            stepped_up: call.stepped_up,
+        };
+        let outcome = self.call(&mcp_call, who).await;
+        if let (McpOutcome::AuthRequired(prompt), RequestIdentity::Verified(v)) = (&outcome, who) {
+            let state = serde_json::to_value(call).expect("call as json");
+            self.record_flow(prompt, &call.task_id, v, state)
+                .await
+                .expect("flow recorded");
+        }
+        outcome
+    }
+
+    async fn callback_as(
+        &self,
+        params: CallbackParams,
+        who: &RequestIdentity,
+    ) -> Result<TestCall, (Option<TestCall>, crate::a2a::jsonrpc::RpcError)> {
+        let read = |v: Value| serde_json::from_value::<TestCall>(v).expect("stored call");
+        match self.on_callback(params, who).await {
+            Ok(done) => {
+                let mut call = read(done.task);
+                call.stepped_up = done.step_up;
+                Ok(call)
+            }
+            Err((task, e)) => Err((task.map(read), e)),
+        }
     }
 }
 
 fn auth_url(outcome: &McpOutcome) -> Url {
     match outcome {
-        McpOutcome::AuthRequired {
-            authorization_url, ..
-        } => Url::parse(authorization_url).expect("authorization url"),
+        McpOutcome::AuthRequired(prompt) => {
+            Url::parse(&prompt.authorization_url).expect("authorization url")
+        }
         other => panic!("expected AuthRequired, got {other:?}"),
     }
 }
@@ -189,16 +242,16 @@ impl Rig {
     async fn authorize(&self, task: &str, tool: &str, user: &str) -> McpOutcome {
         let first = self
             .tools
-            .call(&ctx(task, tool, json!({})), &verified(user))
+            .call_as(&ctx(task, tool, json!({})), &verified(user))
             .await;
         let params = consent(&first, user, true).await;
         let resumed = self
             .tools
-            .on_callback(params, &verified(user))
+            .callback_as(params, &verified(user))
             .await
             .unwrap_or_else(|(_, e)| panic!("callback refused: {e}"));
         assert_eq!(resumed.task_id, task);
-        self.tools.call(&resumed, &verified(user)).await
+        self.tools.call_as(&resumed, &verified(user)).await
     }
 
     async fn shorten_expiry(&self, user: &str) {

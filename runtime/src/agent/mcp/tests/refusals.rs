@@ -14,7 +14,7 @@ async fn callbacks_that_cannot_complete_are_refused_clearly() {
     };
     let (ctx_back, e) = rig
         .tools
-        .on_callback(unknown, &verified("alice"))
+        .callback_as(unknown, &verified("alice"))
         .await
         .expect_err("unknown state");
     assert!(ctx_back.is_none());
@@ -23,7 +23,7 @@ async fn callbacks_that_cannot_complete_are_refused_clearly() {
 
     let first = rig
         .tools
-        .call(&ctx("t1", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
     let params = consent(&first, "alice", true).await;
     let again = || CallbackParams {
@@ -35,7 +35,7 @@ async fn callbacks_that_cannot_complete_are_refused_clearly() {
     // Another user's identity: refused, and the flow stays usable.
     let (_, e) = rig
         .tools
-        .on_callback(again(), &verified("bob"))
+        .callback_as(again(), &verified("bob"))
         .await
         .expect_err("bob");
     assert_eq!(e.code, UNAUTHENTICATED);
@@ -43,18 +43,18 @@ async fn callbacks_that_cannot_complete_are_refused_clearly() {
         RequestIdentity::Unverified(UnverifiedIdentity::new("alice", VerifyError::MissingToken));
     let (_, e) = rig
         .tools
-        .on_callback(again(), &unverified)
+        .callback_as(again(), &unverified)
         .await
         .expect_err("unverified");
     assert_eq!(e.code, UNAUTHENTICATED);
 
     rig.tools
-        .on_callback(again(), &verified("alice"))
+        .callback_as(again(), &verified("alice"))
         .await
         .expect("alice completes her flow");
     let (ctx_back, e) = rig
         .tools
-        .on_callback(again(), &verified("alice"))
+        .callback_as(again(), &verified("alice"))
         .await
         .expect_err("reused state");
     assert!(ctx_back.is_none());
@@ -71,13 +71,13 @@ async fn expired_flow_is_refused() {
     .await;
     let first = rig
         .tools
-        .call(&ctx("t1", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
     let params = consent(&first, "alice", true).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (_, e) = rig
         .tools
-        .on_callback(params, &verified("alice"))
+        .callback_as(params, &verified("alice"))
         .await
         .expect_err("expired");
     assert_eq!(e.code, INVALID_PARAMS);
@@ -89,12 +89,12 @@ async fn provider_denial_ends_the_task_with_its_context() {
     let rig = rig(Transport::Streamable).await;
     let first = rig
         .tools
-        .call(&ctx("t1", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
     let params = consent(&first, "alice", false).await;
     let (ctx_back, e) = rig
         .tools
-        .on_callback(params, &verified("alice"))
+        .callback_as(params, &verified("alice"))
         .await
         .expect_err("denied");
     assert_eq!(ctx_back.expect("context").task_id, "t1");
@@ -120,7 +120,7 @@ async fn unverified_identity_fails_without_touching_the_store() {
         RequestIdentity::Unverified(UnverifiedIdentity::new("alice", VerifyError::MissingToken));
     let outcome = rig
         .tools
-        .call(&ctx("t1", "whoami", json!({})), &mallory)
+        .call_as(&ctx("t1", "whoami", json!({})), &mallory)
         .await;
     let text = failure_of(&outcome);
     assert!(
@@ -142,7 +142,7 @@ async fn invalid_arguments_are_refused_before_anything_is_sent() {
     let rig = rig(Transport::Streamable).await;
     let outcome = rig
         .tools
-        .call(&ctx("t1", "echo", json!({"text": 5})), &verified("alice"))
+        .call_as(&ctx("t1", "echo", json!({"text": 5})), &verified("alice"))
         .await;
     let text = failure_of(&outcome);
     assert!(
@@ -161,7 +161,7 @@ async fn missing_redirect_uri_names_the_variable() {
     .await;
     let outcome = rig
         .tools
-        .call(&ctx("t1", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
     assert!(
         failure_of(&outcome).contains("OAUTH_TOOL_REDIRECT_URI"),
@@ -175,7 +175,7 @@ async fn closed_store_is_reported_unavailable() {
     rig.store.close().await;
     let outcome = rig
         .tools
-        .call(&ctx("t1", "whoami", json!({})), &verified("alice"))
+        .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
     assert!(
         failure_of(&outcome).starts_with("credential store unavailable"),
@@ -188,7 +188,7 @@ async fn unknown_tool_lists_the_offered_ones() {
     let rig = rig(Transport::Streamable).await;
     let outcome = rig
         .tools
-        .call(&ctx("t1", "nope", json!({})), &verified("alice"))
+        .call_as(&ctx("t1", "nope", json!({})), &verified("alice"))
         .await;
     assert!(
         failure_of(&outcome).contains("whoami, echo, profile"),

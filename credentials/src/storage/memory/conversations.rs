@@ -1,0 +1,257 @@
+//! Conversations in memory, bounded.
+//!
+//! A memory store lives as long as the agent and every user's every
+//! conversation passes through it, so it keeps at most
+//! [`MAX_MEMORY_CONVERSATIONS`] conversations *and*
+//! [`MAX_MEMORY_CONVERSATION_BYTES`] of sealed data — a count alone would
+//! still allow 10,000 × 4 MiB — and drops the least recently saved first.
+//! Recency is a save counter, not the clock: two saves in one millisecond
+//! still have an order, and a clock step back does not reorder them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::conversations::{MAX_MEMORY_CONVERSATION_BYTES, MAX_MEMORY_CONVERSATIONS};
+use crate::storage::{ConvMeta, ConvRow, ConvStored, ConvWrite};
+
+struct MemConv {
+    user_id: String,
+    sealed: Vec<u8>,
+    sealed_title: Vec<u8>,
+    turns: u32,
+    created_at: i64,
+    updated_at: i64,
+    /// Position in [`Conversations::order`].
+    seq: u64,
+}
+
+impl MemConv {
+    fn size(&self) -> usize {
+        self.sealed.len() + self.sealed_title.len()
+    }
+}
+
+/// One agent's conversations (a memory store serves one agent).
+pub(crate) struct Conversations {
+    /// By `context_id`.
+    rows: HashMap<String, MemConv>,
+    /// `context_id`s by save order, least recently saved first.
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+    /// Sealed bytes held.
+    bytes: usize,
+    max_rows: usize,
+    max_bytes: usize,
+}
+
+impl Default for Conversations {
+    fn default() -> Self {
+        Self::with_limits(MAX_MEMORY_CONVERSATIONS, MAX_MEMORY_CONVERSATION_BYTES)
+    }
+}
+
+impl Conversations {
+    pub(crate) fn with_limits(max_rows: usize, max_bytes: usize) -> Self {
+        Self {
+            rows: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
+            bytes: 0,
+            max_rows: max_rows.max(1),
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn get(&self, context_id: &str, cutoff: i64) -> Option<ConvStored> {
+        let row = self.rows.get(context_id)?;
+        (row.updated_at > cutoff).then(|| ConvStored {
+            user_id: row.user_id.clone(),
+            sealed: row.sealed.clone(),
+            sealed_title: row.sealed_title.clone(),
+        })
+    }
+
+    pub(crate) fn save(&mut self, row: ConvRow<'_>) -> ConvWrite {
+        let created_at = match self.rows.get(row.context_id) {
+            Some(old) if old.updated_at > row.cutoff && old.user_id != row.user_id => {
+                return ConvWrite::OwnedBy(old.user_id.clone());
+            }
+            Some(old) if old.updated_at > row.cutoff => old.created_at,
+            _ => row.now,
+        };
+        self.remove(row.context_id);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let conv = MemConv {
+            user_id: row.user_id.to_owned(),
+            sealed: row.sealed,
+            sealed_title: row.sealed_title,
+            turns: row.turns,
+            created_at,
+            updated_at: row.now,
+            seq,
+        };
+        self.bytes += conv.size();
+        self.order.insert(seq, row.context_id.to_owned());
+        self.rows.insert(row.context_id.to_owned(), conv);
+        self.evict();
+        ConvWrite::Done
+    }
+
+    pub(crate) fn delete(&mut self, context_id: &str, user: &str, cutoff: i64) -> ConvWrite {
+        match self.rows.get(context_id) {
+            Some(row) if row.user_id == user => {
+                self.remove(context_id);
+                ConvWrite::Done
+            }
+            Some(row) if row.updated_at > cutoff => ConvWrite::OwnedBy(row.user_id.clone()),
+            _ => ConvWrite::Missing,
+        }
+    }
+
+    pub(crate) fn list(&self, user: &str, cutoff: i64, limit: usize) -> Vec<ConvMeta> {
+        let mut mine: Vec<(&String, &MemConv)> = self
+            .rows
+            .iter()
+            .filter(|(_, row)| row.user_id == user && row.updated_at > cutoff)
+            .collect();
+        mine.sort_by_key(|(_, row)| std::cmp::Reverse(row.seq));
+        mine.into_iter()
+            .take(limit)
+            .map(|(context_id, row)| ConvMeta {
+                context_id: context_id.clone(),
+                sealed_title: row.sealed_title.clone(),
+                turns: row.turns,
+                created_at: row.created_at,
+                updated_at: row.updated_at,
+            })
+            .collect()
+    }
+
+    /// A full pass rather than a walk of `order` from the oldest: it is a
+    /// few thousand entries a minute, and stays right if the clock stepped.
+    pub(crate) fn purge(&mut self, cutoff: i64) -> u64 {
+        let expired: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|(_, row)| row.updated_at <= cutoff)
+            .map(|(context_id, _)| context_id.clone())
+            .collect();
+        for context_id in &expired {
+            self.remove(context_id);
+        }
+        expired.len() as u64
+    }
+
+    fn remove(&mut self, context_id: &str) {
+        if let Some(old) = self.rows.remove(context_id) {
+            self.order.remove(&old.seq);
+            self.bytes -= old.size();
+        }
+    }
+
+    /// Drops the least recently saved until both limits hold. The row just
+    /// saved is the most recent, so it is never the one dropped.
+    fn evict(&mut self) {
+        let mut evicted = 0usize;
+        while (self.rows.len() > self.max_rows || self.bytes > self.max_bytes)
+            && self.rows.len() > 1
+        {
+            let Some((_, context_id)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(old) = self.rows.remove(&context_id) {
+                self.bytes -= old.size();
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                kept = self.rows.len(),
+                "memory conversation store full; least recently saved conversations dropped"
+            );
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row<'a>(context_id: &'a str, user: &'a str, size: usize, now: i64) -> ConvRow<'a> {
+        ConvRow {
+            agent_id: "agent-a",
+            user_id: user,
+            context_id,
+            sealed: vec![0; size],
+            sealed_title: vec![0; 1],
+            turns: 1,
+            now,
+            cutoff: now - 1000,
+        }
+    }
+
+    #[test]
+    fn the_least_recently_saved_go_first_when_full() {
+        let mut convs = Conversations::with_limits(3, usize::MAX);
+        for (i, ctx) in ["c1", "c2", "c3"].into_iter().enumerate() {
+            assert_eq!(convs.save(row(ctx, "alice", 10, i as i64)), ConvWrite::Done);
+        }
+        // c1 is saved again: c2 is now the least recently saved.
+        convs.save(row("c1", "alice", 10, 3));
+        convs.save(row("c4", "alice", 10, 4));
+        assert_eq!(convs.len(), 3);
+        assert!(convs.get("c2", -1).is_none(), "c2 evicted");
+        for ctx in ["c1", "c3", "c4"] {
+            assert!(convs.get(ctx, -1).is_some(), "{ctx} kept");
+        }
+    }
+
+    #[test]
+    fn sealed_bytes_are_bounded_too() {
+        let mut convs = Conversations::with_limits(100, 250);
+        for (i, ctx) in ["c1", "c2", "c3"].into_iter().enumerate() {
+            convs.save(row(ctx, "alice", 99, i as i64));
+        }
+        // 3 × 100 bytes > 250: c1 went.
+        assert_eq!(convs.len(), 2);
+        assert!(convs.get("c1", -1).is_none());
+        assert_eq!(convs.bytes, 200);
+        // Replacing a row accounts for the old one leaving.
+        convs.save(row("c3", "alice", 9, 5));
+        assert_eq!((convs.len(), convs.bytes), (2, 110));
+    }
+
+    #[test]
+    fn purge_drops_what_was_last_saved_at_or_before_the_cutoff() {
+        let mut convs = Conversations::with_limits(100, usize::MAX);
+        convs.save(row("old", "alice", 10, 100));
+        convs.save(row("edge", "alice", 10, 200));
+        convs.save(row("new", "alice", 10, 201));
+        assert_eq!(convs.purge(200), 2);
+        assert_eq!(convs.len(), 1);
+        assert!(convs.get("new", 0).is_some());
+        assert_eq!((convs.bytes, convs.order.len()), (11, 1));
+    }
+
+    #[test]
+    fn an_expired_conversation_of_another_user_is_replaced() {
+        let mut convs = Conversations::with_limits(100, usize::MAX);
+        convs.save(row("ctx", "alice", 10, 0));
+        assert_eq!(
+            convs.save(row("ctx", "bob", 10, 500)),
+            ConvWrite::OwnedBy("alice".into()),
+            "alice's is live"
+        );
+        assert_eq!(convs.save(row("ctx", "bob", 10, 5000)), ConvWrite::Done);
+        assert_eq!(
+            convs.get("ctx", 0).map(|c| c.user_id).as_deref(),
+            Some("bob")
+        );
+    }
+}
