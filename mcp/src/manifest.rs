@@ -95,7 +95,9 @@ pub enum ManifestErrorKind {
     DuplicateName,
     /// `allow_list` and `deny_list` are both set.
     ConflictingLists,
-    /// `connection_params.url` is not an absolute http(s) URL.
+    /// `connection_params.url` is not an absolute http(s) URL, or
+    /// `auth.authorization_url` / `auth.token_url` is not https (or http to
+    /// a loopback host).
     InvalidUrl,
     /// A connection parameter (timeout, header) is unusable.
     InvalidConnectionParam,
@@ -150,6 +152,7 @@ pub fn validate(cfg: &McpToolConfig) -> Result<(), Vec<ManifestError>> {
     };
 
     check_connection(cfg, &mut push);
+    check_auth_endpoints(cfg, &mut push);
 
     if cfg.allow_list.is_some() && cfg.deny_list.is_some() {
         push(
@@ -294,6 +297,35 @@ fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
                 field,
                 ManifestErrorKind::InvalidConnectionParam,
                 "`Authorization` is set per user by `auth`; remove the static header".into(),
+            );
+        }
+    }
+}
+
+/// Configured OAuth endpoints get the check discovered ones get
+/// ([`crate::oauth::endpoint_url`]), at load time rather than at a user's
+/// first login: the authorization URL is opened in users' browsers.
+fn check_auth_endpoints(cfg: &McpToolConfig, push: &mut Push<'_>) {
+    let Some(AuthConfig::OAuth2 {
+        authorization_url,
+        token_url,
+        ..
+    }) = &cfg.auth
+    else {
+        return;
+    };
+    for (key, value) in [
+        ("authorization_url", authorization_url),
+        ("token_url", token_url),
+    ] {
+        if let Some(value) = value
+            && let Err(e) = crate::oauth::endpoint_url(key, value.trim())
+        {
+            push(
+                None,
+                format!("auth.{key}"),
+                ManifestErrorKind::InvalidUrl,
+                e.to_string(),
             );
         }
     }

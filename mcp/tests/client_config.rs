@@ -317,3 +317,62 @@ fn filters_apply_allow_deny_and_prefix() {
         ["j_search", "j_create"]
     );
 }
+
+#[test]
+fn configured_oauth_endpoints_must_be_https_or_loopback_http() {
+    let block = |authorization_url: &str, token_url: &str| -> McpToolConfig {
+        serde_json::from_value(json!({
+            "id": "jira",
+            "connection_params": {"type": "streamable-http", "url": "https://mcp.example.com/mcp"},
+            "auth": {"type": "oauth2", "authorization_url": authorization_url, "token_url": token_url},
+            "manifest": [{"name": "t", "description": "d", "inputSchema": {"type": "object"}}],
+        }))
+        .unwrap()
+    };
+    let errors = errors_of(&block(
+        "javascript:fetch('/api/v1/auth/me')",
+        "http://auth.example.com/token",
+    ));
+    let found: Vec<_> = errors
+        .iter()
+        .map(|e| (e.field.as_str(), e.kind, e.message.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{errors:#?}");
+    assert_eq!(found[0].0, "auth.authorization_url");
+    assert_eq!(found[0].1, ManifestErrorKind::InvalidUrl);
+    assert!(found[0].2.contains("authorization_url"), "{}", found[0].2);
+    assert!(
+        found[0].2.contains(r#"scheme "javascript""#),
+        "{}",
+        found[0].2
+    );
+    assert_eq!(found[1].0, "auth.token_url");
+    assert_eq!(found[1].1, ManifestErrorKind::InvalidUrl);
+    assert!(
+        found[1]
+            .2
+            .contains(r#"http to "auth.example.com", which is not a loopback host"#),
+        "{}",
+        found[1].2
+    );
+    for (authorization_url, token_url) in [
+        ("data:text/html,x", "https://a.example/token"),
+        ("https://a.example/authorize", "file:///etc/passwd"),
+        ("not a url", "https://a.example/token"),
+    ] {
+        assert_eq!(
+            errors_of(&block(authorization_url, token_url)).len(),
+            1,
+            "{authorization_url} {token_url}"
+        );
+    }
+    block(
+        "http://127.0.0.1:9100/authorize",
+        "http://localhost:9100/token",
+    )
+    .validate()
+    .expect("loopback http is fine for configured endpoints");
+    block("https://a.example/authorize", "https://a.example/token")
+        .validate()
+        .expect("https is fine");
+}

@@ -460,3 +460,26 @@ fn mcp_manifest_errors_name_the_tool_the_entry_and_the_line() {
         )
     );
 }
+
+#[test]
+fn configured_oauth_endpoints_that_are_not_https_are_reported_at_their_lines() {
+    let errs = errors(&["mcp_auth_url_errors.yaml"], &[]);
+    let file = f("mcp_auth_url_errors.yaml");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(
+        errs[0],
+        format!(
+            "{file}:16:13: apps[0].app_config.tools[0].auth.authorization_url: MCP tool `jira`: \
+             authorization_url must use https (http only for a loopback host: localhost, \
+             127.0.0.0/8, ::1); found scheme \"javascript\""
+        )
+    );
+    assert_eq!(
+        errs[1],
+        format!(
+            "{file}:17:13: apps[0].app_config.tools[0].auth.token_url: MCP tool `jira`: \
+             token_url must use https (http only for a loopback host: localhost, \
+             127.0.0.0/8, ::1); found http to \"auth.example.com\", which is not a loopback host"
+        )
+    );
+}

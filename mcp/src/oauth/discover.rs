@@ -7,8 +7,10 @@
 //!    the MCP server's origin is taken as the authorization server.
 //! 2. Authorization server metadata: RFC 8414 and OpenID Connect Discovery
 //!    URLs in the order of [`authorization_server_metadata_urls`].
-//! 3. Checks: the resource covers the MCP URL, the issuer matches, PKCE S256
-//!    is advertised, no endpoint downgrades an https server to http.
+//! 3. Checks: every URL in both documents is https, or http to a loopback
+//!    host ([`endpoint_url`]); the resource covers the MCP URL, the issuer
+//!    matches, PKCE S256 is advertised, no endpoint downgrades an https
+//!    server to http.
 //!
 //! Configured endpoints (`authorization_url`/`token_url` in the tool's
 //! `auth:` block) skip all of it: [`AuthServer::configured`].
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::challenge::{BearerChallenge, split_scopes};
+use super::endpoint::endpoint_url;
 use super::error::OAuthError;
 use super::http::{Fetched, get_json};
 use super::metadata::{
@@ -43,7 +46,8 @@ pub struct AuthServer {
 
 impl AuthServer {
     /// An authorization server from configuration, without discovery.
-    /// Configured endpoints are trusted to do PKCE S256.
+    /// Configured endpoints are trusted to do PKCE S256; config validation
+    /// has passed them through [`endpoint_url`].
     pub fn configured(mcp_url: &Url, authorization_url: Url, token_url: Url) -> Self {
         let issuer = authorization_url.origin().ascii_serialization();
         Self {
@@ -65,7 +69,8 @@ impl AuthServer {
         }
     }
 
-    /// Replaces discovered endpoints with configured ones (either may be set).
+    /// Replaces discovered endpoints with configured ones (either may be set,
+    /// each checked by config validation with [`endpoint_url`]).
     pub fn with_overrides(
         mut self,
         authorization_url: Option<Url>,
@@ -121,13 +126,15 @@ pub async fn discover(
         fetch_resource_metadata(http, mcp_url, challenge.as_ref(), &mut tried).await?;
     let (resource, issuer) = match &resource_metadata {
         Some((url, prm)) => {
+            prm.check_urls()
+                .map_err(|e| e.in_document("protected resource metadata", url))?;
             let resource = check_resource(url, prm, mcp_url)?;
             let issuer = prm.authorization_servers.first().ok_or_else(|| {
                 OAuthError::NoAuthorizationServer {
                     url: url.to_string(),
                 }
             })?;
-            let issuer = parse_url("authorization_servers[0] in resource metadata", issuer)?;
+            let issuer = endpoint_url("authorization_servers", issuer)?;
             (resource, issuer)
         }
         // MCP 2025-03-26 servers: the MCP server's origin is the authorization server.
@@ -149,6 +156,9 @@ pub async fn discover(
             mcp_url: mcp_url.to_string(),
             tried: tried.clone(),
         })?;
+    metadata
+        .check_urls()
+        .map_err(|e| e.in_document("authorization server metadata", &metadata_url))?;
     let expected_issuer = canonical_resource(&issuer);
     if !same_issuer(&metadata.issuer, &expected_issuer) {
         return Err(OAuthError::IssuerMismatch {

@@ -102,6 +102,25 @@ pub enum OAuthError {
         /// Its URL.
         url: String,
     },
+    /// An endpoint or issuer URL that is neither https nor http to this
+    /// machine ([`super::endpoint_url`]). The authorization endpoint becomes
+    /// a link the user's browser opens, so a `javascript:` one would run in
+    /// the gateway's page.
+    #[error(
+        "{field}{} must use https (http only for a loopback host: localhost, 127.0.0.0/8, ::1); found {}",
+        located(document),
+        found(scheme, host)
+    )]
+    UnsafeEndpoint {
+        /// The field (`authorization_endpoint`, `issuer`, `token_url`, ...).
+        field: &'static str,
+        /// The URL's scheme (`javascript`, `data`, `http`, ...).
+        scheme: String,
+        /// The host, when the URL is plain http to a host that is not loopback.
+        host: Option<String>,
+        /// The document that named the URL, when a server sent it.
+        document: Option<String>,
+    },
     /// No client_id is configured and the server has no registration endpoint.
     #[error(
         "authorization server {issuer} offers no dynamic client registration; set client_id (and client_secret) in the tool's auth block"
@@ -163,6 +182,29 @@ impl OAuthError {
             Self::TokenRefused { error, .. } => error == "invalid_grant",
             _ => false,
         }
+    }
+
+    /// Names the document an [`OAuthError::UnsafeEndpoint`] came from
+    /// (`what` at `url`); other errors pass unchanged.
+    pub(crate) fn in_document(mut self, what: &str, url: &url::Url) -> Self {
+        if let Self::UnsafeEndpoint { document, .. } = &mut self {
+            document.get_or_insert_with(|| format!("{what} at {url}"));
+        }
+        self
+    }
+}
+
+fn located(document: &Option<String>) -> String {
+    document
+        .as_deref()
+        .map(|d| format!(" in {d}"))
+        .unwrap_or_default()
+}
+
+fn found(scheme: &str, host: &Option<String>) -> String {
+    match host {
+        Some(host) => format!("{scheme} to {host:?}, which is not a loopback host"),
+        None => format!("scheme {scheme:?}"),
     }
 }
 

@@ -11,6 +11,9 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use super::endpoint::endpoint_url;
+use super::error::OAuthError;
+
 /// RFC 9728 Protected Resource Metadata (the fields an MCP client uses).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProtectedResourceMetadata {
@@ -28,6 +31,17 @@ pub struct ProtectedResourceMetadata {
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_name: Option<String>,
+}
+
+impl ProtectedResourceMetadata {
+    /// Checks every `authorization_servers` entry with [`endpoint_url`]: a
+    /// document naming one hostile server is refused whole.
+    pub fn check_urls(&self) -> Result<(), OAuthError> {
+        for issuer in &self.authorization_servers {
+            endpoint_url("authorization_servers", issuer)?;
+        }
+        Ok(())
+    }
 }
 
 /// RFC 8414 Authorization Server Metadata (also read from OpenID Connect
@@ -69,6 +83,25 @@ impl AuthorizationServerMetadata {
         self.code_challenge_methods_supported
             .as_ref()
             .is_some_and(|methods| methods.iter().any(|m| m == "S256"))
+    }
+
+    /// Checks the issuer and every endpoint with [`endpoint_url`], the
+    /// unused `revocation_endpoint` too: a server that names a `javascript:`
+    /// URL anywhere is not one to send users or secrets to.
+    pub fn check_urls(&self) -> Result<(), OAuthError> {
+        endpoint_url("issuer", &self.issuer)?;
+        let endpoints = [
+            ("authorization_endpoint", Some(&self.authorization_endpoint)),
+            ("token_endpoint", Some(&self.token_endpoint)),
+            ("registration_endpoint", self.registration_endpoint.as_ref()),
+            ("revocation_endpoint", self.revocation_endpoint.as_ref()),
+        ];
+        for (field, url) in endpoints {
+            if let Some(url) = url {
+                endpoint_url(field, url.as_str())?;
+            }
+        }
+        Ok(())
     }
 }
 

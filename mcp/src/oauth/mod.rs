@@ -24,6 +24,7 @@
 
 mod challenge;
 mod discover;
+mod endpoint;
 mod error;
 mod flow;
 mod http;
@@ -34,6 +35,7 @@ mod secret;
 
 pub use challenge::{BearerChallenge, Challenge, parse_www_authenticate, split_scopes};
 pub use discover::{AuthServer, discover};
+pub use endpoint::endpoint_url;
 pub use error::OAuthError;
 pub use flow::{PkceVerifier, Refreshed, TokenSet, authorization_request, exchange_code, refresh};
 pub use http::{AdapterError, ReqwestAdapter, http_client};

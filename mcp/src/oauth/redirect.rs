@@ -36,7 +36,9 @@ pub fn validate_redirect_uri(uri: &str) -> Result<Url, String> {
     }
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// True for `localhost` (and `*.localhost`), 127.0.0.0/8 and ::1: hosts
+/// that never leave the machine, where plain http is acceptable.
+pub(super) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(domain)) => {
             domain.eq_ignore_ascii_case("localhost")

@@ -250,7 +250,7 @@ async fn send(
     if let Some(token) = token {
         user_props.push(props::AUTH_TOKEN, token);
     }
-    let rx = inner.pending.register(&id);
+    let rx = inner.pending.register(&id, agent);
     let guard = PendingGuard {
         inner: inner.clone(),
         id: id.clone(),

@@ -8,6 +8,7 @@
 pub mod auth;
 mod auth_routes;
 mod http;
+mod links;
 mod page;
 mod pending;
 mod tokens;

@@ -1,4 +1,9 @@
 //! The one web page: pick an agent, send a message, watch the events.
+//!
+//! Everything agents send is shown as text (`textContent`), and the only
+//! link the page follows, an `auth-required` answer's `authorization_url`,
+//! opens only when its protocol is `http:` or `https:`: a `javascript:` URL
+//! would run in the gateway's origin with the user's session.
 
 use axum::response::Html;
 
@@ -26,6 +31,9 @@ const PAGE: &str = r#"<!doctype html>
 <script>
 let current=null;
 const log=t=>{document.getElementById('log').textContent+=t+"\n"};
+// Agents are not trusted with this page's origin: only http(s) links open
+// (the gateway refuses others too), and agent data only ever becomes text.
+const httpUrl=u=>{try{const p=new URL(u).protocol;return p==='http:'||p==='https:'}catch(e){return false}};
 async function me(){const r=await fetch('/api/v1/auth/me');
  if(r.status===401){document.getElementById('login').hidden=false;return false}
  const j=await r.json();document.getElementById('who').textContent='Signed in as '+j.user.id;return true}
@@ -33,7 +41,7 @@ async function login(){const r=await fetch('/api/v1/auth/login',{method:'POST',h
  body:JSON.stringify({token:document.getElementById('token').value})});
  if(r.ok){document.getElementById('login').hidden=true;await me();agents()}else log('login failed')}
 async function agents(){const r=await fetch('/api/v1/agents');if(!r.ok)return;const j=await r.json();
- const s=document.getElementById('agent');s.innerHTML='';
+ const s=document.getElementById('agent');s.replaceChildren();
  for(const a of j.agents){const o=document.createElement('option');o.value=a.name;o.textContent=a.name+(a.description?' — '+a.description:'');s.appendChild(o)}}
 async function send(){const raw=document.getElementById('text').value;let body={agent_name:document.getElementById('agent').value};
  try{const d=JSON.parse(raw);if(d&&typeof d==='object'){body.data=d}else{body.text=raw}}catch(e){body.text=raw}
@@ -46,8 +54,57 @@ async function send(){const raw=document.getElementById('text').value;let body={
    let ev='message',data='';for(const l of chunk.split("\n")){if(l.startsWith('event:'))ev=l.slice(6).trim();else if(l.startsWith('data:'))data+=l.slice(5).trim()}
    if(!data)continue;const j=JSON.parse(data);if(ev==='submitted')current=j.taskId;
    if(ev==='status'&&j.status&&j.status.state==='auth-required'){const p=(j.status.message||{}).parts||[];
-     for(const x of p){if(x.kind==='data'&&x.data&&x.data.authorization_url){log('Authorization needed: '+x.data.authorization_url);window.open(x.data.authorization_url,'_blank')}}}
+     for(const x of p){const u=x.kind==='data'&&x.data?x.data.authorization_url:undefined;if(u===undefined)continue;
+      if(httpUrl(u)){log('Authorization needed: '+u);window.open(u,'_blank','noopener,noreferrer')}else log('Refused an authorization link that is not http(s)')}}
    log(ev+': '+JSON.stringify(j,null,1))}}}
 async function cancelTask(){if(!current)return;const r=await fetch('/api/v1/tasks/'+current+':cancel',{method:'POST'});log('cancel: '+r.status)}
 me().then(ok=>{if(ok)agents()});
 </script></body></html>"#;
+
+#[cfg(test)]
+mod tests {
+    use super::PAGE;
+
+    /// The script, without the markup and styles around it.
+    fn script() -> &'static str {
+        let start = PAGE.find("<script>").expect("the page has a script");
+        let end = PAGE.rfind("</script>").expect("the script ends");
+        &PAGE[start..end]
+    }
+
+    #[test]
+    fn links_from_agents_open_only_when_their_protocol_is_http_or_https() {
+        let js = script();
+        assert!(
+            js.contains("const httpUrl=u=>{try{const p=new URL(u).protocol;return p==='http:'||p==='https:'}catch(e){return false}};"),
+            "the protocol check is missing:\n{js}"
+        );
+        // The page opens exactly one kind of link, and only behind the check,
+        // without giving the opened page a handle on this one.
+        assert_eq!(js.matches("window.open(").count(), 1, "{js}");
+        assert!(
+            js.contains("if(httpUrl(u)){log('Authorization needed: '+u);window.open(u,'_blank','noopener,noreferrer')}"),
+            "{js}"
+        );
+        for sink in ["location=", "location.href", ".href=", "<a "] {
+            assert!(
+                !js.contains(sink),
+                "agent links must not reach {sink}:\n{js}"
+            );
+        }
+    }
+
+    #[test]
+    fn agent_data_never_becomes_markup() {
+        let js = script();
+        for sink in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!js.contains(sink), "{sink} in the page's script:\n{js}");
+        }
+    }
+}

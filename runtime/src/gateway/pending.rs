@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::GatewayInner;
+use super::{GatewayInner, links};
 use crate::a2a::jsonrpc::{Response, RpcError};
 use crate::a2a::{AgentCard, StreamResult, Task};
 use crate::broker::{Incoming, Message};
@@ -31,20 +31,32 @@ pub enum Event {
     Error(RpcError),
 }
 
+/// A handler waiting for answers, and the agent its request went to.
+struct Waiter {
+    tx: mpsc::UnboundedSender<Event>,
+    agent: String,
+}
+
 #[derive(Default)]
 pub(crate) struct Pending {
-    waiting: Mutex<HashMap<String, mpsc::UnboundedSender<Event>>>,
+    waiting: Mutex<HashMap<String, Waiter>>,
 }
 
 impl Pending {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Event>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Waiter>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn register(&self, id: &str) -> mpsc::UnboundedReceiver<Event> {
+    pub(crate) fn register(&self, id: &str, agent: &str) -> mpsc::UnboundedReceiver<Event> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().insert(id.to_string(), tx);
+        let agent = agent.to_string();
+        self.lock().insert(id.to_string(), Waiter { tx, agent });
         rx
+    }
+
+    /// The agent request `id` went to, while someone waits for it.
+    fn agent_of(&self, id: &str) -> Option<String> {
+        self.lock().get(id).map(|w| w.agent.clone())
     }
 
     pub(crate) fn remove(&self, id: &str) {
@@ -54,7 +66,7 @@ impl Pending {
     fn deliver(&self, id: &str, event: Event, last: bool) {
         let mut waiting = self.lock();
         let sent = match waiting.get(id) {
-            Some(tx) => tx.send(event).is_ok(),
+            Some(waiter) => waiter.tx.send(event).is_ok(),
             None => {
                 tracing::debug!(id, "answer for a request nobody waits for");
                 return;
@@ -190,7 +202,18 @@ fn on_answer(inner: &GatewayInner, id: &str, payload: &Bytes, on_response_topic:
     let event = match (response.error, response.result) {
         (Some(err), _) => Event::Error(err),
         (None, Some(result)) => match serde_json::from_value::<StreamResult>(result) {
-            Ok(r) => {
+            Ok(mut r) => {
+                // Before anything keeps or relays it (see `links`).
+                if let Some(problem) = links::scrub(&mut r) {
+                    let agent = inner.pending.agent_of(id);
+                    tracing::warn!(
+                        gateway = %inner.id,
+                        agent = %agent.as_deref().unwrap_or("unknown"),
+                        request = %id,
+                        %problem,
+                        "refused an authorization link from the agent; the user gets an error text instead"
+                    );
+                }
                 if let StreamResult::Task(t) = &r {
                     inner.tasks.update(t);
                 }
