@@ -121,6 +121,12 @@ impl CredentialStore {
         &self.shared.agent_id
     }
 
+    /// How long a pending OAuth flow lives: a task waiting for its user's
+    /// authorization waits this long.
+    pub fn flow_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.shared.flow_ttl_ms.max(0) as u64)
+    }
+
     /// `memory`, `SQLite`, `PostgreSQL` or `MySQL/MariaDB`.
     pub fn backend_name(&self) -> &'static str {
         self.shared.storage.backend_name()

@@ -197,6 +197,104 @@ async fn concurrent(
     (pct(&lat, 0.5), pct(&lat, 0.99), rate, failed)
 }
 
+/// RSS of an agent process (the amesh binary, release if built) with the
+/// fake model, after 10,000 tasks through the bench's gateway.
+async fn agent_rss(
+    mq: &MosquittoBroker,
+    model: &str,
+    http: &reqwest::Client,
+    url: &str,
+    dir: &std::path::Path,
+) -> (String, String, String, String, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let release = root.join("target/release/amesh");
+    let bin = if release.exists() {
+        release
+    } else {
+        root.join("target/debug/amesh")
+    };
+    let name = "agent RSS after 10,000 model tasks".to_owned();
+    if !bin.exists() {
+        return (
+            name,
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "no amesh binary built".into(),
+        );
+    }
+    let cfg = dir.join("rss.yaml");
+    let yaml = format!(
+        "apps:\n  - name: rss\n    app_module: agent\n    broker: {{broker_url: \"{}\", broker_username: agent, broker_password: pw}}\n    app_config: {{namespace: {NS}, agent_name: rss, model: {{model: openai/fake, api_base: \"{model}\", api_key: k}}}}\n",
+        mq.url()
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut child = std::process::Command::new(&bin)
+        .arg("run")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn amesh");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = rss_kb(child.id());
+    let tasks = 10_000;
+    let per = tasks / CONCURRENCY;
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (http, url) = (http.clone(), url.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut ok = 0;
+            for _ in 0..per {
+                if stream(&http, &url, "rss", "hello").await["status"]["state"] == "completed" {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    let mut ok = 0;
+    for w in workers {
+        ok += w.await.unwrap_or(0);
+    }
+    let after = rss_kb(child.id());
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let mb =
+        |kb: Option<u64>| kb.map_or("?".to_owned(), |kb| format!("{:.1} MB", kb as f64 / 1024.0));
+    let which = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    (
+        name,
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        format!(
+            "{} after {} completed tasks ({} idle), {which} binary",
+            mb(after),
+            ok,
+            mb(before)
+        ),
+    )
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 #[tokio::main]
 async fn main() {
     let acl: String = USERS
@@ -306,6 +404,7 @@ async fn main() {
         format!("{rate:.0}"),
         format!("{CONCURRENT_TOTAL} tasks, {failed} failed"),
     ));
+    rows.push(agent_rss(&mq, &model, &http, &url, data.path()).await);
 
     println!(
         "\n| measurement (POST message:stream to the final event) | p50 ms | p99 ms | tasks/s | notes |\n|---|---|---|---|---|"

@@ -765,3 +765,100 @@ async fn an_agent_without_a_model_still_runs_the_named_tool() {
     assert_eq!(answer(&task), "hello");
     assert_eq!(task["artifacts"][0]["name"], "echo");
 }
+
+/// A plain agent (no model) beside the thinker: it echoes what it is asked.
+async fn start_helper(w: &World) -> Stack {
+    let yaml = format!(
+        r#"apps:
+  - name: helper
+    app_module: agent
+    broker: {{broker_url: "{url}", broker_username: agent, broker_password: agent-pass}}
+    app_config:
+      namespace: {NS}
+      agent_name: helper
+      agent_card: {{description: Echoes what it is asked.}}
+      agent_card_publishing: {{interval_seconds: 1}}
+      trust_manager: {{verification_mode: strict, card_publish_interval_seconds: 1}}
+"#,
+        url = w.mq.url()
+    );
+    let helper = Stack::start(&yaml).await.expect("helper");
+    w.gw.wait_for_agent_as("helper", Duration::from_secs(10), Some("alice-token"))
+        .await
+        .unwrap();
+    // The thinker hears the same card on discovery (published every second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    helper
+}
+
+#[tokio::test]
+async fn peer_agents_are_tools_called_over_the_broker_as_the_user() {
+    let w = World::start(Protocol::OpenAi, false, "").await;
+    let _helper = start_helper(&w).await;
+    w.model.push(Turn::tool_calls([(
+        "peer_helper",
+        json!({"task_description": "hello from the thinker"}),
+    )]));
+    w.model.push(Turn::text("the helper said hello"));
+    let events = w.ask_all("alice-token", "ask the helper", None).await;
+    assert_eq!(answer(final_task(&events)), "the helper said hello");
+    let first = &w.model.requests()[0];
+    let peer = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["function"]["name"] == "peer_helper")
+        .expect("peer offered");
+    assert!(
+        peer["function"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Echoes what it is asked."),
+        "{peer}"
+    );
+    let second = messages(&w.model, 1);
+    let result = second.iter().find(|m| m["role"] == "tool").unwrap();
+    // The helper verified alice's forwarded token (trust strict) and echoed.
+    assert_eq!(result["content"], "hello from the thinker");
+    assert_eq!(
+        activity(&events)
+            .iter()
+            .map(|(k, t, _)| format!("{k}:{t}"))
+            .collect::<Vec<_>>(),
+        ["tool_call:peer_helper", "tool_result:peer_helper"]
+    );
+}
+
+#[tokio::test]
+async fn inter_agent_communication_decides_which_peers_are_offered() {
+    let w = World::start(
+        Protocol::OpenAi,
+        false,
+        "      inter_agent_communication: {allow_list: [\"*\"], deny_list: [helper]}\n",
+    )
+    .await;
+    let _helper = start_helper(&w).await;
+    w.model.push(Turn::tool_calls([(
+        "peer_helper",
+        json!({"task_description": "sneak"}),
+    )]));
+    w.model.push(Turn::text("could not"));
+    let events = w.ask_all("alice-token", "ask the helper", None).await;
+    assert_eq!(answer(final_task(&events)), "could not");
+    let names: Vec<String> = w.model.requests()[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!names.contains(&"peer_helper".to_owned()), "{names:?}");
+    let second = messages(&w.model, 1);
+    let result = second.iter().find(|m| m["role"] == "tool").unwrap();
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("no tool named peer_helper"),
+        "{result}"
+    );
+}

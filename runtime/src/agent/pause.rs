@@ -12,7 +12,7 @@
 //! to ask a second time.
 //!
 //! A task nobody completes the authorization for ends when its flow
-//! expires ([`amesh_credentials::DEFAULT_FLOW_TTL`]): the task store's
+//! expires (the store's flow lifetime, 10 minutes by default): the agent's
 //! sweeper fails it and tells the requester.
 
 use std::sync::Arc;
@@ -28,9 +28,6 @@ use super::reasoning::{self, report, state::LoopState};
 use crate::a2a::jsonrpc::{INTERNAL_ERROR, INVALID_PARAMS, Response, RpcError};
 use crate::a2a::oauth_callback::CallbackParams;
 use crate::a2a::{Message, Part, Task, TaskState, TaskStatus, TaskStatusUpdateEvent};
-
-/// How long a task waits for its user: as long as the flow lives.
-pub(crate) const WAIT_FOR_USER: std::time::Duration = amesh_credentials::DEFAULT_FLOW_TTL;
 
 /// Stores `state` with the flow of `prompt` and moves the task to
 /// `auth-required`: a status update on the stream, or — for
@@ -94,11 +91,14 @@ pub(crate) async fn pause(
     let Some(task) = inner.tasks.set_status(&route.task_id, status.clone()) else {
         return;
     };
-    inner.tasks.wait_for_user(
-        &route.task_id,
-        Instant::now() + WAIT_FOR_USER,
-        route.clone(),
-    );
+    // The task waits as long as its flow lives, not a moment longer.
+    let lifetime = inner
+        .store
+        .as_ref()
+        .map_or(amesh_credentials::DEFAULT_FLOW_TTL, |s| s.flow_ttl());
+    inner
+        .tasks
+        .wait_for_user(&route.task_id, Instant::now() + lifetime, route.clone());
     tracing::info!(agent = %inner.name, user = %caller.user_id, tool = %tool_id, task = %route.task_id,
         "task waits for the user's tool authorization");
     match &route.status_topic {

@@ -241,6 +241,45 @@ mod tests {
     }
 
     #[test]
+    fn waits_past_their_deadline_are_handed_out_once() {
+        let store = TaskStore::default();
+        let route = |id: &str| super::super::reasoning::state::TaskRoute {
+            task_id: id.into(),
+            context_id: "c".into(),
+            rpc_id: serde_json::json!(id),
+            reply_to: "r".into(),
+            status_topic: None,
+            call_depth: 0,
+        };
+        let now = Instant::now();
+        for id in ["old", "new"] {
+            store
+                .insert(Task::new(id, "c", TaskState::AuthRequired), "u")
+                .unwrap();
+        }
+        store.wait_for_user("old", now, route("old"));
+        store.wait_for_user(
+            "new",
+            now + std::time::Duration::from_secs(600),
+            route("new"),
+        );
+        let expired: Vec<String> = store
+            .expired_waits(now)
+            .into_iter()
+            .map(|r| r.task_id)
+            .collect();
+        assert_eq!(expired, ["old"]);
+        assert!(store.expired_waits(now).is_empty(), "handed out once");
+        // A task that resumed is no longer waiting.
+        store.resume(Task::new("new", "c", TaskState::Working), "u");
+        assert!(
+            store
+                .expired_waits(now + std::time::Duration::from_secs(601))
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn finished_tasks_are_bounded() {
         let store = TaskStore::default();
         for i in 0..(FINISHED_KEPT + 5) {

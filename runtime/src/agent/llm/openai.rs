@@ -332,6 +332,64 @@ impl tower::retry::Policy<HttpRequestFactory, reqwest::Response, OpenAIError> fo
 mod tests {
     use super::*;
 
+    /// Azure OpenAI: deployments path, `api-version` query, `api-key`
+    /// header — against a real HTTP server.
+    #[tokio::test]
+    async fn azure_requests_go_to_the_deployment_with_its_key() {
+        use axum::extract::{Path, Query, State};
+        use axum::http::HeaderMap;
+        type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+        async fn answer(
+            State(seen): State<Seen>,
+            Path(deployment): Path<String>,
+            Query(q): Query<std::collections::HashMap<String, String>>,
+            headers: HeaderMap,
+        ) -> impl axum::response::IntoResponse {
+            let key = headers
+                .get("api-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            seen.lock().unwrap().push(format!(
+                "{deployment} {} {key}",
+                q.get("api-version").map_or("", String::as_str)
+            ));
+            let chunk = json!({"choices": [{"index": 0, "delta": {"content": "hi from azure"}}]});
+            (
+                [("content-type", "text/event-stream")],
+                format!("data: {chunk}\n\ndata: [DONE]\n\n"),
+            )
+        }
+        let seen: Seen = Default::default();
+        let app = axum::Router::new()
+            .route(
+                "/openai/deployments/{d}/chat/completions",
+                axum::routing::post(answer),
+            )
+            .with_state(seen.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let cfg = crate::config::ModelConfig {
+            model: "azure/gpt4o-prod".into(),
+            api_base: Some(format!("http://{addr}")),
+            api_key: Some(amesh_mcp::tool_config::Secret::new("azure-key")),
+            api_version: Some("2024-10-21".into()),
+            ..Default::default()
+        };
+        let model = super::super::Model::new(&cfg, None).unwrap();
+        let request = ModelRequest {
+            system: None,
+            messages: &[ChatMessage::User { text: "hi".into() }],
+            tools: &[],
+        };
+        let reply = model.complete(&request, &mut |_| {}).await.unwrap();
+        assert_eq!(reply.text, "hi from azure");
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            ["gpt4o-prod 2024-10-21 azure-key"]
+        );
+    }
+
     #[test]
     fn fragments_assemble_by_index_and_whole_calls_by_position() {
         let mut a = ToolCallAssembler::default();
