@@ -304,16 +304,29 @@ fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
 
 /// Configured OAuth endpoints get the check discovered ones get
 /// ([`crate::oauth::endpoint_url`]), at load time rather than at a user's
-/// first login: the authorization URL is opened in users' browsers.
+/// first login: the authorization URL is opened in users' browsers. The
+/// allow-list of internal hosts must hold bare hosts, the only thing the
+/// OAuth client matches.
 fn check_auth_endpoints(cfg: &McpToolConfig, push: &mut Push<'_>) {
     let Some(AuthConfig::OAuth2 {
         authorization_url,
         token_url,
+        allowed_internal_hosts,
         ..
     }) = &cfg.auth
     else {
         return;
     };
+    for (index, entry) in allowed_internal_hosts.iter().enumerate() {
+        if let Err(reason) = entry.parse::<crate::oauth::AllowedHost>() {
+            push(
+                None,
+                format!("auth.allowed_internal_hosts[{index}]"),
+                ManifestErrorKind::InvalidField,
+                format!("{entry:?} is not a host name or IP address: {reason}"),
+            );
+        }
+    }
     for (key, value) in [
         ("authorization_url", authorization_url),
         ("token_url", token_url),

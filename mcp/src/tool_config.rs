@@ -141,6 +141,14 @@ pub enum AuthConfig {
             skip_serializing_if = "Vec::is_empty"
         )]
         scopes: Vec<String>,
+        /// Hosts (names or IP addresses, no ports) the OAuth requests for
+        /// this server may reach although they resolve to an address more
+        /// internal than the MCP server's: e.g. an identity provider on the
+        /// corporate network behind a public MCP server. Without an entry,
+        /// a public server's metadata cannot send amesh to a private,
+        /// loopback or link-local address ([`crate::oauth::permits`]).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allowed_internal_hosts: Vec<String>,
     },
 }
 
@@ -209,6 +217,17 @@ impl McpToolConfig {
         }
     }
 
+    /// `auth.allowed_internal_hosts` (empty without an oauth2 block).
+    pub fn allowed_internal_hosts(&self) -> &[String] {
+        match &self.auth {
+            Some(AuthConfig::OAuth2 {
+                allowed_internal_hosts,
+                ..
+            }) => allowed_internal_hosts,
+            None => &[],
+        }
+    }
+
     /// Whether users must authorize with OAuth2 before tools run.
     pub fn requires_user_auth(&self) -> bool {
         matches!(self.auth, Some(AuthConfig::OAuth2 { .. }))
@@ -251,6 +270,7 @@ mod tests {
             authorization_url: None,
             token_url: None,
             scopes: vec![],
+            allowed_internal_hosts: vec![],
         };
         let shown = format!("{auth:?}");
         assert!(shown.contains("[redacted]"));

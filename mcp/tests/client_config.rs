@@ -376,3 +376,49 @@ fn configured_oauth_endpoints_must_be_https_or_loopback_http() {
         .validate()
         .expect("https is fine");
 }
+
+#[test]
+fn allowed_internal_hosts_must_be_bare_hosts() {
+    let block = |hosts: Value| -> McpToolConfig {
+        serde_json::from_value(json!({
+            "id": "jira",
+            "connection_params": {"type": "streamable-http", "url": "https://mcp.example.com/mcp"},
+            "auth": {"type": "oauth2", "allowed_internal_hosts": hosts},
+            "manifest": [{"name": "t", "description": "d", "inputSchema": {"type": "object"}}],
+        }))
+        .unwrap()
+    };
+    let ok = block(json!(["idp.corp.local", "10.0.0.5", "fd00::1"]));
+    ok.validate().expect("hosts and addresses are fine");
+    assert_eq!(
+        ok.allowed_internal_hosts(),
+        ["idp.corp.local", "10.0.0.5", "fd00::1"]
+    );
+    let errors = errors_of(&block(json!([
+        "idp.corp.local",
+        "https://idp.corp.local",
+        "*.corp.local",
+        "idp:8443"
+    ])));
+    let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "auth.allowed_internal_hosts[1]",
+            "auth.allowed_internal_hosts[2]",
+            "auth.allowed_internal_hosts[3]"
+        ],
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.kind == ManifestErrorKind::InvalidField)
+    );
+    assert!(
+        errors[1].message.contains("wildcards"),
+        "{}",
+        errors[1].message
+    );
+    assert!(oauth_block(json!([])).allowed_internal_hosts().is_empty());
+}

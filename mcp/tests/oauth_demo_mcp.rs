@@ -307,6 +307,48 @@ async fn token_endpoint_failures_are_reported_precisely_without_secrets() {
     }
 }
 
+#[tokio::test]
+async fn token_endpoint_words_are_kept_without_the_secrets_they_echo() {
+    let docs = doc_server(|_| {
+        vec![
+            (
+                "/token500".into(),
+                500,
+                json!("refresh_token=old-refresh\nclient_secret=client-secret-value"),
+            ),
+            (
+                "/token400".into(),
+                400,
+                json!({"error": "invalid_grant", "error_description": "old-refresh is unknown"}),
+            ),
+        ]
+    })
+    .await;
+    let http = http();
+    let mcp = docs.base.join("/mcp").unwrap();
+    let client = OAuthClient::configured("c", Some(Secret::new("client-secret-value")));
+    for (path, kept) in [
+        (
+            "/token500",
+            r"refresh_token=[redacted]\nclient_secret=[redacted]",
+        ),
+        ("/token400", "[redacted] is unknown"),
+    ] {
+        let server = AuthServer::configured(
+            &mcp,
+            docs.base.join("/authorize").unwrap(),
+            docs.base.join(path).unwrap(),
+        );
+        let err = refresh(&http, &server, &client, &fake_tokens("a"))
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains(kept), "{path}: {message}");
+        assert!(!message.contains("old-refresh"), "{message}");
+        assert!(!message.contains("client-secret-value"), "{message}");
+    }
+}
+
 fn fake_tokens(access: &str) -> TokenSet {
     TokenSet {
         access_token: Secret::new(access),

@@ -205,8 +205,8 @@ async fn authorize(gw: &Stack, i: usize) {
 
 /// The floor: an MCP client with its own token, calling the tool directly.
 async fn direct_calls(demo: &amesh_mcp::demo::DemoHandle) -> Vec<Duration> {
-    let http = oauth::http_client().expect("http");
     let mcp_url = demo.mcp_url();
+    let http = oauth::OAuthHttp::new(&mcp_url, &[]).expect("http");
     let server = oauth::discover(&http, &mcp_url, None)
         .await
         .expect("discover");

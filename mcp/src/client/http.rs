@@ -4,11 +4,12 @@
 use std::fmt;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use reqwest::RequestBuilder;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use super::body::{BodyError, read_bounded};
 use super::error::McpError;
 use crate::tool_config::McpToolConfig;
 
@@ -119,18 +120,14 @@ impl Endpoint {
 
     /// Reads a whole body, refusing one over [`MAX_BODY_BYTES`].
     pub async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, McpError> {
-        let mut body = Vec::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.transport_error(e))?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(
-                    self.protocol_error(format!("answer larger than {MAX_BODY_BYTES} bytes"))
-                );
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.into())
+        read_bounded(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => {
+                    self.protocol_error(format!("answer larger than {limit} bytes"))
+                }
+                BodyError::Transport(e) => self.transport_error(e),
+            })
     }
 }
 

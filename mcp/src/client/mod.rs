@@ -31,12 +31,14 @@
 //!
 //! # Layout
 //!
+//! - `body`: the bounded body reader, shared with the OAuth client.
 //! - [`event_stream`]: `text/event-stream` parser, shared by both transports.
 //! - `streamable` / `sse`: the two transports.
 //! - [`session`]: lifecycle, paging, retry after expiry, timeouts.
 //! - [`pool`]: HTTP clients per TLS mode, sessions per (tool, user).
 //! - [`error`]: [`McpError`] and the `WWW-Authenticate` parser.
 
+pub(crate) mod body;
 pub mod error;
 pub mod event_stream;
 mod http;

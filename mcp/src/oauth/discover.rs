@@ -2,15 +2,19 @@
 //! 2025-06-18, with the 2025-11-25 discovery order).
 //!
 //! 1. Protected Resource Metadata (RFC 9728): the URL in the challenge's
-//!    `resource_metadata`, else the path-specific well-known URL, else the
-//!    root one. Servers from before RFC 9728 (MCP 2025-03-26) have none; then
-//!    the MCP server's origin is taken as the authorization server.
+//!    `resource_metadata` (only on the MCP server's origin), else the
+//!    path-specific well-known URL, else the root one. Servers from before
+//!    RFC 9728 (MCP 2025-03-26) have none; then the MCP server's origin is
+//!    taken as the authorization server.
 //! 2. Authorization server metadata: RFC 8414 and OpenID Connect Discovery
 //!    URLs in the order of [`authorization_server_metadata_urls`].
 //! 3. Checks: every URL in both documents is https, or http to a loopback
 //!    host ([`endpoint_url`]); the resource covers the MCP URL, the issuer
 //!    matches, PKCE S256 is advertised, no endpoint downgrades an https
 //!    server to http.
+//!
+//! Every fetch goes through the MCP server's [`OAuthHttp`], which refuses
+//! targets more internal than the MCP server and caps every answer.
 //!
 //! Configured endpoints (`authorization_url`/`token_url` in the tool's
 //! `auth:` block) skip all of it: [`AuthServer::configured`].
@@ -21,7 +25,7 @@ use url::Url;
 use super::challenge::{BearerChallenge, split_scopes};
 use super::endpoint::endpoint_url;
 use super::error::OAuthError;
-use super::http::{Fetched, get_json};
+use super::http::{Fetched, OAuthHttp, get_json};
 use super::metadata::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, authorization_server_metadata_urls,
     canonical_resource, protected_resource_metadata_urls, resource_covers, same_issuer,
@@ -110,7 +114,7 @@ impl AuthServer {
 /// Discovers the authorization server of `mcp_url`, given the
 /// `WWW-Authenticate` value of its 401 (or 403) if there was one.
 pub async fn discover(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     mcp_url: &Url,
     www_authenticate: Option<&str>,
 ) -> Result<AuthServer, OAuthError> {
@@ -187,14 +191,22 @@ pub async fn discover(
 }
 
 async fn fetch_resource_metadata(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     mcp_url: &Url,
     challenge: Option<&BearerChallenge>,
     tried: &mut Vec<String>,
 ) -> Result<Option<(Url, ProtectedResourceMetadata)>, OAuthError> {
     if let Some(link) = challenge.and_then(|c| c.resource_metadata.as_deref()) {
-        // The server named its document: it must be there.
+        // The server named its document: it must be there, and on its own
+        // origin (RFC 9728 allows elsewhere; amesh does not follow a 401
+        // to another host).
         let url = parse_url("resource_metadata in WWW-Authenticate", link)?;
+        if url.origin() != mcp_url.origin() {
+            return Err(OAuthError::ForeignResourceMetadata {
+                url: url.to_string(),
+                origin: mcp_url.origin().ascii_serialization(),
+            });
+        }
         return match get_json(http, &url, "protected resource metadata").await? {
             Fetched::Found(prm) => Ok(Some((url, prm))),
             Fetched::Missing(status) => Err(OAuthError::DiscoveryFailed {
@@ -213,7 +225,7 @@ async fn fetch_resource_metadata(
 }
 
 async fn fetch_server_metadata(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     issuer: &Url,
     tried: &mut Vec<String>,
 ) -> Result<Option<(Url, AuthorizationServerMetadata)>, OAuthError> {

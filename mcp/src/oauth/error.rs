@@ -4,7 +4,34 @@
 //! answered, so an operator can fix a misconfigured provider from the log
 //! line alone. No variant ever carries a token or a client secret: token
 //! endpoint bodies are reduced to their RFC 6749 `error` fields, parse
-//! failures to the JSON path that failed.
+//! failures to the JSON path that failed, and a body kept for the log is a
+//! short excerpt with the request's secrets blanked out.
+//!
+//! Those messages are for the log. What a user may read is
+//! [`OAuthError::user_reason`]: which step failed and the HTTP status,
+//! never a URL, a body or a server's own words, because a hostile server
+//! can point amesh at an internal host and would otherwise read that
+//! host's answer back through the user.
+
+use super::target::TargetRefused;
+
+/// Which request an [`OAuthError::Status`] answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthStep {
+    /// Dynamic client registration (RFC 7591).
+    Registration,
+    /// A code exchange or refresh at the token endpoint.
+    Token,
+}
+
+impl std::fmt::Display for OAuthStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Registration => "client registration",
+            Self::Token => "token request",
+        })
+    }
+}
 
 /// What went wrong while discovering, registering or talking to a token endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -28,16 +55,64 @@ pub enum OAuthError {
         #[source]
         source: reqwest::Error,
     },
-    /// A discovery or registration endpoint answered with an unexpected status.
-    #[error("{url} answered HTTP {status}, expected 2xx: {body}")]
+    /// The registration or token endpoint answered an error status without
+    /// the JSON error body its RFC defines.
+    #[error("{step} at {url} answered HTTP {status}, expected 2xx: {body}")]
     Status {
+        /// Which request it answered.
+        step: OAuthStep,
         /// Where the request went.
         url: String,
         /// The HTTP status.
         status: u16,
-        /// The start of the body.
+        /// The start of the body, without the request's secrets.
         body: String,
     },
+    /// The answer ran past the size limit; no more of it was read.
+    #[error("the {document} at {url} is larger than {limit} bytes; amesh stopped reading it")]
+    BodyTooLarge {
+        /// Where the answer came from.
+        url: String,
+        /// Which answer (`protected resource metadata`, `token endpoint answer`, ...).
+        document: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request's target is more internal than the MCP server (see
+    /// [`super::permits`]); nothing was sent.
+    #[error("refused to send a request to {url}: {refused}")]
+    TargetRefused {
+        /// The refused URL.
+        url: String,
+        /// What the host resolved to and why that is refused.
+        #[source]
+        refused: TargetRefused,
+    },
+    /// The `resource_metadata` of a challenge is not on the MCP server's
+    /// origin. RFC 9728 lets it be elsewhere, but a foreign URL is how a
+    /// server would send amesh to fetch an internal host; nothing was sent.
+    #[error(
+        "resource_metadata {url} in the MCP server's challenge is not on the server's origin {origin}; amesh fetches resource metadata only from there"
+    )]
+    ForeignResourceMetadata {
+        /// The URL in the challenge.
+        url: String,
+        /// The MCP server's origin.
+        origin: String,
+    },
+    /// An `auth.allowed_internal_hosts` entry is not a bare host.
+    #[error(
+        "auth.allowed_internal_hosts entry {value:?} is not a host name or IP address: {reason}"
+    )]
+    InvalidAllowedHost {
+        /// The entry.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be built (the TLS backend did not start).
+    #[error("cannot build the OAuth HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
     /// The answer was not the JSON document expected there.
     #[error("{url} did not return a valid {document}: {reason}")]
     InvalidDocument {
@@ -174,6 +249,71 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
+    /// What the user may be told: the step that failed and, for an HTTP
+    /// answer, its status, pointing at the agent's log for the rest. Log
+    /// the error itself (its `Display`) where this is shown.
+    pub fn user_reason(&self) -> String {
+        let reason = match self {
+            Self::InvalidUrl { what, .. } => format!("the {what} is not a valid URL"),
+            Self::Http { .. } => "an OAuth server could not be reached".into(),
+            Self::Status {
+                step: OAuthStep::Registration,
+                status,
+                ..
+            }
+            | Self::RegistrationRefused { status, .. } => {
+                format!("the authorization server refused to register amesh (HTTP {status})")
+            }
+            Self::Status {
+                step: OAuthStep::Token,
+                status,
+                ..
+            } => format!("the authorization server's token endpoint answered HTTP {status}"),
+            Self::BodyTooLarge { document, .. } => {
+                format!("the {document} is larger than amesh accepts")
+            }
+            Self::TargetRefused { .. } => {
+                "an OAuth endpoint is on an internal address this MCP server may not send amesh to"
+                    .into()
+            }
+            Self::ForeignResourceMetadata { .. } => {
+                "the MCP server named resource metadata on another origin, which amesh refuses"
+                    .into()
+            }
+            Self::InvalidAllowedHost { .. } | Self::Client(_) => {
+                "the agent's OAuth client is misconfigured".into()
+            }
+            Self::InvalidDocument { document, .. } => format!("the {document} is not valid"),
+            Self::DiscoveryFailed { .. } => "no OAuth metadata was found for the MCP server".into(),
+            Self::ResourceMismatch { .. } => {
+                "the MCP server's resource metadata is about another resource".into()
+            }
+            Self::NoAuthorizationServer { .. } => {
+                "the MCP server's resource metadata names no authorization server".into()
+            }
+            Self::IssuerMismatch { .. } => {
+                "the authorization server's metadata names another issuer".into()
+            }
+            Self::PkceUnsupported { .. } => {
+                "the authorization server does not offer PKCE S256, which amesh requires".into()
+            }
+            Self::InsecureEndpoint { .. } | Self::UnsafeEndpoint { .. } => {
+                "an OAuth endpoint does not use https".into()
+            }
+            Self::RegistrationUnsupported { .. } => {
+                "the authorization server offers no client registration and no client_id is configured"
+                    .into()
+            }
+            Self::TokenRefused { .. } => "the authorization server refused the token request".into(),
+            Self::TokenResponse { .. } => "the token endpoint gave an unusable answer".into(),
+            Self::UnsupportedTokenType(_) => {
+                "the authorization server issued a token type amesh does not support".into()
+            }
+            Self::NoRefreshToken => "no refresh token is stored".into(),
+        };
+        format!("{reason}; the operator can find details in the agent's log")
+    }
+
     /// True when the stored grant is dead and the user must go through the
     /// authorization flow again (as opposed to a provider outage).
     pub fn needs_reauthorization(&self) -> bool {
@@ -215,12 +355,71 @@ fn describe(description: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// The first `max` characters of an HTTP body, for error messages.
-pub(crate) fn snippet(body: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut out: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        out.push('…');
+/// The longest body excerpt kept in an error.
+const EXCERPT: usize = 200;
+
+/// The start of an HTTP body for the log: `secrets` (values the request
+/// carried) blanked out, control characters escaped so the excerpt stays
+/// on its log line, at most [`EXCERPT`] characters.
+pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let mut out = String::new();
+    for (taken, c) in text.chars().enumerate() {
+        if taken == EXCERPT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_single_line_and_without_secrets() {
+        let body = b"bad request\r\ncode=abc123&refresh_token=rt-9 rt-9";
+        let text = excerpt(body, &["abc123", "rt-9", ""]);
+        assert_eq!(
+            text,
+            "bad request\\r\\ncode=[redacted]&refresh_token=[redacted] [redacted]"
+        );
+        let long = excerpt("é".repeat(500).as_bytes(), &[]);
+        assert_eq!(long.chars().count(), EXCERPT + 1);
+        assert!(long.ends_with('…'));
+    }
+
+    #[test]
+    fn user_reasons_name_the_step_and_status_but_no_body() {
+        let refused = OAuthError::Status {
+            step: OAuthStep::Registration,
+            url: "http://10.0.0.5/register".into(),
+            status: 400,
+            body: "db-7.internal refused".into(),
+        };
+        let reason = refused.user_reason();
+        assert_eq!(
+            reason,
+            "the authorization server refused to register amesh (HTTP 400); \
+             the operator can find details in the agent's log"
+        );
+        assert!(refused.to_string().contains("db-7.internal refused"));
+        let described = OAuthError::RegistrationRefused {
+            url: "http://10.0.0.5/register".into(),
+            status: 400,
+            error: "invalid_client_metadata".into(),
+            description: Some("db-7.internal refused".into()),
+        };
+        assert!(!described.user_reason().contains("db-7"));
+        assert!(!described.user_reason().contains("10.0.0.5"));
+    }
 }

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::discover::AuthServer;
-use super::error::OAuthError;
-use super::http::{AdapterError, ReqwestAdapter};
+use super::error::{OAuthError, OAuthStep, excerpt};
+use super::http::{AdapterError, OAuthHttp, ReqwestAdapter, request_failed};
 use super::register::{OAuthClient, TokenEndpointAuth};
 use super::secret::Secret;
 
@@ -111,7 +111,7 @@ pub fn authorization_request(
 
 /// Exchanges the code from the callback for tokens.
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     server: &AuthServer,
     client: &OAuthClient,
     code: &str,
@@ -126,20 +126,24 @@ pub async fn exchange_code(
             .set_redirect_uri(RedirectUrl::from_url(redirect_uri.clone())),
         client,
     );
+    let secrets = [code, verifier.expose()]
+        .into_iter()
+        .chain(client_secret(client));
+    let adapter = ReqwestAdapter::new(http).redacting(secrets);
     let response = oauth
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()))
         .add_extra_param("resource", server.resource.clone())
-        .request_async(&ReqwestAdapter(http))
+        .request_async(&adapter)
         .await
-        .map_err(|e| token_error(token_url, e))?;
+        .map_err(|e| token_error(token_url, e, &adapter))?;
     token_set(&response, None, requested_scopes)
 }
 
 /// Uses the stored refresh token for a new access token. A server that
 /// answers without a refresh token keeps the old one valid (RFC 6749 §6).
 pub async fn refresh(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     server: &AuthServer,
     client: &OAuthClient,
     previous: &TokenSet,
@@ -154,12 +158,14 @@ pub async fn refresh(
             .set_token_uri(TokenUrl::from_url(token_url.clone())),
         client,
     );
+    let secrets = std::iter::once(old_refresh.expose()).chain(client_secret(client));
+    let adapter = ReqwestAdapter::new(http).redacting(secrets);
     let response = oauth
         .exchange_refresh_token(&RefreshToken::new(old_refresh.expose().to_owned()))
         .add_extra_param("resource", server.resource.clone())
-        .request_async(&ReqwestAdapter(http))
+        .request_async(&adapter)
         .await
-        .map_err(|e| token_error(token_url, e))?;
+        .map_err(|e| token_error(token_url, e, &adapter))?;
     let tokens = token_set(&response, Some(old_refresh), &previous.scopes)?;
     let rotated = tokens.refresh_token.as_ref() != Some(old_refresh);
     Ok(Refreshed { tokens, rotated })
@@ -226,23 +232,44 @@ fn token_set(
     })
 }
 
+/// The client secret a token request sends, if any.
+fn client_secret(client: &OAuthClient) -> Option<&str> {
+    client.client_secret.as_ref().map(Secret::expose)
+}
+
 fn token_error(
-    url: &Url,
+    token_url: &Url,
     error: RequestTokenError<AdapterError, BasicErrorResponse>,
+    adapter: &ReqwestAdapter<'_>,
 ) -> OAuthError {
-    let url = url.to_string();
+    let url = token_url.to_string();
     match error {
         RequestTokenError::ServerResponse(e) => OAuthError::TokenRefused {
             url,
-            error: e.error().as_ref().to_owned(),
-            description: e.error_description().cloned(),
+            error: excerpt(e.error().as_ref().as_bytes(), &[]),
+            // The server's words go to the log; a careless one may quote
+            // what it was sent.
+            description: e
+                .error_description()
+                .map(|d| excerpt(d.as_bytes(), adapter.secrets())),
         },
         RequestTokenError::Request(AdapterError::Transport(source)) => {
-            OAuthError::Http { url, source }
+            request_failed(token_url, source)
         }
-        RequestTokenError::Request(AdapterError::Status { status, body }) => {
-            OAuthError::Status { url, status, body }
+        RequestTokenError::Request(AdapterError::Refused(refused)) => {
+            OAuthError::TargetRefused { url, refused }
         }
+        RequestTokenError::Request(AdapterError::TooLarge { limit }) => OAuthError::BodyTooLarge {
+            url,
+            document: "token endpoint answer",
+            limit,
+        },
+        RequestTokenError::Request(AdapterError::Status { status, body }) => OAuthError::Status {
+            step: OAuthStep::Token,
+            url,
+            status,
+            body,
+        },
         RequestTokenError::Request(e @ AdapterError::Build(_)) => OAuthError::TokenResponse {
             url,
             reason: e.to_string(),

@@ -21,6 +21,12 @@
 //! runs on the workspace reqwest 0.13 through [`ReqwestAdapter`], which
 //! avoids the second reqwest its own adapter would bring. Discovery and
 //! registration are plain reqwest + serde: `oauth2` has neither.
+//!
+//! Every request goes through an [`OAuthHttp`] built for the MCP server it
+//! serves: no target more internal than that server unless allow-listed
+//! ([`AddressClass`], [`permits`]), no answer read past [`MAX_OAUTH_BODY`], no request longer
+//! than its timeout. Errors are for the log; users get
+//! [`OAuthError::user_reason`].
 
 mod challenge;
 mod discover;
@@ -32,13 +38,14 @@ mod metadata;
 mod redirect;
 mod register;
 mod secret;
+mod target;
 
 pub use challenge::{BearerChallenge, Challenge, parse_www_authenticate, split_scopes};
 pub use discover::{AuthServer, discover};
 pub use endpoint::endpoint_url;
-pub use error::OAuthError;
+pub use error::{OAuthError, OAuthStep};
 pub use flow::{PkceVerifier, Refreshed, TokenSet, authorization_request, exchange_code, refresh};
-pub use http::{AdapterError, ReqwestAdapter, http_client};
+pub use http::{AdapterError, MAX_OAUTH_BODY, OAuthHttp, ReqwestAdapter};
 pub use metadata::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, authorization_server_metadata_urls,
     canonical_resource, protected_resource_metadata_urls, resource_covers,
@@ -48,3 +55,4 @@ pub use register::{
     ClientRegistration, OAuthClient, TokenEndpointAuth, client_name_for_agent, register,
 };
 pub use secret::Secret;
+pub use target::{AddressClass, AllowedHost, TargetRefused, classify, permits};

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::discover::AuthServer;
-use super::error::OAuthError;
-use super::http::{error_snippet, post_json};
+use super::error::{OAuthError, OAuthStep, excerpt};
+use super::http::{OAuthHttp, post_json};
 use super::secret::Secret;
 
 /// How the client proves itself at the token endpoint (RFC 7591 §2).
@@ -107,7 +107,7 @@ pub fn client_name_for_agent(agent_name: &str) -> String {
 /// Registers a public client for `redirect_uri` at the server's
 /// `registration_endpoint`.
 pub async fn register(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     server: &AuthServer,
     redirect_uri: &Url,
     client_name: &str,
@@ -126,7 +126,7 @@ pub async fn register(
         "response_types": ["code"],
         "client_name": client_name,
     });
-    let (status, body) = post_json(http, endpoint, &request).await?;
+    let (status, body) = post_json(http, endpoint, &request, "client registration answer").await?;
     let url = endpoint.to_string();
     if !(200..300).contains(&status) {
         #[derive(Deserialize)]
@@ -135,16 +135,20 @@ pub async fn register(
             error_description: Option<String>,
         }
         return Err(match serde_json::from_slice::<Refusal>(&body) {
+            // The server's words are kept for the log, short and on one line.
             Ok(refusal) => OAuthError::RegistrationRefused {
                 url,
                 status,
-                error: refusal.error,
-                description: refusal.error_description,
+                error: excerpt(refusal.error.as_bytes(), &[]),
+                description: refusal
+                    .error_description
+                    .map(|d| excerpt(d.as_bytes(), &[])),
             },
             Err(_) => OAuthError::Status {
+                step: OAuthStep::Registration,
                 url,
                 status,
-                body: error_snippet(&body),
+                body: excerpt(&body, &[]),
             },
         });
     }

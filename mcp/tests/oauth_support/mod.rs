@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_mcp::oauth::{
-    self, AuthServer, OAuthClient, TokenSet, authorization_request, client_name_for_agent,
+    AuthServer, OAuthClient, OAuthHttp, TokenSet, authorization_request, client_name_for_agent,
     discover, exchange_code, register,
 };
 use axum::Router;
@@ -23,9 +23,11 @@ pub fn redirect_uri() -> Url {
     Url::parse("http://127.0.0.1:9/api/v1/auth/tool/callback").unwrap()
 }
 
-/// A client that never follows redirects, like [`oauth::http_client`].
-pub fn http() -> reqwest::Client {
-    oauth::http_client().unwrap()
+/// The OAuth client an agent would build for an MCP server on this
+/// machine (every test server listens on 127.0.0.1): loopback targets are
+/// allowed, and it never follows redirects.
+pub fn http() -> OAuthHttp {
+    OAuthHttp::new(&Url::parse("http://127.0.0.1/").unwrap(), &[]).unwrap()
 }
 
 pub async fn demo() -> DemoHandle {
@@ -63,7 +65,7 @@ pub struct Flow {
 
 /// 401 → discovery → registration → consent as `user` → exchange.
 pub async fn full_flow(
-    http: &reqwest::Client,
+    http: &OAuthHttp,
     mcp_url: &Url,
     user: &str,
     configured_scopes: &[String],

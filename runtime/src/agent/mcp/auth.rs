@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amesh_credentials::{ClientRegistration, CredentialStore, NewFlow, SecretJson, SecretString};
 use amesh_mcp::client::Session;
-use amesh_mcp::oauth::{self, AuthServer, BearerChallenge, OAuthClient, TokenEndpointAuth};
+use amesh_mcp::oauth::{
+    self, AuthServer, BearerChallenge, OAuthClient, OAuthError, TokenEndpointAuth,
+};
 use amesh_mcp::tool_config::{AuthConfig, McpToolConfig};
 use amesh_trust::VerifiedIdentity;
 use serde::{Deserialize, Serialize};
@@ -250,18 +252,29 @@ impl McpTools {
                 configured
             }
             (authorization_url, token_url) => {
+                let http = server.oauth_http()?;
                 let challenge = match challenge {
                     Some(c) => Some(c.to_owned()),
                     None => self.probe(server).await,
                 };
-                oauth::discover(&self.inner.http, &server.mcp_url, challenge.as_deref())
+                oauth::discover(http, &server.mcp_url, challenge.as_deref())
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| {
+                        self.oauth_failure(&server.tool_id, "authorization server discovery", &e)
+                    })?
                     .with_overrides(authorization_url, token_url)
             }
         };
         lock(&self.inner.auth_servers).insert(server.tool_id.clone(), found.clone());
         Ok(found)
+    }
+
+    /// Logs an OAuth failure of `step` with everything the operator needs
+    /// (URLs, status, an excerpt of a refused body, at warn) and returns
+    /// what the user may read: the generic reason.
+    pub(super) fn oauth_failure(&self, tool_id: &str, step: &str, e: &OAuthError) -> String {
+        tracing::warn!(agent = %self.inner.agent, tool = %tool_id, error = %e, "{step} failed");
+        e.user_reason()
     }
 
     /// The server's `WWW-Authenticate` for a request without a token.
@@ -299,9 +312,9 @@ impl McpTools {
             Err(e) => return Err(store_failure(&e)),
         }
         let name = oauth::client_name_for_agent(&self.inner.agent);
-        let registration = oauth::register(&self.inner.http, auth_server, redirect, &name)
+        let registration = oauth::register(server.oauth_http()?, auth_server, redirect, &name)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| self.oauth_failure(&server.tool_id, "client registration", &e))?;
         let stored = ClientRegistration {
             server: issuer.clone(),
             client_id: registration.client_id.clone(),

@@ -110,9 +110,20 @@ impl McpTools {
                 return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, text)));
             }
         };
+        let Some(http) = inner
+            .servers
+            .iter()
+            .find(|s| s.tool_id == tool)
+            .and_then(|s| s.oauth_http().ok())
+        else {
+            let text = format!(
+                "tool {tool} is no longer configured for OAuth on agent {agent}; ask again"
+            );
+            return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, text)));
+        };
         let verifier = PkceVerifier::new(flow.pkce_verifier.expose());
         let exchanged = oauth::exchange_code(
-            &inner.http,
+            http,
             &resume.auth_server,
             &resume.client,
             &code,
@@ -124,13 +135,13 @@ impl McpTools {
         let tokens = match exchanged {
             Ok(tokens) => tokens,
             Err(e) => {
-                tracing::info!(agent, user, %tool, error = %e, "authorization code exchange failed");
+                let reason = self.oauth_failure(&tool, "authorization code exchange", &e);
                 let code = match e {
                     OAuthError::TokenRefused { .. } => INVALID_PARAMS,
                     _ => INTERNAL_ERROR,
                 };
                 let text = format!(
-                    "could not complete the authorization of {tool} at {}: {e}; ask again",
+                    "could not complete the authorization of {tool} at {}; ask again ({reason})",
                     issuer_host(resume.auth_server.issuer())
                 );
                 return Err((Some(ctx), RpcError::new(code, text)));

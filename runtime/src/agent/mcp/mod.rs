@@ -19,6 +19,14 @@
 //! parts; `refresh.rs` reads credentials and refreshes them once per (user,
 //! tool); `auth.rs` starts authorization flows (first grant, re-grant,
 //! scope step-up); `callback.rs` finishes them.
+//!
+//! Each oauth2 server has its own OAuth HTTP client
+//! ([`amesh_mcp::oauth::OAuthHttp`]), which keeps that server's metadata
+//! from sending the agent to hosts more internal than the server. An OAuth
+//! failure is logged here with its details (URLs, statuses, an excerpt of
+//! a refused body) and the user reads only its generic reason
+//! ([`amesh_mcp::oauth::OAuthError::user_reason`]): a hostile server could
+//! otherwise read an internal host's answer back through the user.
 
 mod auth;
 mod callback;
@@ -34,7 +42,7 @@ use std::time::Duration;
 
 use amesh_credentials::{CredentialError, CredentialKey, CredentialStore, DeleteReason};
 use amesh_mcp::client::{CallToolResult, McpClientPool, McpError};
-use amesh_mcp::oauth::{self, AuthServer};
+use amesh_mcp::oauth::AuthServer;
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_trust::{RequestIdentity, VerifiedIdentity};
 use anyhow::Context;
@@ -97,9 +105,6 @@ struct Inner {
     agent: String,
     namespace: String,
     pool: McpClientPool,
-    /// For discovery, registration and token requests: follows no
-    /// redirects, bounded timeouts (`oauth::http_client`).
-    http: reqwest::Client,
     servers: Vec<Arc<Server>>,
     bindings: HashMap<String, Binding>,
     /// Exposed names in configuration order (for the agent card).
@@ -138,7 +143,6 @@ impl McpTools {
         store: Option<CredentialStore>,
         redirect_uri: Option<Url>,
     ) -> anyhow::Result<McpTools> {
-        let http = oauth::http_client().context("cannot build the OAuth HTTP client")?;
         let pool = McpClientPool::new().context("cannot build the MCP HTTP client")?;
         let (servers, bindings, order) = tools::build(&pool, cfgs).await?;
         for server in servers.iter().filter(|s| s.cfg.requires_user_auth()) {
@@ -154,7 +158,6 @@ impl McpTools {
                 agent: agent_name.to_owned(),
                 namespace: namespace.to_owned(),
                 pool,
-                http,
                 servers,
                 bindings,
                 order,

@@ -130,7 +130,11 @@ impl McpTools {
         let auth_server = match self.auth_server(server, None).await {
             Ok(found) => found,
             Err(text) if forced => return Access::Reauthorize(text),
-            Err(text) => return still_valid_or(credential, agent, user, tool, text),
+            Err(text) => return still_valid_or(credential, agent, user, tool, &text, text.clone()),
+        };
+        let http = match server.oauth_http() {
+            Ok(http) => http,
+            Err(text) => return Access::Failed(text),
         };
         let client = match self
             .refresh_client(server, store, &auth_server, &credential)
@@ -141,7 +145,7 @@ impl McpTools {
         };
         tracing::info!(agent, user, tool, forced, "refreshing the access token");
         let previous = token_set(&credential);
-        match oauth::refresh(&self.inner.http, &auth_server, &client, &previous).await {
+        match oauth::refresh(http, &auth_server, &client, &previous).await {
             Ok(refreshed) => {
                 let renewed = to_credential(&refreshed.tokens, &auth_server, &client);
                 if let Err(e) = store.put(&key, who, &renewed).await {
@@ -160,7 +164,7 @@ impl McpTools {
                 Access::Reauthorize(format!("the provider refused the refresh: {e}"))
             }
             Err(e) if forced => Access::Reauthorize(format!("the refresh failed: {e}")),
-            Err(e) => still_valid_or(credential, agent, user, tool, e.to_string()),
+            Err(e) => still_valid_or(credential, agent, user, tool, &e, e.user_reason()),
         }
     }
 
@@ -207,20 +211,22 @@ impl McpTools {
 
 /// A refresh failed for a reason authorizing again would not fix (provider
 /// down): the old token is used while it lasts, else the call fails.
+/// `error` (the details) goes to the log, `reason` to the user.
 fn still_valid_or(
     credential: Credential,
     agent: &str,
     user: &str,
     tool: &str,
-    why: String,
+    error: &dyn std::fmt::Display,
+    reason: String,
 ) -> Access {
     if credential.is_access_token_expired(SystemTime::now()) {
-        tracing::info!(agent, user, tool, error = %why, "access token expired and the refresh failed");
+        tracing::warn!(agent, user, tool, %error, "access token expired and the refresh failed");
         Access::Failed(format!(
-            "could not refresh the access token for tool {tool}: {why}; try again later"
+            "could not refresh the access token for tool {tool}: {reason}; try again later"
         ))
     } else {
-        tracing::warn!(agent, user, tool, error = %why, "refresh failed; using the access token until it expires");
+        tracing::warn!(agent, user, tool, %error, "refresh failed; using the access token until it expires");
         Access::Token(credential)
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use amesh_mcp::client::{CallToolResult, McpClientPool};
+use amesh_mcp::oauth::OAuthHttp;
 use amesh_mcp::schema::ToolSchema;
 use amesh_mcp::tool_config::McpToolConfig;
 use anyhow::{Context, bail};
@@ -24,6 +25,22 @@ pub(super) struct Server {
     /// The key of its credentials and sessions ([`McpToolConfig::tool_id`]).
     pub tool_id: String,
     pub mcp_url: Url,
+    /// For this server's discovery, registration and token requests, with
+    /// its reach and its `auth.allowed_internal_hosts`; only oauth2
+    /// servers have one.
+    pub oauth: Option<OAuthHttp>,
+}
+
+impl Server {
+    /// The OAuth client, or the user-facing reason there is none.
+    pub fn oauth_http(&self) -> Result<&OAuthHttp, String> {
+        self.oauth.as_ref().ok_or_else(|| {
+            format!(
+                "MCP tool `{}` has no `auth: {{type: oauth2}}` block",
+                self.tool_id
+            )
+        })
+    }
 }
 
 /// One exposed tool: its server (index into the server list), what the
@@ -82,10 +99,16 @@ pub(super) async fn build(pool: &McpClientPool, cfgs: Vec<McpToolConfig>) -> any
                 },
             );
         }
+        let oauth = cfg
+            .requires_user_auth()
+            .then(|| OAuthHttp::new(&mcp_url, cfg.allowed_internal_hosts()))
+            .transpose()
+            .with_context(|| format!("MCP tool `{tool_id}`: cannot build its OAuth client"))?;
         servers.push(Arc::new(Server {
             cfg,
             tool_id,
             mcp_url,
+            oauth,
         }));
     }
     Ok((servers, bindings, order))

@@ -4,6 +4,7 @@
 //! and every way a call or a callback is refused (`refusals.rs`). This
 //! file holds the rig both use.
 
+mod disclosure;
 mod journey;
 mod refusals;
 
