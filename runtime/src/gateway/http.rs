@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::auth::User;
 use super::pending::{Event, EventRx, PendingGuard};
-use super::{GatewayInner, auth_routes, page, serve, tool_callback};
+use super::{GatewayInner, auth_routes, body, page, tool_callback};
 use crate::a2a::jsonrpc::{self, Request, RpcError};
 use crate::a2a::{
     Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods,
@@ -27,7 +27,7 @@ use crate::topics;
 
 pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
     let limit = inner.cfg.max_message_size_bytes;
-    let body_rules = serve::BodyRules {
+    let body_rules = body::BodyRules {
         idle_timeout: Duration::from_secs(inner.cfg.limits.idle_timeout_seconds.max(1)),
         max_bytes: limit,
     };
@@ -45,7 +45,7 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             body_rules,
-            serve::timely_body,
+            body::timely_body,
         ))
         .with_state(inner)
 }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod auth_routes;
+mod body;
 mod http;
 mod links;
 mod page;

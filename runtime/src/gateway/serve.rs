@@ -15,7 +15,7 @@
 //!   its next request);
 //! - a client that stops reading what the gateway sends is disconnected
 //!   after `idle_timeout` ([`StallGuard`]), and one that stops sending the
-//!   body it announced gets a 408 after the same time ([`timely_body`]).
+//!   body it announced gets a 408 after the same time (`body.rs`).
 //!
 //! The bookkeeping is one small map per gateway; a refusal costs one
 //! accept, one non-blocking write and one close.
@@ -30,12 +30,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -367,7 +361,7 @@ async fn serve_one(stream: TcpStream, router: Router, ticket: Ticket, shutdown: 
 /// a client that stops reading (its receive window full) gets an error
 /// instead of holding the connection, its task and its queued response
 /// forever. Reads are not timed here (waiting for a request is hyper's
-/// header timeout; a stalled body is [`timely_body`]'s).
+/// header timeout; a stalled body is `body.rs`'s).
 pub(crate) struct StallGuard {
     inner: TcpStream,
     limit: Duration,
@@ -458,61 +452,6 @@ impl AsyncWrite for StallGuard {
         let r = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.progress(r, cx)
     }
-}
-
-/// How long a request body may pause, and how big it may be.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct BodyRules {
-    pub idle_timeout: Duration,
-    pub max_bytes: usize,
-}
-
-/// Middleware: reads the request body before the handler runs, answering
-/// 408 when the client pauses longer than `idle_timeout` between two
-/// pieces of it (a "slow POST" would otherwise hold a connection and a
-/// handler for as long as it likes) and 413 past `max_bytes`.
-pub(crate) async fn timely_body(
-    State(rules): State<BodyRules>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let (parts, body) = req.into_parts();
-    let mut data = body.into_data_stream();
-    let mut buf = Vec::new();
-    loop {
-        match tokio::time::timeout(rules.idle_timeout, data.next()).await {
-            Ok(None) => break,
-            Ok(Some(Ok(chunk))) => {
-                if buf.len() + chunk.len() > rules.max_bytes {
-                    return refusal(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "request body exceeds max_message_size_bytes ({})",
-                            rules.max_bytes
-                        ),
-                    );
-                }
-                buf.extend_from_slice(&chunk);
-            }
-            Ok(Some(Err(e))) => {
-                return refusal(StatusCode::BAD_REQUEST, format!("request body: {e}"));
-            }
-            Err(_) => {
-                return refusal(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "the request body paused for longer than {:?}",
-                        rules.idle_timeout
-                    ),
-                );
-            }
-        }
-    }
-    next.run(Request::from_parts(parts, Body::from(buf))).await
-}
-
-fn refusal(status: StatusCode, message: String) -> Response {
-    super::http::ApiError::new(status, message).into_response()
 }
 
 #[cfg(test)]
