@@ -63,3 +63,38 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
         .context("logging already initialised")?;
     Ok(())
 }
+
+/// Lets one kind of warning through at most once per interval, counting
+/// the ones held back, so a flood (of connections, of bogus cards) costs a
+/// log line every few seconds instead of one per attempt.
+pub struct Throttle {
+    every: std::time::Duration,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl Throttle {
+    pub const fn new(every: std::time::Duration) -> Self {
+        Throttle {
+            every,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(n)` when a warning may be logged now, `n` being how many were
+    /// held back since the last one; `None` when this one is held back.
+    pub fn allow(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, held) = &mut *state;
+        match last {
+            Some(t) if now.duration_since(*t) < self.every => {
+                *held += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(held))
+            }
+        }
+    }
+}

@@ -79,11 +79,18 @@ pub(crate) struct AgentInner {
 pub struct AgentHandle {
     name: String,
     join: JoinHandle<()>,
+    tasks: TaskStore,
 }
 
 impl AgentHandle {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Approximate bytes of the finished tasks the agent keeps for
+    /// `tasks/get` (bounded by `limits.finished_tasks_max_bytes`).
+    pub fn retained_task_bytes(&self) -> usize {
+        self.tasks.retained_bytes()
     }
 
     /// Waits until the agent has drained and disconnected.
@@ -110,6 +117,10 @@ pub async fn start(
     let ns = cfg.namespace.clone();
     let name = cfg.agent_name.clone();
     let peer_ttl = Duration::from_secs(cfg.agent_card_publishing.interval_seconds.max(1) * 3);
+    let directory_limits = crate::discovery::DirectoryLimits {
+        max_card_bytes: cfg.limits.max_agent_card_bytes,
+        max_entries: cfg.limits.max_agents,
+    };
     let model = match &cfg.model {
         Some(m) => Some(
             llm::Model::new(m, cfg.model_provider.as_deref())
@@ -135,10 +146,13 @@ pub async fn start(
         name: name.clone(),
         ns: ns.clone(),
         broker: broker.clone(),
-        tasks: TaskStore::default(),
+        tasks: TaskStore::new(tasks::Retention {
+            max_bytes: cfg.limits.finished_tasks_max_bytes,
+            ttl: Duration::from_secs(cfg.limits.finished_tasks_ttl_seconds.max(1)),
+        }),
         tools,
-        peers: Directory::new(peer_ttl),
-        gateways: Directory::new(peer_ttl),
+        peers: Directory::with_limits(peer_ttl, directory_limits),
+        gateways: Directory::with_limits(peer_ttl, directory_limits),
         delegations: Delegations::default(),
         tracker: TaskTracker::new(),
         trust,
@@ -207,7 +221,11 @@ pub async fn start(
         }
     });
     tracing::info!(agent = %name, namespace = %ns, "agent ready");
-    Ok(AgentHandle { name, join })
+    Ok(AgentHandle {
+        name,
+        join,
+        tasks: inner.tasks.clone(),
+    })
 }
 
 /// Builds the agent's MCP tools. The redirect URI is checked here, at
@@ -292,14 +310,18 @@ async fn drain(inner: &Arc<AgentInner>) {
 /// How often tasks waiting for authorization are checked for expiry.
 const WAIT_SWEEP: Duration = Duration::from_secs(15);
 
-/// Ends tasks whose user never completed the authorization they wait for.
+/// Ends tasks whose user never completed the authorization they wait for,
+/// and forgets finished tasks past their retention.
 async fn sweep_waiting(inner: Arc<AgentInner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(WAIT_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tick.tick() => pause::expire_waiting(&inner).await,
+            _ = tick.tick() => {
+                pause::expire_waiting(&inner).await;
+                inner.tasks.purge(std::time::Instant::now());
+            }
         }
     }
 }
@@ -331,15 +353,12 @@ fn route(inner: &Arc<AgentInner>, msg: Message) {
         // status updates are informational only.
         tracing::trace!(topic = %msg.topic, "sub-task status");
     } else if msg.topic == inner.agent_discovery {
-        if let Ok(card) = serde_json::from_slice::<crate::a2a::AgentCard>(&msg.payload) {
-            inner.peers.observe(card);
-        }
+        // Refused cards (too large, too many names) are logged there.
+        let _ = inner.peers.observe_payload(&msg.payload);
     } else if msg.topic == inner.gateway_discovery {
         // A gateway we have not seen yet gets our card at once instead of
         // after up to one publishing interval.
-        if let Ok(card) = serde_json::from_slice::<crate::a2a::AgentCard>(&msg.payload)
-            && inner.gateways.observe(card)
-        {
+        if let Ok(true) = inner.gateways.observe_payload(&msg.payload) {
             inner.greet.notify_one();
         }
     } else {

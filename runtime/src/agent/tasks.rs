@@ -2,19 +2,22 @@
 //!
 //! A `TaskStore` is shared by every request handler of one agent app
 //! (cloning is shallow). It uses a std `Mutex`: every critical section is a
-//! few map operations and never spans an `.await`. Finished tasks are kept
-//! for `tasks/get` up to a bound, oldest evicted first, so a long-running
-//! agent's memory stays flat.
+//! few map operations and never spans an `.await`.
+//!
+//! Finished tasks stay answerable by `tasks/get` within a [`Retention`]:
+//! a byte budget (their approximate JSON size: one 5 MB echo keeps 10 MB,
+//! its input and its answer), a TTL and a count, oldest forgotten first.
+//! Counting tasks alone let 100 echoes of 5 MB keep 2 GB.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::a2a::{Task, TaskState, TaskStatus};
 
-/// How many finished tasks stay answerable by `tasks/get`.
+/// How many finished tasks stay answerable by `tasks/get`, however small.
 const FINISHED_KEPT: usize = 10_000;
 
 struct Entry {
@@ -28,15 +31,43 @@ struct Entry {
     waiting: Option<(Instant, super::reasoning::state::TaskRoute)>,
 }
 
+/// A finished task in the order tasks finished.
+struct Finished {
+    id: String,
+    at: Instant,
+    bytes: usize,
+}
+
 #[derive(Default)]
 struct Inner {
     tasks: HashMap<String, Entry>,
-    finished: VecDeque<String>,
+    finished: VecDeque<Finished>,
+    /// Sum of `finished[..].bytes`.
+    finished_bytes: usize,
+}
+
+/// How much of its finished work an agent remembers (`limits:` of its
+/// config).
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub max_bytes: usize,
+    pub ttl: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        let d = crate::config::AgentLimits::default();
+        Retention {
+            max_bytes: d.finished_tasks_max_bytes,
+            ttl: Duration::from_secs(d.finished_tasks_ttl_seconds),
+        }
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct TaskStore {
     inner: Arc<Mutex<Inner>>,
+    retention: Retention,
 }
 
 /// Why a task could not be started or canceled.
@@ -48,6 +79,50 @@ pub enum TaskStoreError {
 }
 
 impl TaskStore {
+    pub fn new(retention: Retention) -> Self {
+        TaskStore {
+            inner: Arc::default(),
+            retention,
+        }
+    }
+
+    /// Approximate JSON size of the finished tasks kept.
+    pub fn retained_bytes(&self) -> usize {
+        self.lock().finished_bytes
+    }
+
+    /// Forgets finished tasks older than the retention's TTL (the agent's
+    /// sweeper calls it, so an idle agent lets go too).
+    pub fn purge(&self, now: Instant) {
+        let mut inner = self.lock();
+        self.evict(&mut inner, now);
+    }
+
+    /// Forgets finished tasks, oldest first, until they fit the retention.
+    fn evict(&self, inner: &mut Inner, now: Instant) {
+        while let Some(oldest) = inner.finished.front() {
+            let over = inner.finished_bytes > self.retention.max_bytes
+                || inner.finished.len() > FINISHED_KEPT
+                || now.saturating_duration_since(oldest.at) > self.retention.ttl;
+            if !over {
+                break;
+            }
+            let Some(old) = inner.finished.pop_front() else {
+                break;
+            };
+            inner.finished_bytes -= old.bytes;
+            // Only the finished entry: a task resumed under the same id
+            // after it was forgotten is a new entry.
+            if inner
+                .tasks
+                .get(&old.id)
+                .is_some_and(|e| e.task.status.state.is_terminal())
+            {
+                inner.tasks.remove(&old.id);
+            }
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding this lock cannot leave the maps half-updated
         // in a way that matters more than losing the agent, so recover.
@@ -112,11 +187,18 @@ impl TaskStore {
         entry.task.status = status;
         let task = entry.task.clone();
         if terminal {
-            inner.finished.push_back(id.to_string());
-            while inner.finished.len() > FINISHED_KEPT {
-                if let Some(old) = inner.finished.pop_front() {
-                    inner.tasks.remove(&old);
-                }
+            let bytes = json_size(&task);
+            if bytes > self.retention.max_bytes {
+                // Keeping it would push out everything else and then itself.
+                inner.tasks.remove(id);
+            } else {
+                inner.finished.push_back(Finished {
+                    id: id.to_string(),
+                    at: Instant::now(),
+                    bytes,
+                });
+                inner.finished_bytes += bytes;
+                self.evict(&mut inner, Instant::now());
             }
         }
         Some(task)
@@ -157,9 +239,13 @@ impl TaskStore {
         out
     }
 
-    /// Appends an artifact to the stored task.
+    /// Appends an artifact to the stored task, unless it already ended
+    /// (a task canceled meanwhile keeps what it had, and its retained size
+    /// stays what was counted).
     pub fn add_artifact(&self, id: &str, artifact: crate::a2a::Artifact) {
-        if let Some(entry) = self.lock().tasks.get_mut(id) {
+        if let Some(entry) = self.lock().tasks.get_mut(id)
+            && !entry.task.status.state.is_terminal()
+        {
             entry.task.artifacts.push(artifact);
         }
     }
@@ -207,6 +293,23 @@ impl TaskStore {
     }
 }
 
+/// Bytes of `task` as JSON, counted without building the JSON.
+fn json_size(task: &Task) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, task);
+    count.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +341,74 @@ mod tests {
             TaskStoreError::NotCancelable(TaskState::Canceled)
         );
         assert_eq!(store.running(), 0);
+    }
+
+    fn store(max_bytes: usize, ttl_secs: u64) -> TaskStore {
+        TaskStore::new(Retention {
+            max_bytes,
+            ttl: std::time::Duration::from_secs(ttl_secs),
+        })
+    }
+
+    /// Runs a task to completion with an artifact of `size` bytes of text.
+    fn finish_with(store: &TaskStore, id: &str, size: usize) {
+        store
+            .insert(Task::new(id, "c", TaskState::Working), "u")
+            .unwrap();
+        store.add_artifact(
+            id,
+            crate::a2a::Artifact {
+                artifact_id: format!("{id}-a"),
+                name: None,
+                description: None,
+                parts: vec![crate::a2a::Part::text("x".repeat(size))],
+                metadata: None,
+            },
+        );
+        store.set_status(id, TaskStatus::new(TaskState::Completed, None));
+    }
+
+    #[test]
+    fn finished_tasks_stay_under_the_byte_budget_oldest_out_first() {
+        let store = store(10_000, 3600);
+        for i in 0..10 {
+            finish_with(&store, &format!("t{i}"), 3000);
+        }
+        let kept = store.retained_bytes();
+        assert!(kept <= 10_000, "{kept} bytes kept");
+        assert!(kept > 6000, "the newest fit: {kept} bytes kept");
+        assert!(store.get("t0", "u").is_none());
+        assert!(store.get("t9", "u").is_some());
+        assert!(store.get("t8", "u").is_some());
+    }
+
+    #[test]
+    fn a_task_larger_than_the_budget_is_not_kept_and_running_ones_are_untouched() {
+        let store = store(10_000, 3600);
+        store
+            .insert(Task::new("running", "c", TaskState::Working), "u")
+            .unwrap();
+        finish_with(&store, "small", 100);
+        finish_with(&store, "huge", 50_000);
+        assert!(store.get("huge", "u").is_none());
+        assert!(store.get("small", "u").is_some());
+        assert!(store.get("running", "u").is_some());
+        assert!(store.retained_bytes() < 1000);
+    }
+
+    #[test]
+    fn finished_tasks_expire_after_the_ttl() {
+        let store = store(1_000_000, 60);
+        store
+            .insert(Task::new("running", "c", TaskState::Working), "u")
+            .unwrap();
+        finish_with(&store, "done", 10);
+        store.purge(Instant::now() + std::time::Duration::from_secs(30));
+        assert!(store.get("done", "u").is_some());
+        store.purge(Instant::now() + std::time::Duration::from_secs(61));
+        assert!(store.get("done", "u").is_none());
+        assert!(store.get("running", "u").is_some());
+        assert_eq!(store.retained_bytes(), 0);
     }
 
     #[test]

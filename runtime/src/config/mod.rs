@@ -8,6 +8,7 @@
 mod de;
 mod de_error;
 mod error;
+pub mod limits;
 pub mod llm;
 mod loader;
 pub mod model;
@@ -17,6 +18,7 @@ mod validate;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, Pos};
+pub use limits::{AgentLimits, GatewayLimits};
 pub use llm::{ModelApi, ModelConfig, ResolvedModel};
 pub use loader::{load_files, load_files_with_env, load_str, load_str_with_env};
 pub use model::*;

@@ -360,6 +360,9 @@ pub struct AgentConfig {
     pub max_llm_calls_per_task: u32,
     #[serde(default)]
     pub artifact_service: Option<serde_json::Value>,
+    /// Retained tasks and peer cards (see `limits.rs`).
+    #[serde(default)]
+    pub limits: super::limits::AgentLimits,
 }
 
 fn default_max_message_size() -> usize {
@@ -511,6 +514,9 @@ pub struct GatewayConfig {
     pub request_timeout_seconds: u64,
     #[serde(default)]
     pub trust_manager: TrustManagerConfig,
+    /// Connection, stream, task and card limits (see `limits.rs`).
+    #[serde(default)]
+    pub limits: super::limits::GatewayLimits,
 }
 
 fn default_host() -> String {

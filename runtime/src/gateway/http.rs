@@ -13,11 +13,10 @@ use axum::{Json, Router};
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::auth::User;
-use super::pending::{Event, PendingGuard};
-use super::{GatewayInner, auth_routes, page, tool_callback};
+use super::pending::{Event, EventRx, PendingGuard};
+use super::{GatewayInner, auth_routes, body, page, tool_callback};
 use crate::a2a::jsonrpc::{self, Request, RpcError};
 use crate::a2a::{
     Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods,
@@ -28,6 +27,10 @@ use crate::topics;
 
 pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
     let limit = inner.cfg.max_message_size_bytes;
+    let body_rules = body::BodyRules {
+        idle_timeout: Duration::from_secs(inner.cfg.limits.idle_timeout_seconds.max(1)),
+        max_bytes: limit,
+    };
     Router::new()
         .route("/", get(page::index))
         .route("/healthz", get(healthz))
@@ -40,6 +43,10 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
         .route("/api/v1/auth/me", get(auth_routes::me))
         .route("/api/v1/auth/tool/callback", get(tool_callback::callback))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_rules,
+            body::timely_body,
+        ))
         .with_state(inner)
 }
 
@@ -197,7 +204,7 @@ impl SendBody {
 struct Sent {
     task_id: String,
     agent: String,
-    rx: UnboundedReceiver<Event>,
+    rx: EventRx,
     /// Unregisters the reply channel when the request is done or abandoned.
     _guard: PendingGuard,
 }
@@ -250,7 +257,9 @@ async fn send(
     if let Some(token) = token {
         user_props.push(props::AUTH_TOKEN, token);
     }
-    let rx = inner.pending.register(&id, agent);
+    let rx = inner
+        .pending
+        .register(&id, agent, inner.cfg.limits.stream_queue_bytes);
     let guard = PendingGuard {
         inner: inner.clone(),
         id: id.clone(),
@@ -303,7 +312,12 @@ async fn start_task(
         ));
     }
     let task_id = format!("task-{}", uuid::Uuid::new_v4().simple());
-    inner.tasks.insert(&task_id, &agent, &user.id);
+    inner.tasks.start(&task_id, &agent, &user.id).map_err(|e| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{e}: wait for one to end, or cancel one"),
+        )
+    })?;
     let params = MessageSendParams {
         message,
         configuration: None,
@@ -356,10 +370,18 @@ async fn message_stream(
     AuthUser(user): AuthUser,
     Json(body): Json<SendBody>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, axum::Error>>>, ApiError> {
+    // Held by the stream's state: given back when the body is dropped.
+    let slot = inner.streams.acquire(&user.id).map_err(|e| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{e}: close one before opening another"),
+        )
+    })?;
     let sent = start_task(&inner, &user, body, methods::STREAM).await?;
     let deadline = tokio::time::Instant::now() + timeout(&inner);
     let first = json!({ "taskId": sent.task_id, "agent": sent.agent });
     struct St {
+        _slot: super::quota::Slot,
         sent: Sent,
         first: Option<Value>,
         done: bool,
@@ -367,6 +389,7 @@ async fn message_stream(
         limit: Duration,
     }
     let st = St {
+        _slot: slot,
         sent,
         first: Some(first),
         done: false,
@@ -452,9 +475,17 @@ async fn get_task(
     match ask_agent(&inner, &user, &rec.agent, methods::GET, params).await? {
         Some(Event::Final(r)) => Ok(Json(serde_json::to_value(r).unwrap_or(Value::Null))),
         Some(Event::Error(e)) => Err(ApiError::from_rpc(e)),
-        // The agent is gone or slow: the last state we saw is still useful.
-        _ => match rec.last {
-            Some(task) => Ok(Json(serde_json::to_value(task).unwrap_or(Value::Null))),
+        // The agent is gone or slow (or forgot the task): the last state the
+        // gateway saw is still useful. The gateway keeps no task content.
+        _ => match rec.state {
+            Some(state) => {
+                let mut task = crate::a2a::Task::new(&id, "", state);
+                task.metadata = Some(serde_json::Map::from_iter([(
+                    "amesh_note".to_string(),
+                    json!("the agent did not answer; this is the last state the gateway saw"),
+                )]));
+                Ok(Json(serde_json::to_value(task).unwrap_or(Value::Null)))
+            }
             None => Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("agent {} did not answer about task {id}", rec.agent),

@@ -7,12 +7,18 @@
 
 pub mod auth;
 mod auth_routes;
+mod body;
 mod http;
 mod links;
 mod page;
 mod pending;
+mod quota;
+mod serve;
+mod task_index;
 mod tokens;
 pub mod tool_callback;
+
+pub use serve::ConnectionStats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +35,8 @@ use crate::discovery::Directory;
 use crate::topics;
 
 use auth::{Authenticator, DevAuthenticator, SessionCodec, TokenAuthenticator, User};
-use pending::{Pending, TaskIndex};
+use pending::Pending;
+use task_index::{IndexLimits, TaskIndex};
 
 /// Shared state of one gateway; handlers hold it through an `Arc`.
 pub(crate) struct GatewayInner {
@@ -42,6 +49,10 @@ pub(crate) struct GatewayInner {
     pub(crate) agents: Directory,
     pub(crate) pending: Pending,
     pub(crate) tasks: TaskIndex,
+    /// Open `message:stream` streams per user.
+    pub(crate) streams: quota::UserSlots,
+    /// Open HTTP connections and their limits.
+    conns: Arc<serve::Connections>,
     pub(crate) trust: Arc<crate::trust_manager::TrustManager>,
     pub(crate) tokens: tokens::TokenCache,
 }
@@ -51,6 +62,22 @@ pub struct GatewayHandle {
     id: String,
     addr: SocketAddr,
     join: JoinHandle<()>,
+    inner: Arc<GatewayInner>,
+}
+
+/// What a running gateway holds, for operators and tests: how much of
+/// each bounded structure is in use.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayStats {
+    pub connections: ConnectionStats,
+    /// Open `message:stream` streams, all users together.
+    pub open_streams: usize,
+    /// Tasks in the ownership index (id, user, agent, state).
+    pub tasks_indexed: usize,
+    /// Approximate bytes of the ownership index.
+    pub task_index_bytes: usize,
+    /// Agents listed by `GET /api/v1/agents`.
+    pub agents_listed: usize,
 }
 
 impl GatewayHandle {
@@ -61,6 +88,17 @@ impl GatewayHandle {
     /// The address the HTTP server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The gateway's bounded structures, as they are now.
+    pub fn stats(&self) -> GatewayStats {
+        GatewayStats {
+            connections: self.inner.conns.stats(),
+            open_streams: self.inner.streams.total(),
+            tasks_indexed: self.inner.tasks.len(),
+            task_index_bytes: self.inner.tasks.approx_bytes(),
+            agents_listed: self.inner.agents.list().len(),
+        }
     }
 
     pub async fn wait(self) {
@@ -118,9 +156,27 @@ pub async fn start(
     let inner = Arc::new(GatewayInner {
         auth: authenticator(&cfg, &sessions)?,
         sessions,
-        agents: Directory::new(Duration::from_secs(cfg.agent_card_ttl_seconds.max(1))),
+        agents: Directory::with_limits(
+            Duration::from_secs(cfg.agent_card_ttl_seconds.max(1)),
+            crate::discovery::DirectoryLimits {
+                max_card_bytes: cfg.limits.max_agent_card_bytes,
+                max_entries: cfg.limits.max_agents,
+            },
+        ),
         pending: Pending::default(),
-        tasks: TaskIndex::default(),
+        tasks: TaskIndex::new(IndexLimits {
+            max_tasks: cfg.limits.task_index_max_tasks.max(1),
+            ttl: Duration::from_secs(cfg.limits.task_index_ttl_seconds.max(1)),
+            running_per_user: cfg.limits.max_running_tasks_per_user.max(1),
+            running_window: Duration::from_secs(cfg.request_timeout_seconds.max(1)),
+        }),
+        streams: quota::UserSlots::new(cfg.limits.max_streams_per_user),
+        conns: serve::Connections::new(serve::ConnLimits {
+            header_read_timeout: Duration::from_secs(cfg.limits.header_read_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(cfg.limits.idle_timeout_seconds.max(1)),
+            max_total: cfg.limits.max_connections,
+            max_per_ip: cfg.limits.max_connections_per_ip,
+        }),
         trust,
         tokens: tokens::TokenCache::default(),
         id: id.clone(),
@@ -157,8 +213,7 @@ pub async fn start(
                 inner.cfg.port
             )
         })?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
+    let listener = serve::listen(addr)
         .map_err(|e| anyhow::anyhow!("gateway {id}: cannot listen on {addr}: {e}"))?;
     let addr = listener.local_addr()?;
 
@@ -179,11 +234,12 @@ pub async fn start(
 
     let router = http::router(inner.clone());
     let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_shutdown.cancelled_owned())
-            .await
-    });
+    let server = tokio::spawn(serve::serve(
+        listener,
+        router,
+        inner.conns.clone(),
+        server_shutdown,
+    ));
 
     let join = tokio::spawn({
         let inner = inner.clone();
@@ -193,10 +249,7 @@ pub async fn start(
             // within their own grace period, so bound the wait beyond it.
             let limit = crate::agent::SHUTDOWN_GRACE + Duration::from_secs(5);
             match tokio::time::timeout(limit, server).await {
-                Ok(Ok(Ok(()))) => {}
-                Ok(Ok(Err(e))) => {
-                    tracing::error!(gateway = %inner.id, error = %e, "HTTP server error")
-                }
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(gateway = %inner.id, error = %e, "HTTP server task failed")
                 }
@@ -217,7 +270,12 @@ pub async fn start(
         }
     });
     tracing::info!(gateway = %id, %addr, namespace = %ns, "gateway listening");
-    Ok(GatewayHandle { id, addr, join })
+    Ok(GatewayHandle {
+        id,
+        addr,
+        join,
+        inner,
+    })
 }
 
 /// The gateway card published on the gateway discovery topic.

@@ -2,11 +2,18 @@
 //!
 //! Every request the gateway sends gets an id that is also the last level
 //! of its reply topics; `Pending` maps that id to the channel of the waiting
-//! handler. `TaskIndex` remembers which user and agent each task belongs to,
-//! so `GET /api/v1/tasks/{id}` and cancel can check ownership and know where
-//! to ask, without trusting the client.
+//! handler. `TaskIndex` (in `task_index.rs`) remembers which user and agent
+//! each task belongs to, so `GET /api/v1/tasks/{id}` and cancel can check
+//! ownership and know where to ask, without trusting the client.
+//!
+//! The pump never waits for a handler: answers queue up per request. A
+//! queue may hold only so many bytes while its reader (an SSE client that
+//! reads slowly, or not at all) falls behind; past that the request's
+//! registration is dropped and its reader gets one error instead of the
+//! rest, so a slow consumer costs a bounded amount of memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -15,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{GatewayInner, links};
+use crate::a2a::StreamResult;
 use crate::a2a::jsonrpc::{Response, RpcError};
-use crate::a2a::{AgentCard, StreamResult, Task};
 use crate::broker::{Incoming, Message};
 use crate::topics;
 
@@ -31,10 +38,54 @@ pub enum Event {
     Error(RpcError),
 }
 
+/// Bytes an answer counts for at least (its parsed form and queue slot),
+/// so many tiny answers are bounded too.
+const MIN_EVENT_BYTES: usize = 256;
+
 /// A handler waiting for answers, and the agent its request went to.
 struct Waiter {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: mpsc::UnboundedSender<(Event, usize)>,
     agent: String,
+    queue: Arc<Queue>,
+}
+
+/// What one request's queue holds, shared by the pump and the reader.
+struct Queue {
+    budget: usize,
+    /// Bytes sent and not yet taken by the reader.
+    bytes: AtomicUsize,
+    /// Set when the reader fell more than `budget` behind.
+    overflowed: AtomicBool,
+}
+
+/// The receiving end of one request's answers.
+pub(crate) struct EventRx {
+    rx: mpsc::UnboundedReceiver<(Event, usize)>,
+    queue: Arc<Queue>,
+}
+
+impl EventRx {
+    /// The next answer; `None` once the request is over. After the reader
+    /// fell too far behind: one error, then `None`.
+    pub(crate) async fn recv(&mut self) -> Option<Event> {
+        if self.queue.overflowed.swap(false, Ordering::AcqRel) {
+            self.rx.close();
+            while self.rx.try_recv().is_ok() {}
+            self.queue.bytes.store(0, Ordering::Release);
+            return Some(Event::Error(RpcError::new(
+                crate::a2a::jsonrpc::INTERNAL_ERROR,
+                format!(
+                    "the stream was closed because the client read too slowly: more than {} \
+                     bytes of the agent's answers were waiting (the task goes on; \
+                     GET /api/v1/tasks/{{id}} tells how it ends)",
+                    self.queue.budget
+                ),
+            )));
+        }
+        let (event, bytes) = self.rx.recv().await?;
+        self.queue.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        Some(event)
+    }
 }
 
 #[derive(Default)]
@@ -47,11 +98,27 @@ impl Pending {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn register(&self, id: &str, agent: &str) -> mpsc::UnboundedReceiver<Event> {
+    /// Registers a request; at most `budget` bytes of its answers may wait
+    /// for the handler to take them.
+    pub(crate) fn register(&self, id: &str, agent: &str, budget: usize) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
-        let agent = agent.to_string();
-        self.lock().insert(id.to_string(), Waiter { tx, agent });
-        rx
+        let queue = Arc::new(Queue {
+            budget,
+            bytes: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+        });
+        let waiter = Waiter {
+            tx,
+            agent: agent.to_string(),
+            queue: queue.clone(),
+        };
+        self.lock().insert(id.to_string(), waiter);
+        EventRx { rx, queue }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
     }
 
     /// The agent request `id` went to, while someone waits for it.
@@ -63,15 +130,32 @@ impl Pending {
         self.lock().remove(id);
     }
 
-    fn deliver(&self, id: &str, event: Event, last: bool) {
+    /// Queues `event` (`bytes` long on the wire) for the request `id`.
+    fn deliver(&self, id: &str, event: Event, last: bool, bytes: usize) {
         let mut waiting = self.lock();
-        let sent = match waiting.get(id) {
-            Some(waiter) => waiter.tx.send(event).is_ok(),
-            None => {
-                tracing::debug!(id, "answer for a request nobody waits for");
-                return;
-            }
+        let Some(waiter) = waiting.get(id) else {
+            tracing::debug!(id, "answer for a request nobody waits for");
+            return;
         };
+        let bytes = bytes.max(MIN_EVENT_BYTES);
+        let queue = &waiter.queue;
+        let queued = queue.bytes.load(Ordering::Acquire);
+        // An answer always fits a queue the reader has emptied, however big.
+        if queued > 0 && queued + bytes > queue.budget {
+            tracing::info!(
+                id,
+                agent = %waiter.agent,
+                queued,
+                budget = queue.budget,
+                "client reads too slowly; closing its stream"
+            );
+            queue.overflowed.store(true, Ordering::Release);
+            // Dropping the sender wakes a reader that waits.
+            waiting.remove(id);
+            return;
+        }
+        queue.bytes.fetch_add(bytes, Ordering::AcqRel);
+        let sent = waiter.tx.send((event, bytes)).is_ok();
         if last || !sent {
             waiting.remove(id);
         }
@@ -88,61 +172,6 @@ pub(crate) struct PendingGuard {
 impl Drop for PendingGuard {
     fn drop(&mut self) {
         self.inner.pending.remove(&self.id);
-    }
-}
-
-/// How many tasks the gateway remembers for ownership checks.
-const TASKS_KEPT: usize = 100_000;
-
-#[derive(Clone, Debug)]
-pub(crate) struct TaskRecord {
-    pub agent: String,
-    pub user_id: String,
-    pub last: Option<Task>,
-}
-
-#[derive(Default)]
-pub(crate) struct TaskIndex {
-    inner: Mutex<(HashMap<String, TaskRecord>, VecDeque<String>)>,
-}
-
-impl TaskIndex {
-    fn lock(&self) -> MutexGuard<'_, (HashMap<String, TaskRecord>, VecDeque<String>)> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn insert(&self, task_id: &str, agent: &str, user_id: &str) {
-        let mut guard = self.lock();
-        let (map, order) = &mut *guard;
-        map.insert(
-            task_id.to_string(),
-            TaskRecord {
-                agent: agent.to_string(),
-                user_id: user_id.to_string(),
-                last: None,
-            },
-        );
-        order.push_back(task_id.to_string());
-        while order.len() > TASKS_KEPT {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
-            }
-        }
-    }
-
-    pub(crate) fn update(&self, task: &Task) {
-        if let Some(rec) = self.lock().0.get_mut(&task.id) {
-            rec.last = Some(task.clone());
-        }
-    }
-
-    /// The record, only if it belongs to `user_id`.
-    pub(crate) fn get(&self, task_id: &str, user_id: &str) -> Option<TaskRecord> {
-        self.lock()
-            .0
-            .get(task_id)
-            .filter(|r| r.user_id == user_id)
-            .cloned()
     }
 }
 
@@ -171,12 +200,8 @@ pub(crate) async fn pump(
         } else if let Some(id) = msg.topic.strip_prefix(&status_prefix) {
             on_answer(&inner, id, &msg.payload, false);
         } else if msg.topic == discovery {
-            match serde_json::from_slice::<AgentCard>(&msg.payload) {
-                Ok(card) => {
-                    inner.agents.observe(card);
-                }
-                Err(e) => tracing::debug!(error = %e, "unreadable agent card ignored"),
-            }
+            // Refused cards (too large, too many names) are logged there.
+            let _ = inner.agents.observe_payload(&msg.payload);
         } else {
             tracing::debug!(topic = %msg.topic, "message on unexpected topic ignored");
         }
@@ -195,6 +220,7 @@ fn on_answer(inner: &GatewayInner, id: &str, payload: &Bytes, on_response_topic:
                     format!("agent sent a malformed answer: {e}"),
                 )),
                 on_response_topic,
+                payload.len(),
             );
             return;
         }
@@ -214,8 +240,10 @@ fn on_answer(inner: &GatewayInner, id: &str, payload: &Bytes, on_response_topic:
                         "refused an authorization link from the agent; the user gets an error text instead"
                     );
                 }
-                if let StreamResult::Task(t) = &r {
-                    inner.tasks.update(t);
+                match &r {
+                    StreamResult::Task(t) => inner.tasks.update(t),
+                    StreamResult::Status(s) => inner.tasks.set_state(&s.task_id, s.status.state),
+                    _ => {}
                 }
                 if on_response_topic {
                     Event::Final(r)
@@ -234,5 +262,52 @@ fn on_answer(inner: &GatewayInner, id: &str, payload: &Bytes, on_response_topic:
             "",
         ))),
     };
-    inner.pending.deliver(id, event, on_response_topic);
+    inner
+        .pending
+        .deliver(id, event, on_response_topic, payload.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::{Message, Part};
+
+    fn update() -> Event {
+        Event::Update(StreamResult::Message(Message::agent(
+            vec![Part::text("x")],
+            "t",
+            "c",
+        )))
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_gets_an_error_and_nothing_more_is_kept() {
+        let pending = Pending::default();
+        let mut rx = pending.register("t", "echo", 1000);
+        for _ in 0..10 {
+            pending.deliver("t", update(), false, 600);
+        }
+        // The registration is gone: later answers are dropped at once.
+        assert_eq!(pending.len(), 0);
+        match rx.recv().await {
+            Some(Event::Error(e)) => assert!(e.message.contains("too slowly"), "{}", e.message),
+            other => panic!("expected an error event, got {other:?}"),
+        }
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_keeps_up_gets_everything_even_one_big_answer() {
+        let pending = Pending::default();
+        let mut rx = pending.register("t", "echo", 1000);
+        for _ in 0..5 {
+            pending.deliver("t", update(), false, 600);
+            assert!(matches!(rx.recv().await, Some(Event::Update(_))));
+        }
+        // An answer bigger than the budget still goes through to a reader
+        // that has nothing waiting.
+        pending.deliver("t", update(), true, 5000);
+        assert!(matches!(rx.recv().await, Some(Event::Update(_))));
+        assert!(rx.recv().await.is_none());
+    }
 }

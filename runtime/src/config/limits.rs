@@ -1,0 +1,90 @@
+//! `limits:` blocks: how much of the machine one client, one user or one
+//! message may take. Every figure has a default that suits one gateway or
+//! agent process on a small server; operators raise or lower them here
+//! instead of learning about them from an outage.
+
+use serde::Deserialize;
+
+/// `app_config.limits` of a gateway app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayLimits {
+    /// A request's line and headers must arrive within this; it is also how
+    /// long a keep-alive connection may wait for its next request.
+    pub header_read_timeout_seconds: u64,
+    /// A client that neither reads what the gateway sends nor sends the
+    /// request body it announced for this long is disconnected.
+    pub idle_timeout_seconds: u64,
+    /// Open HTTP connections, all clients together. At the cap the oldest
+    /// connection that has not yet sent a request is closed to make room;
+    /// when every connection is busy, the new one gets a 503 and is closed.
+    pub max_connections: usize,
+    /// Open HTTP connections from one IP address (0: no per-address cap,
+    /// e.g. behind a reverse proxy where every client has its address).
+    pub max_connections_per_ip: usize,
+    /// Open `message:stream` streams of one user; more get a 429.
+    pub max_streams_per_user: usize,
+    /// Tasks of one user that have not ended; more get a 429. A task stops
+    /// counting once it ends or after `request_timeout_seconds`.
+    pub max_running_tasks_per_user: usize,
+    /// Bytes of agent messages one stream may hold for a client that reads
+    /// too slowly; beyond it the stream ends with an `error` event.
+    pub stream_queue_bytes: usize,
+    /// Tasks the gateway remembers (id, user, agent, state) for ownership
+    /// checks of `GET /api/v1/tasks/{id}` and cancel; oldest forgotten first.
+    pub task_index_max_tasks: usize,
+    /// ... and for at most this long.
+    pub task_index_ttl_seconds: u64,
+    /// Agent cards larger than this are ignored (with a warning).
+    pub max_agent_card_bytes: usize,
+    /// Agents the gateway lists; cards of further names are ignored.
+    pub max_agents: usize,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 8192,
+            max_connections_per_ip: 256,
+            max_streams_per_user: 16,
+            max_running_tasks_per_user: 32,
+            stream_queue_bytes: 32 * 1024 * 1024,
+            task_index_max_tasks: 20_000,
+            task_index_ttl_seconds: 3600,
+            max_agent_card_bytes: DEFAULT_MAX_CARD_BYTES,
+            max_agents: DEFAULT_MAX_AGENTS,
+        }
+    }
+}
+
+/// `app_config.limits` of an agent app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentLimits {
+    /// Finished tasks kept for `tasks/get`, by their approximate JSON size;
+    /// oldest forgotten first.
+    pub finished_tasks_max_bytes: usize,
+    /// ... and for at most this long.
+    pub finished_tasks_ttl_seconds: u64,
+    /// Agent and gateway cards larger than this are ignored (with a warning).
+    pub max_agent_card_bytes: usize,
+    /// Peers (agents, gateways) the agent knows; cards of further names are
+    /// ignored.
+    pub max_agents: usize,
+}
+
+impl Default for AgentLimits {
+    fn default() -> Self {
+        Self {
+            finished_tasks_max_bytes: 64 * 1024 * 1024,
+            finished_tasks_ttl_seconds: 3600,
+            max_agent_card_bytes: DEFAULT_MAX_CARD_BYTES,
+            max_agents: DEFAULT_MAX_AGENTS,
+        }
+    }
+}
+
+const DEFAULT_MAX_CARD_BYTES: usize = 64 * 1024;
+const DEFAULT_MAX_AGENTS: usize = 1000;
