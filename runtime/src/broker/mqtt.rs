@@ -63,6 +63,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A connection that lived this long resets the reconnect backoff.
 pub const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time on top of [`CONNECT_TIMEOUT`] before amesh gives up on a connect
+/// that paho never completes.
+const CONNECT_GRACE: Duration = Duration::from_secs(5);
 const RESUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 const DISCONNECT_FLUSH: Duration = Duration::from_secs(2);
 /// Pause after paho reports "disconnected" before our lost callback ran.
@@ -173,10 +176,25 @@ impl MqttClient {
         });
 
         let opts = connect_options(cfg, tls, url)?;
-        let rsp = cli.connect(opts).await.map_err(|e| BrokerError::Connect {
-            url: url.to_string(),
-            reason: describe_connect(&e, tls),
-        })?;
+        // Paho's own connect timeout does not always fire: under load a
+        // failed TLS handshake has been seen to leave the future pending
+        // forever. Bound it here so a start never hangs.
+        let rsp =
+            match tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, cli.connect(opts)).await {
+                Ok(r) => r.map_err(|e| BrokerError::Connect {
+                    url: url.to_string(),
+                    reason: describe_connect(&e, tls),
+                })?,
+                Err(_) => {
+                    return Err(BrokerError::Connect {
+                        url: url.to_string(),
+                        reason: format!(
+                            "no answer to the connection attempt within {} s",
+                            (CONNECT_TIMEOUT + CONNECT_GRACE).as_secs()
+                        ),
+                    });
+                }
+            };
         let session_present = rsp.connect_response().is_some_and(|c| c.session_present);
         state.connected.send_replace(true);
         tracing::info!(
@@ -458,7 +476,9 @@ async fn reconnect_loop(
                 break;
             }
             let attempt = tokio::select! {
-                r = cli.reconnect() => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, cli.reconnect()) => {
+                    r.unwrap_or_else(|_| Err(paho::Error::General("reconnect attempt timed out")))
+                }
                 _ = shutdown.wait_for(|s| *s) => return,
             };
             match attempt {
