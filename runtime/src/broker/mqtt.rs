@@ -39,8 +39,8 @@ use tokio::time::Instant;
 
 use self::inbox::Inbox;
 use self::wire::{
-    MQTTASYNC_DISCONNECTED, build_message, connect_options, convert, default_client_id, describe,
-    describe_connect, describe_reason, is_retryable, paho_uri, publish_error,
+    MQTTASYNC_DISCONNECTED, build_message, connect_options, convert, describe, describe_connect,
+    describe_reason, is_retryable, paho_uri, publish_error,
 };
 use super::filter;
 use super::{BrokerError, ConnectionEvent, Incoming, PublishError, UserProperties};
@@ -132,10 +132,7 @@ impl MqttClient {
             BrokerError::Config("`broker_url` is required unless `dev_mode: true`".into())
         })?;
         let (uri, tls) = paho_uri(url)?;
-        let client_id = match &cfg.client_id {
-            Some(id) => id.clone(),
-            None => default_client_id(cfg.broker_username.as_deref(), app),
-        };
+        let client_id = super::client_id(cfg, app);
         let create = paho::CreateOptionsBuilder::new()
             .server_uri(uri.as_str())
             .client_id(client_id.as_str())
@@ -173,10 +170,24 @@ impl MqttClient {
         });
 
         let opts = connect_options(cfg, tls, url)?;
-        let rsp = cli.connect(opts).await.map_err(|e| BrokerError::Connect {
-            url: url.to_string(),
-            reason: describe_connect(&e, tls),
-        })?;
+        let rsp = match cli.connect(opts).await {
+            Ok(rsp) => rsp,
+            Err(e) => {
+                // The refusal completes our future from inside paho's
+                // failure callback, which still holds paho's process-wide
+                // mutex and a clone of the client. Dropping ours first would
+                // make that clone the last one, destroyed inside the callback
+                // (MQTTAsync_destroy takes the same mutex): every paho client
+                // of the process deadlocks (paho.mqtt.rust#239). A refused
+                // CONNECT (bad password, foreign client id) is rare and ends
+                // the app, so leak this never-connected client instead.
+                std::mem::forget(cli);
+                return Err(BrokerError::Connect {
+                    url: url.to_string(),
+                    reason: describe_connect(&e, tls),
+                });
+            }
+        };
         let session_present = rsp.connect_response().is_some_and(|c| c.session_present);
         state.connected.send_replace(true);
         tracing::info!(
