@@ -81,10 +81,18 @@ enum AclCommand {
     /// skipped.
     ///
     /// Formats:
-    ///   mosquitto    password_file ($7$ hashes), acl_file, mosquitto.conf snippet
-    ///   solace-semp  semp-plan.json (SEMP v2 requests: per component an ACL
-    ///                profile with SMF topic exceptions and a client username)
-    ///                and APPLY.md (how to apply it with curl)
+    ///   mosquitto          dynamic-security.json (the dynamic-security plugin:
+    ///                      users bound to their client ids, roles checking
+    ///                      publishes and subscriptions, $share groups included)
+    ///                      and a mosquitto.conf snippet loading it; alias
+    ///                      mosquitto-dynsec
+    ///   mosquitto-aclfile  password_file ($7$ hashes), acl_file, mosquitto.conf
+    ///                      snippet; no plugin, but subscriptions and client ids
+    ///                      are not checked
+    ///   solace-semp        semp-plan.json (SEMP v2 requests: per component an ACL
+    ///                      profile with SMF topic and share-name exceptions, a
+    ///                      client username, and its MQTT session owned by it)
+    ///                      and APPLY.md (how to apply it with curl)
     #[command(verbatim_doc_comment)]
     Generate {
         /// Output format.

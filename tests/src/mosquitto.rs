@@ -1,4 +1,5 @@
-//! A private Mosquitto for one test: its own port, password file and ACL.
+//! A private Mosquitto for one test: its own port, password file and ACL
+//! (or dynamic-security plugin config).
 //!
 //! [`MosquittoBroker::start`] writes a temp dir with `mosquitto.conf`, a
 //! password file (hashed by `amesh_runtime::acl::passwd`, the same code
@@ -7,8 +8,12 @@
 //! is killed when the value is dropped. `stop` and `restart` (same port,
 //! same files, no persistence) let tests exercise reconnects.
 //!
+//! [`MosquittoBroker::start_from_generated`] runs what `amesh acl generate`
+//! wrote instead, the dynamic-security plugin included.
+//!
 //! The binary is `$MOSQUITTO_BIN`, else `mosquitto` on `PATH`, else
-//! `/usr/sbin/mosquitto` (Debian's package puts it there).
+//! `/usr/sbin/mosquitto` (Debian's package puts it there); the plugin
+//! `$MOSQUITTO_DYNSEC_PLUGIN`, else where the package puts it.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
@@ -16,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use amesh_runtime::acl::mosquitto_dynsec::DYNSEC_FILE;
 use amesh_runtime::acl::passwd;
 use amesh_runtime::config::BrokerConfig;
 use anyhow::{Context, bail};
@@ -25,6 +31,35 @@ const READY_TIMEOUT: Duration = Duration::from_secs(5);
 const READY_POLL: Duration = Duration::from_millis(10);
 /// Attempts with a fresh port if Mosquitto exits at start (port taken).
 const START_ATTEMPTS: usize = 3;
+
+/// How the broker authenticates and authorizes clients.
+enum Security {
+    /// `password_file` and `acl_file`.
+    Files { passwd: String, acl: String },
+    /// The dynamic-security plugin at `plugin` with this config.
+    Dynsec { config: String, plugin: PathBuf },
+}
+
+impl Security {
+    /// Writes the files into `dir`; returns the `mosquitto.conf` lines using them.
+    fn write(&self, dir: &Path) -> anyhow::Result<String> {
+        let d = dir.display();
+        Ok(match self {
+            Security::Files { passwd, acl } => {
+                write_private(&dir.join("passwd"), passwd)?;
+                write_private(&dir.join("acl"), acl)?;
+                format!("password_file {d}/passwd\nacl_file {d}/acl\n")
+            }
+            Security::Dynsec { config, plugin } => {
+                write_private(&dir.join(DYNSEC_FILE), config)?;
+                format!(
+                    "plugin {}\nplugin_opt_config_file {d}/{DYNSEC_FILE}\n",
+                    plugin.display()
+                )
+            }
+        })
+    }
+}
 
 /// A running Mosquitto owned by a test. Killed on drop.
 pub struct MosquittoBroker {
@@ -53,7 +88,13 @@ impl MosquittoBroker {
             let line = passwd::password_line(user, password)?;
             writeln!(passwd_file, "{line}")?;
         }
-        Self::launch(&passwd_file, acl, extra_conf)
+        Self::launch(
+            Security::Files {
+                passwd: passwd_file,
+                acl: acl.to_string(),
+            },
+            extra_conf,
+        )
     }
 
     /// Starts a broker on a password file and ACL file made elsewhere (by
@@ -66,24 +107,55 @@ impl MosquittoBroker {
         let read = |p: &Path| {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
         };
-        Self::launch(&read(password_file)?, &read(acl_file)?, "")
+        Self::launch(
+            Security::Files {
+                passwd: read(password_file)?,
+                acl: read(acl_file)?,
+            },
+            "",
+        )
+    }
+
+    /// Starts a broker on everything `amesh acl generate --format
+    /// mosquitto*` wrote into `dir`: `dynamic-security.json` (loaded into
+    /// the dynamic-security plugin) or `password_file` and `acl_file`, and
+    /// the broker-wide settings of its `mosquitto.conf` (size limits and the
+    /// like). Listener, file paths and logging stay the harness's own.
+    pub fn start_from_generated(dir: &Path) -> anyhow::Result<MosquittoBroker> {
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .with_context(|| format!("reading {}/{name}", dir.display()))
+        };
+        let conf = read("mosquitto.conf")?;
+        let extra = generated_settings(&conf);
+        let security = if dir.join(DYNSEC_FILE).is_file() {
+            Security::Dynsec {
+                config: read(DYNSEC_FILE)?,
+                plugin: find_dynsec_plugin(&conf)?,
+            }
+        } else {
+            Security::Files {
+                passwd: read("password_file")?,
+                acl: read("acl_file")?,
+            }
+        };
+        Self::launch(security, &extra)
     }
 
     /// Writes the files and starts Mosquitto on a free port.
-    fn launch(passwd_file: &str, acl: &str, extra_conf: &str) -> anyhow::Result<MosquittoBroker> {
+    fn launch(security: Security, extra_conf: &str) -> anyhow::Result<MosquittoBroker> {
         let bin = find_mosquitto()?;
         let dir = tempfile::Builder::new()
             .prefix("amesh-mosquitto-")
             .tempdir()?;
-        write_private(&dir.path().join("passwd"), passwd_file)?;
-        write_private(&dir.path().join("acl"), acl)?;
+        let security_conf = security.write(dir.path())?;
 
         let mut last_err = None;
         for _ in 0..START_ATTEMPTS {
             let port = free_port()?;
             write_private(
                 &dir.path().join("mosquitto.conf"),
-                &config(dir.path(), port, extra_conf),
+                &config(dir.path(), port, &security_conf, extra_conf),
             )?;
             match spawn(&bin, dir.path(), port) {
                 Ok(child) => {
@@ -198,19 +270,40 @@ fn spawn(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
     }
 }
 
+/// The settings of a generated `mosquitto.conf` that the harness does not
+/// set itself: everything but comments, the listener, the security files
+/// and plugin paths (the harness points those at its own copies).
+fn generated_settings(conf: &str) -> String {
+    const OWN: &[&str] = &[
+        "listener",
+        "per_listener_settings",
+        "allow_anonymous",
+        "password_file",
+        "acl_file",
+        "plugin",
+        "plugin_opt_config_file",
+        "set_tcp_nodelay",
+    ];
+    conf.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter(|l| !OWN.contains(&l.split_whitespace().next().unwrap_or("")))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 fn read_log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("mosquitto.log")).unwrap_or_default()
 }
 
-fn config(dir: &Path, port: u16, extra: &str) -> String {
+fn config(dir: &Path, port: u16, security: &str, extra: &str) -> String {
     let d = dir.display();
     format!(
         "# Written by amesh-tests for one test run.\n\
          per_listener_settings false\n\
          listener {port} 127.0.0.1\n\
          allow_anonymous false\n\
-         password_file {d}/passwd\n\
-         acl_file {d}/acl\n\
+         {security}\
          # Run as root so the 0600 files stay readable.\n\
          user root\n\
          persistence false\n\
@@ -242,6 +335,34 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 fn free_port() -> anyhow::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
+}
+
+/// The dynamic-security plugin: `$MOSQUITTO_DYNSEC_PLUGIN`, else the path
+/// the generated `conf` names if it exists here, else the usual places.
+fn find_dynsec_plugin(conf: &str) -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("MOSQUITTO_DYNSEC_PLUGIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let generated = conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("plugin "))
+        .map(|p| PathBuf::from(p.trim()));
+    generated
+        .chain(
+            [
+                "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+                "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+                "/usr/lib/mosquitto_dynamic_security.so",
+                "/usr/local/lib/mosquitto_dynamic_security.so",
+            ]
+            .map(PathBuf::from),
+        )
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "mosquitto_dynamic_security.so not found (set MOSQUITTO_DYNSEC_PLUGIN; Debian's mosquitto package ships it)"
+            )
+        })
 }
 
 fn find_mosquitto() -> anyhow::Result<PathBuf> {

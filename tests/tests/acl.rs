@@ -4,16 +4,19 @@
 //! The golden tests pin the exact permissions (a change to them shows up as
 //! a diff in `fixtures/acl/expected/`; rerun with `AMESH_UPDATE_GOLDEN=1` to
 //! accept it). The broker tests run the apps on a Mosquitto started from the
-//! generated `password_file` and `acl_file`, so they prove both that the ACL
-//! is wide enough for a real request (trust cards included) and that it
-//! refuses what a component must never publish.
+//! generated files of both Mosquitto formats (the dynamic-security plugin's
+//! config, and `password_file` + `acl_file`), so they prove both that the
+//! permissions are wide enough for a real request (trust cards included)
+//! and that they refuse what a component must never publish. What only the
+//! plugin refuses (foreign `$share` subscriptions, client id takeover,
+//! oversized messages) is in `broker_isolation.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use amesh_runtime::acl::cli::{self, Format};
 use amesh_runtime::acl::passwd;
-use amesh_runtime::broker::{Broker, DevBus, Incoming, PublishError, UserProperties};
+use amesh_runtime::broker::{Broker, BrokerError, DevBus, Incoming, PublishError, UserProperties};
 use amesh_runtime::topics::{self, TrustKind};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::stack::Stack;
@@ -43,10 +46,70 @@ fn assert_golden(name: &str, actual: &str) {
 }
 
 #[test]
-fn mosquitto_output_matches_golden_acl_and_passwords_verify() {
+fn mosquitto_dynsec_output_matches_golden_config_and_passwords_verify() {
     let out = tempfile::tempdir().unwrap();
     let report =
         cli::generate(Format::Mosquitto, out.path(), &[PathBuf::from(FIXTURE)]).expect("generate");
+    assert!(report.generated.is_empty());
+    assert_eq!(report.users, ["gw-web", "agent-planner", "agent-weather"]);
+
+    // Salted, so the hashes are checked, then replaced for the comparison.
+    let text = std::fs::read_to_string(out.path().join("dynamic-security.json")).unwrap();
+    let mut json: Value = serde_json::from_str(&text).unwrap();
+    let expected = [
+        ("gw-web", "gw-web-secret"),
+        ("agent-planner", "planner-secret"),
+        ("agent-weather", "weather-secret"),
+    ];
+    let clients = json["clients"].as_array_mut().unwrap();
+    assert_eq!(clients.len(), expected.len());
+    for (client, (user, password)) in clients.iter_mut().zip(expected) {
+        assert_eq!(client["username"], user);
+        let salted = Value::from("<salted: checked above>");
+        let salt = std::mem::replace(&mut client["salt"], salted.clone());
+        let hash = std::mem::replace(&mut client["password"], salted);
+        let iterations = client["iterations"].as_u64().unwrap() as u32;
+        let (salt, hash) = (salt.as_str().unwrap(), hash.as_str().unwrap());
+        assert!(
+            passwd::verify_parts(password, salt, hash, iterations),
+            "{user}"
+        );
+        assert!(
+            !passwd::verify_parts("wrong", salt, hash, iterations),
+            "{user}"
+        );
+    }
+    let mut blanked = serde_json::to_string_pretty(&json).unwrap();
+    blanked.push('\n');
+    assert_golden("dynamic-security.json", &blanked);
+
+    let conf = std::fs::read_to_string(out.path().join("mosquitto.conf")).unwrap();
+    let dir = std::fs::canonicalize(out.path()).unwrap();
+    for setting in [
+        "set_tcp_nodelay true".to_string(),
+        "allow_anonymous false".to_string(),
+        "per_listener_settings false".to_string(),
+        format!(
+            "plugin_opt_config_file {}/dynamic-security.json",
+            dir.display()
+        ),
+        // The fixture keeps the default limit of 10 MB, plus 64 KiB.
+        "message_size_limit 10000000".to_string(),
+        "max_packet_size 10065536".to_string(),
+    ] {
+        assert!(conf.lines().any(|l| l == setting), "{setting}\n{conf}");
+    }
+}
+
+#[test]
+fn mosquitto_aclfile_output_matches_golden_acl_and_passwords_verify() {
+    let out = tempfile::tempdir().unwrap();
+    let report = cli::generate(
+        Format::MosquittoAclFile,
+        out.path(),
+        &[PathBuf::from(FIXTURE)],
+    )
+    .expect("generate");
     assert!(
         report.generated.is_empty(),
         "all passwords come from the config"
@@ -76,6 +139,7 @@ fn mosquitto_output_matches_golden_acl_and_passwords_verify() {
         "set_tcp_nodelay true",
         "allow_anonymous false",
         "per_listener_settings false",
+        "message_size_limit 10000000",
     ] {
         assert!(conf.lines().any(|l| l == setting), "{setting}\n{conf}");
     }
@@ -99,7 +163,7 @@ fn solace_output_matches_golden_semp_plan() {
 }
 
 // ---------------------------------------------------------------------------
-// The generated files on a real Mosquitto.
+// The generated files on a real Mosquitto, in both Mosquitto formats.
 
 const NS: &str = "acl/e2e";
 /// Any URL does for generating: the ACL does not depend on it. The stack
@@ -143,21 +207,21 @@ apps:
     )
 }
 
-/// A Mosquitto running the files `amesh acl generate` wrote for
-/// [`mesh_yaml`], and that YAML pointed at it.
+/// A Mosquitto running the files `amesh acl generate --format {format}`
+/// wrote for [`mesh_yaml`], and that YAML pointed at it.
 struct Provisioned {
     mq: MosquittoBroker,
     yaml: String,
     _dir: tempfile::TempDir,
 }
 
-fn provision() -> Provisioned {
+fn provision(format: Format) -> Provisioned {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("mesh.yaml");
     std::fs::write(&cfg, mesh_yaml(PLACEHOLDER_URL)).unwrap();
     let out = dir.path().join("acl");
-    cli::generate(Format::Mosquitto, &out, &[cfg]).expect("generate");
-    let mq = MosquittoBroker::start_from_files(&out.join("password_file"), &out.join("acl_file"))
+    cli::generate(format, &out, &[cfg]).expect("generate");
+    let mq = MosquittoBroker::start_from_generated(&out)
         .expect("mosquitto starts on the generated files");
     let yaml = mesh_yaml(&mq.url());
     Provisioned {
@@ -167,6 +231,8 @@ fn provision() -> Provisioned {
     }
 }
 
+/// Connects as `user` with the client id of app `app` of [`mesh_yaml`]
+/// (the plugin admits an account only with its own client id).
 async fn connect(p: &Provisioned, user: &str, password: &str, app: &str) -> (Broker, Incoming) {
     let cfg = p.mq.broker_config(user, password);
     match Broker::connect(&cfg, app, &DevBus::new()).await {
@@ -197,9 +263,26 @@ async fn assert_refused(broker: &Broker, topic: &str) {
     }
 }
 
-#[tokio::test]
-async fn request_through_the_gateway_works_on_the_generated_acl() {
-    let p = provision();
+/// One `#[tokio::test]` per Mosquitto format for a test body taking the
+/// format (boxed: the stack's future is too deep to nest once more).
+macro_rules! for_each_mosquitto_format {
+    ($body:ident: $dynsec:ident, $aclfile:ident) => {
+        #[tokio::test]
+        async fn $dynsec() {
+            Box::pin($body(Format::Mosquitto)).await;
+        }
+
+        #[tokio::test]
+        async fn $aclfile() {
+            Box::pin($body(Format::MosquittoAclFile)).await;
+        }
+    };
+}
+
+for_each_mosquitto_format!(request_through_the_gateway: request_through_the_gateway_works_with_the_plugin, request_through_the_gateway_works_on_the_acl_file);
+
+async fn request_through_the_gateway(format: Format) {
+    let p = provision(format);
     let mut stack = Stack::start(&p.yaml).await.expect("stack starts");
     stack
         .wait_for_agent_as("echo", Duration::from_secs(10), Some("alice-token"))
@@ -235,10 +318,11 @@ async fn request_through_the_gateway_works_on_the_generated_acl() {
     stack.stop().await;
 }
 
-#[tokio::test]
-async fn agent_cannot_publish_on_the_gateways_trust_topic() {
-    let p = provision();
-    let (agent, _rx) = connect(&p, "echo-user", "echo-pass", "raw-agent").await;
+for_each_mosquitto_format!(agent_cannot_publish_on_the_gateways_trust_topic: agent_cannot_publish_on_the_gateways_trust_topic_with_the_plugin, agent_cannot_publish_on_the_gateways_trust_topic_on_the_acl_file);
+
+async fn agent_cannot_publish_on_the_gateways_trust_topic(format: Format) {
+    let p = provision(format);
+    let (agent, _rx) = connect(&p, "echo-user", "echo-pass", "echo").await;
     assert_refused(&agent, &topics::trust(NS, TrustKind::Gateway, "gw-user")).await;
     // Its own trust topic is fine: the refusal above is about whose it is.
     assert_allowed(&agent, &topics::trust(NS, TrustKind::Agent, "echo-user")).await;
@@ -248,10 +332,11 @@ async fn agent_cannot_publish_on_the_gateways_trust_topic() {
     agent.disconnect().await;
 }
 
-#[tokio::test]
-async fn agent_delegates_only_to_peers_in_its_allow_list() {
-    let p = provision();
-    let (agent, _rx) = connect(&p, "echo-user", "echo-pass", "raw-agent").await;
+for_each_mosquitto_format!(agent_delegates_only_to_peers_in_its_allow_list: agent_delegates_only_to_peers_in_its_allow_list_with_the_plugin, agent_delegates_only_to_peers_in_its_allow_list_on_the_acl_file);
+
+async fn agent_delegates_only_to_peers_in_its_allow_list(format: Format) {
+    let p = provision(format);
+    let (agent, _rx) = connect(&p, "echo-user", "echo-pass", "echo").await;
     assert_allowed(&agent, &topics::agent_request(NS, "helper")).await;
     assert_refused(&agent, &topics::agent_request(NS, "stranger")).await;
     assert_refused(&agent, &topics::agent_request(NS, "echo")).await;
@@ -261,10 +346,11 @@ async fn agent_delegates_only_to_peers_in_its_allow_list() {
     agent.disconnect().await;
 }
 
-#[tokio::test]
-async fn gateway_publishes_requests_but_not_answers_or_other_trust_cards() {
-    let p = provision();
-    let (gw, _rx) = connect(&p, "gw-user", "gw-pass", "raw-gw").await;
+for_each_mosquitto_format!(gateway_publishes_requests_but_not_answers_or_other_trust_cards: gateway_publishes_requests_but_not_answers_with_the_plugin, gateway_publishes_requests_but_not_answers_on_the_acl_file);
+
+async fn gateway_publishes_requests_but_not_answers_or_other_trust_cards(format: Format) {
+    let p = provision(format);
+    let (gw, _rx) = connect(&p, "gw-user", "gw-pass", "gw").await;
     assert_allowed(&gw, &topics::agent_request(NS, "echo")).await;
     assert_allowed(&gw, &topics::trust(NS, TrustKind::Gateway, "gw-user")).await;
     assert_refused(&gw, &topics::gateway_response(NS, "other-gw", "t1")).await;
@@ -274,11 +360,12 @@ async fn gateway_publishes_requests_but_not_answers_or_other_trust_cards() {
 }
 
 #[tokio::test]
-async fn gateway_receives_only_its_own_responses() {
-    let p = provision();
-    let (gw, mut rx) = connect(&p, "gw-user", "gw-pass", "raw-gw").await;
-    let (agent, _arx) = connect(&p, "echo-user", "echo-pass", "raw-agent").await;
-    // Wider than the gateway ever subscribes: the ACL must still filter.
+async fn gateway_receives_only_its_own_responses_on_the_acl_file() {
+    let p = provision(Format::MosquittoAclFile);
+    let (gw, mut rx) = connect(&p, "gw-user", "gw-pass", "gw").await;
+    let (agent, _arx) = connect(&p, "echo-user", "echo-pass", "echo").await;
+    // Wider than the gateway ever subscribes: acl_file allows the
+    // subscription, so it must filter the deliveries.
     gw.subscribe(&topics::gateway_response(NS, "+", "+"))
         .await
         .unwrap();
@@ -288,6 +375,33 @@ async fn gateway_receives_only_its_own_responses() {
     assert_allowed(&agent, &own).await;
     // One publisher's messages arrive in order, so had the first been
     // delivered it would come first.
+    let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("own response delivered")
+        .expect("connection open");
+    assert_eq!(msg.topic, own);
+    gw.disconnect().await;
+    agent.disconnect().await;
+}
+
+#[tokio::test]
+async fn gateway_cannot_subscribe_to_other_gateways_responses_with_the_plugin() {
+    let p = provision(Format::Mosquitto);
+    let (gw, mut rx) = connect(&p, "gw-user", "gw-pass", "gw").await;
+    let (agent, _arx) = connect(&p, "echo-user", "echo-pass", "echo").await;
+    // The plugin refuses the wider subscription outright (SUBACK 0x87)...
+    match gw.subscribe(&topics::gateway_response(NS, "+", "+")).await {
+        Err(BrokerError::Subscribe { reason, .. }) if reason.contains("0x87") => {}
+        other => panic!("expected SUBACK 0x87, got {other:?}"),
+    }
+    // ...and grants the gateway's own.
+    gw.subscribe(&topics::gateway_response(NS, "gw1", "+"))
+        .await
+        .unwrap();
+    let other = topics::gateway_response(NS, "other-gw", "t1");
+    let own = topics::gateway_response(NS, "gw1", "t2");
+    assert_allowed(&agent, &other).await;
+    assert_allowed(&agent, &own).await;
     let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .expect("own response delivered")

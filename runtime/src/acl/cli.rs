@@ -15,7 +15,7 @@ use rand::Rng as _;
 use rand::distr::Alphanumeric;
 
 use super::model::{AclModel, Password};
-use super::{mosquitto, solace};
+use super::{mosquitto, mosquitto_dynsec, solace};
 use crate::config;
 
 /// Length of generated broker passwords (alphanumeric: ~190 bits).
@@ -24,9 +24,17 @@ const GENERATED_PASSWORD_LEN: usize = 32;
 /// What `amesh acl generate` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Mosquitto: password_file ($7$ PBKDF2 hashes), acl_file (user blocks
-    /// with topic read/write lines) and a mosquitto.conf snippet.
+    /// Mosquitto with its dynamic-security plugin: dynamic-security.json
+    /// (users with PBKDF2 hashes, each bound to its client id, and roles
+    /// that also check subscriptions, `$share` groups included) and a
+    /// mosquitto.conf snippet loading the plugin.
+    #[value(name = "mosquitto", alias = "mosquitto-dynsec")]
     Mosquitto,
+    /// Mosquitto without plugins: password_file ($7$ PBKDF2 hashes),
+    /// acl_file (user blocks with topic read/write lines) and a
+    /// mosquitto.conf snippet. Checks publishes and deliveries only.
+    #[value(name = "mosquitto-aclfile")]
+    MosquittoAclFile,
     /// Solace PubSub+: semp-plan.json (ordered SEMP v2 requests creating an
     /// ACL profile and a client username per component) and APPLY.md.
     #[value(name = "solace-semp")]
@@ -86,7 +94,8 @@ impl Report {
         }
         if !self.generated.is_empty() {
             let kept = match self.format {
-                Format::Mosquitto => "only their hashes are in password_file",
+                Format::Mosquitto => "only their hashes are in dynamic-security.json",
+                Format::MosquittoAclFile => "only their hashes are in password_file",
                 Format::SolaceSemp => "they are also in semp-plan.json until you delete it",
             };
             writeln!(
@@ -121,9 +130,19 @@ pub fn generate(format: Format, out_dir: &Path, files: &[PathBuf]) -> anyhow::Re
         .with_context(|| format!("resolving {}", out_dir.display()))?;
     let outputs: Vec<(&str, String)> = match format {
         Format::Mosquitto => vec![
+            (
+                mosquitto_dynsec::DYNSEC_FILE,
+                mosquitto_dynsec::dynsec_json(&model, &configs)?,
+            ),
+            (
+                mosquitto_dynsec::CONF_FILE,
+                mosquitto_dynsec::conf_snippet(&dir, &model),
+            ),
+        ],
+        Format::MosquittoAclFile => vec![
             (mosquitto::PASSWORD_FILE, mosquitto::password_file(&model)?),
             (mosquitto::ACL_FILE, mosquitto::acl_file(&model, &configs)?),
-            (mosquitto::CONF_FILE, mosquitto::conf_snippet(&dir)),
+            (mosquitto::CONF_FILE, mosquitto::conf_snippet(&dir, &model)),
         ],
         Format::SolaceSemp => vec![
             (
@@ -147,13 +166,37 @@ pub fn generate(format: Format, out_dir: &Path, files: &[PathBuf]) -> anyhow::Re
             .iter()
             .map(|p| p.username.clone())
             .collect(),
-        notes: model
-            .skipped
-            .iter()
-            .map(|s| format!("skipped {}: {}", s.app, s.reason))
-            .collect(),
+        notes: notes(format, &model),
         generated,
     })
+}
+
+/// Skipped apps, and accounts whose client id the output could not bind.
+fn notes(format: Format, model: &AclModel) -> Vec<String> {
+    let mut notes: Vec<String> = model
+        .skipped
+        .iter()
+        .map(|s| format!("skipped {}: {}", s.app, s.reason))
+        .collect();
+    match format {
+        Format::MosquittoAclFile => notes.push(
+            "acl_file checks publishes and deliveries only: any account may still join another agent's \
+             $share group or connect with another account's client id; --format mosquitto does not allow either"
+                .to_string(),
+        ),
+        Format::Mosquitto | Format::SolaceSemp => {
+            for p in model.principals.iter().filter(|p| p.bound_client_id().is_none()) {
+                let ids: Vec<&str> = p.client_ids.iter().map(String::as_str).collect();
+                notes.push(format!(
+                    "broker user {:?} connects with several client ids ({}), so it is not bound to one and \
+                     could connect with another account's client id; give each replica its own broker_username",
+                    p.username,
+                    ids.join(", ")
+                ));
+            }
+        }
+    }
+    notes
 }
 
 /// Gives each principal without a configured password a random one.
@@ -257,10 +300,43 @@ apps:
     }
 
     #[test]
-    fn mosquitto_files_are_private_and_generated_passwords_reported_once() {
+    fn mosquitto_dynsec_files_are_private_and_hold_only_hashes() {
         let (dir, cfg) = setup();
         let out = dir.path().join("out");
         let report = generate(Format::Mosquitto, &out, &[cfg]).unwrap();
+        assert_eq!(report.written.len(), 2);
+        #[cfg(unix)]
+        for f in &report.written {
+            assert_eq!(mode(f), 0o600, "{}", f.display());
+        }
+        let generated = report.generated[0].password.expose().to_string();
+        let text = std::fs::read_to_string(out.join("dynamic-security.json")).unwrap();
+        assert!(!text.contains(&generated) && !text.contains("gw-secret"));
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let client = &json["clients"][1];
+        assert_eq!(client["username"], "a-user");
+        assert_eq!(client["clientid"], "a-user-a");
+        assert!(super::super::passwd::verify_parts(
+            &generated,
+            client["salt"].as_str().unwrap(),
+            client["password"].as_str().unwrap(),
+            101
+        ));
+        let mut printed = Vec::new();
+        report.print(&mut printed).unwrap();
+        let printed = String::from_utf8(printed).unwrap();
+        assert!(printed.contains("dynamic-security.json"), "{printed}");
+        assert!(
+            printed.contains(&format!("a-user: {generated}")),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn mosquitto_aclfile_files_are_private_and_generated_passwords_reported_once() {
+        let (dir, cfg) = setup();
+        let out = dir.path().join("out");
+        let report = generate(Format::MosquittoAclFile, &out, &[cfg]).unwrap();
         assert_eq!(report.users, vec!["gw-user", "a-user"]);
         assert_eq!(report.written.len(), 3);
         #[cfg(unix)]
@@ -276,6 +352,7 @@ apps:
             "{:?}",
             report.notes
         );
+        assert!(report.notes[1].contains("$share"), "{:?}", report.notes);
 
         let passwd = std::fs::read_to_string(out.join("password_file")).unwrap();
         let lines: Vec<&str> = passwd.lines().collect();
@@ -294,7 +371,12 @@ apps:
         assert!(!printed.contains("gw-secret"), "{printed}");
 
         // Regenerating overwrites and keeps files private.
-        generate(Format::Mosquitto, &out, &[dir.path().join("mesh.yaml")]).unwrap();
+        generate(
+            Format::MosquittoAclFile,
+            &out,
+            &[dir.path().join("mesh.yaml")],
+        )
+        .unwrap();
         #[cfg(unix)]
         assert_eq!(mode(&out.join("acl_file")), 0o600);
     }

@@ -1,22 +1,26 @@
 //! The ACL model: which broker user each component connects as, and the
 //! exact topics it must publish on and subscribe to.
 //!
-//! One model, several writers: the Mosquitto files (`mosquitto.rs`) and the
-//! Solace SEMP plan (`solace.rs`) are both renderings of an [`AclModel`], so
-//! the two brokers can never disagree about who may do what. Every topic
-//! comes from [`crate::topics`], the module the apps build their topics
-//! with, so a permission cannot drift from the topic it allows.
+//! One model, several writers: the Mosquitto files (`mosquitto_dynsec.rs`,
+//! `mosquitto.rs`) and the Solace SEMP plan (`solace.rs`) are renderings of
+//! an [`AclModel`], so the brokers can never disagree about who may do
+//! what. Every topic comes from [`crate::topics`], the module the apps
+//! build their topics with, so a permission cannot drift from the topic it
+//! allows.
 //!
 //! The trust manager relies on this: a trust card is only believed because
 //! the broker lets nobody but `{broker_username}` publish on
 //! `trust/{kind}/{broker_username}`. Least privilege is therefore not
 //! hygiene here but part of the identity design.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::agent::tools::BuiltinTool;
-use crate::broker::filter::{self, Subscription};
+use crate::broker::{
+    self,
+    filter::{self, Subscription},
+};
 use crate::config::{AgentConfig, AppKind, AppSpec, GatewayConfig, LoadedConfig, ToolConfig};
 use crate::topics::{self, TrustKind};
 
@@ -48,6 +52,12 @@ pub struct Principal {
     pub password: Option<Password>,
     /// Solace message VPN (`broker_vpn`, default [`DEFAULT_VPN`]).
     pub vpn: String,
+    /// MQTT client ids its apps connect with ([`crate::broker::client_id`]).
+    /// One id lets the broker bind the account to it; replicas merged into
+    /// one principal with distinct ids leave it unbound.
+    pub client_ids: BTreeSet<String>,
+    /// The largest `max_message_size_bytes` of its apps.
+    pub max_message_size_bytes: usize,
     /// Where it was declared, as `file:app` (several when replicas merge).
     pub apps: Vec<String>,
 }
@@ -128,6 +138,14 @@ pub enum ModelError {
         second: String,
     },
     #[error(
+        "MQTT client id {client_id:?} is used by {first} and by {second}: the broker lets one connection hold a client id, so each would keep kicking the other off; give each app its own client_id (or broker_username)"
+    )]
+    SharedClientId {
+        client_id: String,
+        first: String,
+        second: String,
+    },
+    #[error(
         "no app connects to a real broker (all use dev_mode), so there is nothing to provision"
     )]
     NothingToProvision,
@@ -177,6 +195,7 @@ impl AclModel {
                 Err(mut e) => errors.append(&mut e),
             }
         }
+        model.check_client_ids(&mut errors);
         if errors.is_empty() && model.principals.is_empty() {
             errors.push(ModelError::NothingToProvision);
         }
@@ -222,6 +241,36 @@ impl AclModel {
             _ => {}
         }
         existing.apps.extend(p.apps);
+        existing.client_ids.extend(p.client_ids);
+        existing.max_message_size_bytes = existing
+            .max_message_size_bytes
+            .max(p.max_message_size_bytes);
+    }
+
+    /// A client id held by two broker users can be bound to neither.
+    fn check_client_ids(&self, errors: &mut Vec<ModelError>) {
+        let mut owners: BTreeMap<&str, &Principal> = BTreeMap::new();
+        for p in &self.principals {
+            for id in &p.client_ids {
+                if let Some(first) = owners.insert(id, p) {
+                    errors.push(ModelError::SharedClientId {
+                        client_id: id.clone(),
+                        first: first.describe(),
+                        second: p.describe(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// The largest `max_message_size_bytes` of any component: the broker's
+    /// limit must let the biggest legitimate message through.
+    pub fn max_message_size_bytes(&self) -> usize {
+        self.principals
+            .iter()
+            .map(|p| p.max_message_size_bytes)
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -234,6 +283,24 @@ impl Principal {
             self.namespace,
             self.apps.join(", ")
         )
+    }
+
+    /// The one client id the account may connect with, when its apps agree
+    /// on one (see [`Principal::client_ids`]).
+    pub fn bound_client_id(&self) -> Option<&str> {
+        match self.client_ids.len() {
+            1 => self.client_ids.first().map(String::as_str),
+            _ => None,
+        }
+    }
+
+    /// Shared-subscription groups it joins (`$share/{group}/...`): on
+    /// brokers that check subscriptions, only the group's owner may join.
+    pub fn share_groups(&self) -> BTreeSet<&str> {
+        self.subscribe
+            .iter()
+            .filter_map(|f| Subscription::parse(f).ok().and_then(|s| s.group))
+            .collect()
     }
 
     /// True if one of the publish filters matches `topic`.
@@ -271,13 +338,14 @@ fn principal(spec: &AppSpec, app: &str) -> Result<Principal, Vec<ModelError>> {
             u.to_string()
         }
     };
-    let (component, namespace, perms) = match &spec.kind {
+    let (component, namespace, perms, max_message_size_bytes) = match &spec.kind {
         AppKind::Gateway(gw) => {
             let id = gw.gateway_id.clone().unwrap_or_else(|| spec.name.clone());
             check_level(app, "gateway_id", &id, &mut errors);
             check_namespace(app, &gw.namespace, &mut errors);
             let perms = gateway_permissions(gw, &id, &username);
-            (Component::Gateway { id }, gw.namespace.clone(), perms)
+            let size = gw.max_message_size_bytes;
+            (Component::Gateway { id }, gw.namespace.clone(), perms, size)
         }
         AppKind::Agent(agent) => {
             check_level(app, "agent_name", &agent.agent_name, &mut errors);
@@ -285,7 +353,13 @@ fn principal(spec: &AppSpec, app: &str) -> Result<Principal, Vec<ModelError>> {
             let peers = delegation_peers(agent, app, &mut errors);
             let perms = agent_permissions(agent, &peers, &username);
             let name = agent.agent_name.clone();
-            (Component::Agent { name }, agent.namespace.clone(), perms)
+            let size = agent.max_message_size_bytes;
+            (
+                Component::Agent { name },
+                agent.namespace.clone(),
+                perms,
+                size,
+            )
         }
     };
     if !errors.is_empty() {
@@ -305,6 +379,8 @@ fn principal(spec: &AppSpec, app: &str) -> Result<Principal, Vec<ModelError>> {
             .clone()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| DEFAULT_VPN.to_string()),
+        client_ids: BTreeSet::from([broker::client_id(&spec.broker, &spec.name)]),
+        max_message_size_bytes,
         apps: vec![app.to_string()],
     })
 }
@@ -689,6 +765,52 @@ apps:
             ),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn each_account_is_bound_to_the_client_id_its_app_connects_with() {
+        let m = mesh_model();
+        let weather = find(&m, "weather-user");
+        assert_eq!(weather.bound_client_id(), Some("weather-user-weather"));
+        assert_eq!(weather.share_groups(), BTreeSet::from(["weather"]));
+        assert!(find(&m, "gw-user").share_groups().is_empty());
+        assert_eq!(weather.max_message_size_bytes, 10_000_000);
+        assert_eq!(m.max_message_size_bytes(), 10_000_000);
+    }
+
+    #[test]
+    fn replicas_with_distinct_client_ids_leave_the_account_unbound() {
+        // The loader refuses one agent twice, so merge by hand what replicas
+        // with their own client ids would be.
+        let mut m = AclModel::default();
+        let weather = find(&mesh_model(), "weather-user").clone();
+        let mut replica = weather.clone();
+        replica.client_ids = BTreeSet::from(["weather-2".to_string()]);
+        replica.max_message_size_bytes = 20_000_000;
+        let mut errors = Vec::new();
+        m.add(weather, &mut errors);
+        m.add(replica, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let merged = &m.principals[0];
+        assert_eq!(merged.client_ids.len(), 2);
+        assert_eq!(merged.bound_client_id(), None);
+        assert_eq!(merged.max_message_size_bytes, 20_000_000);
+    }
+
+    #[test]
+    fn one_client_id_for_two_accounts_is_refused() {
+        let app = |name: &str, user: &str| {
+            format!(
+                "  - name: {name}\n    app_module: agent\n    broker: {{broker_url: tcp://h:1883, broker_username: {user}, client_id: same}}\n    app_config: {{namespace: {NS}, agent_name: {name}}}\n"
+            )
+        };
+        let yaml = format!("apps:\n{}{}", app("a", "a-user"), app("b", "b-user"));
+        let errs = errors(&yaml);
+        assert!(
+            matches!(&errs[..], [ModelError::SharedClientId { client_id, .. }] if client_id == "same"),
+            "{errs:?}"
+        );
+        assert!(errs[0].to_string().contains("kicking"), "{}", errs[0]);
     }
 
     #[test]

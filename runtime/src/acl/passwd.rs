@@ -8,17 +8,20 @@
 //!
 //! `$7$` is PBKDF2-HMAC-SHA512 and `101` the iteration count. Producing the
 //! same lines here lets provisioning and the test harness write password
-//! files without the `mosquitto_passwd` binary.
+//! files without the `mosquitto_passwd` binary. The dynamic-security
+//! plugin keeps the same hash with salt and hash as separate base64 fields
+//! ([`Pbkdf2Hash`], [`verify_parts`]).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::Sha512;
 use subtle::ConstantTimeEq;
 
-/// Iterations `mosquitto_passwd` uses for `$7$`.
+/// Iterations `mosquitto_passwd` and the dynamic-security plugin use.
 pub const ITERATIONS: u32 = 101;
-const SALT_LEN: usize = 12;
-const HASH_LEN: usize = 64;
+/// Salt and hash lengths Mosquitto expects (it refuses other lengths).
+pub const SALT_LEN: usize = 12;
+pub const HASH_LEN: usize = 64;
 
 /// A user name that cannot go into a password file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,11 +32,41 @@ pub enum PasswdError {
     BadUser(String),
 }
 
+/// A salted PBKDF2-HMAC-SHA512 password hash, the parts Mosquitto keeps:
+/// the password file joins them into one `$7$` string, the
+/// dynamic-security plugin stores them as separate base64 fields.
+pub struct Pbkdf2Hash {
+    pub salt: [u8; SALT_LEN],
+    pub hash: [u8; HASH_LEN],
+    pub iterations: u32,
+}
+
+impl Pbkdf2Hash {
+    /// Hashes `password` with a fresh random salt and [`ITERATIONS`].
+    pub fn new(password: &str) -> Self {
+        let mut salt = [0u8; SALT_LEN];
+        rand::fill(&mut salt[..]);
+        Pbkdf2Hash {
+            hash: derive(password, &salt, ITERATIONS),
+            salt,
+            iterations: ITERATIONS,
+        }
+    }
+
+    /// `$7$<iterations>$<base64 salt>$<base64 hash>`.
+    fn to_mosquitto(&self) -> String {
+        format!(
+            "$7${}${}${}",
+            self.iterations,
+            STANDARD.encode(self.salt),
+            STANDARD.encode(self.hash)
+        )
+    }
+}
+
 /// Hashes `password` with a fresh random salt: `$7$101$<salt>$<hash>`.
 pub fn hash_password(password: &str) -> String {
-    let mut salt = [0u8; SALT_LEN];
-    rand::fill(&mut salt[..]);
-    hash_with_salt(password, &salt, ITERATIONS)
+    Pbkdf2Hash::new(password).to_mosquitto()
 }
 
 /// One password-file line `user:$7$...` (without the newline).
@@ -68,25 +101,37 @@ pub fn verify_line(line: &str, password: &str) -> bool {
     let Ok(iterations) = iterations.parse::<u32>() else {
         return false;
     };
-    let (Ok(salt), Ok(expected)) = (STANDARD.decode(salt), STANDARD.decode(expected)) else {
+    verify_parts(password, salt, expected, iterations)
+}
+
+/// True if `password` hashes to `hash_b64` with `salt_b64` and `iterations`
+/// (the fields of a dynamic-security client). Malformed input is refused.
+pub fn verify_parts(password: &str, salt_b64: &str, hash_b64: &str, iterations: u32) -> bool {
+    let (Ok(salt), Ok(expected)) = (STANDARD.decode(salt_b64), STANDARD.decode(hash_b64)) else {
         return false;
     };
     if iterations == 0 || expected.len() != HASH_LEN {
         return false;
     }
-    let mut actual = [0u8; HASH_LEN];
-    pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), &salt, iterations, &mut actual);
-    actual.ct_eq(&expected[..]).into()
+    derive(password, &salt, iterations)
+        .ct_eq(&expected[..])
+        .into()
 }
 
-fn hash_with_salt(password: &str, salt: &[u8], iterations: u32) -> String {
+fn derive(password: &str, salt: &[u8], iterations: u32) -> [u8; HASH_LEN] {
     let mut hash = [0u8; HASH_LEN];
     pbkdf2::pbkdf2_hmac::<Sha512>(password.as_bytes(), salt, iterations, &mut hash);
-    format!(
-        "$7${iterations}${}${}",
-        STANDARD.encode(salt),
-        STANDARD.encode(hash)
-    )
+    hash
+}
+
+#[cfg(test)]
+fn hash_with_salt(password: &str, salt: &[u8], iterations: u32) -> String {
+    Pbkdf2Hash {
+        salt: salt.try_into().expect("12-byte salt"),
+        hash: derive(password, salt, iterations),
+        iterations,
+    }
+    .to_mosquitto()
 }
 
 #[cfg(test)]

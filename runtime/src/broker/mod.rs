@@ -112,6 +112,29 @@ pub enum BrokerError {
     Other(String),
 }
 
+/// The MQTT client id an app connects with: `client_id` from its `broker:`
+/// block, else `{broker_username or app}-{app}` limited to characters every
+/// broker accepts. Stable across restarts so the broker keeps the session.
+///
+/// The one place ids are derived: the MQTT client connects with it and
+/// `amesh acl generate` binds each broker account to it, so the two cannot
+/// disagree.
+pub fn client_id(cfg: &BrokerConfig, app: &str) -> String {
+    if let Some(id) = &cfg.client_id {
+        return id.clone();
+    }
+    format!("{}-{app}", cfg.broker_username.as_deref().unwrap_or(app))
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Connection state changes, for apps that must act on them (re-publish
 /// cards after the broker lost its retained store, for example).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +235,19 @@ impl Broker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_id_is_configured_or_stable_and_sanitized() {
+        let mut cfg = BrokerConfig {
+            broker_username: Some("agent-1".into()),
+            ..BrokerConfig::default()
+        };
+        assert_eq!(client_id(&cfg, "weather"), "agent-1-weather");
+        cfg.broker_username = None;
+        assert_eq!(client_id(&cfg, "my app/x"), "my_app_x-my_app_x");
+        cfg.client_id = Some("replica 7".into());
+        assert_eq!(client_id(&cfg, "weather"), "replica 7");
+    }
 
     #[test]
     fn debug_of_user_properties_hides_the_identity_token() {

@@ -39,8 +39,8 @@ use tokio::time::Instant;
 
 use self::inbox::Inbox;
 use self::wire::{
-    MQTTASYNC_DISCONNECTED, build_message, connect_options, convert, default_client_id, describe,
-    describe_connect, describe_reason, is_retryable, paho_uri, publish_error,
+    MQTTASYNC_DISCONNECTED, build_message, connect_options, convert, describe, describe_connect,
+    describe_reason, is_retryable, paho_uri, publish_error,
 };
 use super::filter;
 use super::{BrokerError, ConnectionEvent, Incoming, PublishError, UserProperties};
@@ -135,10 +135,7 @@ impl MqttClient {
             BrokerError::Config("`broker_url` is required unless `dev_mode: true`".into())
         })?;
         let (uri, tls) = paho_uri(url)?;
-        let client_id = match &cfg.client_id {
-            Some(id) => id.clone(),
-            None => default_client_id(cfg.broker_username.as_deref(), app),
-        };
+        let client_id = super::client_id(cfg, app);
         let create = paho::CreateOptionsBuilder::new()
             .server_uri(uri.as_str())
             .client_id(client_id.as_str())
@@ -176,25 +173,36 @@ impl MqttClient {
         });
 
         let opts = connect_options(cfg, tls, url)?;
-        // Paho's own connect timeout does not always fire: under load a
-        // failed TLS handshake has been seen to leave the future pending
-        // forever. Bound it here so a start never hangs.
-        let rsp =
-            match tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, cli.connect(opts)).await {
-                Ok(r) => r.map_err(|e| BrokerError::Connect {
+        // A refused CONNECT completes our future from inside paho's failure
+        // callback, which still holds paho's process-wide mutex and a clone
+        // of the client. Dropping ours first would make that clone the last
+        // one, destroyed inside the callback (MQTTAsync_destroy takes the
+        // same mutex): every paho client of the process deadlocks
+        // (paho.mqtt.rust#239). A refused CONNECT (bad password, foreign
+        // client id, unknown CA) is rare and ends the app, so this
+        // never-connected client is leaked instead. The timeout of our own
+        // bounds a connect paho never completes, so a start never hangs.
+        let limit = CONNECT_TIMEOUT + CONNECT_GRACE;
+        let rsp = match tokio::time::timeout(limit, cli.connect(opts)).await {
+            Ok(Ok(rsp)) => rsp,
+            Ok(Err(e)) => {
+                std::mem::forget(cli);
+                return Err(BrokerError::Connect {
                     url: url.to_string(),
                     reason: describe_connect(&e, tls),
-                })?,
-                Err(_) => {
-                    return Err(BrokerError::Connect {
-                        url: url.to_string(),
-                        reason: format!(
-                            "no answer to the connection attempt within {} s",
-                            (CONNECT_TIMEOUT + CONNECT_GRACE).as_secs()
-                        ),
-                    });
-                }
-            };
+                });
+            }
+            Err(_) => {
+                std::mem::forget(cli);
+                return Err(BrokerError::Connect {
+                    url: url.to_string(),
+                    reason: format!(
+                        "no answer to the connection attempt within {} s",
+                        limit.as_secs()
+                    ),
+                });
+            }
+        };
         let session_present = rsp.connect_response().is_some_and(|c| c.session_present);
         state.connected.send_replace(true);
         tracing::info!(

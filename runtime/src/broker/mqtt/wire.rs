@@ -1,5 +1,5 @@
 //! Translation between paho-mqtt and the broker layer: connect options,
-//! URLs, client ids, messages and errors.
+//! URLs, messages and errors.
 
 use std::time::Duration;
 
@@ -131,20 +131,6 @@ pub(super) fn paho_uri(url: &str) -> Result<(String, bool), BrokerError> {
     Ok((uri, tls))
 }
 
-/// `{username or app}-{app}`, limited to characters every broker accepts.
-pub(super) fn default_client_id(username: Option<&str>, app: &str) -> String {
-    format!("{}-{app}", username.unwrap_or(app))
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// Errors after which the operation may simply be tried again once
 /// connected: the connection dropped, or the broker lost the session and
 /// paho abandoned the in-flight operation.
@@ -250,15 +236,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn default_client_id_is_stable_and_sanitized() {
-        assert_eq!(
-            default_client_id(Some("agent-1"), "weather"),
-            "agent-1-weather"
-        );
-        assert_eq!(default_client_id(None, "my app/x"), "my_app_x-my_app_x");
     }
 
     #[test]
