@@ -81,6 +81,8 @@ fn yaml(mq: &MosquittoBroker, model: &str, demo_mcp: &str, data: &std::path::Pat
       frontend_use_authorization: true
       session_secret_key: bench-session-key
       users: [{{id: alice, token: alice-token}}]
+      # One bench user drives 64 concurrent streams.
+      limits: {{max_streams_per_user: 1000, max_running_tasks_per_user: 1000}}
   - name: thinker
     app_module: agent
     broker: {{broker_url: "{url}", broker_username: agent, broker_password: pw}}
