@@ -124,6 +124,8 @@ pub async fn start(
         amesh_trust::ComponentKind::Agent,
         broker.username(),
         &ns,
+        &name,
+        cfg.max_call_depth,
     )?;
     let inner = Arc::new(AgentInner {
         request_topic: topics::agent_request(&ns, &name),
@@ -325,13 +327,15 @@ fn route(inner: &Arc<AgentInner>, msg: Message) {
     if msg.topic == inner.request_topic {
         handler::on_request(inner, msg);
     } else if let Some(sub_task) = msg.topic.strip_prefix(&inner.response_prefix) {
-        inner.delegations.on_response(sub_task, msg.payload);
+        let sub_task = sub_task.to_string();
+        inner.delegations.on_response(&sub_task, msg, &inner.trust);
     } else if msg.topic.starts_with(&inner.status_prefix) {
         // Sub-task progress: delegations are made with message/send, so
         // status updates are informational only.
         tracing::trace!(topic = %msg.topic, "sub-task status");
     } else if msg.topic == inner.agent_discovery {
-        if let Ok(card) = serde_json::from_slice::<crate::a2a::AgentCard>(&msg.payload) {
+        // Only a card signed by the agent's own account counts.
+        if let Some(card) = inner.trust.accept_agent_card(&msg) {
             inner.peers.observe(card);
         }
     } else if msg.topic == inner.gateway_discovery {

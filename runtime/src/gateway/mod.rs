@@ -114,6 +114,8 @@ pub async fn start(
         amesh_trust::ComponentKind::Gateway,
         broker.username(),
         &ns,
+        &id,
+        0,
     )?;
     let inner = Arc::new(GatewayInner {
         auth: authenticator(&cfg, &sessions)?,
