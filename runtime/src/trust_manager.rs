@@ -105,6 +105,27 @@ pub fn policy_allows(allow: &[String], deny: &[String], peer: &str) -> bool {
         && !deny.iter().any(|p| crate::glob::matches(p, peer))
 }
 
+/// What an agent allows in the delegations it receives and signs.
+#[derive(Clone, Copy, Debug)]
+pub struct DelegationLimits {
+    /// Most hops a chain it accepts may have (`max_call_depth`).
+    pub max_depth: u32,
+    /// How long a hop it signs lives: as long as it waits for the peer's
+    /// answer (`inter_agent_communication.request_timeout_seconds`), never
+    /// past the token it extends.
+    pub hop_ttl: Duration,
+}
+
+impl Default for DelegationLimits {
+    /// What a gateway passes: it neither receives nor signs delegations.
+    fn default() -> Self {
+        Self {
+            max_depth: 0,
+            hop_ttl: DEFAULT_DELEGATION_TTL,
+        }
+    }
+}
+
 /// Why no delegation token was made for a peer.
 #[derive(Debug, thiserror::Error)]
 pub enum DelegationError {
@@ -124,15 +145,14 @@ pub enum Admission {
 impl TrustManager {
     /// Loads or creates the key and prepares signing/verification for the
     /// component `name` (agent name or gateway id) connected as
-    /// `broker_username`. Agents accept delegation chains of at most
-    /// `max_call_depth` hops.
+    /// `broker_username`, with the delegation `limits` of an agent.
     pub fn new(
         cfg: &TrustManagerConfig,
         kind: ComponentKind,
         broker_username: &str,
         namespace: &str,
         name: &str,
-        max_call_depth: u32,
+        limits: DelegationLimits,
     ) -> anyhow::Result<Arc<TrustManager>> {
         let key = match &cfg.key_file {
             Some(path) => SigningKey::load_or_create(path)
@@ -159,7 +179,10 @@ impl TrustManager {
                 clock_skew: skew,
                 enable_time_validation: cfg.enable_time_validation,
                 max_ttl: Duration::from_secs(cfg.jwt_max_ttl_seconds),
-                max_delegation_depth: usize::try_from(max_call_depth).unwrap_or(usize::MAX),
+                max_delegation_depth: usize::try_from(limits.max_depth).unwrap_or(usize::MAX),
+                // A hop never outlives the gateway token it extends, so the
+                // gateway tokens' bound is the hops' bound too.
+                max_delegation_ttl: Duration::from_secs(cfg.jwt_max_ttl_seconds),
                 ..VerifierConfig::default()
             },
         );
@@ -185,7 +208,7 @@ impl TrustManager {
                     name,
                     namespace,
                     key.clone(),
-                    DEFAULT_DELEGATION_TTL,
+                    limits.hop_ttl.max(Duration::from_secs(1)),
                 )
                 .map_err(|e| anyhow::anyhow!("delegation signer: {e}"))?,
             ),
@@ -548,10 +571,24 @@ mod tests {
     #[test]
     fn gateway_tokens_name_the_agent_and_callback_assertions_their_flow() {
         let cfg = TrustManagerConfig::default();
-        let gateway =
-            TrustManager::new(&cfg, ComponentKind::Gateway, "gw", "a2a/test", "gw", 0).expect("tm");
-        let agent = TrustManager::new(&cfg, ComponentKind::Agent, "alpha", "a2a/test", "alpha", 3)
-            .expect("tm");
+        let gateway = TrustManager::new(
+            &cfg,
+            ComponentKind::Gateway,
+            "gw",
+            "a2a/test",
+            "gw",
+            DelegationLimits::default(),
+        )
+        .expect("tm");
+        let agent = TrustManager::new(
+            &cfg,
+            ComponentKind::Agent,
+            "alpha",
+            "a2a/test",
+            "alpha",
+            DelegationLimits::default(),
+        )
+        .expect("tm");
         let card = gateway.card(now_unix()).expect("card");
         let card = std::str::from_utf8(&card).expect("utf-8");
         agent

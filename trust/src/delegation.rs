@@ -8,10 +8,11 @@
 //!
 //! header `{alg: ES256, typ: "delegation+jwt", kid: the delegating agent's
 //! key}`; claims `iss` (the delegating agent's broker username), `sub` (the
-//! user, = G's), `aud` (`{ns}/agent/{peer}`), `iat`, `nbf`, `exp` (short,
-//! and never past G's), `jti`, `act` (RFC 8693: `{sub: delegating agent,
-//! act: <the chain before>}`), and `prv`, the base64url SHA-256 of the token
-//! it extends.
+//! user, = G's), `aud` (`{ns}/agent/{peer}`), `iat`, `nbf`, `exp` (short —
+//! the runtime uses how long the delegating agent waits for the answer —
+//! and never past the token it extends), `jti`, `act` (RFC 8693: `{sub:
+//! delegating agent, act: <the chain before>}`), and `prv`, the base64url
+//! SHA-256 of the token it extends.
 //!
 //! The receiver verifies every link ([`verify_chain`]): G is a valid gateway
 //! token addressed to the first actor; each Di is signed by a live agent key

@@ -125,7 +125,10 @@ pub async fn start(
         broker.username(),
         &ns,
         &name,
-        cfg.max_call_depth,
+        crate::trust_manager::DelegationLimits {
+            max_depth: cfg.max_call_depth,
+            hop_ttl: Duration::from_secs(cfg.inter_agent_communication.request_timeout_seconds),
+        },
     )?;
     let inner = Arc::new(AgentInner {
         request_topic: topics::agent_request(&ns, &name),

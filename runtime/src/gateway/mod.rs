@@ -115,7 +115,7 @@ pub async fn start(
         broker.username(),
         &ns,
         &id,
-        0,
+        Default::default(),
     )?;
     let inner = Arc::new(GatewayInner {
         auth: authenticator(&cfg, &sessions)?,

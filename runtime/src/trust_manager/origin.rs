@@ -183,7 +183,15 @@ mod tests {
             verification_mode: mode,
             ..TrustManagerConfig::default()
         };
-        TrustManager::new(&cfg, kind, id, NS, id, 3).expect("trust manager")
+        TrustManager::new(
+            &cfg,
+            kind,
+            id,
+            NS,
+            id,
+            super::super::DelegationLimits::default(),
+        )
+        .expect("trust manager")
     }
 
     /// `receiver` learns `sender`'s trust card, as from the broker.
