@@ -447,6 +447,7 @@ impl Shared {
 pub(crate) fn assurance(who: &VerifiedIdentity) -> &'static str {
     match who.assurance() {
         Assurance::GatewaySigned { .. } => "gateway-signed",
+        Assurance::Delegated { .. } => "delegated",
         Assurance::TrustDisabled => "trust disabled",
         _ => "other",
     }

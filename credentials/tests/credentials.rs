@@ -229,12 +229,14 @@ fn gateway_identity(user: &str) -> amesh_trust::VerifiedIdentity {
         Duration::from_secs(3600),
     )
     .expect("signer");
-    let token = signer.sign(&UserClaims::new(user), None).expect("token");
+    let token = signer
+        .sign(&UserClaims::new(user), "agent-a", None)
+        .expect("token");
     let registry = TrustRegistry::new(ns, Duration::from_secs(60));
     registry
         .accept_card(ComponentKind::Gateway, "gw-1", card.as_str(), now)
         .expect("card accepted");
-    IdentityVerifier::new(registry, VerifierConfig::default())
+    IdentityVerifier::new(registry, "agent-a", VerifierConfig::default())
         .verify(&token, user, now)
         .expect("verified")
 }

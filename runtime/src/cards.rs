@@ -20,12 +20,19 @@ use crate::broker::{Broker, ConnectionEvent, UserProperties};
 /// are fixed bytes.
 pub type PayloadFn = Box<dyn FnMut() -> Option<Bytes> + Send>;
 
+/// Signs one publication: `(topic, payload)` to the `amesh-signature`
+/// property (`None`: unsigned, trust disabled).
+pub type SignFn = Box<dyn Fn(&str, &[u8]) -> Option<String> + Send>;
+
 /// What to publish, where, how often.
 pub struct CardPublication {
     pub topic: String,
     pub payload: PayloadFn,
     pub interval: Duration,
     pub retain: bool,
+    /// Signs each publication (agent cards: receivers take a card for an
+    /// agent only from that agent's account).
+    pub sign: Option<SignFn>,
 }
 
 impl CardPublication {
@@ -36,7 +43,14 @@ impl CardPublication {
             payload: Box::new(move || Some(payload.clone())),
             interval,
             retain,
+            sign: None,
         }
+    }
+
+    /// The same publication, each one signed by `sign`.
+    pub fn signed_by(mut self, sign: SignFn) -> Self {
+        self.sign = Some(sign);
+        self
     }
 }
 
@@ -67,8 +81,11 @@ pub fn spawn(
             let Some(payload) = (card.payload)() else {
                 continue;
             };
-            let props =
+            let mut props =
                 UserProperties::new().with(crate::a2a::props::TIMESTAMP, now_millis().to_string());
+            if let Some(signature) = card.sign.as_ref().and_then(|s| s(&card.topic, &payload)) {
+                props.push(crate::a2a::props::SIGNATURE, signature);
+            }
             if let Err(e) = broker
                 .publish(&card.topic, payload, props, card.retain)
                 .await

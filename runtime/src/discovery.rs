@@ -51,6 +51,9 @@ pub enum CardRefused {
     },
     #[error("the card of {name:?} is ignored: {max} names are known already")]
     Full { name: String, max: usize },
+    /// The trust manager did not accept the card (it logs why).
+    #[error("the card was not accepted by the trust manager")]
+    NotAccepted,
 }
 
 #[derive(Clone)]
@@ -89,6 +92,20 @@ impl Directory {
     /// [`Directory::observe`]. Refusals are logged here (oversized cards
     /// and names beyond the cap as warnings, at most one per 10 s each).
     pub fn observe_payload(&self, payload: &[u8]) -> Result<bool, CardRefused> {
+        self.observe_checked(payload, || {
+            serde_json::from_slice(payload).map_err(CardRefused::from)
+        })
+    }
+
+    /// Like [`Directory::observe_payload`], with the card read by `accept`
+    /// (the trust manager's check that the card comes from the agent's own
+    /// account) — called only once the payload fits the size cap, so an
+    /// oversized card costs neither a parse nor a signature check.
+    pub fn observe_checked(
+        &self,
+        payload: &[u8],
+        accept: impl FnOnce() -> Result<AgentCard, CardRefused>,
+    ) -> Result<bool, CardRefused> {
         let result = if payload.len() > self.limits.max_card_bytes {
             Err(CardRefused::TooLarge {
                 sender: claimed_name(payload),
@@ -96,15 +113,13 @@ impl Directory {
                 max: self.limits.max_card_bytes,
             })
         } else {
-            serde_json::from_slice(payload)
-                .map_err(CardRefused::from)
-                .and_then(|card| self.observe(card))
+            accept().and_then(|card| self.observe(card))
         };
         if let Err(e) = &result {
             let throttle = match e {
                 CardRefused::TooLarge { .. } => &self.warnings.too_large,
                 CardRefused::Full { .. } => &self.warnings.full,
-                CardRefused::Unreadable(_) => {
+                CardRefused::Unreadable(_) | CardRefused::NotAccepted => {
                     tracing::debug!(error = %e, "card ignored");
                     return result;
                 }

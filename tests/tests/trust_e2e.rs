@@ -150,7 +150,7 @@ fn hs256(header: Value, claims: Value, key: &[u8]) -> String {
 }
 
 fn claims(sub: &str, iat: u64, exp: u64) -> Value {
-    json!({"iss": "gateway", "sub": sub, "aud": NS, "iat": iat, "exp": exp, "jti": "x"})
+    json!({"iss": "gateway", "sub": sub, "aud": format!("{NS}/agent/echo"), "iat": iat, "exp": exp, "jti": "x"})
 }
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
     let agent_key = keys.key("agent.pem");
     let now = now_unix();
     let good = signer(gw_key.clone(), "gateway", NS)
-        .sign(&UserClaims::new("alice"), None)
+        .sign(&UserClaims::new("alice"), "echo", None)
         .unwrap();
 
     let mut tampered = good.split('.').map(String::from).collect::<Vec<_>>();
@@ -203,7 +203,7 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
             "unknown key",
             Some(
                 signer(SigningKey::generate().unwrap(), "gateway", NS)
-                    .sign(&UserClaims::new("alice"), None)
+                    .sign(&UserClaims::new("alice"), "echo", None)
                     .unwrap(),
             ),
             "alice",
@@ -214,6 +214,7 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
                 signer(gw_key.clone(), "gateway", NS)
                     .sign_at(
                         &UserClaims::new("alice"),
+                        "echo",
                         Some(Duration::from_secs(60)),
                         now - 4000,
                     )
@@ -245,7 +246,7 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
             "signed by an agent's key",
             Some(
                 signer(agent_key, "echo", NS)
-                    .sign(&UserClaims::new("alice"), None)
+                    .sign(&UserClaims::new("alice"), "echo", None)
                     .unwrap(),
             ),
             "alice",
@@ -254,7 +255,7 @@ async fn strict_mode_refuses_every_bad_token_before_the_tool_runs() {
             "another namespace",
             Some(
                 signer(gw_key.clone(), "gateway", "other/ns")
-                    .sign(&UserClaims::new("alice"), None)
+                    .sign(&UserClaims::new("alice"), "echo", None)
                     .unwrap(),
             ),
             "alice",
@@ -319,7 +320,7 @@ async fn permissive_mode_runs_bad_tokens_as_unverified_users() {
     let keys = Keys::new();
     let (mut stack, mut raw) = setup(&mq, "permissive", &keys).await;
     let forged = signer(SigningKey::generate().unwrap(), "gateway", NS)
-        .sign(&UserClaims::new("alice"), None)
+        .sign(&UserClaims::new("alice"), "echo", None)
         .unwrap();
     for (id, token) in [("p-none", None), ("p-forged", Some(forged.as_str()))] {
         let reply = raw
@@ -368,7 +369,7 @@ async fn a_card_naming_another_component_is_refused_by_the_registry() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let token = signer(evil, "gateway", NS)
-        .sign(&UserClaims::new("alice"), None)
+        .sign(&UserClaims::new("alice"), "echo", None)
         .unwrap();
     let reply = raw
         .request(

@@ -3,6 +3,8 @@
 //! the same cold verification through `jsonwebtoken` 12 with its aws-lc
 //! backend (what this crate would cost if it delegated to it), and the floor:
 //! aws-lc's bare ES256 verification of the same bytes with a parsed key.
+//! Also: signing one delegation hop, verifying a one-hop chain cold, and
+//! signing and verifying a reply signature (`amesh-signature`).
 //!
 //! Quick run: `cargo bench -p amesh-trust --bench identity -- --warm-up-time 1 --measurement-time 3`
 
@@ -10,13 +12,15 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use amesh_trust::{
-    ComponentKind, IdentitySigner, IdentityVerifier, SigningKey, TrustCard, TrustRegistry,
-    UserClaims, VerifierConfig, now_unix,
+    ComponentKind, DelegationSigner, IdentitySigner, IdentityVerifier, MessageSigner, SigningKey,
+    TrustCard, TrustRegistry, UserClaims, VerifierConfig, now_unix, verify_message,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const NS: &str = "a2a/bench";
 const GATEWAY: &str = "gw-bench";
+const AGENT: &str = "agent-bench";
+const PEER: &str = "peer-bench";
 
 struct Setup {
     signer: IdentitySigner,
@@ -47,7 +51,7 @@ fn setup() -> Setup {
         email: Some("alice@example.com".into()),
         name: Some("Alice Example".into()),
     };
-    let token = signer.sign_at(&user, None, now).expect("token");
+    let token = signer.sign_at(&user, AGENT, None, now).expect("token");
     Setup {
         signer,
         registry,
@@ -62,6 +66,7 @@ fn identity(c: &mut Criterion) {
     let verifier = |cache_capacity| {
         IdentityVerifier::new(
             s.registry.clone(),
+            AGENT,
             VerifierConfig {
                 cache_capacity,
                 ..VerifierConfig::default()
@@ -77,7 +82,7 @@ fn identity(c: &mut Criterion) {
     group.bench_function("sign", |b| {
         b.iter(|| {
             s.signer
-                .sign_at(black_box(&s.user), None, s.now)
+                .sign_at(black_box(&s.user), AGENT, None, s.now)
                 .expect("token")
         })
     });
@@ -99,7 +104,7 @@ fn identity(c: &mut Criterion) {
     let decoding_key =
         jsonwebtoken::DecodingKey::from_ec_components(&jwk.x, &jwk.y).expect("decoding key");
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
-    validation.set_audience(&[NS]);
+    validation.set_audience(&[format!("{NS}/agent/{AGENT}")]);
     validation.set_issuer(&[GATEWAY]);
     group.bench_function("verify_cold_jsonwebtoken_reference", |b| {
         b.iter(|| {
@@ -131,6 +136,73 @@ fn identity(c: &mut Criterion) {
             parsed
                 .verify_sig(black_box(signing_input.as_bytes()), &signature)
                 .expect("verifies")
+        })
+    });
+
+    // Delegation: the agent's key and card, one hop to a peer.
+    let agent_key = SigningKey::generate().expect("key");
+    let card =
+        TrustCard::sign(&agent_key, ComponentKind::Agent, AGENT, NS, 30, s.now).expect("card");
+    s.registry
+        .accept_card(ComponentKind::Agent, AGENT, card.as_str(), s.now)
+        .expect("card accepted");
+    let delegator = DelegationSigner::new(
+        AGENT,
+        AGENT,
+        NS,
+        agent_key.clone(),
+        Duration::from_secs(300),
+    )
+    .expect("delegator");
+    let identity = warm.verify(&s.token, &s.user.sub, s.now).expect("verifies");
+    let chain = delegator
+        .delegate(&identity, &s.token, PEER, s.now)
+        .expect("delegates");
+    let peer_cold = IdentityVerifier::new(
+        s.registry.clone(),
+        PEER,
+        VerifierConfig {
+            cache_capacity: 0,
+            ..VerifierConfig::default()
+        },
+    );
+    group.bench_function("delegate_one_hop", |b| {
+        b.iter(|| {
+            delegator
+                .delegate(black_box(&identity), &s.token, PEER, s.now)
+                .expect("delegates")
+        })
+    });
+    group.bench_function("verify_chain_one_hop_cold", |b| {
+        b.iter(|| {
+            peer_cold
+                .verify(black_box(&chain), &s.user.sub, s.now)
+                .expect("verifies")
+        })
+    });
+
+    // Reply signatures.
+    let messages = MessageSigner::new(agent_key, AGENT).expect("signer");
+    let topic = format!("{NS}/a2a/v1/gateway/response/{GATEWAY}/task-1");
+    let reply = vec![b'x'; 600];
+    let reply_signature = messages.sign(&topic, &reply, s.now).expect("signs");
+    group.bench_function("sign_reply", |b| {
+        b.iter(|| {
+            messages
+                .sign(&topic, black_box(&reply), s.now)
+                .expect("signs")
+        })
+    });
+    group.bench_function("verify_reply", |b| {
+        b.iter(|| {
+            verify_message(
+                &s.registry,
+                Some(&reply_signature),
+                &topic,
+                black_box(&reply),
+                s.now,
+            )
+            .expect("verifies")
         })
     });
     group.finish();

@@ -21,12 +21,24 @@ use crate::verified::VerifiedIdentity;
 /// SHA-256 of a token.
 pub(crate) type TokenHash = [u8; 32];
 
-/// What the verifier needs to re-check a cached token.
+/// What the verifier needs to re-check a cached token or chain.
 #[derive(Clone)]
 pub(crate) struct CachedToken {
     pub(crate) identity: VerifiedIdentity,
-    pub(crate) kid: String,
+    /// Every key that signed a part of it, first the gateway's.
+    pub(crate) keys: Vec<KeyCheck>,
     pub(crate) expires_at: u64,
+}
+
+/// A key that signed part of a cached token, and what made it acceptable
+/// then: it must still be trusted, still the same component's, and (for a
+/// delegation) that component must still speak for the delegating agent.
+#[derive(Clone)]
+pub(crate) struct KeyCheck {
+    pub(crate) kid: String,
+    pub(crate) component_id: String,
+    /// The agent whose delegation the key signed; `None` for the gateway.
+    pub(crate) agent_name: Option<String>,
 }
 
 pub(crate) struct TokenCache {
@@ -124,7 +136,7 @@ mod tests {
                 None,
                 None,
             ),
-            kid: "k".into(),
+            keys: Vec::new(),
             expires_at: 10,
         }
     }

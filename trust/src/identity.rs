@@ -2,9 +2,16 @@
 //! an ES256 JWT that agents check against the gateway's trust card.
 //!
 //! Token shape (shared with the verifier): header `{alg: ES256, typ: JWT,
-//! kid}`; claims `iss` (gateway id), `sub` (user id), `aud` (namespace),
-//! `iat`, `nbf` (= `iat`), `exp`, `jti` (UUID v4), and `email` / `name` when
-//! known.
+//! kid}`; claims `iss` (gateway id), `sub` (user id), `aud` (the one agent
+//! the token is for: [`agent_audience`], `{namespace}/agent/{agent_name}`),
+//! `iat`, `nbf` (= `iat`), `exp`, `jti` (UUID v4), `email` / `name` when
+//! known, and `amesh_scope` when the token is good for one request only
+//! ([`TokenScope`]).
+//!
+//! A token names its recipient so that an agent cannot replay the tokens it
+//! receives at other agents: whoever holds a token for agent A can act as
+//! the user at A only. To reach a peer, A signs a delegation of its own
+//! ([`crate::DelegationSigner`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -13,7 +20,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::jws::{self, ES256};
 use crate::key::{SignError, SigningKey};
+use crate::scope::TokenScope;
 use crate::time::now_unix;
+
+/// The audience of tokens for agent `agent_name` in `namespace`:
+/// `{namespace}/agent/{agent_name}`. Agent names are one topic level (no
+/// `/`), so the agent is always the last segment.
+pub fn agent_audience(namespace: &str, agent_name: &str) -> String {
+    format!("{}/agent/{agent_name}", namespace.trim_end_matches('/'))
+}
 
 /// The user a gateway vouches for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +66,8 @@ pub(crate) struct OutgoingClaims<'a> {
     email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amesh_scope: Option<&'a TokenScope>,
 }
 
 /// Claims of an identity token as read by the verifier. Unknown claims are
@@ -69,6 +86,8 @@ pub(crate) struct IncomingClaims {
     pub(crate) email: Option<String>,
     #[serde(default)]
     pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) amesh_scope: Option<TokenScope>,
 }
 
 /// RFC 7519 allows `aud` as one string or an array of them.
@@ -80,10 +99,19 @@ pub(crate) enum Audience {
 }
 
 impl Audience {
-    pub(crate) fn contains(&self, namespace: &str) -> bool {
+    pub(crate) fn contains(&self, audience: &str) -> bool {
         match self {
-            Self::One(aud) => aud == namespace,
-            Self::Many(auds) => auds.iter().any(|aud| aud == namespace),
+            Self::One(aud) => aud == audience,
+            Self::Many(auds) => auds.iter().any(|aud| aud == audience),
+        }
+    }
+
+    /// The one audience, if there is exactly one.
+    pub(crate) fn single(&self) -> Option<&str> {
+        match self {
+            Self::One(aud) => Some(aud),
+            Self::Many(auds) if auds.len() == 1 => Some(&auds[0]),
+            Self::Many(_) => None,
         }
     }
 
@@ -162,21 +190,56 @@ impl IdentitySigner {
         })
     }
 
-    /// Signs a token for `user`, valid from now for `ttl` (default: the
-    /// configured default; clamped to the maximum).
-    pub fn sign(&self, user: &UserClaims, ttl: Option<Duration>) -> Result<String, SignError> {
-        self.sign_at(user, ttl, now_unix())
+    /// Signs a token for `user` addressed to agent `agent`, valid from now
+    /// for `ttl` (default: the configured default; clamped to the maximum).
+    pub fn sign(
+        &self,
+        user: &UserClaims,
+        agent: &str,
+        ttl: Option<Duration>,
+    ) -> Result<String, SignError> {
+        self.sign_at(user, agent, ttl, now_unix())
     }
 
     /// [`sign`](Self::sign) with an explicit `now` (unix seconds).
     pub fn sign_at(
         &self,
         user: &UserClaims,
+        agent: &str,
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<String, SignError> {
+        self.sign_token(user, agent, None, ttl, now)
+    }
+
+    /// A token for `user` at agent `agent` that is good only for the one
+    /// request `scope` names (and cannot be delegated).
+    pub fn sign_scoped_at(
+        &self,
+        user: &UserClaims,
+        agent: &str,
+        scope: &TokenScope,
+        ttl: Option<Duration>,
+        now: u64,
+    ) -> Result<String, SignError> {
+        self.sign_token(user, agent, Some(scope), ttl, now)
+    }
+
+    fn sign_token(
+        &self,
+        user: &UserClaims,
+        agent: &str,
+        scope: Option<&TokenScope>,
         ttl: Option<Duration>,
         now: u64,
     ) -> Result<String, SignError> {
         if user.sub.is_empty() {
             return Err(SignError::InvalidInput("user id (sub) is empty"));
+        }
+        if agent.is_empty() || agent.contains('/') {
+            return Err(SignError::InvalidInput(
+                "recipient agent name is empty or contains `/`",
+            ));
         }
         let ttl = match ttl {
             None => self.default_ttl,
@@ -189,16 +252,18 @@ impl IdentitySigner {
             .checked_add(ttl)
             .ok_or(SignError::InvalidInput("token expiry overflows"))?;
         let jti = uuid::Uuid::new_v4().to_string();
+        let aud = agent_audience(&self.namespace, agent);
         let claims = OutgoingClaims {
             iss: &self.gateway_id,
             sub: &user.sub,
-            aud: &self.namespace,
+            aud: &aud,
             iat: now,
             nbf: now,
             exp,
             jti: &jti,
             email: user.email.as_deref(),
             name: user.name.as_deref(),
+            amesh_scope: scope,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| SignError::Crypto)?;
         self.key.sign_compact(&self.header_b64, &payload)
@@ -214,7 +279,7 @@ impl IdentitySigner {
         &self.gateway_id
     }
 
-    /// The namespace tokens carry as `aud`.
+    /// The namespace of the agents tokens are for.
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -264,11 +329,12 @@ mod tests {
         let s = signer(300, 3600);
         let mut user = UserClaims::new("alice");
         user.email = Some("alice@example.com".into());
-        let token = s.sign_at(&user, None, 1000).expect("signs");
+        let token = s.sign_at(&user, "agent-a", None, 1000).expect("signs");
         let c = claims_of(&token);
         assert_eq!(c["iss"], "gw-1");
         assert_eq!(c["sub"], "alice");
-        assert_eq!(c["aud"], "a2a/test");
+        assert_eq!(c["aud"], "a2a/test/agent/agent-a");
+        assert!(c.get("amesh_scope").is_none());
         assert_eq!(c["iat"], 1000);
         assert_eq!(c["nbf"], 1000);
         assert_eq!(c["exp"], 1300);
@@ -292,6 +358,7 @@ mod tests {
         let token = s
             .sign_at(
                 &UserClaims::new("a"),
+                "agent-a",
                 Some(Duration::from_secs(86_400)),
                 1000,
             )
@@ -307,16 +374,38 @@ mod tests {
         assert!(IdentitySigner::new("gw", "ns", key.clone(), s(0), s(60)).is_err());
         assert!(IdentitySigner::new("", "ns", key, s(1), s(60)).is_err());
         assert_eq!(
-            signer(1, 1).sign(&UserClaims::new(""), None),
+            signer(1, 1).sign(&UserClaims::new(""), "agent-a", None),
             Err(SignError::InvalidInput("user id (sub) is empty"))
         );
+        assert!(signer(1, 1).sign(&UserClaims::new("a"), "", None).is_err());
+        assert!(
+            signer(1, 1)
+                .sign(&UserClaims::new("a"), "x/y", None)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn scoped_token_names_its_method_but_not_its_value() {
+        let s = signer(300, 3600);
+        let scope = TokenScope::new("oauth/callback", "the-state");
+        let token = s
+            .sign_scoped_at(&UserClaims::new("a"), "agent-a", &scope, None, 1000)
+            .expect("signs");
+        let c = claims_of(&token);
+        assert_eq!(c["amesh_scope"]["method"], "oauth/callback");
+        assert!(!token.contains("the-state"));
     }
 
     #[test]
     fn each_token_has_its_own_jti() {
         let s = signer(300, 3600);
-        let a = s.sign_at(&UserClaims::new("a"), None, 1).expect("signs");
-        let b = s.sign_at(&UserClaims::new("a"), None, 1).expect("signs");
+        let a = s
+            .sign_at(&UserClaims::new("a"), "x", None, 1)
+            .expect("signs");
+        let b = s
+            .sign_at(&UserClaims::new("a"), "x", None, 1)
+            .expect("signs");
         assert_ne!(claims_of(&a)["jti"], claims_of(&b)["jti"]);
     }
 

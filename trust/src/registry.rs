@@ -10,6 +10,14 @@
 //! previous keys trusted until their own cards expire, so tokens signed just
 //! before the rotation still verify. Clearing the retained card (an empty
 //! payload) removes the component and all its keys at once.
+//!
+//! Agent names: an agent is addressed by its name (`agent_name`), but its
+//! trust card is keyed by its broker username. The registry also holds which
+//! account speaks for which agent name, learned from agent cards signed with
+//! that account's key ([`TrustRegistry::bind_agent_name`]). A name equal to
+//! the id of an agent trust card is that component's and nobody else's; any
+//! other name belongs to the first account that signs a card for it, for as
+//! long as that account's card lives. One account speaks for one name.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -122,6 +130,38 @@ pub enum KeyLookupError {
     },
 }
 
+/// Why an agent name was not bound to an account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The account has no agent trust card here.
+    #[error("account {account:?} has no agent trust card, so it cannot speak for an agent")]
+    UnknownAccount {
+        /// The account (broker username).
+        account: String,
+    },
+    /// The name is the id of another agent's trust card.
+    #[error(
+        "agent name {name:?} is the broker username of another agent, which alone speaks for it; refused for account {account:?}"
+    )]
+    Reserved {
+        /// The agent name.
+        name: String,
+        /// The account that asked for it.
+        account: String,
+    },
+    /// Another live account already speaks for the name.
+    #[error("agent name {name:?} belongs to account {owner:?}; refused for account {account:?}")]
+    Taken {
+        /// The agent name.
+        name: String,
+        /// The account that holds it.
+        owner: String,
+        /// The account that asked for it.
+        account: String,
+    },
+}
+
 /// The trust registry: a handle to the shared set of trusted keys.
 /// Cloning is shallow; all clones see the same keys.
 #[derive(Clone)]
@@ -139,6 +179,15 @@ struct RegistryInner {
 struct State {
     keys: HashMap<String, TrustedKey>,
     components: HashMap<(ComponentKind, String), Component>,
+    /// Agent name -> the account (agent component id) that speaks for it.
+    names: HashMap<String, String>,
+}
+
+impl State {
+    fn has_agent(&self, id: &str) -> bool {
+        self.components
+            .contains_key(&(ComponentKind::Agent, id.to_owned()))
+    }
 }
 
 /// One component's keys: `kids` in the order they arrived, oldest first;
@@ -191,7 +240,9 @@ impl TrustRegistry {
         let new = TrustedKey::from_card(card);
         let kid = new.kid().to_owned();
         let mut state = self.write();
-        let State { keys, components } = &mut *state;
+        let State {
+            keys, components, ..
+        } = &mut *state;
 
         if let Some(held) = keys.get(&kid) {
             if held.kind() != kind || held.component_id() != id {
@@ -260,7 +311,71 @@ impl TrustRegistry {
         for kid in &component.kids {
             state.keys.remove(kid);
         }
+        if kind == ComponentKind::Agent {
+            state.names.retain(|_, account| account != id);
+        }
         true
+    }
+
+    /// Records that account `account` (an agent's broker username) speaks
+    /// for agent `name`, as a card for `name` signed with that account's
+    /// key says. Refused when another account owns the name (see the module
+    /// doc); returns whether the binding is new.
+    pub fn bind_agent_name(&self, name: &str, account: &str) -> Result<bool, NameError> {
+        {
+            // The common case, each time an agent republishes its card.
+            let state = self.read();
+            if state.names.get(name).is_some_and(|owner| owner == account)
+                && state.has_agent(account)
+                && (name == account || !state.has_agent(name))
+            {
+                return Ok(false);
+            }
+        }
+        let mut state = self.write();
+        if !state.has_agent(account) {
+            return Err(NameError::UnknownAccount {
+                account: account.to_owned(),
+            });
+        }
+        if name != account && state.has_agent(name) {
+            return Err(NameError::Reserved {
+                name: name.to_owned(),
+                account: account.to_owned(),
+            });
+        }
+        if let Some(owner) = state.names.get(name)
+            && owner != account
+            && state.has_agent(owner)
+        {
+            return Err(NameError::Taken {
+                name: name.to_owned(),
+                owner: owner.clone(),
+                account: account.to_owned(),
+            });
+        }
+        if state.names.get(name).is_some_and(|owner| owner == account) {
+            return Ok(false);
+        }
+        // One name per account: a renamed agent gives up its old name.
+        state.names.retain(|_, owner| owner != account);
+        state.names.insert(name.to_owned(), account.to_owned());
+        tracing::debug!(agent = name, account, "agent name bound to its account");
+        Ok(true)
+    }
+
+    /// The account that speaks for agent `name`: the agent component of
+    /// that id if there is one, else the account bound to the name.
+    pub fn agent_account(&self, name: &str) -> Option<String> {
+        let state = self.read();
+        if state.has_agent(name) {
+            return Some(name.to_owned());
+        }
+        state
+            .names
+            .get(name)
+            .filter(|account| state.has_agent(account))
+            .cloned()
     }
 
     /// Drops every key whose card expired before `now` (beyond the skew).
@@ -268,7 +383,11 @@ impl TrustRegistry {
     pub fn prune(&self, now: u64) -> usize {
         let skew = self.inner.skew_secs;
         let mut state = self.write();
-        let State { keys, components } = &mut *state;
+        let State {
+            keys,
+            components,
+            names,
+        } = &mut *state;
         let before = keys.len();
         keys.retain(|_, key| key.is_live(now, skew));
         let dropped = before - keys.len();
@@ -286,6 +405,9 @@ impl TrustRegistry {
                     }
                 }
                 !component.kids.is_empty()
+            });
+            names.retain(|_, account| {
+                components.contains_key(&(ComponentKind::Agent, account.clone()))
             });
         }
         dropped
@@ -534,6 +656,73 @@ mod tests {
         assert!(reg.remove(ComponentKind::Gateway, "gw"));
         assert!(reg.is_empty());
         assert!(!reg.remove(ComponentKind::Gateway, "gw"));
+    }
+
+    fn agent(reg: &TrustRegistry, id: &str) -> SigningKey {
+        let key = SigningKey::generate().expect("key");
+        reg.accept_card(
+            ComponentKind::Agent,
+            id,
+            &card(&key, ComponentKind::Agent, id, 1, NOW),
+            NOW,
+        )
+        .expect("accepts");
+        key
+    }
+
+    #[test]
+    fn an_agent_name_belongs_to_the_first_account_that_claims_it() {
+        let reg = registry();
+        agent(&reg, "acct-1");
+        agent(&reg, "acct-2");
+        assert_eq!(reg.agent_account("weather"), None);
+        assert_eq!(reg.bind_agent_name("weather", "acct-1"), Ok(true));
+        assert_eq!(reg.bind_agent_name("weather", "acct-1"), Ok(false));
+        assert_eq!(
+            reg.bind_agent_name("weather", "acct-2"),
+            Err(NameError::Taken {
+                name: "weather".into(),
+                owner: "acct-1".into(),
+                account: "acct-2".into()
+            })
+        );
+        assert_eq!(reg.agent_account("weather").as_deref(), Some("acct-1"));
+        // Its card cleared, acct-1 no longer holds the name.
+        assert!(reg.remove(ComponentKind::Agent, "acct-1"));
+        assert_eq!(reg.agent_account("weather"), None);
+        assert_eq!(reg.bind_agent_name("weather", "acct-2"), Ok(true));
+    }
+
+    #[test]
+    fn a_name_equal_to_an_agent_account_is_that_agents_alone() {
+        let reg = registry();
+        agent(&reg, "alpha");
+        agent(&reg, "mallory");
+        assert_eq!(reg.agent_account("alpha").as_deref(), Some("alpha"));
+        assert!(matches!(
+            reg.bind_agent_name("alpha", "mallory"),
+            Err(NameError::Reserved { .. })
+        ));
+        assert_eq!(reg.bind_agent_name("alpha", "alpha"), Ok(true));
+        assert!(matches!(
+            reg.bind_agent_name("x", "nobody"),
+            Err(NameError::UnknownAccount { .. })
+        ));
+        // A name first taken by mallory goes to the agent of that id once
+        // its card arrives.
+        assert_eq!(reg.bind_agent_name("beta", "mallory"), Ok(true));
+        agent(&reg, "beta");
+        assert_eq!(reg.agent_account("beta").as_deref(), Some("beta"));
+    }
+
+    #[test]
+    fn one_account_speaks_for_one_name() {
+        let reg = registry();
+        agent(&reg, "acct");
+        assert_eq!(reg.bind_agent_name("old-name", "acct"), Ok(true));
+        assert_eq!(reg.bind_agent_name("new-name", "acct"), Ok(true));
+        assert_eq!(reg.agent_account("old-name"), None);
+        assert_eq!(reg.agent_account("new-name").as_deref(), Some("acct"));
     }
 
     #[test]

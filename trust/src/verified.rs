@@ -2,7 +2,9 @@
 //!
 //! Stored credentials are released only to a [`VerifiedIdentity`], and the
 //! only ways to get one are the [`IdentityVerifier`](crate::IdentityVerifier)
-//! (a gateway-signed token checked against a live gateway card) or
+//! (a gateway-signed token addressed to this agent and checked against a
+//! live gateway card, possibly extended by a chain of delegations each
+//! checked against the delegating agent's card) or
 //! [`VerifiedIdentity::trust_disabled`], which needs a [`TrustDisabled`]
 //! proof that names the operator's choice in the code that makes it. An
 //! identity that failed verification is an [`UnverifiedIdentity`], a type
@@ -12,6 +14,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::scope::TokenScope;
 use crate::verifier::VerifyError;
 
 /// Proof that the operator switched the trust manager off.
@@ -46,6 +49,19 @@ pub enum Assurance {
         /// The token's `exp` (unix seconds).
         expires_at: u64,
     },
+    /// A gateway-signed token passed on by agents, each hop signed by the
+    /// agent that delegated (RFC 8693 `act` chain), verified hop by hop.
+    Delegated {
+        /// The gateway that vouched for the user.
+        issuer: String,
+        /// The `jti` of the last delegation, for audit.
+        jti: String,
+        /// When the chain stops being valid (unix seconds).
+        expires_at: u64,
+        /// The agents the request came through, first (the one the gateway
+        /// asked) to last (the one that asked us).
+        actors: Vec<String>,
+    },
     /// Not verified: the trust manager is off ([`TrustDisabled`]).
     TrustDisabled,
 }
@@ -64,6 +80,21 @@ struct IdentityInner {
     email: Option<String>,
     name: Option<String>,
     assurance: Assurance,
+    /// The one request the token is good for, if it is scoped.
+    scope: Option<TokenScope>,
+    /// SHA-256 of the last token of what was verified: what a delegation
+    /// from this identity must extend.
+    token_sha256: Option<[u8; 32]>,
+}
+
+/// What the verifier learned from a token, to make a [`VerifiedIdentity`].
+pub(crate) struct Verified {
+    pub(crate) user_id: String,
+    pub(crate) email: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) assurance: Assurance,
+    pub(crate) scope: Option<TokenScope>,
+    pub(crate) token_sha256: [u8; 32],
 }
 
 impl VerifiedIdentity {
@@ -75,42 +106,28 @@ impl VerifiedIdentity {
         email: Option<String>,
         name: Option<String>,
     ) -> Self {
-        Self::new(user_id.into(), email, name, Assurance::TrustDisabled)
-    }
-
-    /// Made by the verifier from a checked token.
-    pub(crate) fn gateway_signed(
-        user_id: String,
-        email: Option<String>,
-        name: Option<String>,
-        issuer: String,
-        jti: String,
-        expires_at: u64,
-    ) -> Self {
-        Self::new(
-            user_id,
-            email,
-            name,
-            Assurance::GatewaySigned {
-                issuer,
-                jti,
-                expires_at,
-            },
-        )
-    }
-
-    fn new(
-        user_id: String,
-        email: Option<String>,
-        name: Option<String>,
-        assurance: Assurance,
-    ) -> Self {
         Self {
             inner: Arc::new(IdentityInner {
-                user_id,
+                user_id: user_id.into(),
                 email,
                 name,
-                assurance,
+                assurance: Assurance::TrustDisabled,
+                scope: None,
+                token_sha256: None,
+            }),
+        }
+    }
+
+    /// Made by the verifier from a checked token or chain.
+    pub(crate) fn from_verified(v: Verified) -> Self {
+        Self {
+            inner: Arc::new(IdentityInner {
+                user_id: v.user_id,
+                email: v.email,
+                name: v.name,
+                assurance: v.assurance,
+                scope: v.scope,
+                token_sha256: Some(v.token_sha256),
             }),
         }
     }
@@ -133,7 +150,9 @@ impl VerifiedIdentity {
     /// The gateway that vouched for the user; `None` with trust disabled.
     pub fn issuer(&self) -> Option<&str> {
         match &self.inner.assurance {
-            Assurance::GatewaySigned { issuer, .. } => Some(issuer),
+            Assurance::GatewaySigned { issuer, .. } | Assurance::Delegated { issuer, .. } => {
+                Some(issuer)
+            }
             Assurance::TrustDisabled => None,
         }
     }
@@ -141,6 +160,69 @@ impl VerifiedIdentity {
     /// How this identity came to be trusted.
     pub fn assurance(&self) -> &Assurance {
         &self.inner.assurance
+    }
+
+    /// The agents a delegated request came through, first to last; empty
+    /// for a request straight from a gateway.
+    pub fn actors(&self) -> &[String] {
+        match &self.inner.assurance {
+            Assurance::Delegated { actors, .. } => actors,
+            _ => &[],
+        }
+    }
+
+    /// When the token (or chain) this identity came from expires; `None`
+    /// with trust disabled.
+    pub fn expires_at(&self) -> Option<u64> {
+        match &self.inner.assurance {
+            Assurance::GatewaySigned { expires_at, .. }
+            | Assurance::Delegated { expires_at, .. } => Some(*expires_at),
+            Assurance::TrustDisabled => None,
+        }
+    }
+
+    /// The one request the token is good for, if it is scoped.
+    pub fn scope(&self) -> Option<&TokenScope> {
+        self.inner.scope.as_ref()
+    }
+
+    /// Whether this identity may be used for a `method` request identified
+    /// by `bound_value`: a scoped token only for its own request, any other
+    /// token for anything.
+    pub fn check_use(&self, method: &str, bound_value: Option<&str>) -> Result<(), VerifyError> {
+        match &self.inner.scope {
+            None => Ok(()),
+            Some(scope) if scope.method() != method => Err(VerifyError::OutOfScope {
+                scope_method: scope.method().to_owned(),
+                method: method.to_owned(),
+            }),
+            Some(scope) if !scope.permits(method, bound_value) => Err(VerifyError::ScopeMismatch {
+                method: method.to_owned(),
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Like [`check_use`](Self::check_use), but the token must be scoped to
+    /// this very request: for requests a gateway makes with an assertion of
+    /// their own (the `oauth/callback` it forwards). An identity made with
+    /// trust disabled has no token and passes.
+    pub fn check_scoped_use(
+        &self,
+        method: &str,
+        bound_value: Option<&str>,
+    ) -> Result<(), VerifyError> {
+        if self.inner.scope.is_none() && self.inner.assurance != Assurance::TrustDisabled {
+            return Err(VerifyError::ScopeRequired {
+                method: method.to_owned(),
+            });
+        }
+        self.check_use(method, bound_value)
+    }
+
+    /// SHA-256 of the last token this identity was verified from.
+    pub(crate) fn token_sha256(&self) -> Option<&[u8; 32]> {
+        self.inner.token_sha256.as_ref()
     }
 }
 
@@ -237,16 +319,45 @@ mod tests {
         assert_eq!(id.assurance(), &Assurance::TrustDisabled);
     }
 
+    fn signed(scope: Option<TokenScope>) -> VerifiedIdentity {
+        VerifiedIdentity::from_verified(Verified {
+            user_id: "alice".into(),
+            email: Some("alice@example.com".into()),
+            name: Some("Alice Liddell".into()),
+            assurance: Assurance::GatewaySigned {
+                issuer: "gw-1".into(),
+                jti: "jti-1".into(),
+                expires_at: 42,
+            },
+            scope,
+            token_sha256: [0; 32],
+        })
+    }
+
+    #[test]
+    fn scoped_identity_is_good_for_its_request_only() {
+        let id = signed(Some(TokenScope::new("oauth/callback", "s1")));
+        assert_eq!(id.check_use("oauth/callback", Some("s1")), Ok(()));
+        assert_eq!(id.check_scoped_use("oauth/callback", Some("s1")), Ok(()));
+        assert!(matches!(
+            id.check_use("message/send", None),
+            Err(VerifyError::OutOfScope { .. })
+        ));
+        assert!(matches!(
+            id.check_use("oauth/callback", Some("s2")),
+            Err(VerifyError::ScopeMismatch { .. })
+        ));
+        let general = signed(None);
+        assert_eq!(general.check_use("message/send", None), Ok(()));
+        assert!(matches!(
+            general.check_scoped_use("oauth/callback", Some("s1")),
+            Err(VerifyError::ScopeRequired { .. })
+        ));
+    }
+
     #[test]
     fn debug_of_identity_omits_personal_data() {
-        let id = VerifiedIdentity::gateway_signed(
-            "alice".into(),
-            Some("alice@example.com".into()),
-            Some("Alice Liddell".into()),
-            "gw-1".into(),
-            "jti-1".into(),
-            42,
-        );
+        let id = signed(None);
         let debug = format!("{id:?}");
         assert!(debug.contains("alice") && debug.contains("gw-1"), "{debug}");
         assert!(

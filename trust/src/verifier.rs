@@ -1,26 +1,31 @@
-//! The agent's side of identity: turning a token from the `authToken`
+//! The agent's side of identity: turning what arrives in the `authToken`
 //! property into a [`VerifiedIdentity`], or a precise reason why not.
 //!
-//! Order of checks: the header first (ES256 exactly, typ JWT, a `kid`),
-//! before any key is looked at — so `none`, HS256 keyed with the gateway's
-//! public key, RS256 and ES384 never reach a verifier that could be
-//! confused; then the `kid` must name a live *gateway* key; then the
-//! signature; only then are the claims believed and compared (issuer =
-//! the key's owner, audience = our namespace, lifetime, times, subject).
+//! What arrives is either a gateway's token addressed to this agent, or a
+//! delegation chain `G~D1~...~Dn` (see [`crate::delegation`]) whose last
+//! hop is addressed to this agent.
+//!
+//! Order of checks for a gateway token: the header first (ES256 exactly, typ
+//! JWT, a `kid`), before any key is looked at — so `none`, HS256 keyed with
+//! the gateway's public key, RS256 and ES384 never reach a verifier that
+//! could be confused; then the `kid` must name a live *gateway* key; then
+//! the signature; only then are the claims believed and compared (issuer =
+//! the key's owner, audience = this agent, lifetime, times, subject).
 //!
 //! Verified tokens are cached by hash until they expire (see [`crate::cache`]);
-//! a hit still checks expiry, the expected user and that the key is trusted.
+//! a hit still checks expiry, the expected user and that every key that
+//! signed a part is still trusted.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{CachedToken, TokenCache, TokenHash};
+use crate::cache::{CachedToken, KeyCheck, TokenCache, TokenHash};
 use crate::card::ComponentKind;
-use crate::identity::IncomingClaims;
+use crate::identity::{IncomingClaims, agent_audience};
 use crate::jws::{self, ES256, Segment, clip};
 use crate::registry::{KeyLookupError, TrustRegistry, TrustedKey};
-use crate::verified::{RequestIdentity, UnverifiedIdentity, VerifiedIdentity};
+use crate::verified::{Assurance, RequestIdentity, UnverifiedIdentity, Verified, VerifiedIdentity};
 
 /// Why a token did not verify. Messages say what was expected and what was
 /// found, and never contain the token.
@@ -39,9 +44,11 @@ pub enum VerifyError {
         /// The `alg` found, clipped to 64 characters.
         found: String,
     },
-    /// The header's `typ` is present and not `JWT`.
-    #[error("identity token typ must be \"JWT\", found {found:?}")]
+    /// The header's `typ` is not the one this kind of token must have.
+    #[error("identity token typ must be {expected:?}, found {found:?}")]
     WrongTokenType {
+        /// `JWT` for a gateway token, `delegation+jwt` for a delegation.
+        expected: &'static str,
         /// The `typ` found, clipped to 64 characters.
         found: String,
     },
@@ -62,6 +69,14 @@ pub enum VerifyError {
         /// The key's owner as `{type}/{id}`.
         component: String,
     },
+    /// A delegation is signed with a key that is not an agent's.
+    #[error("delegation is signed with key {kid:?} of {component}, which is not an agent")]
+    NotAnAgent {
+        /// The delegation's `kid`.
+        kid: String,
+        /// The key's owner as `{type}/{id}`.
+        component: String,
+    },
     /// The key's trust card has expired.
     #[error(
         "identity token is signed with key {kid:?} of {component}, whose trust card expired at {expired_at}"
@@ -77,18 +92,18 @@ pub enum VerifyError {
     /// The signature does not verify with the gateway's key.
     #[error("identity token signature does not verify with the key its kid names")]
     BadSignature,
-    /// `iss` is not the gateway that owns the signing key.
-    #[error("identity token issuer is {found:?}, but its key belongs to gateway {expected:?}")]
+    /// `iss` is not the component that owns the signing key.
+    #[error("identity token issuer is {found:?}, but its key belongs to {expected:?}")]
     IssuerMismatch {
         /// The key owner's component id.
         expected: String,
         /// The token's `iss`, clipped to 64 characters.
         found: String,
     },
-    /// `aud` does not name our namespace.
+    /// `aud` does not name this agent.
     #[error("identity token audience is {found:?}, expected {expected:?}")]
     AudienceMismatch {
-        /// Our namespace.
+        /// This agent's audience.
         expected: String,
         /// The token's `aud`, clipped to 64 characters.
         found: String,
@@ -137,6 +152,89 @@ pub enum VerifyError {
         /// The request's `userId`.
         claimed: String,
     },
+    /// A delegation chain with more hops than allowed.
+    #[error("delegation chain has {hops} hops, more than the maximum {max}")]
+    ChainTooDeep {
+        /// Delegations in the chain.
+        hops: usize,
+        /// The configured maximum (`max_call_depth`).
+        max: usize,
+    },
+    /// One token of a delegation chain failed a check of its own.
+    #[error("delegation chain, {}: {error}", position_name(*.position))]
+    InChain {
+        /// 0 for the gateway's token, n for the n-th delegation.
+        position: usize,
+        /// What is wrong with that token.
+        error: Box<VerifyError>,
+    },
+    /// A delegation does not fit the token it claims to extend.
+    #[error("delegation chain, hop {hop}: {problem}")]
+    BrokenLink {
+        /// The n-th delegation.
+        hop: usize,
+        /// What does not fit.
+        problem: &'static str,
+    },
+    /// A delegation is signed by an account that does not speak for the
+    /// agent it names as the actor.
+    #[error(
+        "delegation chain, hop {hop}: signed by account {account:?}, which does not speak for agent {agent:?} (no agent card of {agent:?} signed by that account)"
+    )]
+    ActorNotBound {
+        /// The n-th delegation.
+        hop: usize,
+        /// The agent named in `act.sub`.
+        agent: String,
+        /// The account whose key signed it.
+        account: String,
+    },
+    /// A token scoped to one request was delegated.
+    #[error("a token scoped to one {method} request cannot be delegated")]
+    ScopedTokenDelegated {
+        /// The scope's method.
+        method: String,
+    },
+    /// A scoped token presented for another method.
+    #[error(
+        "identity token is scoped to one {scope_method} request and cannot be used for {method}"
+    )]
+    OutOfScope {
+        /// The method the token is good for.
+        scope_method: String,
+        /// The method it was presented for.
+        method: String,
+    },
+    /// A scoped token presented for another request of its method.
+    #[error("identity token is scoped to another {method} request")]
+    ScopeMismatch {
+        /// The method.
+        method: String,
+    },
+    /// A request that needs a token scoped to it came with a general one.
+    #[error("{method} needs an identity assertion scoped to it; this token is a general one")]
+    ScopeRequired {
+        /// The method.
+        method: String,
+    },
+    /// A delegation hop the delegating agent's published policy does not
+    /// allow (checked by the runtime against the agent's card).
+    #[error(
+        "agent {from:?} does not publish permission to delegate to agent {to:?} (inter_agent_communication)"
+    )]
+    HopNotPermitted {
+        /// The delegating agent.
+        from: String,
+        /// The agent it delegated to.
+        to: String,
+    },
+}
+
+fn position_name(position: usize) -> String {
+    match position {
+        0 => "gateway token".to_owned(),
+        n => format!("hop {n}"),
+    }
 }
 
 impl VerifyError {
@@ -150,6 +248,7 @@ impl VerifyError {
             Self::MissingKid => "missing_kid",
             Self::UnknownKey { .. } => "unknown_key",
             Self::NotAGateway { .. } => "not_a_gateway",
+            Self::NotAnAgent { .. } => "not_an_agent",
             Self::KeyExpired { .. } => "key_expired",
             Self::BadSignature => "bad_signature",
             Self::IssuerMismatch { .. } => "issuer_mismatch",
@@ -159,6 +258,23 @@ impl VerifyError {
             Self::IssuedInFuture { .. } => "issued_in_future",
             Self::LifetimeTooLong { .. } => "lifetime_too_long",
             Self::SubjectMismatch { .. } => "subject_mismatch",
+            Self::ChainTooDeep { .. } => "chain_too_deep",
+            Self::InChain { error, .. } => error.code(),
+            Self::BrokenLink { .. } => "broken_chain",
+            Self::ActorNotBound { .. } => "actor_not_bound",
+            Self::ScopedTokenDelegated { .. } => "scoped_token_delegated",
+            Self::OutOfScope { .. } => "out_of_scope",
+            Self::ScopeMismatch { .. } => "scope_mismatch",
+            Self::ScopeRequired { .. } => "scope_required",
+            Self::HopNotPermitted { .. } => "hop_not_permitted",
+        }
+    }
+
+    /// This error as found in the `position`-th token of a chain.
+    pub(crate) fn in_chain(self, position: usize) -> Self {
+        Self::InChain {
+            position,
+            error: Box::new(self),
         }
     }
 }
@@ -172,56 +288,83 @@ pub struct VerifierConfig {
     /// deployments whose clocks cannot be trusted; the lifetime bound and
     /// card expiry still apply.
     pub enable_time_validation: bool,
-    /// Longest accepted `exp - iat`.
+    /// Longest accepted `exp - iat` of a gateway token.
     pub max_ttl: Duration,
     /// Verified tokens remembered (0 turns the cache off).
     pub cache_capacity: usize,
+    /// Most delegations a chain may have (the agent's `max_call_depth`).
+    pub max_delegation_depth: usize,
+    /// Longest accepted `exp - iat` of one delegation.
+    pub max_delegation_ttl: Duration,
 }
 
 impl Default for VerifierConfig {
-    /// 60 s skew, time validation on, at most 1 h tokens, 10,000 cached.
+    /// 60 s skew, time validation on, at most 1 h tokens, 10,000 cached,
+    /// chains of at most 10 delegations living at most 5 minutes each.
     fn default() -> Self {
         Self {
             clock_skew: Duration::from_secs(60),
             enable_time_validation: true,
             max_ttl: Duration::from_secs(3600),
             cache_capacity: 10_000,
+            max_delegation_depth: 10,
+            max_delegation_ttl: crate::delegation::DEFAULT_DELEGATION_TTL,
         }
     }
 }
 
-/// Verifies identity tokens against the gateway keys in a
+/// Verifies identity tokens addressed to one agent against the keys in a
 /// [`TrustRegistry`]. Cloning is shallow; clones share the cache.
 #[derive(Clone)]
 pub struct IdentityVerifier {
     inner: Arc<VerifierInner>,
 }
 
-struct VerifierInner {
-    registry: TrustRegistry,
-    skew_secs: u64,
-    time_validation: bool,
-    max_ttl_secs: u64,
+pub(crate) struct VerifierInner {
+    pub(crate) registry: TrustRegistry,
+    /// `{namespace}/agent/{agent_name}`: what `aud` must say.
+    pub(crate) audience: String,
+    pub(crate) skew_secs: u64,
+    pub(crate) time_validation: bool,
+    pub(crate) max_ttl_secs: u64,
+    pub(crate) max_depth: usize,
+    pub(crate) max_delegation_ttl_secs: u64,
     cache: TokenCache,
 }
 
+/// A gateway token whose signature and own claims checked out; its
+/// audience is for the caller to compare.
+pub(crate) struct GatewayToken {
+    pub(crate) claims: IncomingClaims,
+    pub(crate) key: KeyCheck,
+}
+
 impl IdentityVerifier {
-    /// A verifier for tokens addressed to the registry's namespace.
-    pub fn new(registry: TrustRegistry, config: VerifierConfig) -> Self {
+    /// A verifier for tokens addressed to agent `agent_name` in the
+    /// registry's namespace.
+    pub fn new(registry: TrustRegistry, agent_name: &str, config: VerifierConfig) -> Self {
         Self {
             inner: Arc::new(VerifierInner {
+                audience: agent_audience(registry.namespace(), agent_name),
                 registry,
                 skew_secs: config.clock_skew.as_secs(),
                 time_validation: config.enable_time_validation,
                 max_ttl_secs: config.max_ttl.as_secs(),
+                max_depth: config.max_delegation_depth,
+                max_delegation_ttl_secs: config.max_delegation_ttl.as_secs(),
                 cache: TokenCache::new(config.cache_capacity),
             }),
         }
     }
 
-    /// The registry whose gateway keys are trusted.
+    /// The registry whose keys are trusted.
     pub fn registry(&self) -> &TrustRegistry {
         &self.inner.registry
+    }
+
+    /// The audience tokens must name: this agent.
+    pub fn audience(&self) -> &str {
+        &self.inner.audience
     }
 
     /// How many verified tokens are cached.
@@ -229,8 +372,9 @@ impl IdentityVerifier {
         self.inner.cache.len()
     }
 
-    /// Verifies `token` as an identity token for `expected_user_id` (the
-    /// request's `userId`) at `now` (unix seconds).
+    /// Verifies `token` (a gateway token or a delegation chain) as an
+    /// identity for `expected_user_id` (the request's `userId`) at `now`
+    /// (unix seconds).
     pub fn verify(
         &self,
         token: &str,
@@ -242,19 +386,19 @@ impl IdentityVerifier {
             return Err(VerifyError::MissingToken);
         }
         let cache = &self.inner.cache;
-        let hash = cache.is_enabled().then(|| TokenCache::hash(token));
-        if let Some(hash) = &hash
-            && let Some(cached) = cache.get(hash)
-        {
-            return self.recheck(hash, cached, expected_user_id, now);
+        let hash = TokenCache::hash(token);
+        if let Some(cached) = cache.get(&hash) {
+            return self.recheck(&hash, cached, expected_user_id, now);
         }
-        let verified = self.verify_uncached(token, now)?;
+        let verified = if token.contains(crate::delegation::CHAIN_SEPARATOR) {
+            crate::delegation::verify_chain(&self.inner, token, now)?
+        } else {
+            self.verify_gateway_token(token, hash, now)?
+        };
         let identity = verified.identity.clone();
         // Cached before the subject check: the token is genuine whoever it
         // is presented for.
-        if let Some(hash) = hash {
-            cache.insert(hash, verified);
-        }
+        cache.insert(hash, verified);
         check_subject(&identity, expected_user_id)?;
         Ok(identity)
     }
@@ -281,9 +425,10 @@ impl IdentityVerifier {
         }
     }
 
-    /// A cache hit: the signature and claims were checked when the token was
-    /// first seen; what can have changed since is the time, the key's trust
-    /// and who the token is presented for.
+    /// A cache hit: the signatures and claims were checked when the token
+    /// was first seen; what can have changed since is the time, the trust
+    /// in its keys, who speaks for the agents of a chain, and who the token
+    /// is presented for.
     fn recheck(
         &self,
         hash: &TokenHash,
@@ -291,35 +436,86 @@ impl IdentityVerifier {
         expected_user_id: &str,
         now: u64,
     ) -> Result<VerifiedIdentity, VerifyError> {
-        if self.inner.time_validation
-            && now > cached.expires_at.saturating_add(self.inner.skew_secs)
-        {
-            self.inner.cache.remove(hash);
+        let inner = &self.inner;
+        if inner.time_validation && now > cached.expires_at.saturating_add(inner.skew_secs) {
+            inner.cache.remove(hash);
             return Err(VerifyError::Expired {
                 expired_at: cached.expires_at,
                 now,
             });
         }
-        let issuer = cached.identity.issuer().unwrap_or_default();
-        let still_trusted = self.gateway_key(&cached.kid, now).and_then(|key| {
-            if key.component_id() == issuer {
-                Ok(key)
-            } else {
-                Err(VerifyError::UnknownKey {
-                    kid: clip(&cached.kid),
-                })
+        for (position, check) in cached.keys.iter().enumerate() {
+            let result = inner.still_trusted(check, now).map_err(|e| {
+                if cached.keys.len() > 1 {
+                    e.in_chain(position)
+                } else {
+                    e
+                }
+            });
+            let result = result.and_then(|()| match &check.agent_name {
+                Some(agent)
+                    if inner.registry.agent_account(agent).as_deref()
+                        != Some(check.component_id.as_str()) =>
+                {
+                    Err(VerifyError::ActorNotBound {
+                        hop: position,
+                        agent: agent.clone(),
+                        account: check.component_id.clone(),
+                    })
+                }
+                _ => Ok(()),
+            });
+            if let Err(e) = result {
+                inner.cache.remove(hash);
+                return Err(e);
             }
-        });
-        if let Err(e) = still_trusted {
-            self.inner.cache.remove(hash);
-            return Err(e);
         }
         check_subject(&cached.identity, expected_user_id)?;
         Ok(cached.identity)
     }
 
-    /// Full verification, up to but not including the subject check.
-    fn verify_uncached(&self, token: &str, now: u64) -> Result<CachedToken, VerifyError> {
+    /// A token straight from a gateway: checked, and addressed to us.
+    fn verify_gateway_token(
+        &self,
+        token: &str,
+        hash: TokenHash,
+        now: u64,
+    ) -> Result<CachedToken, VerifyError> {
+        let inner = &self.inner;
+        let checked = inner.check_gateway_token(token, now)?;
+        let claims = checked.claims;
+        if !claims.aud.contains(&inner.audience) {
+            return Err(VerifyError::AudienceMismatch {
+                expected: inner.audience.clone(),
+                found: claims.aud.describe(),
+            });
+        }
+        Ok(CachedToken {
+            identity: VerifiedIdentity::from_verified(Verified {
+                user_id: claims.sub,
+                email: claims.email,
+                name: claims.name,
+                assurance: Assurance::GatewaySigned {
+                    issuer: claims.iss,
+                    jti: claims.jti,
+                    expires_at: claims.exp,
+                },
+                scope: claims.amesh_scope,
+                token_sha256: hash,
+            }),
+            keys: vec![checked.key],
+            expires_at: claims.exp,
+        })
+    }
+}
+
+impl VerifierInner {
+    /// Everything about a gateway token except its audience.
+    pub(crate) fn check_gateway_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<GatewayToken, VerifyError> {
         let compact = jws::parse(token).map_err(|m| VerifyError::Malformed(m.0))?;
         let header = &compact.header;
         if header.alg != ES256 {
@@ -332,7 +528,10 @@ impl IdentityVerifier {
             .as_deref()
             .filter(|typ| !typ.eq_ignore_ascii_case("JWT"))
         {
-            return Err(VerifyError::WrongTokenType { found: clip(typ) });
+            return Err(VerifyError::WrongTokenType {
+                expected: "JWT",
+                found: clip(typ),
+            });
         }
         let kid = header.kid.as_deref().ok_or(VerifyError::MissingKid)?;
         let key = self.gateway_key(kid, now)?;
@@ -352,63 +551,76 @@ impl IdentityVerifier {
                 found: clip(&claims.iss),
             });
         }
-        let namespace = self.inner.registry.namespace();
-        if !claims.aud.contains(namespace) {
-            return Err(VerifyError::AudienceMismatch {
-                expected: namespace.to_owned(),
-                found: claims.aud.describe(),
-            });
-        }
         if claims.sub.is_empty() {
             return Err(VerifyError::Malformed("sub is empty"));
         }
-        if claims.exp <= claims.iat {
-            return Err(VerifyError::Malformed("exp is not after iat"));
-        }
-        let lifetime_secs = claims.exp - claims.iat;
-        if lifetime_secs > self.inner.max_ttl_secs {
-            return Err(VerifyError::LifetimeTooLong {
-                lifetime_secs,
-                max_secs: self.inner.max_ttl_secs,
-            });
-        }
-        if self.inner.time_validation {
-            let skew = self.inner.skew_secs;
-            if now > claims.exp.saturating_add(skew) {
-                return Err(VerifyError::Expired {
-                    expired_at: claims.exp,
-                    now,
-                });
-            }
-            if let Some(nbf) = claims.nbf.filter(|nbf| *nbf > now.saturating_add(skew)) {
-                return Err(VerifyError::NotYetValid {
-                    not_before: nbf,
-                    now,
-                });
-            }
-            if claims.iat > now.saturating_add(skew) {
-                return Err(VerifyError::IssuedInFuture {
-                    issued_at: claims.iat,
-                    now,
-                });
-            }
-        }
-        Ok(CachedToken {
-            identity: VerifiedIdentity::gateway_signed(
-                claims.sub,
-                claims.email,
-                claims.name,
-                claims.iss,
-                claims.jti,
-                claims.exp,
-            ),
-            kid: kid.to_owned(),
-            expires_at: claims.exp,
+        self.check_lifetime(claims.iat, claims.exp, self.max_ttl_secs)?;
+        self.check_now(claims.iat, claims.nbf, claims.exp, now)?;
+        Ok(GatewayToken {
+            key: KeyCheck {
+                kid: kid.to_owned(),
+                component_id: claims.iss.clone(),
+                agent_name: None,
+            },
+            claims,
         })
     }
 
+    /// `exp` after `iat`, and no further than `max_secs`.
+    pub(crate) fn check_lifetime(
+        &self,
+        iat: u64,
+        exp: u64,
+        max_secs: u64,
+    ) -> Result<(), VerifyError> {
+        if exp <= iat {
+            return Err(VerifyError::Malformed("exp is not after iat"));
+        }
+        let lifetime_secs = exp - iat;
+        if lifetime_secs > max_secs {
+            return Err(VerifyError::LifetimeTooLong {
+                lifetime_secs,
+                max_secs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Valid at `now` (when time validation is on), within the skew.
+    pub(crate) fn check_now(
+        &self,
+        iat: u64,
+        nbf: Option<u64>,
+        exp: u64,
+        now: u64,
+    ) -> Result<(), VerifyError> {
+        if !self.time_validation {
+            return Ok(());
+        }
+        let skew = self.skew_secs;
+        if now > exp.saturating_add(skew) {
+            return Err(VerifyError::Expired {
+                expired_at: exp,
+                now,
+            });
+        }
+        if let Some(nbf) = nbf.filter(|nbf| *nbf > now.saturating_add(skew)) {
+            return Err(VerifyError::NotYetValid {
+                not_before: nbf,
+                now,
+            });
+        }
+        if iat > now.saturating_add(skew) {
+            return Err(VerifyError::IssuedInFuture {
+                issued_at: iat,
+                now,
+            });
+        }
+        Ok(())
+    }
+
     fn gateway_key(&self, kid: &str, now: u64) -> Result<TrustedKey, VerifyError> {
-        let key = self.inner.registry.gateway_key(kid).map_err(|e| match e {
+        let key = self.registry.gateway_key(kid).map_err(|e| match e {
             KeyLookupError::Unknown => VerifyError::UnknownKey { kid: clip(kid) },
             KeyLookupError::NotAGateway { component } => VerifyError::NotAGateway {
                 kid: kid.to_owned(),
@@ -416,24 +628,58 @@ impl IdentityVerifier {
             },
         })?;
         debug_assert_eq!(key.kind(), ComponentKind::Gateway);
-        if !key.is_live(now, self.inner.skew_secs) {
-            return Err(VerifyError::KeyExpired {
+        self.live(key, now)
+    }
+
+    /// The live agent key `kid`, for a delegation.
+    pub(crate) fn agent_key(&self, kid: &str, now: u64) -> Result<TrustedKey, VerifyError> {
+        let key = self
+            .registry
+            .key(kid)
+            .ok_or_else(|| VerifyError::UnknownKey { kid: clip(kid) })?;
+        if key.kind() != ComponentKind::Agent {
+            return Err(VerifyError::NotAnAgent {
                 kid: kid.to_owned(),
+                component: format!("{}/{}", key.kind(), key.component_id()),
+            });
+        }
+        self.live(key, now)
+    }
+
+    fn live(&self, key: TrustedKey, now: u64) -> Result<TrustedKey, VerifyError> {
+        if !key.is_live(now, self.skew_secs) {
+            return Err(VerifyError::KeyExpired {
+                kid: key.kid().to_owned(),
                 component: format!("{}/{}", key.kind(), key.component_id()),
                 expired_at: key.expires_at(),
             });
         }
         Ok(key)
     }
+
+    /// Whether a key that signed part of a cached token still would.
+    fn still_trusted(&self, check: &KeyCheck, now: u64) -> Result<(), VerifyError> {
+        let key = match &check.agent_name {
+            None => self.gateway_key(&check.kid, now)?,
+            Some(_) => self.agent_key(&check.kid, now)?,
+        };
+        if key.component_id() != check.component_id {
+            return Err(VerifyError::UnknownKey {
+                kid: clip(&check.kid),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for IdentityVerifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdentityVerifier")
-            .field("namespace", &self.inner.registry.namespace())
+            .field("audience", &self.inner.audience)
             .field("skew_secs", &self.inner.skew_secs)
             .field("time_validation", &self.inner.time_validation)
             .field("max_ttl_secs", &self.inner.max_ttl_secs)
+            .field("max_depth", &self.inner.max_depth)
             .field("cached_tokens", &self.cached_tokens())
             .finish()
     }

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 const NS: &str = "a2a/test";
 const GW: &str = "gw-1";
+/// The agent whose verifier the tests use, and its audience.
+const AGENT: &str = "agent-a";
+const AUD: &str = "a2a/test/agent/agent-a";
 const NOW: u64 = 1_700_000_000;
 const TTL: u64 = 300;
 const MAX_TTL: u64 = 3600;
@@ -47,23 +50,24 @@ impl Mesh {
             enable_time_validation: true,
             max_ttl: Duration::from_secs(MAX_TTL),
             cache_capacity: 100,
+            ..VerifierConfig::default()
         })
     }
 
     fn verifier_with(&self, config: VerifierConfig) -> IdentityVerifier {
-        IdentityVerifier::new(self.registry.clone(), config)
+        IdentityVerifier::new(self.registry.clone(), AGENT, config)
     }
 
     fn token(&self, user: &str) -> String {
         self.signer
-            .sign_at(&UserClaims::new(user), None, NOW)
+            .sign_at(&UserClaims::new(user), AGENT, None, NOW)
             .expect("signs")
     }
 
     /// Claims as the real signer would write them, for forging variants.
     fn claims(&self, user: &str) -> Value {
         json!({
-            "iss": GW, "sub": user, "aud": NS,
+            "iss": GW, "sub": user, "aud": AUD,
             "iat": NOW, "nbf": NOW, "exp": NOW + TTL,
             "jti": "6f1c0a57-9b1e-4c8e-8f7e-0d1f2a3b4c5d",
         })
@@ -134,7 +138,7 @@ fn valid_token_verifies_to_its_user() {
         email: Some("alice@example.com".into()),
         name: Some("Alice".into()),
     };
-    let token = mesh.signer.sign_at(&user, None, NOW).expect("signs");
+    let token = mesh.signer.sign_at(&user, AGENT, None, NOW).expect("signs");
     let identity = mesh
         .verifier()
         .verify(&token, "alice", NOW + 10)
@@ -154,7 +158,7 @@ fn token_signed_by_unknown_key_is_refused() {
     let mesh = Mesh::new();
     let stranger = signer(GW, &SigningKey::generate().expect("key"));
     let token = stranger
-        .sign_at(&UserClaims::new("alice"), None, NOW)
+        .sign_at(&UserClaims::new("alice"), AGENT, None, NOW)
         .expect("signs");
     let err = mesh
         .verifier()
@@ -327,7 +331,7 @@ fn token_signed_by_an_agents_key_is_refused() {
     // The agent signs a perfectly shaped token with its own (trusted) key.
     let agent_signer = signer("agent-a", &agent_key);
     let token = agent_signer
-        .sign_at(&UserClaims::new("alice"), None, NOW)
+        .sign_at(&UserClaims::new("alice"), AGENT, None, NOW)
         .expect("signs");
     let err = mesh
         .verifier()
@@ -361,22 +365,54 @@ fn gateway_cannot_issue_tokens_in_another_gateways_name() {
 }
 
 #[test]
-fn token_for_another_namespace_is_refused() {
+fn token_for_another_agent_or_namespace_is_refused() {
     let mesh = Mesh::new();
+    for aud in [
+        "a2a/test/agent/agent-b",
+        "a2a/prod/agent/agent-a",
+        NS,
+        "a2a/prod",
+    ] {
+        let mut claims = mesh.claims("alice");
+        claims["aud"] = aud.into();
+        let token = forge(&mesh.gateway_key, &es256_header(&mesh.gateway_key), &claims);
+        assert_eq!(
+            mesh.verifier().verify(&token, "alice", NOW).err(),
+            Some(VerifyError::AudienceMismatch {
+                expected: AUD.into(),
+                found: aud.into()
+            }),
+            "aud {aud}"
+        );
+    }
+    // An audience array naming this agent is fine (RFC 7519 §4.1.3).
     let mut claims = mesh.claims("alice");
-    claims["aud"] = "a2a/prod".into();
-    let token = forge(&mesh.gateway_key, &es256_header(&mesh.gateway_key), &claims);
-    assert_eq!(
-        mesh.verifier().verify(&token, "alice", NOW).err(),
-        Some(VerifyError::AudienceMismatch {
-            expected: NS.into(),
-            found: "a2a/prod".into()
-        })
-    );
-    // An audience array naming our namespace is fine (RFC 7519 §4.1.3).
-    claims["aud"] = json!(["a2a/prod", NS]);
+    claims["aud"] = json!(["a2a/test/agent/agent-b", AUD]);
     let token = forge(&mesh.gateway_key, &es256_header(&mesh.gateway_key), &claims);
     assert!(mesh.verifier().verify(&token, "alice", NOW).is_ok());
+}
+
+#[test]
+fn token_the_gateway_signed_for_one_agent_is_refused_by_another() {
+    let mesh = Mesh::new();
+    let for_b = mesh
+        .signer
+        .sign_at(&UserClaims::new("alice"), "agent-b", None, NOW)
+        .expect("signs");
+    let at_a = mesh.verifier();
+    let err = at_a
+        .verify(&for_b, "alice", NOW)
+        .expect_err("not for agent-a");
+    assert_eq!(
+        err,
+        VerifyError::AudienceMismatch {
+            expected: AUD.into(),
+            found: "a2a/test/agent/agent-b".into()
+        }
+    );
+    assert_eq!(at_a.cached_tokens(), 0, "a refused token is not cached");
+    let at_b = IdentityVerifier::new(mesh.registry.clone(), "agent-b", VerifierConfig::default());
+    assert!(at_b.verify(&for_b, "alice", NOW).is_ok());
 }
 
 #[test]
@@ -433,6 +469,7 @@ fn trust_card_is_not_accepted_as_an_identity_token() {
     assert_eq!(
         mesh.verifier().verify(card.as_str(), "alice", NOW).err(),
         Some(VerifyError::WrongTokenType {
+            expected: "JWT",
             found: "trust-card+jwt".into()
         })
     );
@@ -444,7 +481,7 @@ fn token_of_a_gateway_whose_card_expired_is_refused() {
     let later = NOW + DAY + SKEW + 1;
     let token = mesh
         .signer
-        .sign_at(&UserClaims::new("alice"), None, later)
+        .sign_at(&UserClaims::new("alice"), AGENT, None, later)
         .expect("signs");
     assert!(matches!(
         mesh.verifier().verify(&token, "alice", later),
@@ -483,7 +520,7 @@ fn gateway_key_rotation_keeps_old_tokens_valid_until_the_old_key_is_pruned() {
         }
     );
     let new_token = signer(GW, &new_key)
-        .sign_at(&UserClaims::new("alice"), None, rotated_at)
+        .sign_at(&UserClaims::new("alice"), AGENT, None, rotated_at)
         .expect("signs");
     assert!(verifier.verify(&new_token, "alice", rotated_at).is_ok());
     assert!(
@@ -595,12 +632,12 @@ fn our_tokens_verify_with_an_independent_jwt_library() {
     let mesh = Mesh::new();
     let token = mesh
         .signer
-        .sign(&UserClaims::new("alice"), None)
+        .sign(&UserClaims::new("alice"), AGENT, None)
         .expect("signs");
     let jwk = mesh.gateway_key.public_jwk();
     let key = jsonwebtoken::DecodingKey::from_ec_components(&jwk.x, &jwk.y).expect("key");
     let mut validation = jsonwebtoken::Validation::new(Algorithm::ES256);
-    validation.set_audience(&[NS]);
+    validation.set_audience(&[AUD]);
     validation.set_issuer(&[GW]);
     let data =
         jsonwebtoken::decode::<Value>(&token, &key, &validation).expect("jsonwebtoken verifies");

@@ -17,7 +17,8 @@ pub mod props {
     pub const USER_ID: &str = "userId";
     /// The component that sent the request.
     pub const CLIENT_ID: &str = "clientId";
-    /// ES256 identity token signed by the gateway.
+    /// ES256 identity token signed by the gateway for the receiving agent,
+    /// or a delegation chain ending at it (`G~D1~...~Dn`).
     pub const AUTH_TOKEN: &str = "authToken";
     /// JSON with per-user configuration.
     pub const USER_CONFIG: &str = "a2aUserConfig";
@@ -27,6 +28,9 @@ pub mod props {
     pub const CALL_DEPTH: &str = "callDepth";
     /// Sender's time, milliseconds since the epoch.
     pub const TIMESTAMP: &str = "timestamp";
+    /// amesh: the publisher's signature over topic and payload (replies,
+    /// status updates, agent cards), a compact JWS by its trust key.
+    pub const SIGNATURE: &str = "amesh-signature";
 }
 
 /// Method names.

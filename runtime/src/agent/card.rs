@@ -1,4 +1,9 @@
 //! The agent card this agent publishes on the discovery topic.
+//!
+//! Signed with the agent's trust key (receivers take a card for this agent
+//! only from its account), and naming, in `metadata.amesh`, the account and
+//! the `inter_agent_communication` policy, so a peer can compare a
+//! delegation it receives with what this agent says it may do.
 
 use std::time::Duration;
 
@@ -76,17 +81,47 @@ pub(super) fn build(inner: &AgentInner) -> AgentCard {
             .clone()
             .unwrap_or_else(|| vec!["text".into(), "data".into()]),
         skills,
-        metadata: json!({ "amesh": { "tools": tools, "namespace": inner.ns } })
-            .as_object()
-            .cloned(),
+        metadata: json!({ "amesh": {
+            "tools": tools,
+            "namespace": inner.ns,
+            "broker_username": inner.broker.username(),
+            "inter_agent_communication": {
+                "allow_list": cfg.inter_agent_communication.allow_list,
+                "deny_list": cfg.inter_agent_communication.deny_list,
+            },
+        } })
+        .as_object()
+        .cloned(),
     }
 }
 
+/// The delegation policy `card` publishes: (allow list, deny list).
+pub(super) fn published_policy(card: &AgentCard) -> Option<(Vec<String>, Vec<String>)> {
+    let policy = card
+        .metadata
+        .as_ref()?
+        .get("amesh")?
+        .get("inter_agent_communication")?;
+    let list = |name| -> Option<Vec<String>> {
+        policy
+            .get(name)?
+            .as_array()?
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    Some((list("allow_list")?, list("deny_list")?))
+}
+
 pub(super) fn publication(inner: &AgentInner) -> CardPublication {
+    let trust = inner.trust.clone();
     CardPublication::fixed(
         topics::agent_discovery(&inner.ns),
         Bytes::from(serde_json::to_vec(&build(inner)).unwrap_or_default()),
         Duration::from_secs(inner.cfg.agent_card_publishing.interval_seconds.max(1)),
         false,
     )
+    .signed_by(Box::new(move |topic, payload| {
+        trust.sign_message(topic, payload)
+    }))
 }

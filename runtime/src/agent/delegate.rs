@@ -1,10 +1,13 @@
 //! Agent-to-agent delegation: a sub-task sent to a peer's request topic,
 //! answered on this agent's response topic.
 //!
-//! The user's identity token is forwarded unchanged (a peer verifies it just
-//! like a gateway request) and `callDepth` grows by one per hop, so a loop of
-//! delegations ends at `max_call_depth` with an error instead of running
-//! forever.
+//! The user's identity goes on as a delegation chain: the token this agent
+//! was sent, extended by a hop it signs for the peer — made only with a
+//! [`DelegationPermit`], i.e. when `inter_agent_communication` allows the
+//! peer (see [`crate::trust_manager::TrustManager::delegate`]). The peer's
+//! answer counts only if signed by the peer's account. `callDepth` grows by
+//! one per hop, so a loop of delegations ends at `max_call_depth` with an
+//! error instead of running forever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,19 +21,27 @@ use super::AgentInner;
 use super::handler::Caller;
 use crate::a2a::jsonrpc::{Request, Response};
 use crate::a2a::{Message, MessageSendParams, Part, StreamResult, TaskState, methods, props};
-use crate::broker::UserProperties;
+use crate::broker::{Message as BrokerMessage, UserProperties};
 use crate::topics;
+use crate::trust_manager::{DelegationPermit, TrustManager, policy_allows};
+
+/// A sub-task waiting for its final response, and the peer it was sent to.
+struct Waiting {
+    tx: oneshot::Sender<Bytes>,
+    peer: String,
+}
 
 /// Sub-tasks waiting for their final response, by sub-task id.
 #[derive(Default)]
 pub(crate) struct Delegations {
-    pending: Mutex<HashMap<String, oneshot::Sender<Bytes>>>,
+    pending: Mutex<HashMap<String, Waiting>>,
 }
 
 impl Delegations {
-    fn register(&self, id: &str) -> oneshot::Receiver<Bytes> {
+    fn register(&self, id: &str, peer: &str) -> oneshot::Receiver<Bytes> {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(id.to_string(), tx);
+        let peer = peer.to_string();
+        self.lock().insert(id.to_string(), Waiting { tx, peer });
         rx
     }
 
@@ -38,17 +49,26 @@ impl Delegations {
         self.lock().remove(id);
     }
 
-    /// Called by the pump with a payload from our response topic.
-    pub(crate) fn on_response(&self, sub_task: &str, payload: Bytes) {
-        match self.lock().remove(sub_task) {
-            Some(tx) => {
-                let _ = tx.send(payload);
-            }
-            None => tracing::debug!(sub_task, "response for an unknown or finished sub-task"),
+    /// Called by the pump with a message from our response topic. Only the
+    /// peer the sub-task went to may answer it; anything else is dropped
+    /// and the sub-task keeps waiting.
+    pub(crate) fn on_response(&self, sub_task: &str, msg: BrokerMessage, trust: &TrustManager) {
+        let mut pending = self.lock();
+        let Some(waiting) = pending.get(sub_task) else {
+            tracing::debug!(sub_task, "response for an unknown or finished sub-task");
+            return;
+        };
+        if let Err(why) = trust.check_answer(&msg, &waiting.peer) {
+            tracing::warn!(sub_task, peer = %waiting.peer, reason = %why,
+                "sub-task answer ignored: not from the agent that was asked");
+            return;
+        }
+        if let Some(waiting) = pending.remove(sub_task) {
+            let _ = waiting.tx.send(msg.payload);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Bytes>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -68,15 +88,35 @@ impl Drop for PendingGuard<'_> {
 /// Whether `inter_agent_communication` lets this agent call `peer`
 /// (allow list minus deny list, globs as in Solace Agent Mesh).
 pub(crate) fn may_call(inner: &AgentInner, peer: &str) -> bool {
-    let policy = &inner.cfg.inter_agent_communication;
-    policy
-        .allow_list
-        .iter()
-        .any(|p| crate::glob::matches(p, peer))
-        && !policy
-            .deny_list
-            .iter()
-            .any(|p| crate::glob::matches(p, peer))
+    DelegationPermit::check(&inner.cfg.inter_agent_communication, peer).is_some()
+}
+
+/// Admission of a delegated request: each hop of its chain must be allowed
+/// by the policy the delegating agent publishes in its card, where we hold
+/// that card. (A card we do not hold, or one without a policy, cannot be
+/// checked; the delegating agent checked its own policy before signing, and
+/// the broker ACL bounds where it may publish.)
+pub(crate) fn hops_permitted(
+    inner: &AgentInner,
+    identity: &amesh_trust::VerifiedIdentity,
+) -> Result<(), amesh_trust::VerifyError> {
+    let actors = identity.actors();
+    for (i, from) in actors.iter().enumerate() {
+        let to = actors.get(i + 1).unwrap_or(&inner.name);
+        let policy = inner
+            .peers
+            .get(from)
+            .and_then(|card| super::card::published_policy(&card));
+        if let Some((allow, deny)) = policy
+            && !policy_allows(&allow, &deny, to)
+        {
+            return Err(amesh_trust::VerifyError::HopNotPermitted {
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The `delegate` tool: arguments `{agent, text}` or `{agent, data}`.
@@ -93,12 +133,12 @@ pub(crate) async fn call(
         return Err(format!("delegate: `{peer}` is not a valid agent name"));
     }
     let policy = &inner.cfg.inter_agent_communication;
-    if !may_call(inner, peer) {
+    let Some(permit) = DelegationPermit::check(policy, peer) else {
         return Err(format!(
             "delegate: agent {} may not call agent {peer} (inter_agent_communication)",
             inner.name
         ));
-    }
+    };
     if inner.cfg.agent_discovery.enabled && inner.peers.get(peer).is_none() {
         return Err(format!(
             "delegate: no agent named {peer} is known (no agent card seen)"
@@ -135,11 +175,15 @@ pub(crate) async fn call(
         .with(props::DELEGATING_AGENT, inner.name.clone())
         .with(props::CALL_DEPTH, (caller.call_depth + 1).to_string())
         .with(props::TIMESTAMP, crate::cards::now_millis().to_string());
-    if let Some(token) = &caller.auth_token {
-        user_props.push(props::AUTH_TOKEN, token.clone());
+    let token = inner
+        .trust
+        .delegate(&caller.identity, caller.auth_token.as_deref(), &permit)
+        .map_err(|e| format!("delegate to {peer}: {e}"))?;
+    if let Some(token) = token {
+        user_props.push(props::AUTH_TOKEN, token);
     }
 
-    let rx = inner.delegations.register(&sub_task);
+    let rx = inner.delegations.register(&sub_task, peer);
     let _guard = PendingGuard {
         delegations: &inner.delegations,
         id: sub_task.clone(),

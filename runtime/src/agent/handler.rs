@@ -23,14 +23,15 @@ use crate::a2a::{
 use crate::broker::{Message, UserProperties};
 use crate::trust_manager::Admission;
 
-/// Who a request is made for, as read from its user properties. The token
-/// travels unchanged to delegated agents.
+/// Who a request is made for, as read from its user properties.
 #[derive(Clone)]
 pub(crate) struct Caller {
     pub user_id: String,
     /// Verified (by token, or trust disabled by configuration) or only
     /// claimed. Stored credentials are only ever read for a verified one.
     pub identity: amesh_trust::RequestIdentity,
+    /// The token or delegation chain the request came with, as it came: a
+    /// delegation to a peer extends it.
     pub auth_token: Option<String>,
     pub call_depth: u32,
 }
@@ -124,15 +125,20 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
     let claimed = msg.props.get(props::USER_ID).unwrap_or(ANONYMOUS);
     let token = msg.props.get(props::AUTH_TOKEN);
     let sender = msg.props.get(props::CLIENT_ID).unwrap_or("unknown");
-    let identity = match inner.trust.admit(token, claimed, sender) {
+    let identity = match inner
+        .trust
+        .admit(token, claimed, sender, |who| admissible(inner, &req, who))
+    {
         Admission::Run(identity) => identity,
         Admission::Refuse(why) => return refuse(jsonrpc::UNAUTHENTICATED, why),
     };
+    // A chain of n delegations is n hops deep, whatever callDepth says.
+    let hops = identity.verified().map_or(0, |v| v.actors().len());
     let caller = Caller {
         user_id: identity.user_id().to_string(),
         identity,
         auth_token: token.map(str::to_string),
-        call_depth,
+        call_depth: call_depth.max(u32::try_from(hops).unwrap_or(u32::MAX)),
     };
     let Some(reply_to) = reply_to else {
         return refuse(
@@ -193,6 +199,25 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
             ),
         ),
     }
+}
+
+/// What a verified token must also satisfy for this request: a token
+/// scoped to one callback is good for that callback only, and a callback
+/// needs such a token (the gateway forwards each with its own); each hop of
+/// a delegation chain must be allowed by the delegating agent's published
+/// policy.
+fn admissible(
+    inner: &AgentInner,
+    req: &Request,
+    who: &amesh_trust::VerifiedIdentity,
+) -> Result<(), amesh_trust::VerifyError> {
+    if req.method == OAUTH_CALLBACK_METHOD {
+        let state = req.params.get("state").and_then(Value::as_str);
+        who.check_scoped_use(&req.method, state)?;
+    } else {
+        who.check_use(&req.method, None)?;
+    }
+    super::delegate::hops_permitted(inner, who)
 }
 
 fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
@@ -320,11 +345,17 @@ pub(super) fn agent_text(task_id: &str, context_id: &str, text: &str) -> A2aMess
     A2aMessage::agent(vec![Part::text(text)], task_id, context_id)
 }
 
+/// Publishes a reply or status update, signed: the gateway or delegating
+/// agent takes it only from this agent's account.
 pub(super) async fn publish(inner: &AgentInner, topic: &str, response: &Response) {
     let payload = Bytes::from(response.to_bytes());
+    let mut user_props = UserProperties::new();
+    if let Some(signature) = inner.trust.sign_message(topic, &payload) {
+        user_props.push(props::SIGNATURE, signature);
+    }
     if let Err(e) = inner
         .broker
-        .publish(topic, payload, UserProperties::new(), false)
+        .publish(topic, payload, user_props, false)
         .await
     {
         tracing::warn!(agent = %inner.name, topic, error = %e, "reply not delivered");

@@ -135,6 +135,11 @@ pub async fn start(
         amesh_trust::ComponentKind::Agent,
         broker.username(),
         &ns,
+        &name,
+        crate::trust_manager::DelegationLimits {
+            max_depth: cfg.max_call_depth,
+            hop_ttl: Duration::from_secs(cfg.inter_agent_communication.request_timeout_seconds),
+        },
     )?;
     let inner = Arc::new(AgentInner {
         request_topic: topics::agent_request(&ns, &name),
@@ -347,14 +352,21 @@ fn route(inner: &Arc<AgentInner>, msg: Message) {
     if msg.topic == inner.request_topic {
         handler::on_request(inner, msg);
     } else if let Some(sub_task) = msg.topic.strip_prefix(&inner.response_prefix) {
-        inner.delegations.on_response(sub_task, msg.payload);
+        let sub_task = sub_task.to_string();
+        inner.delegations.on_response(&sub_task, msg, &inner.trust);
     } else if msg.topic.starts_with(&inner.status_prefix) {
         // Sub-task progress: delegations are made with message/send, so
         // status updates are informational only.
         tracing::trace!(topic = %msg.topic, "sub-task status");
     } else if msg.topic == inner.agent_discovery {
-        // Refused cards (too large, too many names) are logged there.
-        let _ = inner.peers.observe_payload(&msg.payload);
+        // Only a card signed by the agent's own account counts; refused
+        // cards (too large, too many names, not the agent's) are logged there.
+        let _ = inner.peers.observe_checked(&msg.payload, || {
+            inner
+                .trust
+                .accept_agent_card(&msg)
+                .ok_or(crate::discovery::CardRefused::NotAccepted)
+        });
     } else if msg.topic == inner.gateway_discovery {
         // A gateway we have not seen yet gets our card at once instead of
         // after up to one publishing interval.

@@ -187,11 +187,13 @@ pub fn whoami(identity: &amesh_trust::RequestIdentity) -> Value {
         RequestIdentity::Verified(v) => {
             let how = match v.assurance() {
                 Assurance::GatewaySigned { .. } => "gateway-signed token",
+                Assurance::Delegated { .. } => "delegated token chain",
                 Assurance::TrustDisabled => "trust manager disabled",
                 _ => "other",
             };
             json!({"user_id": v.user_id(), "verified": true, "assurance": how,
-                   "issuer": v.issuer(), "email": v.email(), "name": v.name()})
+                   "issuer": v.issuer(), "email": v.email(), "name": v.name(),
+                   "delegation_chain": v.actors()})
         }
         RequestIdentity::Unverified(u) => json!({"user_id": u.claimed_user_id(), "verified": false,
             "reason": u.reason().to_string()}),

@@ -261,9 +261,12 @@ fn default_jwt_max_ttl() -> u64 {
 #[serde(rename_all = "lowercase")]
 pub enum VerificationMode {
     /// A bad or missing identity token is refused with a JSON-RPC error.
+    /// Gateways and delegating agents list only agents that sign their
+    /// cards, and take only signed answers.
     Strict,
     /// A bad or missing token is logged; the task runs with an unverified
-    /// identity that can never unlock stored credentials.
+    /// identity that can never unlock stored credentials. Agents that sign
+    /// nothing (trust off there) are still listed and answered for.
     #[default]
     Permissive,
 }

@@ -210,7 +210,7 @@ struct Sent {
 }
 
 /// Publishes an A2A request to `agent` for `user`, with reply topics named
-/// after `id`.
+/// after `id`, and the user's identity token for that agent.
 async fn send(
     inner: &Arc<GatewayInner>,
     user: &User,
@@ -218,6 +218,21 @@ async fn send(
     id: String,
     method: &str,
     params: impl serde::Serialize,
+) -> Result<Sent, ApiError> {
+    let ttl = Duration::from_secs(inner.cfg.trust_manager.jwt_default_ttl_seconds);
+    let token = inner.tokens.token_for(&inner.trust, user, agent, ttl);
+    send_with(inner, user, agent, id, method, params, token).await
+}
+
+/// [`send`] with the token given (or the reason it could not be signed).
+async fn send_with(
+    inner: &Arc<GatewayInner>,
+    user: &User,
+    agent: &str,
+    id: String,
+    method: &str,
+    params: impl serde::Serialize,
+    token: anyhow::Result<Option<String>>,
 ) -> Result<Sent, ApiError> {
     let payload = serde_json::to_vec(&Request::new(id.clone(), method, params))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -231,17 +246,13 @@ async fn send(
             ),
         ));
     }
-    let ttl = Duration::from_secs(inner.cfg.trust_manager.jwt_default_ttl_seconds);
-    let token = inner
-        .tokens
-        .token_for(&inner.trust, user, ttl)
-        .map_err(|e| {
-            tracing::error!(gateway = %inner.id, error = %e, "cannot sign identity token");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot sign the identity token",
-            )
-        })?;
+    let token = token.map_err(|e| {
+        tracing::error!(gateway = %inner.id, error = %e, "cannot sign identity token");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot sign the identity token",
+        )
+    })?;
     let mut user_props = UserProperties::new()
         .with(
             props::REPLY_TO,
@@ -453,6 +464,25 @@ pub(crate) async fn ask_agent_for(
 ) -> Result<Option<Event>, ApiError> {
     let id = format!("req-{}", uuid::Uuid::new_v4().simple());
     let mut sent = send(inner, user, agent, id, method, params).await?;
+    Ok(tokio::time::timeout(wait, sent.rx.recv())
+        .await
+        .ok()
+        .flatten())
+}
+
+/// [`ask_agent_for`] with a token of the caller's making (the assertion
+/// scoped to one tool authorization callback).
+pub(crate) async fn ask_agent_with_token(
+    inner: &Arc<GatewayInner>,
+    user: &User,
+    agent: &str,
+    method: &str,
+    params: impl serde::Serialize,
+    wait: Duration,
+    token: anyhow::Result<Option<String>>,
+) -> Result<Option<Event>, ApiError> {
+    let id = format!("req-{}", uuid::Uuid::new_v4().simple());
+    let mut sent = send_with(inner, user, agent, id, method, params, token).await?;
     Ok(tokio::time::timeout(wait, sent.rx.recv())
         .await
         .ok()

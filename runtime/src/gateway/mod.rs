@@ -152,6 +152,8 @@ pub async fn start(
         amesh_trust::ComponentKind::Gateway,
         broker.username(),
         &ns,
+        &id,
+        Default::default(),
     )?;
     let inner = Arc::new(GatewayInner {
         auth: authenticator(&cfg, &sessions)?,

@@ -196,14 +196,43 @@ pub(crate) async fn pump(
             continue;
         }
         if let Some(id) = msg.topic.strip_prefix(&response_prefix) {
-            on_answer(&inner, id, &msg.payload, true);
+            if from_the_agent_asked(&inner, id, &msg) {
+                on_answer(&inner, id, &msg.payload, true);
+            }
         } else if let Some(id) = msg.topic.strip_prefix(&status_prefix) {
-            on_answer(&inner, id, &msg.payload, false);
+            if from_the_agent_asked(&inner, id, &msg) {
+                on_answer(&inner, id, &msg.payload, false);
+            }
         } else if msg.topic == discovery {
-            // Refused cards (too large, too many names) are logged there.
-            let _ = inner.agents.observe_payload(&msg.payload);
+            // Only a card signed by the agent's own account counts; refused
+            // cards (too large, too many names, not the agent's) are logged there.
+            let _ = inner.agents.observe_checked(&msg.payload, || {
+                inner
+                    .trust
+                    .accept_agent_card(&msg)
+                    .ok_or(crate::discovery::CardRefused::NotAccepted)
+            });
         } else {
             tracing::debug!(topic = %msg.topic, "message on unexpected topic ignored");
+        }
+    }
+}
+
+/// Whether an answer to request `id` comes from the agent the request went
+/// to (see `trust_manager::origin`). Any agent may publish on our reply
+/// topics, so anything else — or an answer nobody waits for, whose sender
+/// cannot be checked — is dropped, and the real answer is still awaited.
+fn from_the_agent_asked(inner: &GatewayInner, id: &str, msg: &Message) -> bool {
+    let Some(agent) = inner.pending.agent_of(id) else {
+        tracing::debug!(id, "answer for a request nobody waits for");
+        return false;
+    };
+    match inner.trust.check_answer(msg, &agent) {
+        Ok(()) => true,
+        Err(why) => {
+            tracing::warn!(gateway = %inner.id, %agent, request = %id, reason = %why,
+                "answer ignored: not from the agent that was asked");
+            false
         }
     }
 }

@@ -1,15 +1,20 @@
-//! Identity tokens the gateway attaches to requests, reused per user.
+//! Identity tokens the gateway attaches to requests, reused per user and
+//! agent.
 //!
-//! Signing costs ~35 us and a first verification at an agent ~100 us, while
-//! a verification the agent has cached costs ~1 us. So the gateway signs a
-//! user's token once and reuses it until half its lifetime has passed; the
-//! agents then verify each token once. A token is a bearer assertion of who
-//! the user is (not of one request), so reuse within its lifetime changes
+//! A token names the one agent it is for (`aud`), so a token one agent
+//! receives is no good at another. Signing costs ~35 us and a first
+//! verification at an agent ~100 us, while a verification the agent has
+//! cached costs ~1 us. So the gateway signs a user's token for an agent once
+//! and reuses it until half its lifetime has passed; each agent then
+//! verifies it once. A token is a bearer assertion of who the user is to
+//! that agent (not of one request), so reuse within its lifetime changes
 //! nothing about what it proves.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use amesh_trust::UserClaims;
 
 use super::auth::User;
 use crate::trust_manager::TrustManager;
@@ -23,18 +28,20 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
-    /// The token for `user`, signed anew when the cached one is past half
-    /// its life (or the user's name/email changed). `None` when trust is off.
+    /// The token for `user` at `agent`, signed anew when the cached one is
+    /// past half its life (or the user's name/email changed). `None` when
+    /// trust is off.
     pub(crate) fn token_for(
         &self,
         trust: &TrustManager,
         user: &User,
+        agent: &str,
         ttl: Duration,
     ) -> anyhow::Result<Option<String>> {
         if !trust.enabled() {
             return Ok(None);
         }
-        let key = cache_key(user);
+        let key = cache_key(user, agent);
         let now = Instant::now();
         {
             let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,7 +51,7 @@ impl TokenCache {
                 return Ok(Some(token.clone()));
             }
         }
-        let token = trust.sign(&user.id, user.email.as_deref(), user.name.as_deref())?;
+        let token = trust.sign(&claims(user), agent)?;
         if let Some(t) = &token {
             let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
             if tokens.len() >= MAX_USERS {
@@ -56,9 +63,17 @@ impl TokenCache {
     }
 }
 
-fn cache_key(user: &User) -> String {
+/// What the gateway vouches for about `user`.
+pub(crate) fn claims(user: &User) -> UserClaims {
+    let mut claims = UserClaims::new(user.id.clone());
+    claims.email = user.email.clone();
+    claims.name = user.name.clone();
+    claims
+}
+
+fn cache_key(user: &User, agent: &str) -> String {
     format!(
-        "{}\u{0}{}\u{0}{}",
+        "{}\u{0}{}\u{0}{}\u{0}{agent}",
         user.id,
         user.email.as_deref().unwrap_or(""),
         user.name.as_deref().unwrap_or("")

@@ -3,11 +3,14 @@
 //!
 //! The gateway holds no flow state. It reads the agent and the user tag from
 //! `state` ([`crate::oauth_state`]), refuses with 403 — forwarding nothing —
-//! when the browser's session belongs to another user, and otherwise
-//! forwards code and state with the session user's signed identity to the
-//! agent (any replica), which checks the flow, exchanges the code and
-//! resumes the waiting task. The browser gets a page saying whether it can
-//! be closed.
+//! when the browser's session belongs to another user, and with 404 when
+//! `state` names an agent it does not know (no accepted agent card: the
+//! user's identity goes to no topic an unknown party may be reading), and
+//! otherwise forwards code and state to the agent (any replica) with an
+//! assertion of the session user good for this one callback only (audience
+//! that agent, scope `oauth/callback` and the hash of this `state`, two
+//! minutes). The agent checks the flow, exchanges the code and resumes the
+//! waiting task. The browser gets a page saying whether it can be closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::GatewayInner;
-use super::http::{AuthUser, ask_agent_for};
+use super::http::{AuthUser, ask_agent_with_token};
 use super::pending::Event;
 use crate::a2a::jsonrpc;
 use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
@@ -84,20 +87,44 @@ pub(crate) async fn callback(
             "This authorization was started by another user. Nothing was sent to the agent.",
         );
     }
+    if inner.agents.get(&state.agent).is_none() {
+        tracing::warn!(
+            gateway = %inner.id,
+            user = %user.id,
+            agent = %state.agent,
+            "tool authorization callback for an agent without an accepted card refused"
+        );
+        return page(
+            StatusCode::NOT_FOUND,
+            "Unknown agent",
+            &format!(
+                "This authorization is for agent {}, which this gateway does not know. Nothing was sent.",
+                state.agent
+            ),
+        );
+    }
+    let raw_state = q.state.clone().unwrap_or_default();
+    let token = inner.trust.sign_callback(
+        &super::tokens::claims(&user),
+        &state.agent,
+        OAUTH_CALLBACK_METHOD,
+        &raw_state,
+    );
     let params = CallbackParams {
-        state: q.state.clone().unwrap_or_default(),
+        state: raw_state,
         code: q.code,
         error: q.error,
         error_description: q.error_description,
     };
     // The agent exchanges the code with the provider before it answers.
-    let answer = ask_agent_for(
+    let answer = ask_agent_with_token(
         &inner,
         &user,
         &state.agent,
         OAUTH_CALLBACK_METHOD,
         params,
         Duration::from_secs(30),
+        token,
     )
     .await;
     match answer {
