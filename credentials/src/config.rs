@@ -127,6 +127,12 @@ pub struct DatabaseUrl {
     host_port: Option<String>,
     redacted: String,
     secrets: Vec<String>,
+    /// A SQLite database in a file named by `target` (not `:memory:` or
+    /// `mode=memory`).
+    sqlite_file: bool,
+    /// The driver creates that file when missing (`mode=rwc`, which we
+    /// add when the URL has no `mode=`).
+    creates_file: bool,
 }
 
 impl DatabaseUrl {
@@ -167,6 +173,34 @@ impl DatabaseUrl {
         &self.redacted
     }
 
+    /// The database file of a `sqlite://path` URL; `None` for an in-memory
+    /// SQLite database and for other backends.
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        self.sqlite_file.then(|| std::path::Path::new(&self.target))
+    }
+
+    /// The same URL, but a missing SQLite file is an error instead of being
+    /// created: for tools that only read or revoke what an agent stored.
+    #[must_use]
+    pub fn never_create(mut self) -> Self {
+        if self.creates_file
+            && let Some((base, query)) = self.driver_url.split_once('?')
+        {
+            let query: Vec<&str> = query
+                .split('&')
+                .map(|kv| if kv == "mode=rwc" { "mode=rw" } else { kv })
+                .collect();
+            self.driver_url = format!("{base}?{}", query.join("&"));
+            self.creates_file = false;
+        }
+        self
+    }
+
+    /// Whether opening creates the SQLite file when it is missing.
+    pub(crate) fn creates_file(&self) -> bool {
+        self.creates_file
+    }
+
     pub(crate) fn dialect(&self) -> Dialect {
         self.dialect
     }
@@ -195,7 +229,9 @@ impl DatabaseUrl {
     fn sqlite(rest: &str) -> Self {
         let body = rest.strip_prefix("//").unwrap_or(rest);
         let (path, query) = body.split_once('?').unwrap_or((body, ""));
-        let has_mode = query.split('&').any(|kv| kv.starts_with("mode="));
+        let mode = query.split('&').find_map(|kv| kv.strip_prefix("mode="));
+        let has_mode = mode.is_some();
+        let sqlite_file = path != ":memory:" && !path.is_empty() && mode != Some("memory");
         let url = match (has_mode || path == ":memory:", query.is_empty()) {
             (true, _) => format!("sqlite:{rest}"),
             (false, true) => format!("sqlite:{rest}?mode=rwc"),
@@ -209,6 +245,8 @@ impl DatabaseUrl {
             target: path.to_owned(),
             host_port: None,
             secrets: Vec::new(),
+            sqlite_file,
+            creates_file: sqlite_file && matches!(mode, None | Some("rwc")),
         }
     }
 
@@ -322,6 +360,8 @@ impl DatabaseUrl {
             host_port: Some(host_port),
             redacted,
             secrets,
+            sqlite_file: false,
+            creates_file: false,
         })
     }
 }
@@ -416,6 +456,35 @@ mod tests {
         assert_eq!(url.target(), "/tmp/x/creds.db");
         let ro = DatabaseUrl::parse("sqlite://creds.db?mode=ro").expect("parses");
         assert_eq!(ro.driver_url(), "sqlite://creds.db?mode=ro");
+        assert!(!ro.creates_file());
+    }
+
+    #[test]
+    fn never_create_opens_an_existing_sqlite_file_only() {
+        let url = DatabaseUrl::parse("sqlite://data/creds.db?cache=shared").expect("parses");
+        assert_eq!(
+            url.sqlite_file(),
+            Some(std::path::Path::new("data/creds.db"))
+        );
+        let url = url.never_create();
+        assert_eq!(
+            url.driver_url(),
+            "sqlite://data/creds.db?cache=shared&mode=rw"
+        );
+        assert!(!url.creates_file());
+        let explicit = DatabaseUrl::parse("sqlite:///x/c.db?mode=rwc").expect("parses");
+        assert!(explicit.creates_file());
+        assert_eq!(
+            explicit.never_create().driver_url(),
+            "sqlite:///x/c.db?mode=rw"
+        );
+        for memory in [
+            "sqlite::memory:",
+            "sqlite://shared?mode=memory&cache=shared",
+        ] {
+            let memory = DatabaseUrl::parse(memory).expect("parses");
+            assert_eq!(memory.sqlite_file(), None);
+        }
     }
 
     #[test]

@@ -213,6 +213,12 @@ pub enum SecretError {
         /// How many bytes it has.
         bytes: usize,
     },
+    /// The secret file does not exist and was not to be created.
+    #[error("the agent secret file {path} does not exist")]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
     /// Neither `AMESH_AGENT_SECRET` nor a secret file is configured.
     #[error("no agent secret: set AMESH_AGENT_SECRET or configure agent_secret_file")]
     NotConfigured,

@@ -146,13 +146,25 @@ impl AgentSecret {
     /// base64, mode 0600, parent directories as needed — when it does not
     /// exist. Warns when an existing file is readable by group or others.
     pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        match Self::load(path) {
+            Err(SecretError::Missing { .. }) => Self::create(path),
+            other => other,
+        }
+    }
+
+    /// Reads the existing secret file at `path`; [`SecretError::Missing`]
+    /// when there is none. For tools that read what an agent stored: a
+    /// secret made up now would decrypt nothing of it.
+    pub fn load(path: &Path) -> Result<Self, SecretError> {
         match fs::read_to_string(path) {
             Ok(text) => {
                 let text = Zeroizing::new(text);
                 warn_if_shared(path);
                 Self::from_base64(&text, &format!("file {}", path.display()))
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Self::create(path),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Err(SecretError::Missing {
+                path: path.to_owned(),
+            }),
             Err(source) => Err(SecretError::Io {
                 path: path.to_owned(),
                 action: "read",
@@ -170,6 +182,18 @@ impl AgentSecret {
         }
         match file {
             Some(path) => Self::load_or_create(path),
+            None => Err(SecretError::NotConfigured),
+        }
+    }
+
+    /// Like [`resolve`](Self::resolve), but a missing file is
+    /// [`SecretError::Missing`] rather than created.
+    pub fn resolve_existing(file: Option<&Path>) -> Result<Self, SecretError> {
+        if let Some(secret) = Self::from_env()? {
+            return Ok(secret);
+        }
+        match file {
+            Some(path) => Self::load(path),
             None => Err(SecretError::NotConfigured),
         }
     }

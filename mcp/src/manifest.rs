@@ -95,7 +95,8 @@ pub enum ManifestErrorKind {
     DuplicateName,
     /// `allow_list` and `deny_list` are both set.
     ConflictingLists,
-    /// `connection_params.url` is not an absolute http(s) URL, or
+    /// `connection_params.url` is not an absolute http(s) URL, or is http
+    /// to a host that is not loopback without `allow_insecure_http`; or
     /// `auth.authorization_url` / `auth.token_url` is not https (or http to
     /// a loopback host).
     InvalidUrl,
@@ -248,6 +249,24 @@ type Push<'a> = dyn FnMut(Option<(usize, Option<&str>)>, String, ManifestErrorKi
 fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
     let params = &cfg.connection_params;
     match url::Url::parse(params.url.trim()) {
+        Ok(url)
+            if url.scheme() == "http"
+                && url.host_str().is_some()
+                && !crate::oauth::is_loopback(&url)
+                && !params.allow_insecure_http =>
+        {
+            push(
+                None,
+                "connection_params.url".into(),
+                ManifestErrorKind::InvalidUrl,
+                format!(
+                    "http:// to {:?}, which is not a loopback host, would carry requests and \
+                     credentials unencrypted; use https, or set `allow_insecure_http: true` in \
+                     connection_params",
+                    url.host_str().unwrap_or_default()
+                ),
+            )
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
         Ok(url) => push(
             None,

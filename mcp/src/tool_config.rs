@@ -85,6 +85,12 @@ pub struct ConnectionParams {
     /// test rigs with self-signed certificates; logged as a warning.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls_insecure_skip_verify: bool,
+    /// Allows an `http:` URL to a host that is not loopback. Without it such
+    /// a URL is a config error: users' access tokens (and any static
+    /// header) would cross the network in clear text. For a lab network or
+    /// a sidecar reached by name; logged as a warning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
 }
 
 impl ConnectionParams {

@@ -17,7 +17,8 @@ pub struct Selection {
     pub include_deleted: bool,
 }
 
-/// Opens the SQL store of every selected agent of the configs.
+/// Opens the existing SQL store of every selected agent of the configs;
+/// creates neither a database nor a secret.
 async fn stores(files: &[PathBuf], sel: &Selection) -> anyhow::Result<Vec<CredentialStore>> {
     let cfg = config::load_files(files).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Vec::new();
@@ -35,7 +36,7 @@ async fn stores(files: &[PathBuf], sel: &Selection) -> anyhow::Result<Vec<Creden
             );
             continue;
         }
-        let store_cfg = crate::agent::store::store_config(agent)?;
+        let store_cfg = crate::agent::store::existing_store_config(agent)?;
         out.push(CredentialStore::open(store_cfg).await?);
     }
     if out.is_empty() {
@@ -66,8 +67,9 @@ fn unix(t: SystemTime) -> u64 {
 
 /// Prints one line per credential (tab-separated, with a header).
 pub async fn list(files: &[PathBuf], sel: &Selection) -> anyhow::Result<()> {
+    let stores = stores(files, sel).await?;
     println!("agent\tuser\ttool\tscopes\tissuer\ttoken_expires\texpires\tdeleted");
-    for store in stores(files, sel).await? {
+    for store in stores {
         for c in store.list(&filter(store.agent_id(), sel)).await? {
             println!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",

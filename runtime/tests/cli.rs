@@ -249,3 +249,118 @@ fn credentials_list_and_revoke_show_metadata_never_tokens() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&live.stdout).contains("\talice\t"));
 }
+
+/// `amesh credentials` with `--user`, run in `cwd` without an agent secret
+/// in the environment.
+fn credentials_cmd(
+    cwd: &std::path::Path,
+    verb: &str,
+    cfg: &std::path::Path,
+) -> std::process::Output {
+    let mut cmd = amesh();
+    cmd.current_dir(cwd)
+        .env_remove("AMESH_AGENT_SECRET")
+        .args(["credentials", verb])
+        .arg(cfg);
+    if verb == "revoke" {
+        cmd.args(["--user", "alice"]);
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn credentials_commands_never_create_a_database_or_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sqlite_agent(dir.path());
+    let db = dir.path().join("billing.db");
+    let secret = dir.path().join("billing.secret");
+    for verb in ["list", "revoke"] {
+        let out = credentials_cmd(dir.path(), verb, &cfg);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb} succeeded: {err}");
+        assert!(
+            err.contains(&db.display().to_string()) && err.contains("does not exist"),
+            "{verb}: {err}"
+        );
+        assert!(!db.exists(), "{verb} created the database");
+        assert!(!secret.exists(), "{verb} created the secret");
+    }
+    // The database is there but the secret is not: a new secret would make
+    // every stored credential unreadable, so it is not made either.
+    std::fs::write(&db, b"").unwrap();
+    for verb in ["list", "revoke"] {
+        let out = credentials_cmd(dir.path(), verb, &cfg);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb} succeeded: {err}");
+        assert!(
+            err.contains(&secret.display().to_string()) && err.contains("does not exist"),
+            "{verb}: {err}"
+        );
+        assert!(!secret.exists(), "{verb} created the secret");
+    }
+}
+
+#[test]
+fn relative_database_and_secret_paths_are_relative_to_the_config_file() {
+    use amesh_credentials::{
+        AgentSecret, Credential, CredentialKey, CredentialStore, DatabaseUrl, StoreBackend,
+        StoreConfig,
+    };
+    use amesh_trust::{TrustDisabled, VerifiedIdentity};
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    let data = conf.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let cfg = conf.join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        "apps:\n  - name: a\n    app_module: agent\n    broker: {dev_mode: true}\n    app_config:\n      namespace: ns\n      agent_name: billing\n      agent_secret_file: data/billing.secret\n      session_service: {type: sql, database_url: \"sqlite://data/billing.db\"}\n",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let secret = AgentSecret::load_or_create(&data.join("billing.secret")).unwrap();
+        let url = DatabaseUrl::parse(&format!("sqlite://{}/billing.db", data.display())).unwrap();
+        let store = CredentialStore::open(StoreConfig::new(
+            StoreBackend::Sql { database_url: url },
+            "billing",
+            secret,
+        ))
+        .await
+        .unwrap();
+        let who = VerifiedIdentity::trust_disabled(
+            TrustDisabled::by_configuration(),
+            "alice",
+            None,
+            None,
+        );
+        store
+            .put(
+                &CredentialKey::new("alice", "https://mcp.example.com/mcp"),
+                &who,
+                &Credential::bearer("tok"),
+            )
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    // Run from elsewhere: the paths follow the config file, not the shell.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let out = credentials_cmd(&elsewhere, "list", &cfg);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("billing\talice\t"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "files were created in the current directory"
+    );
+}

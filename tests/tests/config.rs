@@ -483,3 +483,73 @@ fn configured_oauth_endpoints_that_are_not_https_are_reported_at_their_lines() {
         )
     );
 }
+
+#[test]
+fn plain_http_to_a_remote_mcp_server_is_refused_unless_allowed() {
+    let errs = errors(&["mcp_insecure_http.yaml"], &[]);
+    let file = f("mcp_insecure_http.yaml");
+    assert_eq!(
+        errs,
+        [format!(
+            "{file}:13:13: apps[0].app_config.tools[0].connection_params.url: MCP tool `plain`: \
+             http:// to \"mcp.example.com\", which is not a loopback host, would carry requests \
+             and credentials unencrypted; use https, or set `allow_insecure_http: true` in \
+             connection_params"
+        )]
+    );
+}
+
+#[test]
+fn relative_sqlite_and_secret_paths_resolve_against_the_config_file() {
+    let cfg = load_ok(&["relative_paths.yaml"], &[("SECRET_DIR", "rel")]);
+    let dir = fixture("relative_paths.yaml")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let relative = agent(&cfg.apps[0]);
+    assert_eq!(
+        relative.session_service.database_url.as_deref(),
+        Some(format!("sqlite://{dir}/data/relative.db?mode=rwc").as_str())
+    );
+    assert_eq!(
+        relative.agent_secret_file.as_deref(),
+        Some(Path::new(&format!("{dir}/data/relative.secret")))
+    );
+    let absolute = agent(&cfg.apps[1]);
+    assert_eq!(
+        absolute.session_service.database_url.as_deref(),
+        Some("sqlite:///var/lib/amesh/absolute.db")
+    );
+    assert_eq!(
+        absolute.agent_secret_file.as_deref(),
+        Some(Path::new("/var/lib/amesh/absolute.secret"))
+    );
+    let memory = agent(&cfg.apps[2]);
+    assert_eq!(
+        memory.session_service.database_url.as_deref(),
+        Some("sqlite::memory:")
+    );
+    // A path from a variable is written in the config too.
+    assert_eq!(
+        memory.agent_secret_file.as_deref(),
+        Some(Path::new(&format!("{dir}/rel/memory.secret")))
+    );
+}
+
+#[test]
+fn a_config_without_a_file_keeps_paths_relative_to_the_current_directory() {
+    let text = std::fs::read_to_string(fixture("relative_paths.yaml")).unwrap();
+    let cfg =
+        amesh_runtime::config::load_str_with_env("<embedded>", &text, &|_| Some("rel".to_owned()))
+            .expect("loads");
+    let relative = agent(&cfg.apps[0]);
+    assert_eq!(
+        relative.session_service.database_url.as_deref(),
+        Some("sqlite://data/relative.db?mode=rwc")
+    );
+    assert_eq!(
+        relative.agent_secret_file.as_deref(),
+        Some(Path::new("data/relative.secret"))
+    );
+}

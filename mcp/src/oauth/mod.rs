@@ -50,6 +50,7 @@ pub use metadata::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, authorization_server_metadata_urls,
     canonical_resource, protected_resource_metadata_urls, resource_covers,
 };
+pub(crate) use redirect::is_loopback;
 pub use redirect::{CALLBACK_PATH, validate_redirect_uri};
 pub use register::{
     ClientRegistration, OAuthClient, TokenEndpointAuth, client_name_for_agent, register,

@@ -38,7 +38,7 @@ pub fn validate_redirect_uri(uri: &str) -> Result<Url, String> {
 
 /// True for `localhost` (and `*.localhost`), 127.0.0.0/8 and ::1: hosts
 /// that never leave the machine, where plain http is acceptable.
-pub(super) fn is_loopback(url: &Url) -> bool {
+pub(crate) fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(domain)) => {
             domain.eq_ignore_ascii_case("localhost")

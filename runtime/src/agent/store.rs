@@ -24,8 +24,29 @@ pub(crate) fn needed(cfg: &AgentConfig) -> bool {
             .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
 }
 
-/// The store configuration for `cfg` (also used by `amesh credentials`).
+/// The store configuration for `cfg`, creating a missing SQLite file and
+/// secret file.
 pub fn store_config(cfg: &AgentConfig) -> anyhow::Result<StoreConfig> {
+    build(cfg, Missing::Create)
+}
+
+/// The store configuration of `cfg`'s existing SQL store, for `amesh
+/// credentials`: a missing database file or secret file is an error. A
+/// tool that lists or revokes must not leave an empty database and a
+/// fresh secret behind a typo in a path (the agent would then start
+/// with a secret that decrypts none of its real credentials).
+pub fn existing_store_config(cfg: &AgentConfig) -> anyhow::Result<StoreConfig> {
+    build(cfg, Missing::Refuse)
+}
+
+/// What to do about a SQLite file or secret file that is not there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Create,
+    Refuse,
+}
+
+fn build(cfg: &AgentConfig, missing: Missing) -> anyhow::Result<StoreConfig> {
     let ttl = ttl_from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     let secret_file = cfg.agent_secret_file.as_deref();
     let (backend, secret) = match cfg.session_service.kind {
@@ -44,9 +65,26 @@ pub fn store_config(cfg: &AgentConfig) -> anyhow::Result<StoreConfig> {
                 cfg.session_service.database_url.as_deref().ok_or_else(|| {
                     anyhow::anyhow!("session_service type sql needs a database_url")
                 })?;
-            let database_url = DatabaseUrl::parse(url)
+            let mut database_url = DatabaseUrl::parse(url)
                 .map_err(|e| anyhow::anyhow!("session_service.database_url: {e}"))?;
-            let secret = AgentSecret::resolve(secret_file).map_err(|e| match e {
+            let resolve = match missing {
+                Missing::Create => AgentSecret::resolve,
+                Missing::Refuse => {
+                    if let Some(file) = database_url.sqlite_file()
+                        && !file.exists()
+                    {
+                        anyhow::bail!(
+                            "agent {}: the database {} does not exist (session_service.database_url; \
+                             a relative path is relative to the config file's directory)",
+                            cfg.agent_name,
+                            file.display()
+                        );
+                    }
+                    database_url = database_url.never_create();
+                    AgentSecret::resolve_existing
+                }
+            };
+            let secret = resolve(secret_file).map_err(|e| match e {
                 SecretError::NotConfigured => anyhow::anyhow!(
                     "agent {}: a sql session_service needs the agent's secret: set agent_secret_file \
                      (created with mode 0600 on first start) or AMESH_AGENT_SECRET",

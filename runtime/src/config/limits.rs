@@ -39,6 +39,15 @@ pub struct GatewayLimits {
     pub max_agent_card_bytes: usize,
     /// Agents the gateway lists; cards of further names are ignored.
     pub max_agents: usize,
+    /// Failed logins and refused API tokens or cookies from one address (an
+    /// IPv6 /64) before it must wait: 1 s, then twice as long after each
+    /// further failure. While it waits, its authenticated requests get a
+    /// 429 with `Retry-After`. 0: no throttling (behind a reverse proxy
+    /// every client has the proxy's address).
+    pub max_login_failures_per_ip: u32,
+    /// The longest such wait; failures are forgotten after this long, or
+    /// 15 minutes, without another.
+    pub login_backoff_max_seconds: u64,
 }
 
 impl Default for GatewayLimits {
@@ -55,6 +64,8 @@ impl Default for GatewayLimits {
             task_index_ttl_seconds: 3600,
             max_agent_card_bytes: DEFAULT_MAX_CARD_BYTES,
             max_agents: DEFAULT_MAX_AGENTS,
+            max_login_failures_per_ip: 5,
+            login_backoff_max_seconds: 900,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::model::{
     AgentConfig, AppKind, AppModule, AppSpec, FileConfig, GatewayConfig, LoadedConfig, RawApp,
 };
 use super::node::{Entry, Node, NodeValue};
+use super::paths;
 use super::scalar::EnvLookup;
 use super::validate::{LocatedApp, validate};
 use super::yaml::TreeLoader;
@@ -43,7 +44,7 @@ pub fn load_files_with_env<P: AsRef<Path>>(
         let root = loader.trees.load_file(path);
         loader.take_tree_errors();
         if let Some(root) = root {
-            loader.add_file(&root, path);
+            loader.add_file(&root, path, Anchor::FileDirectory);
         }
     }
     loader.finish()
@@ -51,7 +52,8 @@ pub fn load_files_with_env<P: AsRef<Path>>(
 
 /// Loads one config given as text (e.g. a config compiled into the binary).
 /// `name` stands for the file in messages; `!include`s resolve relative to
-/// its directory.
+/// its directory, but relative database and secret paths stay relative to
+/// the current directory (there is no file to put them next to).
 ///
 /// # Errors
 /// As [`load_files`].
@@ -73,7 +75,7 @@ pub fn load_str_with_env(
     let root = loader.trees.load_str(text, path);
     loader.take_tree_errors();
     if let Some(root) = root {
-        loader.add_file(&root, path);
+        loader.add_file(&root, path, Anchor::CurrentDirectory);
     }
     loader.finish()
 }
@@ -81,6 +83,16 @@ pub fn load_str_with_env(
 /// A variable that is unset or not valid UTF-8 counts as unset.
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
+}
+
+/// What relative database and secret paths of a file's apps are relative
+/// to (see `paths.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    /// The directory of the config file that declares the app.
+    FileDirectory,
+    /// Wherever the process runs: a config that is not a file.
+    CurrentDirectory,
 }
 
 /// State of one `load_*` call.
@@ -106,7 +118,7 @@ impl<'e> Loader<'e> {
     }
 
     /// Types one file's tree: top-level keys, `log`, then every app.
-    fn add_file(&mut self, root: &Node, file: &Path) {
+    fn add_file(&mut self, root: &Node, file: &Path, anchor: Anchor) {
         match &root.value {
             NodeValue::Map(_) => {}
             _ if root.is_null() => return,
@@ -132,7 +144,7 @@ impl<'e> Loader<'e> {
         match &apps.value.value {
             NodeValue::Seq(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.add_app(item, i, file);
+                    self.add_app(item, i, file, anchor);
                 }
             }
             _ if apps.value.is_null() => {}
@@ -147,7 +159,7 @@ impl<'e> Loader<'e> {
     /// Types `apps[index]`: the app entry, then its `app_config` as the
     /// struct its `app_module` asks for, deserialized from the tree (not
     /// from the untyped `RawApp::app_config`) so errors keep their positions.
-    fn add_app(&mut self, node: &Node, index: usize, file: &Path) {
+    fn add_app(&mut self, node: &Node, index: usize, file: &Path, anchor: Anchor) {
         let path = format!("apps[{index}]");
         let (raw, errors) = from_node::<RawApp>(node, &path);
         self.errors.extend(errors);
@@ -163,7 +175,12 @@ impl<'e> Loader<'e> {
         let config_path = format!("{path}.app_config");
         let (kind, errors) = match raw.app_module {
             AppModule::Agent => {
-                let (c, errors) = from_node::<AgentConfig>(&config.value, &config_path);
+                let (mut c, errors) = from_node::<AgentConfig>(&config.value, &config_path);
+                if let (Some(agent), Anchor::FileDirectory) = (c.as_mut(), anchor)
+                    && let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
+                {
+                    paths::anchor_agent_paths(agent, dir);
+                }
                 (c.map(|c| AppKind::Agent(Box::new(c))), errors)
             }
             AppModule::Gateway => {

@@ -13,6 +13,7 @@ pub mod llm;
 mod loader;
 pub mod model;
 mod node;
+mod paths;
 mod scalar;
 mod validate;
 mod yaml;

@@ -505,6 +505,19 @@ pub struct GatewayConfig {
     /// the process).
     #[serde(default)]
     pub session_secret_key: Option<String>,
+    /// Origins (`scheme://host[:port]`) besides the gateway's own from which
+    /// a browser may send requests that change state with the session
+    /// cookie: the public URL of a reverse proxy, for instance. An `https`
+    /// entry also marks the session cookie `Secure`.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Host names (no port) the gateway answers to besides `localhost`, IP
+    /// addresses and `host`. Checked in development mode
+    /// (`frontend_use_authorization: false`) always, and in any mode once
+    /// set: a web page that re-points its own domain name at the gateway
+    /// (DNS rebinding) gets a 421.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Agents whose cards have not been seen for this long are dropped.
     #[serde(default = "default_discovery_ttl")]
     pub agent_card_ttl_seconds: u64,

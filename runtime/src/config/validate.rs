@@ -328,6 +328,27 @@ fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<Con
             "interval_seconds must be at least 1",
         ));
     }
+    for (i, origin) in gateway.allowed_origins.iter().enumerate() {
+        if let Some(problem) = origin_problem(origin) {
+            errors.push(app.error(
+                &[cfg, Key("allowed_origins"), Index(i)],
+                format!("{origin:?} {problem}"),
+            ));
+        }
+    }
+    for (i, host) in gateway.allowed_hosts.iter().enumerate() {
+        let name = host.trim();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !valid {
+            errors.push(app.error(
+                &[cfg, Key("allowed_hosts"), Index(i)],
+                format!("{host:?} is not a host name: expected a name like gw.example.com, without scheme or port"),
+            ));
+        }
+    }
     let mut ids: HashMap<&str, usize> = HashMap::new();
     for (i, user) in gateway.users.iter().enumerate() {
         let at = |key| [cfg, Key("users"), Index(i), Key(key)];
@@ -356,6 +377,29 @@ fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<Con
             ));
         }
     }
+}
+
+/// Why `origin` is not an origin as browsers send it
+/// (`scheme://host[:port]`, http or https).
+fn origin_problem(origin: &str) -> Option<&'static str> {
+    let Ok(url) = url::Url::parse(origin.trim()) else {
+        return Some(
+            "is not an origin: expected scheme://host[:port], like https://chat.example.com",
+        );
+    };
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Some(
+            "is not an http(s) origin: expected scheme://host[:port], like https://chat.example.com",
+        );
+    }
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    (!bare).then_some(
+        "is not an origin: only scheme://host[:port], without path, query or user, like https://chat.example.com",
+    )
 }
 
 fn check_namespace(app: &LocatedApp, namespace: &str, errors: &mut Vec<ConfigError>) {
@@ -432,6 +476,27 @@ mod tests {
         assert!(topic_level_problem("a+").is_some());
         assert!(topic_level_problem("#").is_some());
         assert!(topic_level_problem("a\0").is_some());
+    }
+
+    #[test]
+    fn allowed_origins_are_bare_http_origins() {
+        for ok in [
+            "https://chat.example.com",
+            "https://chat.example.com/",
+            "http://localhost:3000",
+            "https://[::1]:8443",
+        ] {
+            assert_eq!(origin_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "chat.example.com",
+            "https://chat.example.com/app",
+            "https://u@chat.example.com",
+            "ftp://chat.example.com",
+            "null",
+        ] {
+            assert!(origin_problem(bad).is_some(), "{bad}");
+        }
     }
 
     #[test]

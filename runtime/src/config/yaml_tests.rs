@@ -306,3 +306,56 @@ fn alias_bombs_are_stopped() {
     assert!(!errors.is_empty());
     assert!(errors[0].message.contains("more than"));
 }
+
+/// Parses `text` in `dir` on another thread, so a loader that blocks (an
+/// `open` of a FIFO waits for a writer) fails the test instead of hanging it.
+fn parse_in_bounded(dir: &Path, text: &str) -> Vec<ConfigError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (dir, text) = (dir.to_path_buf(), text.to_owned());
+    std::thread::spawn(move || {
+        let (_, errors) = parse_in(&dir, &text, &no_env);
+        let _ = tx.send(errors);
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the loader blocked on a special file")
+}
+
+#[test]
+fn include_of_a_fifo_is_refused_without_opening_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let errors = parse_in_bounded(dir.path(), "a:\n  b: !include pipe.yaml\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let e = &errors[0];
+    assert_eq!(e.file, dir.path().join("main.yaml"));
+    assert_eq!((e.line, e.column), (2, 6));
+    assert_eq!(e.key_path, "a.b");
+    assert_eq!(
+        e.message,
+        format!(
+            "cannot include {}: it is a FIFO, not a regular file",
+            fifo.display()
+        )
+    );
+}
+
+#[test]
+fn include_of_a_device_is_refused() {
+    let errors = parse_in_bounded(Path::new("/tmp"), "a: !include /dev/null\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (1, 4));
+    assert_eq!(
+        errors[0].message,
+        "cannot include /dev/null: it is a character device, not a regular file"
+    );
+    let errors = parse_in_bounded(Path::new("/tmp"), "a: !include /tmp\n");
+    assert_eq!(
+        errors[0].message,
+        "cannot include /tmp: it is a directory, not a regular file"
+    );
+}

@@ -6,7 +6,11 @@
 //! hashes, compared in constant time, presented as `Authorization: Bearer`
 //! or exchanged for a session cookie). OIDC plugs in as a third. Sessions
 //! are HMAC-signed cookies rather than server state, so a callback can land
-//! on any gateway replica that shares `session_secret_key`.
+//! on any gateway replica that shares `session_secret_key`; the one piece
+//! of server state is the list of sessions ended by logout
+//! (`revocation.rs`).
+
+use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE};
@@ -17,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::revocation::Revocations;
 use crate::config::UserConfig;
 
 /// Name of the session cookie.
@@ -52,6 +57,8 @@ pub enum AuthError {
     Invalid,
     #[error("session expired; log in again")]
     Expired,
+    #[error("session ended by logout; log in again")]
+    Revoked,
 }
 
 /// Turns a request into a user. Implementations must not log credentials.
@@ -143,9 +150,11 @@ impl Authenticator for TokenAuthenticator {
 }
 
 /// Signed session cookie: `base64url(json claims).base64url(HMAC-SHA256)`.
+/// Clones share the list of sessions ended by logout.
 #[derive(Clone)]
 pub struct SessionCodec {
     key: [u8; 32],
+    revoked: Arc<Revocations>,
 }
 
 impl std::fmt::Debug for SessionCodec {
@@ -157,6 +166,10 @@ impl std::fmt::Debug for SessionCodec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionClaims {
     pub user: User,
+    /// Random id of this login, what logout revokes.
+    pub sid: String,
+    /// Issued at (unix seconds).
+    pub iat: u64,
     pub exp: u64,
 }
 
@@ -168,7 +181,10 @@ impl SessionCodec {
             Some(s) => sha256(format!("amesh-session-v1:{s}").as_bytes()),
             None => rand::random(),
         };
-        SessionCodec { key }
+        SessionCodec {
+            key,
+            revoked: Arc::default(),
+        }
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -179,6 +195,8 @@ impl SessionCodec {
     pub fn issue(&self, user: &User, now: u64) -> String {
         let claims = SessionClaims {
             user: user.clone(),
+            sid: B64.encode(rand::random::<[u8; 16]>()),
+            iat: now,
             exp: now + SESSION_TTL_SECONDS,
         };
         let body = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
@@ -200,7 +218,16 @@ impl SessionCodec {
         if claims.exp <= now {
             return Err(AuthError::Expired);
         }
+        if self.revoked.is_revoked(&claims) {
+            return Err(AuthError::Revoked);
+        }
         Ok(claims)
+    }
+
+    /// Ends the session of `claims` (logout): its cookie, and every copy of
+    /// it, is refused from now on.
+    pub fn revoke(&self, claims: &SessionClaims, now: u64) {
+        self.revoked.revoke(claims, now);
     }
 }
 
@@ -311,6 +338,22 @@ mod tests {
                 .unwrap_err(),
             AuthError::Invalid
         );
+    }
+
+    #[test]
+    fn a_revoked_session_is_refused_by_every_clone_of_the_codec() {
+        let codec = SessionCodec::new(Some("secret"));
+        let user = User {
+            id: "alice".into(),
+            name: None,
+            email: None,
+        };
+        let cookie = codec.issue(&user, 1000);
+        let other = codec.issue(&user, 1000);
+        let claims = codec.verify(&cookie, 1001).unwrap();
+        codec.clone().revoke(&claims, 1001);
+        assert_eq!(codec.verify(&cookie, 1002).unwrap_err(), AuthError::Revoked);
+        assert!(codec.verify(&other, 1002).is_ok());
     }
 
     #[test]

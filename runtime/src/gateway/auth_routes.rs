@@ -1,17 +1,19 @@
-//! `/api/v1/auth/*`: exchanging an API token for a session cookie.
+//! `/api/v1/auth/*`: exchanging an API token for a session cookie, and
+//! ending the session.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::GatewayInner;
-use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, now_secs};
-use super::http::{ApiError, AuthUser};
+use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, now_secs, session_cookie};
+use super::http::{ApiError, AuthUser, ClientIp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,17 +28,29 @@ impl std::fmt::Debug for LoginBody {
 }
 
 /// `POST /api/v1/auth/login {"token": "..."}` sets the session cookie.
+/// Refused tokens count against the client's address (`throttle.rs`).
 pub(crate) async fn login(
     State(inner): State<Arc<GatewayInner>>,
+    ClientIp(ip): ClientIp,
     Json(body): Json<LoginBody>,
 ) -> Result<Response, ApiError> {
+    if let Some(ip) = ip {
+        inner
+            .throttle
+            .check(ip, Instant::now())
+            .map_err(ApiError::throttled)?;
+    }
     let user = inner.auth.login(&body.token).map_err(|e| {
         tracing::info!(gateway = %inner.id, "login refused");
+        if let Some(ip) = ip {
+            inner.throttle.failed(ip, Instant::now());
+        }
         ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
     })?;
     let value = inner.sessions.issue(&user, now_secs());
     let cookie = format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={SESSION_TTL_SECONDS}"
+        "{SESSION_COOKIE}={value}; {}; Max-Age={SESSION_TTL_SECONDS}",
+        attributes(&inner)
     );
     let mut resp = Json(json!({ "user": user })).into_response();
     let header_value = HeaderValue::from_str(&cookie)
@@ -46,14 +60,33 @@ pub(crate) async fn login(
     Ok(resp)
 }
 
-/// `POST /api/v1/auth/logout` clears the cookie.
-pub(crate) async fn logout() -> Response {
+/// `POST /api/v1/auth/logout` ends the session on the server — a copy of
+/// the cookie stops working too — and clears the cookie.
+pub(crate) async fn logout(State(inner): State<Arc<GatewayInner>>, headers: HeaderMap) -> Response {
+    let now = now_secs();
+    if let Some(value) = session_cookie(&headers)
+        && let Ok(claims) = inner.sessions.verify(&value, now)
+    {
+        inner.sessions.revoke(&claims, now);
+        tracing::info!(gateway = %inner.id, user = %claims.user.id, "user logged out");
+    }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    let cookie = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
+    let cookie = format!("{SESSION_COOKIE}=; {}; Max-Age=0", attributes(&inner));
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// The session cookie's attributes: script cannot read it, other sites'
+/// subrequests do not carry it, and it travels over https only unless the
+/// gateway is served on loopback (`site.rs`).
+fn attributes(inner: &GatewayInner) -> &'static str {
+    if inner.site.secure_cookies() {
+        "Path=/; HttpOnly; SameSite=Lax; Secure"
+    } else {
+        "Path=/; HttpOnly; SameSite=Lax"
+    }
 }
 
 /// `GET /api/v1/auth/me`: who the request is authenticated as.

@@ -1,9 +1,10 @@
 //! The gateway's HTTP surface. Every route is declared in [`router`].
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -14,9 +15,9 @@ use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::User;
+use super::auth::{AuthError, User};
 use super::pending::{Event, EventRx, PendingGuard};
-use super::{GatewayInner, auth_routes, body, page, tool_callback};
+use super::{GatewayInner, auth_routes, body, page, site, throttle, tool_callback};
 use crate::a2a::jsonrpc::{self, Request, RpcError};
 use crate::a2a::{
     Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods,
@@ -47,6 +48,10 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
             body_rules,
             body::timely_body,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            inner.clone(),
+            site::guard,
+        ))
         .with_state(inner)
 }
 
@@ -57,6 +62,8 @@ pub(crate) struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub code: Option<i64>,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -65,6 +72,22 @@ impl ApiError {
             status,
             message: message.into(),
             code: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 for a client address that must wait after failed authentications.
+    pub(crate) fn throttled(wait: Duration) -> Self {
+        let secs = throttle::retry_after_secs(wait);
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "too many failed logins or refused tokens from this address; \
+                     try again in {secs} s"
+                ),
+            )
         }
     }
 
@@ -85,6 +108,7 @@ impl ApiError {
             status,
             message: e.message,
             code: Some(e.code),
+            retry_after: None,
         }
     }
 }
@@ -102,11 +126,32 @@ impl IntoResponse for ApiError {
                 header::HeaderValue::from_static("Bearer"),
             );
         }
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         resp
     }
 }
 
-/// The authenticated user of a request; rejects with 401 otherwise.
+/// The address a request came from (set by the accept loop), if known.
+pub(crate) struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// The authenticated user of a request; rejects with 401 otherwise, and
+/// with 429 while the client's address must wait after failed attempts.
 pub(crate) struct AuthUser(pub User);
 
 impl FromRequestParts<Arc<GatewayInner>> for AuthUser {
@@ -116,11 +161,26 @@ impl FromRequestParts<Arc<GatewayInner>> for AuthUser {
         parts: &mut Parts,
         state: &Arc<GatewayInner>,
     ) -> Result<Self, ApiError> {
-        state
-            .auth
-            .authenticate(&parts.headers)
-            .map(AuthUser)
-            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
+        if let Some(ip) = ip {
+            state
+                .throttle
+                .check(ip, Instant::now())
+                .map_err(ApiError::throttled)?;
+        }
+        match state.auth.authenticate(&parts.headers) {
+            Ok(user) => Ok(AuthUser(user)),
+            Err(e) => {
+                // A wrong token or forged cookie is a guess; a missing,
+                // expired or logged-out one is not.
+                if e == AuthError::Invalid
+                    && let Some(ip) = ip
+                {
+                    state.throttle.failed(ip, Instant::now());
+                }
+                Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))
+            }
+        }
     }
 }
 

@@ -13,8 +13,11 @@ mod links;
 mod page;
 mod pending;
 mod quota;
+mod revocation;
 mod serve;
+mod site;
 mod task_index;
+mod throttle;
 mod tokens;
 pub mod tool_callback;
 
@@ -46,6 +49,10 @@ pub(crate) struct GatewayInner {
     pub(crate) broker: Broker,
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) sessions: SessionCodec,
+    /// Failed authentications per client address.
+    pub(crate) throttle: throttle::LoginThrottle,
+    /// Which sites browsers may reach the gateway from; cookie flags.
+    pub(crate) site: site::SitePolicy,
     pub(crate) agents: Directory,
     pub(crate) pending: Pending,
     pub(crate) tasks: TaskIndex,
@@ -158,6 +165,11 @@ pub async fn start(
     let inner = Arc::new(GatewayInner {
         auth: authenticator(&cfg, &sessions)?,
         sessions,
+        throttle: throttle::LoginThrottle::new(
+            cfg.limits.max_login_failures_per_ip,
+            Duration::from_secs(cfg.limits.login_backoff_max_seconds),
+        ),
+        site: site::SitePolicy::new(&cfg),
         agents: Directory::with_limits(
             Duration::from_secs(cfg.agent_card_ttl_seconds.max(1)),
             crate::discovery::DirectoryLimits {

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -308,7 +308,13 @@ pub(crate) async fn serve(
         };
         match conns.admit(peer.ip()) {
             Ok(ticket) => {
-                tracker.spawn(serve_one(stream, router.clone(), ticket, shutdown.clone()));
+                tracker.spawn(serve_one(
+                    stream,
+                    peer,
+                    router.clone(),
+                    ticket,
+                    shutdown.clone(),
+                ));
             }
             Err(why) => conns.refuse(stream, peer.ip(), why),
         }
@@ -318,14 +324,24 @@ pub(crate) async fn serve(
 }
 
 /// Serves one connection until it ends, is evicted, or the gateway stops.
-async fn serve_one(stream: TcpStream, router: Router, ticket: Ticket, shutdown: CancellationToken) {
+/// Each request carries the peer's address as axum's `ConnectInfo` (the
+/// login throttle counts by it).
+async fn serve_one(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    ticket: Ticket,
+    shutdown: CancellationToken,
+) {
     let conns = ticket.conns.clone();
     let limits = conns.limits;
     let io = TokioIo::new(StallGuard::new(stream, limits.idle_timeout, conns.clone()));
     let served = ticket.served.clone();
     let service = TowerToHyperService::new(router.map_request(
-        move |req: axum::http::Request<hyper::body::Incoming>| {
+        move |mut req: axum::http::Request<hyper::body::Incoming>| {
             served.store(true, Ordering::Relaxed);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             req
         },
     ));

@@ -8,6 +8,11 @@
 //! microsecond — answering `Unavailable` while it does not. Moving the file
 //! back restores service; a *copy* put back is a different file, so the
 //! agent must be restarted to use it.
+//!
+//! The file is also created here, owner-only, before the driver opens it:
+//! SQLite would create it with the process umask (usually 0644), and it
+//! holds who uses which tool, scopes and the audit trail. SQLite gives the
+//! `-wal` and `-shm` files it makes the database file's permissions.
 
 use std::path::PathBuf;
 
@@ -42,6 +47,42 @@ impl SqliteFile {
         }
     }
 }
+
+/// Creates the missing database file at `path` with mode 0600 so that no
+/// umask decides who may read it, and warns about an existing file that
+/// group or others can read. Best effort: when the file cannot be made
+/// (no such directory, no permission) the driver's open reports why.
+pub(crate) fn prepare(path: &std::path::Path) {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => warn_if_shared(path),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "could not pre-create the SQLite file")
+        }
+    }
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.is_file()
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the credential database is readable by group or others; chmod 600 it (and its -wal and -shm files)"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &std::path::Path) {}
 
 #[cfg(unix)]
 fn file_id(path: &std::path::Path) -> Option<(u64, u64)> {

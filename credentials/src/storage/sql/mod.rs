@@ -97,6 +97,11 @@ impl SqlStorage {
                         .synchronous(SqliteSynchronous::Normal)
                 });
         }
+        if url.creates_file()
+            && let Some(path) = url.sqlite_file()
+        {
+            file::prepare(path);
+        }
         let db = match Database::connect(options).await {
             Ok(db) => db,
             Err(e) => {

@@ -145,6 +145,12 @@ impl McpTools {
     ) -> anyhow::Result<McpTools> {
         let pool = McpClientPool::new().context("cannot build the MCP HTTP client")?;
         let (servers, bindings, order) = tools::build(&pool, cfgs).await?;
+        for server in servers
+            .iter()
+            .filter(|s| s.cfg.connection_params.allow_insecure_http)
+        {
+            tracing::warn!(agent = agent_name, tool = %server.tool_id, "MCP server may be reached over plain http (allow_insecure_http: true); its users' tokens can be read on the network");
+        }
         for server in servers.iter().filter(|s| s.cfg.requires_user_auth()) {
             if store.is_none() {
                 tracing::warn!(agent = agent_name, tool = %server.tool_id, "MCP tool needs user authorization but the agent has no credential store; its calls will fail");
