@@ -16,7 +16,11 @@ use amesh_tests::stack::{SseEvent, SseReader, Stack};
 use serde_json::{Value, json};
 
 const NS: &str = "loop/ns";
-const USERS: &[(&str, &str)] = &[("gateway", "gw-pass"), ("agent", "agent-pass")];
+const USERS: &[(&str, &str)] = &[
+    ("gateway", "gw-pass"),
+    ("agent", "agent-pass"),
+    ("helper", "helper-pass"),
+];
 
 fn broker() -> MosquittoBroker {
     let acl: String = USERS
@@ -766,13 +770,14 @@ async fn an_agent_without_a_model_still_runs_the_named_tool() {
     assert_eq!(task["artifacts"][0]["name"], "echo");
 }
 
-/// A plain agent (no model) beside the thinker: it echoes what it is asked.
+/// A plain agent (no model) beside the thinker, on its own broker account
+/// (an account speaks for one agent): it echoes what it is asked.
 async fn start_helper(w: &World) -> Stack {
     let yaml = format!(
         r#"apps:
   - name: helper
     app_module: agent
-    broker: {{broker_url: "{url}", broker_username: agent, broker_password: agent-pass}}
+    broker: {{broker_url: "{url}", broker_username: helper, broker_password: helper-pass}}
     app_config:
       namespace: {NS}
       agent_name: helper
