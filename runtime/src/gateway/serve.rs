@@ -306,6 +306,11 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // As axum::serve does: without it Nagle's algorithm holds the small
+        // writes of an SSE stream for a delayed ACK (~40 ms per answer).
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
         match conns.admit(peer.ip()) {
             Ok(ticket) => {
                 tracker.spawn(serve_one(
