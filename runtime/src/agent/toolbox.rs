@@ -30,12 +30,6 @@ pub(crate) enum CallOutcome {
     Auth(Box<AuthPrompt>),
 }
 
-/// Where a tool call goes, and what its activity is reported as.
-pub(crate) struct Target {
-    /// `builtin`, the MCP server's tool id, or `agent:<name>`.
-    pub server: String,
-}
-
 /// The tools offered to the model now (peers change as cards come and go).
 pub(crate) fn specs(inner: &AgentInner) -> Vec<ToolSpec> {
     let mut out: Vec<ToolSpec> = inner
@@ -114,9 +108,10 @@ fn peer_tool_name(agent: &str) -> String {
     format!("{PEER_PREFIX}{clean}")
 }
 
-/// Which server a tool name belongs to (for activity reports).
-pub(crate) fn target(inner: &AgentInner, name: &str) -> Target {
-    let server = if inner.tools.get(name).is_some() {
+/// Which server a tool name belongs to, for activity reports: `builtin`,
+/// the MCP server's tool id, or `agent:<name>`.
+pub(crate) fn server_of(inner: &AgentInner, name: &str) -> String {
+    if inner.tools.get(name).is_some() {
         "builtin".to_owned()
     } else if let Some(id) = inner.mcp.as_ref().and_then(|m| m.tool_id_of(name)) {
         id.to_owned()
@@ -124,8 +119,7 @@ pub(crate) fn target(inner: &AgentInner, name: &str) -> Target {
         format!("agent:{peer}")
     } else {
         "unknown".to_owned()
-    };
-    Target { server }
+    }
 }
 
 /// Runs one call for `caller`. Never panics on what the model wrote.
@@ -150,11 +144,11 @@ pub(crate) async fn run(
             )));
         }
     };
-    run_parsed(inner, caller, &call.name, arguments, stepped_up).await
+    dispatch(inner, caller, &call.name, arguments, stepped_up).await
 }
 
 /// Runs a call whose arguments are already a JSON object.
-pub(crate) async fn run_parsed(
+async fn dispatch(
     inner: &Arc<AgentInner>,
     caller: &Caller,
     name: &str,

@@ -253,14 +253,13 @@ async fn run_unfinished(
         let call = state.pending[i].call.clone();
         let (route, stepped_up) = (&route, stepped_up.as_deref());
         async move {
-            let target = toolbox::target(inner, &call.name);
-            report::tool_activity(inner, route, &call.name, &target.server, &call.id, None).await;
+            let server = toolbox::server_of(inner, &call.name);
+            report::tool_activity(inner, route, &call.name, &server, &call.id, None).await;
             let started = Instant::now();
             let outcome = toolbox::run(inner, caller, &call, stepped_up).await;
             if let CallOutcome::Done(r) = &outcome {
                 let ended = Some((started.elapsed(), !r.is_error));
-                report::tool_activity(inner, route, &call.name, &target.server, &call.id, ended)
-                    .await;
+                report::tool_activity(inner, route, &call.name, &server, &call.id, ended).await;
             }
             (i, outcome)
         }
