@@ -70,6 +70,16 @@ pub struct MosquittoBroker {
 }
 
 impl MosquittoBroker {
+    /// A broker where each of `users` may read and write everything under
+    /// `{ns}/a2a/v1/` — the usual setup of an end-to-end test.
+    pub fn for_namespace(users: &[(&str, &str)], ns: &str) -> anyhow::Result<MosquittoBroker> {
+        let acl: String = users
+            .iter()
+            .map(|(u, _)| format!("user {u}\ntopic readwrite {ns}/a2a/v1/#\n"))
+            .collect();
+        Self::start(users, &acl)
+    }
+
     /// Starts a broker that accepts `users` (name, password) and enforces
     /// `acl` (Mosquitto `acl_file` syntax). Anonymous clients are refused.
     pub fn start(users: &[(&str, &str)], acl: &str) -> anyhow::Result<MosquittoBroker> {

@@ -14,11 +14,7 @@ const NS: &str = "oauth/ns";
 const USERS: &[(&str, &str)] = &[("gateway", "gw-pass"), ("agent", "agent-pass")];
 
 fn broker() -> MosquittoBroker {
-    let acl: String = USERS
-        .iter()
-        .map(|(u, _)| format!("user {u}\ntopic readwrite {NS}/a2a/v1/#\n"))
-        .collect();
-    MosquittoBroker::start(USERS, &acl).expect("mosquitto")
+    MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto")
 }
 
 fn gateway_yaml(mq: &MosquittoBroker) -> String {

@@ -23,11 +23,7 @@ const USERS: &[(&str, &str)] = &[
 ];
 
 fn broker() -> MosquittoBroker {
-    let acl: String = USERS
-        .iter()
-        .map(|(u, _)| format!("user {u}\ntopic readwrite {NS}/a2a/v1/#\n"))
-        .collect();
-    MosquittoBroker::start(USERS, &acl).expect("mosquitto")
+    MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto")
 }
 
 fn gateway_yaml(mq: &MosquittoBroker) -> String {

@@ -35,11 +35,7 @@ const USERS: &[(&str, &str)] = &[
 ];
 
 fn broker() -> MosquittoBroker {
-    let acl: String = USERS
-        .iter()
-        .map(|(u, _)| format!("user {u}\ntopic readwrite {NS}/a2a/v1/#\n"))
-        .collect();
-    MosquittoBroker::start(USERS, &acl).expect("mosquitto")
+    MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto")
 }
 
 fn pass(user: &str) -> &'static str {
