@@ -173,8 +173,8 @@ fn missing_env_var_without_default_names_the_variable() {
     assert_eq!(
         errors(&["env_missing.yaml"], &[]),
         [format!(
-            "{}:8:18: apps[0].app_config.namespace: environment variable CFG_IT_MISSING_NS is not set and \
-             \"${{CFG_IT_MISSING_NS}}\" has no default (write \"${{CFG_IT_MISSING_NS, default}}\" to give one)",
+            "{}:8:18: apps[0].app_config.namespace: a value is required here; environment variable CFG_IT_MISSING_NS is not set and \
+             \"${{CFG_IT_MISSING_NS}}\" has no default, so it reads as empty (write \"${{CFG_IT_MISSING_NS, default}}\" to give one)",
             f("env_missing.yaml")
         )]
     );
@@ -183,14 +183,14 @@ fn missing_env_var_without_default_names_the_variable() {
 }
 
 #[test]
-fn missing_env_var_does_not_hide_type_errors_but_skips_semantic_checks() {
+fn missing_env_var_does_not_hide_type_errors() {
     let file = f("env_missing_more.yaml");
     assert_eq!(
         errors(&["env_missing_more.yaml"], &[]),
         [
             format!(
-                "{file}:8:18: apps[0].app_config.namespace: environment variable CFG_IT_MISSING_MORE_NS is not set \
-                 and \"${{CFG_IT_MISSING_MORE_NS}}\" has no default (write \"${{CFG_IT_MISSING_MORE_NS, default}}\" to give one)"
+                "{file}:8:18: apps[0].app_config.namespace: a value is required here; environment variable CFG_IT_MISSING_MORE_NS is not set \
+                 and \"${{CFG_IT_MISSING_MORE_NS}}\" has no default, so it reads as empty (write \"${{CFG_IT_MISSING_MORE_NS, default}}\" to give one)"
             ),
             format!(
                 "{file}:10:23: apps[0].app_config.max_call_depth: expected an integer, found \"many\""

@@ -228,8 +228,18 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
 
     /// A node whose problem is already reported (missing variable) reads as
     /// "" so typing goes on and finds the app's other errors.
+    ///
+    /// An unset variable that emptied a string amesh needs is recorded (it
+    /// names the variable) and read as "", for the same reason.
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         if self.node.reported {
+            return visitor.visit_str("");
+        }
+        if !self.node.unset_vars.is_empty() && self.is_null() {
+            let error = DeError::new("a value is required here").locate(self.node, &self.path);
+            self.unknown_keys
+                .borrow_mut()
+                .extend(error.into_config_error());
             return visitor.visit_str("");
         }
         visitor.visit_str(self.text()?)

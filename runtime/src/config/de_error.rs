@@ -34,6 +34,9 @@ impl DeError {
         if self.at.is_none() {
             self.at = Some((node.pos.clone(), path.to_owned()));
             self.reported = node.reported;
+            if let Some(note) = node.unset_note() {
+                self.message = format!("{}; {note}", self.message);
+            }
         }
         self
     }

@@ -212,6 +212,11 @@ impl<'e> Loader<'e> {
 
     fn finish(mut self) -> Result<LoadedConfig, ConfigErrors> {
         self.errors.extend(validate(&self.apps));
+        // One error per key: an empty value from an unset variable is
+        // reported while typing and would be again by the semantic checks.
+        let mut seen = std::collections::HashSet::new();
+        self.errors
+            .retain(|e| seen.insert((e.file.clone(), e.line, e.key_path.clone())));
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
@@ -238,6 +243,7 @@ fn without_apps(root: &Node) -> Node {
                             pos: entry.value.pos.clone(),
                             value: NodeValue::Seq(Vec::new()),
                             reported: entry.value.reported,
+                            unset_vars: Vec::new(),
                         },
                     }
                 })
@@ -249,5 +255,6 @@ fn without_apps(root: &Node) -> Node {
         pos: root.pos.clone(),
         value,
         reported: root.reported,
+        unset_vars: Vec::new(),
     }
 }

@@ -13,9 +13,11 @@ pub mod llm;
 mod loader;
 pub mod model;
 mod node;
+mod paste;
 mod paths;
 mod scalar;
 mod validate;
+mod vars;
 mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, Pos};

@@ -13,6 +13,9 @@ pub struct Node {
     /// An error about this node was already recorded (a missing variable, an
     /// unreadable include). Later errors about it would only be noise.
     pub reported: bool,
+    /// Variables of this scalar that were unset and had no default, so
+    /// they read as "" (SAM's reading). Named by any error about the node.
+    pub unset_vars: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +55,7 @@ impl Node {
             pos,
             value,
             reported: false,
+            unset_vars: Vec::new(),
         }
     }
 
@@ -64,6 +68,24 @@ impl Node {
                 plain: true,
             }),
             reported: true,
+            unset_vars: Vec::new(),
+        }
+    }
+
+    /// Why the value is empty, when unset variables made it so: appended to
+    /// errors about this node, because the message alone ("expected a
+    /// string, found an empty value") would hide the cause.
+    pub fn unset_note(&self) -> Option<String> {
+        let names = &self.unset_vars;
+        match names.as_slice() {
+            [] => None,
+            [one] => Some(format!(
+                "environment variable {one} is not set and \"${{{one}}}\" has no default, so it reads as empty (write \"${{{one}, default}}\" to give one)"
+            )),
+            many => Some(format!(
+                "environment variables {} are not set and have no default, so they read as empty",
+                many.join(", ")
+            )),
         }
     }
 

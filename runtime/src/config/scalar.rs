@@ -1,80 +1,14 @@
-//! Scalar text handling: `${VAR}` / `${VAR, default}` substitution and the
-//! YAML 1.2 core schema (what a plain scalar like `8000` or `true` means).
+//! The YAML 1.2 core schema: what a plain scalar like `8000` or `true` means.
 //!
-//! Substitution runs before typing, so `port: ${PORT, 8000}` is typed from
-//! the substituted text exactly as if the operator had written `port: 8000`.
+//! Variables (`vars.rs`) are substituted before typing, so `port: ${PORT,
+//! 8000}` is typed from the substituted text exactly as if the operator had
+//! written `port: 8000`.
 
 /// How the environment is read. The loader takes it as a parameter instead
 /// of calling `std::env::var` so tests can inject variables without
 /// mutating the process environment (which is `unsafe` in edition 2024 and
 /// racy across test threads).
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// Replaces every `${NAME}` and `${NAME, default}` in `text`.
-///
-/// `$${` is an escape for a literal `${`. A variable that is set (even to
-/// the empty string) wins over the default. Errors are returned as
-/// operator-facing messages, one per problem, so a scalar with two missing
-/// variables names both.
-pub fn substitute(text: &str, env: EnvLookup<'_>) -> Result<String, Vec<String>> {
-    if !text.contains("${") {
-        return Ok(text.to_owned());
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut errors = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        // `$${` escapes: emit `${` literally and continue after it.
-        if start > 0 && rest.as_bytes()[start - 1] == b'$' {
-            out.push_str(&rest[..start - 1]);
-            out.push_str("${");
-            rest = &rest[start + 2..];
-            continue;
-        }
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            errors.push(format!(
-                "unterminated \"${{\" in {text:?}: expected \"}}\" after the variable name"
-            ));
-            return Err(errors);
-        };
-        let inner = &after[..end];
-        let (name, default) = match inner.split_once(',') {
-            Some((name, default)) => (name.trim(), Some(default.trim())),
-            None => (inner.trim(), None),
-        };
-        if !is_var_name(name) {
-            errors.push(format!(
-                "invalid environment variable name {name:?} in \"${{{inner}}}\"; names use letters, digits and _"
-            ));
-        } else {
-            match (env(name), default) {
-                (Some(value), _) => out.push_str(&value),
-                (None, Some(default)) => out.push_str(default),
-                (None, None) => errors.push(format!(
-                    "environment variable {name} is not set and \"${{{name}}}\" has no default (write \"${{{name}, default}}\" to give one)"
-                )),
-            }
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
-}
-
-fn is_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
 
 /// What a plain (unquoted) scalar means under the YAML 1.2 core schema.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -188,66 +122,7 @@ fn count_digits(bytes: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-
-    fn env_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn sub(text: &str, pairs: &[(&str, &str)]) -> Result<String, Vec<String>> {
-        let map = env_of(pairs);
-        substitute(text, &|name| map.get(name).cloned())
-    }
-
-    #[test]
-    fn set_variable_wins_over_default() {
-        assert_eq!(sub("${A, x}", &[("A", "1")]).unwrap(), "1");
-        assert_eq!(sub("${A}", &[("A", "")]).unwrap(), "");
-    }
-
-    #[test]
-    fn default_is_used_and_trimmed_when_unset() {
-        assert_eq!(sub("${A, 8000}", &[]).unwrap(), "8000");
-        assert_eq!(sub("${A,}", &[]).unwrap(), "");
-        assert_eq!(sub("${ A ,  x y }", &[]).unwrap(), "x y");
-    }
-
-    #[test]
-    fn several_variables_in_one_scalar() {
-        assert_eq!(
-            sub(
-                "tcp://${HOST, localhost}:${PORT, 1883}/x",
-                &[("PORT", "8883")]
-            )
-            .unwrap(),
-            "tcp://localhost:8883/x"
-        );
-    }
-
-    #[test]
-    fn missing_variables_are_each_named() {
-        let errs = sub("${A}-${B}", &[]).unwrap_err();
-        assert_eq!(errs.len(), 2);
-        assert!(errs[0].contains("environment variable A is not set"));
-        assert!(errs[1].contains("environment variable B is not set"));
-    }
-
-    #[test]
-    fn dollar_dollar_escapes_and_text_without_vars_is_untouched() {
-        assert_eq!(sub("$${A} $x {y}", &[("A", "1")]).unwrap(), "${A} $x {y}");
-        assert_eq!(sub("no vars", &[]).unwrap(), "no vars");
-    }
-
-    #[test]
-    fn unterminated_and_invalid_names_are_errors() {
-        assert!(sub("${A", &[]).unwrap_err()[0].contains("unterminated"));
-        assert!(sub("${1A}", &[]).unwrap_err()[0].contains("invalid environment variable name"));
-    }
 
     #[test]
     fn core_schema_types_plain_scalars() {

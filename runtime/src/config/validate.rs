@@ -44,6 +44,12 @@ impl LocatedApp {
     /// Position of the deepest key of `segs` that is written in the YAML,
     /// and the full key path of `segs`.
     fn locate(&self, segs: &[Seg<'_>]) -> (Pos, String) {
+        let (pos, path, _) = self.locate_node(segs);
+        (pos, path)
+    }
+
+    /// As [`Self::locate`], plus the node of `segs` when it is written.
+    fn locate_node(&self, segs: &[Seg<'_>]) -> (Pos, String, Option<&Node>) {
         let mut node = Some(&self.node);
         let mut pos = self.node.pos.clone();
         let mut path = self.path.clone();
@@ -66,11 +72,17 @@ impl LocatedApp {
                 }
             }
         }
-        (pos, path)
+        (pos, path, node)
     }
 
+    /// An error at the key of `segs`; when unset variables emptied its
+    /// value, the message says so.
     fn error(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
-        let (pos, path) = self.locate(segs);
+        let (pos, path, node) = self.locate_node(segs);
+        let mut message = message.into();
+        if let Some(note) = node.and_then(Node::unset_note) {
+            message = format!("{message}; {note}");
+        }
         ConfigError::at(&pos, path, message)
     }
 

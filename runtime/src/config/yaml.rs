@@ -16,7 +16,9 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 
 use super::error::{ConfigError, Pos};
 use super::node::{Entry, Key, Node, NodeValue, Scalar, join_key};
-use super::scalar::{EnvLookup, substitute};
+use super::paste::LineOrigin;
+use super::scalar::EnvLookup;
+use super::vars::{self, VarRef};
 
 /// Most nodes one file set may expand to through aliases and includes. A
 /// guard against "billion laughs" documents, far above any real config.
@@ -29,8 +31,10 @@ pub struct TreeLoader<'e> {
     env: EnvLookup<'e>,
     pub errors: Vec<ConfigError>,
     /// Files being loaded, outermost first: (canonical path, display path).
-    include_stack: Vec<(PathBuf, PathBuf)>,
+    pub(super) include_stack: Vec<(PathBuf, PathBuf)>,
     expanded: usize,
+    /// Every `${...}` masked so far (see `vars.rs`), by placeholder index.
+    vars: Vec<VarRef>,
 }
 
 impl<'e> TreeLoader<'e> {
@@ -40,6 +44,7 @@ impl<'e> TreeLoader<'e> {
             errors: Vec::new(),
             include_stack: Vec::new(),
             expanded: 0,
+            vars: Vec::new(),
         }
     }
 
@@ -106,7 +111,9 @@ impl<'e> TreeLoader<'e> {
             return None;
         }
         self.include_stack.push((canonical, file.to_path_buf()));
-        let node = Builder::new(self, file, key_path).run(text);
+        let pasted = self.paste_includes(text, &file);
+        let masked = vars::mask(&pasted.text, &mut self.vars);
+        let node = Builder::new(self, file, key_path, pasted.lines).run(&masked);
         self.include_stack.pop();
         node
     }
@@ -127,7 +134,7 @@ impl<'e> TreeLoader<'e> {
 /// attack. So the file type is checked with `stat` before anything is
 /// opened, the file is opened non-blocking, and the type checked again on
 /// the open file in case the path was swapped in between.
-fn read_included(path: &Path) -> Result<String, String> {
+pub(super) fn read_included(path: &Path) -> Result<String, String> {
     use std::io::Read as _;
     let unreadable =
         |e: std::io::Error| format!("cannot read included file {}: {e}", path.display());
@@ -209,7 +216,8 @@ enum PendingKey {
 struct Builder<'l, 'e> {
     loader: &'l mut TreeLoader<'e>,
     file: Arc<PathBuf>,
-    dir: PathBuf,
+    /// Where each line of the text came from (`!include` lines are pasted).
+    lines: Vec<LineOrigin>,
     /// Key path of this document's root (non-empty for included files).
     base_path: String,
     frames: Vec<Frame>,
@@ -218,12 +226,16 @@ struct Builder<'l, 'e> {
 }
 
 impl<'l, 'e> Builder<'l, 'e> {
-    fn new(loader: &'l mut TreeLoader<'e>, file: Arc<PathBuf>, base_path: &str) -> Self {
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    fn new(
+        loader: &'l mut TreeLoader<'e>,
+        file: Arc<PathBuf>,
+        base_path: &str,
+        lines: Vec<LineOrigin>,
+    ) -> Self {
         Self {
             loader,
             file,
-            dir,
+            lines,
             base_path: base_path.to_owned(),
             frames: Vec::new(),
             anchors: HashMap::new(),
@@ -231,11 +243,19 @@ impl<'l, 'e> Builder<'l, 'e> {
         }
     }
 
+    /// The position in the file the text at `m` was written in.
     fn pos(&self, m: Marker) -> Pos {
-        Pos {
-            file: self.file.clone(),
-            line: m.line(),
-            column: m.col() + 1,
+        match m.line().checked_sub(1).and_then(|i| self.lines.get(i)) {
+            Some(origin) => Pos {
+                file: origin.file.clone(),
+                line: origin.line,
+                column: (m.col() + 1).saturating_sub(origin.shift).max(1),
+            },
+            None => Pos {
+                file: self.file.clone(),
+                line: m.line(),
+                column: m.col() + 1,
+            },
         }
     }
 
@@ -416,24 +436,25 @@ impl<'l, 'e> Builder<'l, 'e> {
             return Node::new(
                 pos,
                 NodeValue::Scalar(Scalar {
-                    text: text.into_owned(),
+                    text: vars::restore(&text, &self.loader.vars),
                     plain,
                 }),
             );
         }
-        let text = match substitute(&text, self.loader.env) {
-            Ok(text) => text,
-            Err(messages) => {
-                for message in messages {
-                    self.error(&pos, message);
-                }
-                return Node::reported_null(pos);
-            }
-        };
+        let expanded = vars::expand(&text, &self.loader.vars, self.loader.env);
         if include {
-            return self.include(&text, pos);
+            return self.include(&expanded.text, pos);
         }
-        Node::new(pos, NodeValue::Scalar(Scalar { text, plain }))
+        let mut node = Node::new(
+            pos,
+            NodeValue::Scalar(Scalar {
+                text: expanded.text,
+                // `${A, "8000"}` pastes a quoted string in SAM.
+                plain: plain && !expanded.quoted,
+            }),
+        );
+        node.unset_vars = expanded.unset;
+        node
     }
 
     /// Replaces `!include NAME` by the content of NAME, relative to this
@@ -446,7 +467,8 @@ impl<'l, 'e> Builder<'l, 'e> {
             );
             return Node::reported_null(pos);
         }
-        let target = self.dir.join(name.trim());
+        let dir = pos.file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let target = dir.join(name.trim());
         let path = self.current_path();
         let Some(node) = self.loader.load_include(&target, &path, &pos) else {
             return Node::reported_null(pos);

@@ -144,23 +144,100 @@ fn variables_are_substituted_in_values_not_keys() {
 }
 
 #[test]
-fn missing_variable_is_reported_at_the_scalar_with_its_path() {
-    let (root, errors) = parse_in(Path::new("/nonexistent"), "a:\n  b: x-${NOPE_1}\n", &no_env);
-    assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].key_path, "a.b");
-    assert_eq!((errors[0].line, errors[0].column), (2, 6));
-    assert!(errors[0].message.contains("NOPE_1"));
-    // The node is kept (as a reported placeholder) so typing can go on.
+fn unset_variable_without_default_reads_as_empty_and_is_remembered() {
+    let (root, errors) = parse_in(Path::new("/nonexistent"), "a:\n  b: ${NOPE_1}\n", &no_env);
     assert!(
-        root.unwrap()
-            .get("a")
-            .unwrap()
-            .value
-            .get("b")
-            .unwrap()
-            .value
-            .reported
+        errors.is_empty(),
+        "SAM reads it as empty, not as an error: {errors:?}"
     );
+    let root = root.unwrap();
+    let b = &root.get("a").unwrap().value.get("b").unwrap().value;
+    assert!(b.is_null(), "an empty plain value is null");
+    assert_eq!(b.unset_vars, ["NOPE_1"]);
+    assert!(b.unset_note().unwrap().contains("NOPE_1 is not set"));
+}
+
+#[test]
+fn variables_work_in_flow_collections_and_quotes_and_keep_columns() {
+    let env: HashMap<&str, &str> = [("DEV", "true")].into();
+    let lookup = |name: &str| env.get(name).map(|v| v.to_string());
+    let (root, errors) = parse_in(
+        Path::new("/nonexistent"),
+        "b: {dev_mode: ${DEV, false}, port: ${PORT, 1883}, x: 1}\nl: [${A, a}, \"${B, \"q, r\"}\", ${C, 'c'}]\nw: ${W, \"8000\"}\n",
+        &lookup,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    let root = root.unwrap();
+    let b = &root.get("b").unwrap().value;
+    assert_eq!(text_at(b, &["dev_mode"]), "true");
+    assert_eq!(text_at(b, &["port"]), "1883");
+    // Columns after a substituted variable are those of the source text.
+    let x = b.get("x").unwrap();
+    assert_eq!((x.key.pos.line, x.key.pos.column), (1, 51));
+    let items: Vec<&str> = root
+        .get("l")
+        .unwrap()
+        .value
+        .items()
+        .unwrap()
+        .iter()
+        .map(|n| match &n.value {
+            NodeValue::Scalar(s) => s.text.as_str(),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(items, ["a", "q, r", "c"]);
+    // A quoted default is a string, as SAM pastes the quotes into the YAML.
+    assert!(
+        matches!(&root.get("w").unwrap().value.value, NodeValue::Scalar(s) if s.text == "8000" && !s.plain)
+    );
+}
+
+#[test]
+fn an_include_line_is_pasted_so_its_anchors_work_and_positions_stay_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("shared.yaml"),
+        "shared_config:\n  - broker: &broker\n      dev_mode: true\n      port: ${P, 1}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("inner.yaml"), "y: 2\n  z: 3\n").unwrap();
+    let (root, errors) = parse_in(
+        dir.path(),
+        "# comment\n!include shared.yaml\n\napps:\n  - broker:\n      <<: *broker\n    cfg:\n      !include 'inner_ok.yaml'\n",
+        &no_env,
+    );
+    // inner_ok.yaml does not exist: reported at the include line.
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (8, 7));
+    assert!(errors[0].message.contains("inner_ok.yaml"), "{errors:?}");
+    let root = root.unwrap();
+    let app = &root.get("apps").unwrap().value.items().unwrap()[0];
+    let broker = &app.get("broker").unwrap().value;
+    assert_eq!(text_at(broker, &["dev_mode"]), "true");
+    let port = broker.get("port").unwrap();
+    assert!(port.key.pos.file.ends_with("shared.yaml"));
+    assert_eq!((port.key.pos.line, port.key.pos.column), (4, 7));
+
+    // A syntax error inside an indented pasted file points into that file.
+    let (_, errors) = parse_in(dir.path(), "a:\n  !include inner.yaml\n", &no_env);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].file.ends_with("inner.yaml"), "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (2, 4));
+}
+
+#[test]
+fn include_line_cycle_is_an_error_at_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "!include b.yaml\n").unwrap();
+    std::fs::write(dir.path().join("b.yaml"), "x: 1\n!include a.yaml\n").unwrap();
+    let mut loader = TreeLoader::new(&no_env);
+    let root = loader.load_file(&dir.path().join("a.yaml"));
+    assert!(root.is_some());
+    assert_eq!(loader.errors.len(), 1, "{:?}", loader.errors);
+    assert!(loader.errors[0].message.starts_with("include cycle: "));
+    assert!(loader.errors[0].file.ends_with("b.yaml"));
+    assert_eq!(loader.errors[0].line, 2);
 }
 
 #[test]
@@ -179,9 +256,20 @@ fn unknown_tags_are_errors() {
 
 #[test]
 fn include_on_a_key_is_an_error() {
-    let (_, errors) = parse_in(Path::new("/nonexistent"), "!include a.yaml: 1\n", &no_env);
+    let (_, errors) = parse_in(
+        Path::new("/nonexistent"),
+        "a: 0\n? !include a.yaml\n: 1\n",
+        &no_env,
+    );
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].message, "a key cannot carry a tag (!include)");
+    // At the start of a line it is SAM's include line, which holds only a name.
+    let (_, errors) = parse_in(Path::new("/nonexistent"), "!include a.yaml: 1\n", &no_env);
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message.starts_with("unexpected text \"1\""),
+        "{errors:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,182 @@
+//! `!include file` lines, pasted as text the way Solace Agent Mesh does.
+//!
+//! Nearly every SAM config opens with `!include shared_config.yaml` on a
+//! line of its own and then uses the anchors that file defines
+//! (`<<: *broker_connection`, `model: *general_model`). YAML anchors do not
+//! cross documents, so SAM's loader (solace-ai-connector) pastes the
+//! included file's text in place of the line, indented like the line,
+//! before any YAML is parsed; its pattern is
+//! `^([ \t]*)!include\s+(["']?[^"\s']+)["']?`. amesh does the same, and
+//! remembers for every line of the pasted text which file and line it came
+//! from and how much indentation was added, so errors still point into the
+//! included file. `key: !include file` (a tag on a value) remains amesh's
+//! node-level include, resolved while the tree is built.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::error::{ConfigError, Pos};
+use super::yaml::{TreeLoader, read_included};
+
+/// Most text one file may grow to by pasting includes: far above any real
+/// config, low enough that a file including itself many times over stops.
+const MAX_TEXT: usize = 16 << 20;
+
+/// Where one line of pasted text was written.
+#[derive(Debug, Clone)]
+pub struct LineOrigin {
+    pub file: Arc<PathBuf>,
+    /// 1-based line in `file`.
+    pub line: usize,
+    /// Indentation characters added in front of the line by pasting.
+    pub shift: usize,
+}
+
+/// A file's text with its `!include` lines replaced.
+pub struct Pasted {
+    pub text: String,
+    /// One entry per line of `text`.
+    pub lines: Vec<LineOrigin>,
+}
+
+impl TreeLoader<'_> {
+    /// Pastes the `!include` lines of `text` (the content of `file`).
+    pub(super) fn paste_includes(&mut self, text: &str, file: &Arc<PathBuf>) -> Pasted {
+        let mut out = Pasted {
+            text: String::with_capacity(text.len()),
+            lines: Vec::new(),
+        };
+        self.paste_into(text, file, "", &mut out);
+        out
+    }
+
+    fn paste_into(&mut self, text: &str, file: &Arc<PathBuf>, indent: &str, out: &mut Pasted) {
+        let shift = indent.chars().count();
+        for (i, line) in text.split('\n').enumerate() {
+            let origin = LineOrigin {
+                file: file.clone(),
+                line: i + 1,
+                shift,
+            };
+            let line = match include_line(line) {
+                Some(Ok((lead, name))) => {
+                    let site = Pos {
+                        file: file.clone(),
+                        line: i + 1,
+                        column: lead.chars().count() + 1,
+                    };
+                    if let Err(message) =
+                        self.paste_file(name, &site, &format!("{indent}{lead}"), out)
+                    {
+                        self.errors.push(ConfigError::at(&site, "", message));
+                    }
+                    // The include line itself stays, blank, so line counts match.
+                    ""
+                }
+                Some(Err(message)) => {
+                    let site = Pos {
+                        file: file.clone(),
+                        line: i + 1,
+                        column: 1,
+                    };
+                    self.errors.push(ConfigError::at(&site, "", message));
+                    ""
+                }
+                None => line,
+            };
+            if i > 0 || !out.text.is_empty() {
+                out.text.push('\n');
+            }
+            out.text.push_str(indent);
+            out.text.push_str(line);
+            out.lines.push(origin);
+        }
+    }
+
+    /// Pastes file `name` (relative to the including file) at `indent`.
+    fn paste_file(
+        &mut self,
+        name: &str,
+        site: &Pos,
+        indent: &str,
+        out: &mut Pasted,
+    ) -> Result<(), String> {
+        let dir = site.file.parent().map(PathBuf::from).unwrap_or_default();
+        let target = dir.join(name);
+        let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
+        if self.include_stack.iter().any(|(c, _)| *c == canonical) {
+            let chain: Vec<String> = self
+                .include_stack
+                .iter()
+                .skip_while(|(c, _)| *c != canonical)
+                .map(|(_, shown)| shown.display().to_string())
+                .chain(std::iter::once(target.display().to_string()))
+                .collect();
+            return Err(format!("include cycle: {}", chain.join(" -> ")));
+        }
+        let text = read_included(&target)?;
+        if out.text.len().saturating_add(text.len()) > MAX_TEXT {
+            return Err(format!(
+                "includes make this config longer than {} MiB",
+                MAX_TEXT >> 20
+            ));
+        }
+        self.include_stack.push((canonical, target.clone()));
+        self.paste_into(&text, &Arc::new(target), indent, out);
+        self.include_stack.pop();
+        Ok(())
+    }
+}
+
+/// `Some(Ok((indentation, file name)))` for a line SAM treats as an include,
+/// `Some(Err(..))` for one that names a file but has more on the line.
+fn include_line(line: &str) -> Option<Result<(&str, &str), String>> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let body = line.trim_start_matches([' ', '\t']);
+    let lead = &line[..line.len() - body.len()];
+    let after = body.strip_prefix("!include")?;
+    if !after.starts_with([' ', '\t']) {
+        return None;
+    }
+    let after = after.trim_start_matches([' ', '\t']);
+    let unquoted = after.strip_prefix(['"', '\'']).unwrap_or(after);
+    let end = unquoted
+        .find(|c: char| c == '"' || c == '\'' || c.is_whitespace())
+        .unwrap_or(unquoted.len());
+    let name = &unquoted[..end];
+    if name.is_empty() {
+        return None;
+    }
+    let tail = unquoted[end..]
+        .strip_prefix(['"', '\''])
+        .unwrap_or(&unquoted[end..]);
+    let tail = tail.trim();
+    if !tail.is_empty() && !tail.starts_with('#') {
+        return Some(Err(format!(
+            "unexpected text {tail:?} after `!include {name}`; an include line holds only the file name"
+        )));
+    }
+    Some(Ok((lead, name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_lines_are_recognised_as_sam_does() {
+        assert_eq!(include_line("!include a.yaml"), Some(Ok(("", "a.yaml"))));
+        assert_eq!(
+            include_line("    !include \"../b.yaml\"  # shared\r"),
+            Some(Ok(("    ", "../b.yaml")))
+        );
+        assert_eq!(
+            include_line("\t!include 'c.yaml'"),
+            Some(Ok(("\t", "c.yaml")))
+        );
+        assert_eq!(include_line("key: !include a.yaml"), None);
+        assert_eq!(include_line("!include"), None);
+        assert_eq!(include_line("!includes a"), None);
+        assert!(matches!(include_line("!include a.yaml b"), Some(Err(_))));
+    }
+}
