@@ -16,7 +16,7 @@ use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
 
 use super::error::{ConfigError, Pos};
 use super::node::{Entry, Key, Node, NodeValue, Scalar, join_key};
-use super::paste::LineOrigin;
+use super::paste::{LineOrigin, read_included};
 use super::scalar::EnvLookup;
 use super::vars::{self, VarRef};
 
@@ -123,68 +123,6 @@ impl<'e> TreeLoader<'e> {
     fn charge(&mut self, nodes: usize) -> bool {
         self.expanded = self.expanded.saturating_add(nodes);
         self.expanded <= MAX_NODES
-    }
-}
-
-/// The text of an `!include`d file, which must be a regular file.
-///
-/// A FIFO would block the loader in `open` until some writer came (forever,
-/// for `amesh config check`), and a device like `/dev/zero` or
-/// `/dev/urandom` never ends; an include pointing there is a mistake or an
-/// attack. So the file type is checked with `stat` before anything is
-/// opened, the file is opened non-blocking, and the type checked again on
-/// the open file in case the path was swapped in between.
-pub(super) fn read_included(path: &Path) -> Result<String, String> {
-    use std::io::Read as _;
-    let unreadable =
-        |e: std::io::Error| format!("cannot read included file {}: {e}", path.display());
-    let refused = |meta: &std::fs::Metadata| {
-        format!(
-            "cannot include {}: it is {}, not a regular file",
-            path.display(),
-            file_kind(&meta.file_type())
-        )
-    };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(refused(&meta));
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let mut file = options.open(path).map_err(unreadable)?;
-    let meta = file.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(refused(&meta));
-    }
-    let mut text = String::new();
-    file.read_to_string(&mut text).map_err(unreadable)?;
-    Ok(text)
-}
-
-/// "a FIFO", "a directory", ...: what a path that is not a regular file is.
-fn file_kind(kind: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt as _;
-        if kind.is_fifo() {
-            return "a FIFO";
-        }
-        if kind.is_char_device() {
-            return "a character device";
-        }
-        if kind.is_block_device() {
-            return "a block device";
-        }
-        if kind.is_socket() {
-            return "a socket";
-        }
-    }
-    if kind.is_dir() {
-        "a directory"
-    } else {
-        "a special file"
     }
 }
 
