@@ -27,6 +27,10 @@ use crate::tool_config::{AuthConfig, McpToolConfig};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManifestEntry {
+    /// Some servers' `tools/list` answers (and SAM's examples copied from
+    /// them) carry an `id`; accepted, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +61,9 @@ pub struct ManifestEntry {
     /// Accepted (tools/list output carries it) but not used by the client.
     #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
+    /// MCP 2025-11 task support hints; accepted, not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Value>,
 }
 
 impl ManifestEntry {

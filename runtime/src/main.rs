@@ -24,8 +24,14 @@ enum Command {
     /// files, runs the embedded dev config (a gateway and an agent on the
     /// in-process dev bus).
     Run {
-        /// YAML app configs (`apps: [...]`).
+        /// YAML app configs (`apps: [...]`); a Python logging config
+        /// (`logging_config.yaml`) among them sets the log levels.
         files: Vec<PathBuf>,
+        /// Start the apps amesh implements and skip, with a warning, those
+        /// whose `app_module` it does not (SAM workflows, platform service,
+        /// other gateways); without it such an app is an error.
+        #[arg(long)]
+        skip_unsupported: bool,
     },
     /// Work with config files.
     Config {
@@ -172,12 +178,23 @@ const EMBEDDED_DEV: &str = include_str!("../../configs/dev.yaml");
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { files } => run_command(files),
+        Command::Run {
+            files,
+            skip_unsupported,
+        } => run_command(files, skip_unsupported),
         Command::Config {
             command: ConfigCommand::Check { files },
         } => match config::load_files(&files) {
             Ok(cfg) => {
-                println!("ok: {} file(s), {} app(s)", files.len(), cfg.apps.len());
+                for warning in &cfg.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                println!(
+                    "ok: {} file(s), {} app(s), {} warning(s)",
+                    files.len(),
+                    cfg.apps.len(),
+                    cfg.warnings.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(errors) => {
@@ -338,11 +355,12 @@ async fn embedded_demo_provider() -> Option<amesh_mcp::demo::DemoHandle> {
     }
 }
 
-fn run_command(files: Vec<PathBuf>) -> ExitCode {
+fn run_command(files: Vec<PathBuf>, skip_unsupported: bool) -> ExitCode {
     let loaded = if files.is_empty() {
         config::load_str("<embedded configs/dev.yaml>", EMBEDDED_DEV)
     } else {
-        config::load_files(&files)
+        let options = config::LoadOptions { skip_unsupported };
+        config::load_files_with(&files, &|name| std::env::var(name).ok(), options)
     };
     let cfg = match loaded {
         Ok(cfg) => cfg,
@@ -354,6 +372,9 @@ fn run_command(files: Vec<PathBuf>) -> ExitCode {
     if let Err(e) = logging::init(&cfg.log) {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
+    }
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -106,7 +106,7 @@ fn sqlite_agent(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "apps:\n  - name: a\n    app_module: agent\n    broker: {{dev_mode: true}}\n    app_config:\n      namespace: ns\n      agent_name: billing\n      agent_secret_file: {d}/billing.secret\n      session_service: {{type: sql, database_url: \"sqlite://{d}/billing.db\"}}\n",
+            "apps:\n  - name: a\n    app_module: agent\n    broker: {{dev_mode: true}}\n    app_config:\n      namespace: ns\n      agent_name: billing\n      agent_secret_file: {d}/billing.secret\n      session_service: {{type: sql, database_url: \"sqlite:///{d}/billing.db\"}}\n",
             d = dir.display()
         ),
     )

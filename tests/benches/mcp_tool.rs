@@ -68,7 +68,7 @@ async fn main() {
       namespace: {NS}
       agent_name: tools
       agent_secret_file: "{data}/agent.secret"
-      session_service: {{type: sql, database_url: "sqlite://{data}/agent.db"}}
+      session_service: {{type: sql, database_url: "sqlite:///{data}/agent.db"}}
       oauth_tool_redirect_uri: "{gw}/api/v1/auth/tool/callback"
       trust_manager: {{verification_mode: strict}}
       tools:

@@ -263,8 +263,9 @@ fn all_errors_of_all_files_are_reported_in_one_run() {
         ),
         format!("{a}:17:13: apps[1].app_config.port: expected an integer, found \"lots\""),
         format!(
-            "{a}:19:17: apps[2].app_module: expected one of \"agent\", \"solace_agent_mesh.agent.sac.app\", \
-             \"gateway\", \"solace_agent_mesh.gateway.http_sse.app\", found \"agnet\""
+            "{a}:19:17: apps[2].app_module: unknown app_module \"agnet\"; amesh runs \"agent\" \
+             (SAM's solace_agent_mesh.agent.sac.app) and \"gateway\" (solace_agent_mesh.gateway.http_sse.app); \
+             did you mean \"agent\"?"
         ),
         format!(
             "{c}:4:4: YAML syntax error: while parsing a block collection, did not find expected '-' indicator"
@@ -279,7 +280,7 @@ fn all_errors_of_all_files_are_reported_in_one_run() {
              or set `dev_mode: true` in `broker:` to use the in-process dev bus"
         ),
         format!(
-            "{b}:7:7: apps[0].app_config.namespace: namespace \"a2a/many/\" has an empty topic level \
+            "{b}:7:7: apps[0].app_config.namespace: namespace \"a2a//many\" has an empty topic level \
              (a leading, trailing or doubled \"/\")"
         ),
         format!(
@@ -535,6 +536,18 @@ fn relative_sqlite_and_secret_paths_resolve_against_the_config_file() {
         memory.agent_secret_file.as_deref(),
         Some(Path::new(&format!("{dir}/rel/memory.secret")))
     );
+    // `sqlite:///x.db` is relative, as in SQLAlchemy; with no secret named,
+    // the secret file sits next to the database, named after the agent.
+    let sam = agent(&cfg.apps[3]);
+    assert_eq!(
+        sam.session_service.database_url.as_deref(),
+        Some(format!("sqlite://{dir}/data/sam.db").as_str())
+    );
+    assert_eq!(
+        sam.agent_secret_file.as_deref(),
+        Some(Path::new(&format!("{dir}/data/sam.SamAgent.secret")))
+    );
+    assert!(sam.agent_secret_default && !relative.agent_secret_default);
 }
 
 #[test]

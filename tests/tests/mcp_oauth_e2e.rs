@@ -59,7 +59,7 @@ fn agent_yaml(
       agent_name: tools
       agent_card_publishing: {{interval_seconds: 1}}
       agent_secret_file: "{data}/agent.secret"
-      session_service: {{type: sql, database_url: "sqlite://{data}/agent.db"}}
+      session_service: {{type: sql, database_url: "sqlite:///{data}/agent.db"}}
       oauth_tool_redirect_uri: "{gateway}/api/v1/auth/tool/callback"
       trust_manager: {{verification_mode: strict, card_publish_interval_seconds: 1}}
       tools:

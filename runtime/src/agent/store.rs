@@ -106,6 +106,21 @@ pub(crate) async fn open(cfg: &AgentConfig) -> anyhow::Result<Option<CredentialS
         return Ok(None);
     }
     let config = store_config(cfg)?;
+    if cfg.agent_secret_default
+        && std::env::var_os(amesh_credentials::AGENT_SECRET_ENV).is_none()
+        && let Some(file) = &cfg.agent_secret_file
+    {
+        tracing::info!(
+            agent = %cfg.agent_name,
+            file = %file.display(),
+            "no agent secret configured: credentials are encrypted with the secret in this file (created on first start, mode 0600)"
+        );
+        tracing::warn!(
+            agent = %cfg.agent_name,
+            file = %file.display(),
+            "replicas of this agent must share this secret file (or set agent_secret_file or AMESH_AGENT_SECRET); a replica with another secret cannot read the credentials the others stored"
+        );
+    }
     let store = CredentialStore::open(config)
         .await
         .map_err(|e| anyhow::anyhow!("agent {}: credential store: {e}", cfg.agent_name))?;

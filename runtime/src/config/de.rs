@@ -28,13 +28,24 @@ use super::scalar::{Plain, is_null, parse_bool, parse_float, parse_int, resolve_
 /// (serde cannot go on after one). Unknown keys are skipped, so the value
 /// can still be `Some` next to errors, and later checks can run on it.
 pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Vec<ConfigError>) {
-    let unknown_keys = RefCell::new(Vec::new());
+    from_node_warn(node, path, &mut Vec::new())
+}
+
+/// [`from_node`], adding a warning to `warnings` for every SAM key amesh
+/// ignores (see `sam.rs`).
+pub fn from_node_warn<T: DeserializeOwned>(
+    node: &Node,
+    path: &str,
+    warnings: &mut Vec<ConfigError>,
+) -> (Option<T>, Vec<ConfigError>) {
+    let sink = Sink::default();
     let result = T::deserialize(NodeDe {
         node,
         path: path.to_owned(),
-        unknown_keys: &unknown_keys,
+        unknown_keys: &sink,
     });
-    let mut errors = unknown_keys.into_inner();
+    warnings.append(&mut sink.warnings.into_inner());
+    let mut errors = sink.errors.into_inner();
     match result {
         Ok(value) => (Some(value), errors),
         Err(e) => {
@@ -44,13 +55,21 @@ pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> (Option<T>, Ve
     }
 }
 
+/// Problems found on the way that do not stop typing: unknown keys and
+/// empty required values (errors), ignored SAM keys (warnings).
+#[derive(Default)]
+struct Sink {
+    errors: RefCell<Vec<ConfigError>>,
+    warnings: RefCell<Vec<ConfigError>>,
+}
+
 /// Deserializer for one node. Created only where the error it may return
 /// is stamped with this node's position (map values, list items, the root).
 struct NodeDe<'a> {
     node: &'a Node,
     path: String,
     /// Unknown keys of structs, reported all at once instead of stopping.
-    unknown_keys: &'a RefCell<Vec<ConfigError>>,
+    unknown_keys: &'a Sink,
 }
 
 impl<'a> NodeDe<'a> {
@@ -238,6 +257,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         if !self.node.unset_vars.is_empty() && self.is_null() {
             let error = DeError::new("a value is required here").locate(self.node, &self.path);
             self.unknown_keys
+                .errors
                 .borrow_mut()
                 .extend(error.into_config_error());
             return visitor.visit_str("");
@@ -329,7 +349,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
     /// alone would stop at the first. An empty value is an empty block.
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
@@ -342,8 +362,17 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
         for entry in entries {
             if fields.contains(&entry.key.text.as_str()) {
                 known.push(entry);
+            } else if super::sam::ignored_key(name, &entry.key.text) {
+                self.unknown_keys
+                    .warnings
+                    .borrow_mut()
+                    .push(ConfigError::at(
+                        &entry.key.pos,
+                        join_key(&self.path, &entry.key.text),
+                        super::sam::ignored_message(&entry.key.text),
+                    ));
             } else {
-                self.unknown_keys.borrow_mut().push(ConfigError::at(
+                self.unknown_keys.errors.borrow_mut().push(ConfigError::at(
                     &entry.key.pos,
                     join_key(&self.path, &entry.key.text),
                     unknown_key_message(&entry.key.text, fields),
@@ -392,7 +421,7 @@ struct MapDe<'a> {
     entries: std::vec::IntoIter<&'a Entry>,
     current: Option<&'a Entry>,
     path: String,
-    unknown_keys: &'a RefCell<Vec<ConfigError>>,
+    unknown_keys: &'a Sink,
 }
 
 impl<'de> MapAccess<'de> for MapDe<'_> {
@@ -438,7 +467,7 @@ impl<'de> MapAccess<'de> for MapDe<'_> {
 struct SeqDe<'a> {
     items: std::iter::Enumerate<std::slice::Iter<'a, Node>>,
     path: String,
-    unknown_keys: &'a RefCell<Vec<ConfigError>>,
+    unknown_keys: &'a Sink,
 }
 
 impl<'de> SeqAccess<'de> for SeqDe<'_> {

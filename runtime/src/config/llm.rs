@@ -106,6 +106,23 @@ struct ModelFields {
     _drop_params: Option<de::IgnoredAny>,
     #[serde(default, rename = "reasoning_effort")]
     _reasoning_effort: Option<de::IgnoredAny>,
+    // SAM keys amesh does not implement: accepted here (this struct is
+    // typed through a visitor, out of reach of the loader's unknown-key
+    // handling) and warned about by the loader (`sam.rs`).
+    #[serde(default, rename = "llm_service_title_model_name")]
+    _title_model: Option<de::IgnoredAny>,
+    #[serde(default, rename = "oauth_token_url")]
+    _oauth_token_url: Option<de::IgnoredAny>,
+    #[serde(default, rename = "oauth_client_id")]
+    _oauth_client_id: Option<de::IgnoredAny>,
+    #[serde(default, rename = "oauth_client_secret")]
+    _oauth_client_secret: Option<de::IgnoredAny>,
+    #[serde(default, rename = "oauth_scope")]
+    _oauth_scope: Option<de::IgnoredAny>,
+    #[serde(default, rename = "oauth_ca_cert")]
+    _oauth_ca_cert: Option<de::IgnoredAny>,
+    #[serde(default, rename = "oauth_token_refresh_buffer_seconds")]
+    _oauth_refresh_buffer: Option<de::IgnoredAny>,
 }
 
 impl<'de> Deserialize<'de> for ModelConfig {
@@ -334,7 +351,7 @@ impl ModelConfig {
 
 /// Whether `prefix` is a LiteLLM provider name (as opposed to the first
 /// part of a model id such as `meta-llama/Llama-3-8B` on vLLM).
-fn is_provider(prefix: &str) -> bool {
+pub(super) fn is_provider(prefix: &str) -> bool {
     let p = prefix.to_ascii_lowercase();
     p == "anthropic"
         || p == "azure"

@@ -8,14 +8,17 @@
 
 use std::path::Path;
 
-use super::de::from_node;
+use super::de::from_node_warn;
+use super::dictconfig;
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{
-    AgentConfig, AppKind, AppModule, AppSpec, FileConfig, GatewayConfig, LoadedConfig, RawApp,
+    AgentConfig, AppKind, AppSpec, FileConfig, GatewayConfig, LoadOptions, LoadedConfig, RawApp,
 };
 use super::node::{Entry, Node, NodeValue};
 use super::paths;
+use super::sam::{self, ModuleKind};
 use super::scalar::EnvLookup;
+use super::tools::type_tools;
 use super::validate::{LocatedApp, validate};
 use super::yaml::TreeLoader;
 
@@ -38,7 +41,20 @@ pub fn load_files_with_env<P: AsRef<Path>>(
     paths: &[P],
     env: EnvLookup<'_>,
 ) -> Result<LoadedConfig, ConfigErrors> {
+    load_files_with(paths, env, LoadOptions::default())
+}
+
+/// [`load_files_with_env`] with options (`amesh run --skip-unsupported`).
+///
+/// # Errors
+/// As [`load_files`].
+pub fn load_files_with<P: AsRef<Path>>(
+    paths: &[P],
+    env: EnvLookup<'_>,
+    options: LoadOptions,
+) -> Result<LoadedConfig, ConfigErrors> {
     let mut loader = Loader::new(env);
+    loader.options = options;
     for path in paths {
         let path = path.as_ref();
         let root = loader.trees.load_file(path);
@@ -99,7 +115,15 @@ enum Anchor {
 struct Loader<'e> {
     trees: TreeLoader<'e>,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+    /// Apps of modules amesh does not implement: errors, or warnings with
+    /// `skip_unsupported`.
+    unsupported: Vec<ConfigError>,
+    options: LoadOptions,
     log: Option<super::model::LogConfig>,
+    /// From a Python logging config file; wins over `log:` blocks, as
+    /// SAM's `LOGGING_CONFIG_PATH` does.
+    dict_log: Option<super::model::LogConfig>,
     apps: Vec<LocatedApp>,
 }
 
@@ -108,7 +132,11 @@ impl<'e> Loader<'e> {
         Self {
             trees: TreeLoader::new(env),
             errors: Vec::new(),
+            warnings: Vec::new(),
+            unsupported: Vec::new(),
+            options: LoadOptions::default(),
             log: None,
+            dict_log: None,
             apps: Vec::new(),
         }
     }
@@ -131,9 +159,15 @@ impl<'e> Loader<'e> {
                 return;
             }
         }
+        if dictconfig::is_dict_config(root) {
+            let log = dictconfig::log_config(root, &mut self.errors, &mut self.warnings);
+            self.dict_log = self.dict_log.take().or(log);
+            return;
+        }
         // The top level is typed without its apps: each app is typed on its
         // own below so that one broken app does not hide the others.
-        let (top, errors) = from_node::<FileConfig>(&without_apps(root), "");
+        let (top, errors) =
+            from_node_warn::<FileConfig>(&without_apps(root), "", &mut self.warnings);
         self.errors.extend(errors);
         if let Some(top) = top
             && self.log.is_none()
@@ -161,9 +195,14 @@ impl<'e> Loader<'e> {
     /// from the untyped `RawApp::app_config`) so errors keep their positions.
     fn add_app(&mut self, node: &Node, index: usize, file: &Path, anchor: Anchor) {
         let path = format!("apps[{index}]");
-        let (raw, errors) = from_node::<RawApp>(node, &path);
+        let (raw, errors) = from_node_warn::<RawApp>(node, &path, &mut self.warnings);
         self.errors.extend(errors);
         let Some(raw) = raw else { return };
+        let module = sam::module_kind(&raw.app_module);
+        if let ModuleKind::Unsupported(_) | ModuleKind::Unknown = module {
+            self.module_problem(node, &path, &raw, &module);
+            return;
+        }
         let Some(config) = node.get("app_config") else {
             self.errors.push(ConfigError::at(
                 &node.pos,
@@ -173,20 +212,35 @@ impl<'e> Loader<'e> {
             return;
         };
         let config_path = format!("{path}.app_config");
-        let (kind, errors) = match raw.app_module {
-            AppModule::Agent => {
-                let (mut c, errors) = from_node::<AgentConfig>(&config.value, &config_path);
-                if let (Some(agent), Anchor::FileDirectory) = (c.as_mut(), anchor)
-                    && let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty())
-                {
-                    paths::anchor_agent_paths(agent, dir);
+        let warnings = &mut self.warnings;
+        let (kind, errors) = if module == ModuleKind::Agent {
+            let (mut c, errors) =
+                from_node_warn::<AgentConfig>(&config.value, &config_path, warnings);
+            if let Some(model) = config.value.get("model") {
+                let path = format!("{config_path}.model");
+                sam::warn_ignored_keys(&model.value, &path, "ModelFields", warnings);
+            }
+            let tools = config.value.get("tools").map(|tools| {
+                let path = format!("{config_path}.tools");
+                type_tools(&tools.value, &path, &mut self.errors, warnings)
+            });
+            if let Some(agent) = c.as_mut() {
+                (agent.tool_indices, agent.tools) = tools.unwrap_or_default().into_iter().unzip();
+                agent.namespace = sam_namespace(&agent.namespace);
+                let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+                match (anchor, dir) {
+                    (Anchor::FileDirectory, Some(dir)) => paths::anchor_agent_paths(agent, dir),
+                    _ => paths::anchor_agent_paths(agent, Path::new("")),
                 }
-                (c.map(|c| AppKind::Agent(Box::new(c))), errors)
             }
-            AppModule::Gateway => {
-                let (c, errors) = from_node::<GatewayConfig>(&config.value, &config_path);
-                (c.map(|c| AppKind::Gateway(Box::new(c))), errors)
+            (c.map(|c| AppKind::Agent(Box::new(c))), errors)
+        } else {
+            let (mut c, errors) =
+                from_node_warn::<GatewayConfig>(&config.value, &config_path, warnings);
+            if let Some(gateway) = c.as_mut() {
+                gateway.namespace = sam_namespace(&gateway.namespace);
             }
+            (c.map(|c| AppKind::Gateway(Box::new(c))), errors)
         };
         self.errors.extend(errors);
         let Some(kind) = kind else { return };
@@ -210,7 +264,47 @@ impl<'e> Loader<'e> {
         });
     }
 
+    /// One error (or, with `skip_unsupported`, warning) for an app whose
+    /// module amesh does not run.
+    fn module_problem(&mut self, node: &Node, path: &str, raw: &RawApp, module: &ModuleKind) {
+        let pos = node
+            .get("app_module")
+            .map_or_else(|| node.pos.clone(), |e| e.value.pos.clone());
+        let key = format!("{path}.app_module");
+        let name = &raw.name;
+        let m = raw.app_module.trim();
+        match module {
+            ModuleKind::Unsupported(what) => {
+                let message = if self.options.skip_unsupported {
+                    format!("app {name:?} ({m}, {what}) is not supported by amesh; skipped")
+                } else {
+                    format!(
+                        "app {name:?} runs {m} ({what}), which amesh does not implement; remove the app, or run `amesh run --skip-unsupported` to start the others"
+                    )
+                };
+                self.unsupported.push(ConfigError::at(&pos, key, message));
+            }
+            _ => {
+                let mut message = format!(
+                    "unknown app_module {m:?}; amesh runs \"agent\" (SAM's solace_agent_mesh.agent.sac.app) and \"gateway\" (solace_agent_mesh.gateway.http_sse.app)"
+                );
+                if let Some(near) = ["agent", "gateway"]
+                    .into_iter()
+                    .find(|c| super::de_error::edit_distance(m, c) <= 2)
+                {
+                    message.push_str(&format!("; did you mean {near:?}?"));
+                }
+                self.errors.push(ConfigError::at(&pos, key, message));
+            }
+        }
+    }
+
     fn finish(mut self) -> Result<LoadedConfig, ConfigErrors> {
+        if self.options.skip_unsupported {
+            self.warnings.append(&mut self.unsupported);
+        } else {
+            self.errors.append(&mut self.unsupported);
+        }
         self.errors.extend(validate(&self.apps));
         // One error per key: an empty value from an unset variable is
         // reported while typing and would be again by the semantic checks.
@@ -220,11 +314,20 @@ impl<'e> Loader<'e> {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
+        let mut seen = std::collections::HashSet::new();
+        self.warnings
+            .retain(|e| seen.insert((e.file.clone(), e.line, e.key_path.clone())));
         Ok(LoadedConfig {
-            log: self.log.unwrap_or_default(),
+            log: self.dict_log.or(self.log).unwrap_or_default(),
             apps: self.apps.into_iter().map(|a| a.spec).collect(),
+            warnings: self.warnings,
         })
     }
+}
+
+/// SAM strips a trailing `/` from namespaces (`myorg/dev/` is `myorg/dev`).
+fn sam_namespace(namespace: &str) -> String {
+    namespace.trim_end_matches('/').to_owned()
 }
 
 /// The top-level mapping with an empty `apps` list (apps are typed one by one).

@@ -7,6 +7,7 @@
 
 mod de;
 mod de_error;
+mod dictconfig;
 mod error;
 pub mod limits;
 pub mod llm;
@@ -15,7 +16,9 @@ pub mod model;
 mod node;
 mod paste;
 mod paths;
+mod sam;
 mod scalar;
+mod tools;
 mod validate;
 mod vars;
 mod yaml;
@@ -23,6 +26,6 @@ mod yaml;
 pub use error::{ConfigError, ConfigErrors, Pos};
 pub use limits::{AgentLimits, GatewayLimits};
 pub use llm::{ModelApi, ModelConfig, ResolvedModel};
-pub use loader::{load_files, load_files_with_env, load_str, load_str_with_env};
+pub use loader::{load_files, load_files_with, load_files_with_env, load_str, load_str_with_env};
 pub use model::*;
 pub use scalar::EnvLookup;

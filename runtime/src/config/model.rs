@@ -57,7 +57,8 @@ fn default_file_level() -> LogLevel {
     LogLevel::Debug
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Ordered from the most verbose to the least.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub enum LogLevel {
     #[serde(alias = "trace", alias = "TRACE")]
     Trace,
@@ -94,7 +95,8 @@ impl LogLevel {
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
     pub name: String,
-    pub app_module: AppModule,
+    /// `agent`, `gateway`, or a SAM module path (see `sam.rs`).
+    pub app_module: String,
     #[serde(default)]
     pub broker: BrokerConfig,
     #[serde(default)]
@@ -104,15 +106,6 @@ pub struct RawApp {
     pub app_base_path: Option<String>,
     #[serde(default)]
     pub num_instances: Option<u32>,
-}
-
-/// What kind of app an entry starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum AppModule {
-    #[serde(rename = "agent", alias = "solace_agent_mesh.agent.sac.app")]
-    Agent,
-    #[serde(rename = "gateway", alias = "solace_agent_mesh.gateway.http_sse.app")]
-    Gateway,
 }
 
 /// `broker:` block of an app.
@@ -332,8 +325,16 @@ pub struct AgentConfig {
     pub agent_discovery: AgentDiscoveryConfig,
     #[serde(default)]
     pub inter_agent_communication: InterAgentConfig,
-    #[serde(default)]
+    /// The `tools:` key, typed item by item by the loader (`tools.rs`)
+    /// into `tools`, so its errors keep exact key paths.
+    #[serde(default, rename = "tools")]
+    _tools: serde::de::IgnoredAny,
+    /// The tools amesh runs (those it lacks are left out with a warning).
+    #[serde(skip)]
     pub tools: Vec<ToolConfig>,
+    /// For each of `tools`, its index in the YAML `tools:` list.
+    #[serde(skip)]
+    pub tool_indices: Vec<usize>,
     #[serde(default)]
     pub session_service: SessionServiceConfig,
     #[serde(default)]
@@ -342,6 +343,10 @@ pub struct AgentConfig {
     /// encryption key material). Created with mode 0600 when missing.
     #[serde(default)]
     pub agent_secret_file: Option<PathBuf>,
+    /// `agent_secret_file` was not written but derived (see `paths.rs`):
+    /// the agent logs where it is and warns that replicas must share it.
+    #[serde(skip)]
+    pub agent_secret_default: bool,
     /// Where tool OAuth providers send users back: the gateway's
     /// `/api/v1/auth/tool/callback`. Default: env `OAUTH_TOOL_REDIRECT_URI`.
     /// Must be https unless the host is loopback.
@@ -351,9 +356,10 @@ pub struct AgentConfig {
     /// agent runs the tool a request names in a DataPart (no reasoning).
     #[serde(default)]
     pub model: Option<super::llm::ModelConfig>,
-    /// Provider for a model name without a LiteLLM prefix (`sam init`
-    /// writes it beside the model).
-    #[serde(default)]
+    /// Provider for a model name without a LiteLLM prefix. SAM writes a
+    /// list of its model aliases here (`[general]`); a list names a
+    /// provider only when its one item is a LiteLLM provider name.
+    #[serde(default, deserialize_with = "provider_or_aliases")]
     pub model_provider: Option<String>,
     /// The system prompt.
     #[serde(default)]
@@ -366,6 +372,25 @@ pub struct AgentConfig {
     /// Retained tasks and peer cards (see `limits.rs`).
     #[serde(default)]
     pub limits: super::limits::AgentLimits,
+}
+
+/// `model_provider: openai`, or SAM's list of model aliases, which names
+/// a provider only when it is one LiteLLM provider (`[openai]`).
+fn provider_or_aliases<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        List(Vec<String>),
+    }
+    Ok(match Option::<Form>::deserialize(d)? {
+        None => None,
+        Some(Form::One(p)) => Some(p),
+        Some(Form::List(list)) => match list.as_slice() {
+            [one] if super::llm::is_provider(one) => Some(one.clone()),
+            _ => None,
+        },
+    })
 }
 
 fn default_max_message_size() -> usize {
@@ -607,4 +632,16 @@ pub enum AppKind {
 pub struct LoadedConfig {
     pub log: LogConfig,
     pub apps: Vec<AppSpec>,
+    /// Settings amesh ignores (SAM keys it does not implement) and apps
+    /// skipped with `skip_unsupported`: shown by `config check`, logged by
+    /// `run`.
+    pub warnings: Vec<super::ConfigError>,
+}
+
+/// How lenient loading is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Apps whose module amesh does not implement are left out with a
+    /// warning instead of failing the load (`amesh run --skip-unsupported`).
+    pub skip_unsupported: bool,
 }

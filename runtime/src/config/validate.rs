@@ -211,18 +211,46 @@ fn check_broker(app: &LocatedApp, broker: &BrokerConfig, errors: &mut Vec<Config
     }
 }
 
+/// The ports a Solace broker serves SMF (its own protocol) on: plain,
+/// compressed, TLS.
+const SMF_PORTS: [u16; 3] = [55555, 55003, 55443];
+
+/// What to use instead of a Solace URL amesh cannot connect to.
+const USE_MQTT: &str = "amesh speaks MQTT: use the broker's MQTT port (tcp://HOST:1883, or ssl://HOST:8883 with TLS; on Solace, enable the message VPN's MQTT service), or set `dev_mode: true` in `broker:` for the in-process dev bus";
+
 fn broker_url_problem(url: &str) -> Option<String> {
     let expected = "expected tcp://, mqtt://, ssl:// or mqtts://";
     let Some((scheme, rest)) = url.split_once("://") else {
         return Some(format!("broker_url {url:?} has no scheme; {expected}"));
     };
-    if !BROKER_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+    let scheme = scheme.to_ascii_lowercase();
+    if matches!(scheme.as_str(), "ws" | "wss") {
+        return Some(format!(
+            "broker_url {url:?} is a Solace WebSocket (SMF) URL, SAM's default dev broker; {USE_MQTT}"
+        ));
+    }
+    if scheme == "tcps" {
+        return Some(format!(
+            "broker_url {url:?} is a Solace SMF over TLS URL; {USE_MQTT}"
+        ));
+    }
+    if !BROKER_SCHEMES.contains(&scheme.as_str()) {
         return Some(format!(
             "unsupported scheme {scheme:?} in broker_url {url:?}; {expected}"
         ));
     }
     if rest.is_empty() || rest.starts_with(':') || rest.starts_with('/') {
         return Some(format!("broker_url {url:?} has no host"));
+    }
+    let port = rest
+        .split('/')
+        .next()
+        .and_then(|authority| authority.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    if let Some(port) = port.filter(|p| SMF_PORTS.contains(p)) {
+        return Some(format!(
+            "broker_url {url:?}: port {port} is a Solace SMF port, not MQTT; {USE_MQTT}"
+        ));
     }
     None
 }
@@ -253,7 +281,8 @@ fn check_agent(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigErr
         {
             for p in problems {
                 let owned = field_segments(&p.field);
-                let mut segs = vec![cfg, Key("tools"), Index(j)];
+                let index = agent.tool_indices.get(j).copied().unwrap_or(j);
+                let mut segs = vec![cfg, Key("tools"), Index(index)];
                 segs.extend(owned.iter().map(|s| match s {
                     OwnedSeg::Key(k) => Key(k.as_str()),
                     OwnedSeg::Index(i) => Index(*i),
@@ -530,6 +559,22 @@ mod tests {
                 .unwrap()
                 .contains("no host")
         );
+    }
+
+    #[test]
+    fn solace_smf_and_websocket_urls_say_what_to_use_instead() {
+        for url in [
+            "ws://localhost:8008",
+            "wss://x.messaging.solace.cloud:443",
+            "tcp://localhost:55555",
+            "tcps://x.messaging.solace.cloud:55443",
+        ] {
+            let problem = broker_url_problem(url).unwrap();
+            assert!(problem.contains("Solace"), "{url}: {problem}");
+            assert!(problem.contains("tcp://HOST:1883"), "{url}: {problem}");
+            assert!(problem.contains("dev_mode: true"), "{url}: {problem}");
+        }
+        assert_eq!(broker_url_problem("tcp://broker:1883"), None);
     }
 
     #[test]
