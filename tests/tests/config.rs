@@ -442,9 +442,15 @@ fn load_files_reads_the_process_environment() {
     assert_eq!(cfg.apps.len(), 1);
 }
 
+/// The redirect URI an agent with OAuth2 tools needs to pass `config check`.
+const REDIRECT: &[(&str, &str)] = &[(
+    "OAUTH_TOOL_REDIRECT_URI",
+    "http://localhost:8000/api/v1/auth/tool/callback",
+)];
+
 #[test]
 fn mcp_manifest_errors_name_the_tool_the_entry_and_the_line() {
-    let errs = errors(&["mcp_manifest_errors.yaml"], &[]);
+    let errs = errors(&["mcp_manifest_errors.yaml"], REDIRECT);
     let file = f("mcp_manifest_errors.yaml");
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(
@@ -464,7 +470,7 @@ fn mcp_manifest_errors_name_the_tool_the_entry_and_the_line() {
 
 #[test]
 fn configured_oauth_endpoints_that_are_not_https_are_reported_at_their_lines() {
-    let errs = errors(&["mcp_auth_url_errors.yaml"], &[]);
+    let errs = errors(&["mcp_auth_url_errors.yaml"], REDIRECT);
     let file = f("mcp_auth_url_errors.yaml");
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert_eq!(
@@ -553,9 +559,10 @@ fn relative_sqlite_and_secret_paths_resolve_against_the_config_file() {
 #[test]
 fn a_config_without_a_file_keeps_paths_relative_to_the_current_directory() {
     let text = std::fs::read_to_string(fixture("relative_paths.yaml")).unwrap();
-    let cfg =
-        amesh_runtime::config::load_str_with_env("<embedded>", &text, &|_| Some("rel".to_owned()))
-            .expect("loads");
+    let cfg = amesh_runtime::config::load_str_with_env("<embedded>", &text, &|name| {
+        (name == "SECRET_DIR").then(|| "rel".to_owned())
+    })
+    .expect("loads");
     let relative = agent(&cfg.apps[0]);
     assert_eq!(
         relative.session_service.database_url.as_deref(),

@@ -372,10 +372,18 @@ impl<'de> de::Deserializer<'de> for NodeDe<'_> {
                         super::sam::ignored_message(&entry.key.text),
                     ));
             } else {
+                let mut message = unknown_key_message(&entry.key.text, fields);
+                if !message.contains("did you mean")
+                    && let Some(near) = super::sam::near_ignored_key(name, &entry.key.text)
+                {
+                    message.push_str(&format!(
+                        "; did you mean {near:?} (a Solace Agent Mesh setting amesh ignores)?"
+                    ));
+                }
                 self.unknown_keys.errors.borrow_mut().push(ConfigError::at(
                     &entry.key.pos,
                     join_key(&self.path, &entry.key.text),
-                    unknown_key_message(&entry.key.text, fields),
+                    message,
                 ));
             }
         }

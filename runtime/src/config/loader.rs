@@ -18,6 +18,7 @@ use super::node::{Entry, Node, NodeValue};
 use super::paths;
 use super::sam::{self, ModuleKind};
 use super::scalar::EnvLookup;
+use super::start_checks;
 use super::tools::type_tools;
 use super::validate::{LocatedApp, validate};
 use super::yaml::TreeLoader;
@@ -113,6 +114,7 @@ enum Anchor {
 
 /// State of one `load_*` call.
 struct Loader<'e> {
+    env: EnvLookup<'e>,
     trees: TreeLoader<'e>,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
@@ -130,6 +132,7 @@ struct Loader<'e> {
 impl<'e> Loader<'e> {
     fn new(env: EnvLookup<'e>) -> Self {
         Self {
+            env,
             trees: TreeLoader::new(env),
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -226,6 +229,9 @@ impl<'e> Loader<'e> {
             });
             if let Some(agent) = c.as_mut() {
                 (agent.tool_indices, agent.tools) = tools.unwrap_or_default().into_iter().unzip();
+                if agent.oauth_tool_redirect_uri.is_none() {
+                    agent.oauth_tool_redirect_uri = (self.env)(start_checks::REDIRECT_URI_VAR);
+                }
                 agent.namespace = sam_namespace(&agent.namespace);
                 let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
                 match (anchor, dir) {
@@ -306,11 +312,26 @@ impl<'e> Loader<'e> {
             self.errors.append(&mut self.unsupported);
         }
         self.errors.extend(validate(&self.apps));
+        self.errors
+            .extend(start_checks::check(&self.apps, self.env));
         // One error per key: an empty value from an unset variable is
         // reported while typing and would be again by the semantic checks.
         let mut seen = std::collections::HashSet::new();
         self.errors
             .retain(|e| seen.insert((e.file.clone(), e.line, e.key_path.clone())));
+        // An unset variable reported at `model.model` explains the semantic
+        // error about `model` too.
+        let unset: Vec<String> = self
+            .errors
+            .iter()
+            .filter(|e| e.message.contains("is not set and"))
+            .map(|e| e.key_path.clone())
+            .collect();
+        self.errors.retain(|e| {
+            !unset
+                .iter()
+                .any(|u| u.len() > e.key_path.len() && u.starts_with(&format!("{}.", e.key_path)))
+        });
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }

@@ -18,6 +18,7 @@ mod paste;
 mod paths;
 mod sam;
 mod scalar;
+mod start_checks;
 mod tools;
 mod validate;
 mod vars;

@@ -159,6 +159,18 @@ pub fn ignored_key(name: &str, key: &str) -> bool {
         .any(|(s, keys)| *s == name && keys.contains(&key))
 }
 
+/// The ignored SAM key of struct `name` that `key` is a near miss of.
+pub fn near_ignored_key(name: &str, key: &str) -> Option<&'static str> {
+    IGNORED
+        .iter()
+        .filter(|(s, _)| *s == name)
+        .flat_map(|(_, keys)| keys.iter())
+        .map(|k| (super::de_error::edit_distance(key, k), *k))
+        .filter(|(d, _)| *d <= (key.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
 /// Warnings for the ignored SAM keys of mapping `node` (at `path`) typed
 /// as struct `name` by a visitor rather than through the node
 /// deserializer, which would otherwise report them.

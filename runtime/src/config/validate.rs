@@ -33,7 +33,7 @@ pub struct LocatedApp {
 
 /// One step of a key path below an app.
 #[derive(Debug, Clone, Copy)]
-enum Seg<'s> {
+pub(super) enum Seg<'s> {
     Key(&'s str),
     Index(usize),
 }
@@ -77,7 +77,7 @@ impl LocatedApp {
 
     /// An error at the key of `segs`; when unset variables emptied its
     /// value, the message says so.
-    fn error(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
+    pub(super) fn error(&self, segs: &[Seg<'_>], message: impl Into<String>) -> ConfigError {
         let (pos, path, node) = self.locate_node(segs);
         let mut message = message.into();
         if let Some(note) = node.and_then(Node::unset_note) {

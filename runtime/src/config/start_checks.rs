@@ -1,0 +1,117 @@
+//! What `amesh run` would refuse at start, checked without connecting.
+//!
+//! `config check` is meant to be `run` minus the network: a config that
+//! passes it must not then stop at start for a setting the loader could
+//! have judged. Besides the file, these checks read the environment the
+//! agent reads at start (`SECRETS_TTL_SECONDS`, `AMESH_AGENT_SECRET`,
+//! `OAUTH_TOOL_REDIRECT_URI`), through the loader's variable lookup so
+//! they see what `run` will see. Each error points at the key it concerns,
+//! or at the nearest written one when the value comes from the environment.
+
+use amesh_credentials::{
+    AGENT_SECRET_ENV, AgentSecret, DatabaseUrl, SECRETS_TTL_VAR, SecretError, parse_ttl,
+};
+
+use super::error::ConfigError;
+use super::model::{AgentConfig, AppKind, SessionServiceKind, ToolConfig};
+use super::scalar::EnvLookup;
+use super::validate::{LocatedApp, Seg};
+
+/// The variable an agent's OAuth redirect URI comes from when the config
+/// has no `oauth_tool_redirect_uri`.
+pub const REDIRECT_URI_VAR: &str = "OAUTH_TOOL_REDIRECT_URI";
+
+/// Runs the start checks on every agent; returns their errors.
+pub fn check(apps: &[LocatedApp], env: EnvLookup<'_>) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    for app in apps {
+        if let AppKind::Agent(agent) = &app.spec.kind {
+            check_agent(app, agent, env, &mut errors);
+        }
+    }
+    errors
+}
+
+fn check_agent(
+    app: &LocatedApp,
+    agent: &AgentConfig,
+    env: EnvLookup<'_>,
+    errors: &mut Vec<ConfigError>,
+) {
+    use Seg::Key;
+    let cfg = Key("app_config");
+    let session = [cfg, Key("session_service")];
+    if crate::agent::store::needed(agent) {
+        if let Err(e) = parse_ttl(env(SECRETS_TTL_VAR).as_deref()) {
+            errors.push(app.error(&session, format!("the agent's credential store: {e}")));
+        }
+        match env(AGENT_SECRET_ENV).filter(|v| !v.trim().is_empty()) {
+            Some(value) => {
+                let origin = format!("environment variable {AGENT_SECRET_ENV}");
+                if let Err(e) = AgentSecret::from_base64(&value, &origin) {
+                    errors.push(app.error(&[cfg], format!("agent secret: {e}")));
+                }
+            }
+            None => check_secret_file(app, agent, errors),
+        }
+    }
+    if agent.session_service.kind == SessionServiceKind::Sql
+        && let Some(url) = agent.session_service.database_url.as_deref()
+        && let Err(e) = DatabaseUrl::parse(url)
+    {
+        errors.push(app.error(
+            &[cfg, Key("session_service"), Key("database_url")],
+            e.to_string(),
+        ));
+    }
+    let oauth_tool = agent
+        .tools
+        .iter()
+        .zip(&agent.tool_indices)
+        .find(|(t, _)| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()));
+    if let Some((_, &index)) = oauth_tool {
+        match &agent.oauth_tool_redirect_uri {
+            None => errors.push(app.error(
+                &[cfg, Key("tools"), Seg::Index(index), Key("auth")],
+                format!(
+                    "this tool acts with each user's OAuth2 credentials, so the agent needs the redirect URI users come back to: set {REDIRECT_URI_VAR} (or oauth_tool_redirect_uri) to the gateway's /api/v1/auth/tool/callback URL"
+                ),
+            )),
+            Some(uri) => {
+                if let Err(e) = amesh_mcp::oauth::validate_redirect_uri(uri) {
+                    let written = app
+                        .node
+                        .get("app_config")
+                        .and_then(|c| c.value.get("oauth_tool_redirect_uri"))
+                        .is_some();
+                    let e = if written {
+                        e
+                    } else {
+                        format!("{e} (from the environment variable {REDIRECT_URI_VAR})")
+                    };
+                    errors.push(app.error(&[cfg, Key("oauth_tool_redirect_uri")], e));
+                }
+            }
+        }
+    }
+}
+
+/// An existing secret file must be readable and long enough; a missing one
+/// is created at start, which is fine.
+fn check_secret_file(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigError>) {
+    use Seg::Key;
+    let Some(file) = &agent.agent_secret_file else {
+        return;
+    };
+    match AgentSecret::load(file) {
+        Ok(_) | Err(SecretError::Missing { .. }) => {}
+        Err(e) => {
+            let at: &[Seg<'_>] = if agent.agent_secret_default {
+                &[Key("app_config"), Key("session_service")]
+            } else {
+                &[Key("app_config"), Key("agent_secret_file")]
+            };
+            errors.push(app.error(at, format!("agent secret: {e}")));
+        }
+    }
+}
