@@ -364,3 +364,118 @@ fn relative_database_and_secret_paths_are_relative_to_the_config_file() {
         "files were created in the current directory"
     );
 }
+
+/// A SAM-style agent: `sqlite:///` (SQLAlchemy's relative form) and no
+/// secret named, so its secret would be the default file next to the database.
+fn sam_style_agent(dir: &std::path::Path) -> std::path::PathBuf {
+    let cfg = dir.join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        "apps:\n  - name: a\n    app_module: solace_agent_mesh.agent.sac.app\n    broker: {dev_mode: true}\n    app_config:\n      namespace: ns/\n      agent_name: Billing\n      enable_embed_resolution: true\n      session_service: {type: sql, database_url: \"sqlite:///billing.db\"}\n",
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn credentials_against_a_missing_database_say_so_without_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sam_style_agent(dir.path());
+    let db = dir.path().join("billing.db");
+    for verb in ["list", "revoke"] {
+        let out = credentials_cmd(dir.path(), verb, &cfg);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{verb} succeeded: {err}");
+        assert!(
+            err.contains(&db.display().to_string()) && err.contains("does not exist"),
+            "{verb}: {err}"
+        );
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["agent.yaml"], "nothing but the config");
+}
+
+#[test]
+fn config_check_prints_sam_warnings_and_run_refuses_unsupported_apps() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sam_style_agent(dir.path());
+    let out = amesh()
+        .args(["config", "check"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "warning: {}:8:7: apps[0].app_config.enable_embed_resolution: ",
+            cfg.display()
+        )) && err.contains("not supported by amesh, ignored"),
+        "{err}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 warning(s)"));
+
+    let platform = dir.path().join("platform.yaml");
+    std::fs::write(
+        &platform,
+        "apps:\n  - name: platform_service_app\n    app_module: solace_agent_mesh.services.platform.app\n    broker: {dev_mode: true}\n    app_config: {namespace: ns}\n",
+    )
+    .unwrap();
+    let out = amesh().arg("run").arg(&platform).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("platform_service_app")
+            && err.contains("SAM's platform service")
+            && err.contains("--skip-unsupported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_agent_with_sql_persistence_and_no_secret_makes_one_and_says_where() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = sam_style_agent(dir.path());
+    let mut child = amesh()
+        .arg("run")
+        .arg(&cfg)
+        .env_remove("AMESH_AGENT_SECRET")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                let ready = line.contains("amesh ready");
+                log.push(line);
+                if ready {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.join("\n");
+    let secret = dir.path().join("billing.Billing.secret");
+    assert!(secret.is_file(), "no default secret file: {log}");
+    assert!(log.contains(&secret.display().to_string()), "{log}");
+    assert!(log.contains("replicas of this agent must share"), "{log}");
+}
