@@ -573,3 +573,27 @@ fn a_config_without_a_file_keeps_paths_relative_to_the_current_directory() {
         Some(Path::new("data/relative.secret"))
     );
 }
+
+#[test]
+fn an_unreadable_trust_key_is_found_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("agent.key");
+    std::fs::write(&key, "not a key\n").unwrap();
+    let cfg = dir.path().join("agent.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "apps:\n  - name: a\n    app_module: agent\n    broker: {{dev_mode: true}}\n    app_config:\n      namespace: ns\n      agent_name: a\n      trust_manager:\n        key_file: {}\n",
+            key.display()
+        ),
+    )
+    .unwrap();
+    let errs = load_files_with_env(&[&cfg], &|_| None).unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs}");
+    let e = &errs.0[0];
+    assert_eq!(
+        (e.line, e.key_path.as_str()),
+        (9, "apps[0].app_config.trust_manager.key_file")
+    );
+    assert!(e.message.contains(&key.display().to_string()), "{e}");
+}

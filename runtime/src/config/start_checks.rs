@@ -4,7 +4,7 @@
 //! passes it must not then stop at start for a setting the loader could
 //! have judged. Besides the file, these checks read the environment the
 //! agent reads at start (`SECRETS_TTL_SECONDS`, `AMESH_AGENT_SECRET`,
-//! `OAUTH_TOOL_REDIRECT_URI`), through the loader's variable lookup so
+//! `OAUTH_TOOL_REDIRECT_URI`) and existing key files, through the loader's variable lookup so
 //! they see what `run` will see. Each error points at the key it concerns,
 //! or at the nearest written one when the value comes from the environment.
 
@@ -13,7 +13,7 @@ use amesh_credentials::{
 };
 
 use super::error::ConfigError;
-use super::model::{AgentConfig, AppKind, SessionServiceKind, ToolConfig};
+use super::model::{AgentConfig, AppKind, SessionServiceKind, ToolConfig, TrustManagerConfig};
 use super::scalar::EnvLookup;
 use super::validate::{LocatedApp, Seg};
 
@@ -25,11 +25,36 @@ pub const REDIRECT_URI_VAR: &str = "OAUTH_TOOL_REDIRECT_URI";
 pub fn check(apps: &[LocatedApp], env: EnvLookup<'_>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
     for app in apps {
-        if let AppKind::Agent(agent) = &app.spec.kind {
-            check_agent(app, agent, env, &mut errors);
-        }
+        let trust = match &app.spec.kind {
+            AppKind::Agent(agent) => {
+                check_agent(app, agent, env, &mut errors);
+                &agent.trust_manager
+            }
+            AppKind::Gateway(gateway) => &gateway.trust_manager,
+        };
+        check_trust_key(app, trust, &mut errors);
     }
     errors
+}
+
+/// An existing `trust_manager.key_file` must be a key amesh can read; a
+/// missing one is created at start.
+fn check_trust_key(app: &LocatedApp, trust: &TrustManagerConfig, errors: &mut Vec<ConfigError>) {
+    let Some(file) = trust.key_file.as_deref() else {
+        return;
+    };
+    if file.exists()
+        && let Err(e) = amesh_trust::SigningKey::load(file)
+    {
+        errors.push(app.error(
+            &[
+                Seg::Key("app_config"),
+                Seg::Key("trust_manager"),
+                Seg::Key("key_file"),
+            ],
+            e.to_string(),
+        ));
+    }
 }
 
 fn check_agent(
