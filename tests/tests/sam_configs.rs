@@ -296,6 +296,28 @@ fn the_sam_init_project_loads_with_its_python_logging_config() {
 }
 
 #[test]
+fn logging_config_path_names_the_python_logging_config_as_in_sam() {
+    let path = fixture("preset/logging_config.yaml").display().to_string();
+    let mut env = SAM_ENV.to_vec();
+    env.push(("LOGGING_CONFIG_PATH", &path));
+    env.push(("LOGGING_FILE_NAME", "sam-from-env.log"));
+    let cfg = load_ok(&["preset/agents/basic/main_orchestrator.yaml"], &env);
+    assert_eq!(
+        cfg.log.log_file.as_deref(),
+        Some(Path::new("sam-from-env.log")),
+        "the logging config's file handler, its ${{VAR}} substituted"
+    );
+    let mut env = SAM_ENV.to_vec();
+    let not_logging = fixture("preset/shared_config.yaml").display().to_string();
+    env.push(("LOGGING_CONFIG_PATH", &not_logging));
+    let errs = errors(&["preset/agents/basic/main_orchestrator.yaml"], &env);
+    assert!(
+        errs[0].contains("LOGGING_CONFIG_PATH names this file"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn unsupported_app_modules_are_one_error_each_or_skipped_on_request() {
     let files = [
         "preset/agents/basic/platform.yaml",

@@ -64,8 +64,13 @@ pub fn load_files_with<P: AsRef<Path>>(
             loader.add_file(&root, path, Anchor::FileDirectory);
         }
     }
+    loader.add_logging_config_path();
     loader.finish()
 }
+
+/// SAM's way to name a Python logging config: the environment variable
+/// `LOGGING_CONFIG_PATH` (`sam init` writes it into `.env`).
+const LOGGING_CONFIG_PATH: &str = "LOGGING_CONFIG_PATH";
 
 /// Loads one config given as text (e.g. a config compiled into the binary).
 /// `name` stands for the file in messages; `!include`s resolve relative to
@@ -141,6 +146,32 @@ impl<'e> Loader<'e> {
             log: None,
             dict_log: None,
             apps: Vec::new(),
+        }
+    }
+
+    /// Reads the file `LOGGING_CONFIG_PATH` names when no Python logging
+    /// config was among the files. A file that is not one is an error.
+    fn add_logging_config_path(&mut self) {
+        if self.dict_log.is_some() {
+            return;
+        }
+        let Some(path) = (self.env)(LOGGING_CONFIG_PATH).filter(|p| !p.trim().is_empty()) else {
+            return;
+        };
+        let path = Path::new(path.trim());
+        let root = self.trees.load_file(path);
+        self.take_tree_errors();
+        let Some(root) = root else { return };
+        if dictconfig::is_dict_config(&root) {
+            self.dict_log = dictconfig::log_config(&root, &mut self.errors, &mut self.warnings);
+        } else {
+            self.errors.push(ConfigError::at(
+                &root.pos,
+                "",
+                format!(
+                    "{LOGGING_CONFIG_PATH} names this file, but it is not a Python logging config (a mapping with `version:` and dictConfig keys)"
+                ),
+            ));
         }
     }
 
