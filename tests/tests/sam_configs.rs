@@ -411,13 +411,17 @@ fn typos_stay_errors_with_exact_key_paths_all_in_one_pass() {
         format!(
             "{file}:21:22: apps[0].app_config.tools[4].tool_type: expected one of \"builtin\", \"builtin-group\", \"mcp\", \"python\", found \"bultin\""
         ),
+        // Inside `auth` (a tagged enum, typed by serde from a buffer) too.
+        format!(
+            "{file}:25:32: apps[0].app_config.tools[5].auth.scopez: unknown key \"scopez\"; expected one of: client_id, client_secret, authorization_url, token_url, scopes, allowed_internal_hosts; did you mean \"scopes\"?"
+        ),
     ];
-    assert_eq!(errs[..4], expected, "got:\n{}", errs.join("\n"));
-    assert_eq!(errs.len(), 5, "got:\n{}", errs.join("\n"));
-    assert!(errs[4].starts_with(&format!(
+    assert_eq!(errs[..5], expected, "got:\n{}", errs.join("\n"));
+    assert_eq!(errs.len(), 6, "got:\n{}", errs.join("\n"));
+    assert!(errs[5].starts_with(&format!(
         "{file}:9:7: apps[0].app_config.enable_embed_resolutoin: unknown key"
     )));
-    assert!(errs[4].ends_with(
+    assert!(errs[5].ends_with(
         "did you mean \"enable_embed_resolution\" (a Solace Agent Mesh setting amesh ignores)?"
     ));
 }

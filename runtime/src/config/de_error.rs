@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, Expected, Unexpected};
 
 use super::error::{ConfigError, Pos};
-use super::node::Node;
+use super::node::{Node, join_key};
 
 /// A deserialization error; `at` is filled by the innermost node it leaves.
 #[derive(Debug)]
@@ -34,6 +34,16 @@ impl DeError {
         if self.at.is_none() {
             self.at = Some((node.pos.clone(), path.to_owned()));
             self.reported = node.reported;
+            // serde's own "unknown key" (from a tagged enum, which buffers
+            // its input) knows no position: point at the key itself.
+            if let Some(entry) = self
+                .message
+                .strip_prefix("unknown key \"")
+                .and_then(|rest| rest.split_once("\";"))
+                .and_then(|(key, _)| node.get(key))
+            {
+                self.at = Some((entry.key.pos.clone(), join_key(path, &entry.key.text)));
+            }
             if let Some(note) = node.unset_note() {
                 self.message = format!("{}; {note}", self.message);
             }

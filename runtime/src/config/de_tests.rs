@@ -157,7 +157,7 @@ fn json_values_are_typed_by_the_core_schema() {
 }
 
 #[test]
-fn internally_tagged_enum_errors_point_at_the_item() {
+fn internally_tagged_enum_errors_point_at_the_unknown_key() {
     #[derive(Debug, Deserialize)]
     #[allow(dead_code)]
     struct Tools {
@@ -166,7 +166,7 @@ fn internally_tagged_enum_errors_point_at_the_item() {
     let errs = load::<Tools>("tools:\n  - tool_type: builtin\n    tool_nam: echo\n").unwrap_err();
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].starts_with("t.yaml:2:5: tools[0]: unknown key \"tool_nam\""),
+        errs[0].starts_with("t.yaml:3:5: tools[0].tool_nam: unknown key \"tool_nam\""),
         "{errs:?}"
     );
 }
