@@ -385,8 +385,8 @@ fn solace_agent_mesh_shaped_config_loads() {
     );
     assert_eq!(a.session_service.kind, SessionServiceKind::Memory);
     assert_eq!(
-        a.artifact_service.as_ref().expect("artifacts")["type"],
-        "filesystem"
+        a.artifact_service.as_ref().expect("artifacts").kind,
+        amesh_runtime::config::ArtifactServiceKind::Filesystem
     );
     assert_eq!(
         a.agent_card.default_output_modes.as_deref(),

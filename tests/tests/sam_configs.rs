@@ -104,11 +104,25 @@ fn sams_four_remote_mcp_examples_load_with_warnings_not_errors() {
         assert_eq!(mcp.connection_params.url, url, "{file}");
         assert!(mcp.requires_user_auth(), "{file}: auth type oauth2");
         assert!(!mcp.manifest.as_ref().unwrap().is_empty(), "{file}");
+        let names: Vec<String> = agent.tools[1..]
+            .iter()
+            .map(|t| match t {
+                ToolConfig::Builtin { tool_name, .. } => tool_name.clone(),
+                ToolConfig::Mcp(_) => "mcp".into(),
+            })
+            .collect();
         assert_eq!(
-            agent.tools.len(),
-            1,
-            "{file}: artifact_management is left out"
+            names,
+            [
+                "create_artifact",
+                "list_artifacts",
+                "load_artifact",
+                "append_to_artifact",
+                "delete_artifact"
+            ],
+            "{file}: artifact_management is amesh's artifact tools"
         );
+        assert_eq!(agent.tool_indices, [0, 1, 1, 1, 1, 1], "{file}");
         let shown = warnings(&cfg);
         let embed = format!(
             "{}:{embed_line}:7: apps[0].app_config.enable_embed_resolution: \"enable_embed_resolution\" \
@@ -117,8 +131,7 @@ fn sams_four_remote_mcp_examples_load_with_warnings_not_errors() {
         );
         assert!(shown.contains(&embed), "{file}: {shown:#?}");
         assert!(
-            shown.iter().any(|w| w.contains("tools[1].group_name")
-                && w.contains("\"artifact_management\" is not supported by amesh")),
+            !shown.iter().any(|w| w.contains("artifact_management")),
             "{file}: {shown:#?}"
         );
         // Encryption at rest needs no configuration: a secret file next to
@@ -380,9 +393,9 @@ fn sam_reading_rules_in_one_file() {
         "var in a flow sequence"
     );
     assert_eq!(a.model_provider, None, "SAM's alias list is not a provider");
-    // echo and the MCP server run; time_delay and the group are left out.
-    assert_eq!(a.tools.len(), 2);
-    assert_eq!(a.tool_indices, [0, 2]);
+    // echo, the MCP server and the artifact tools run; time_delay is left out.
+    assert_eq!(a.tools.len(), 7);
+    assert_eq!(a.tool_indices, [0, 2, 3, 3, 3, 3, 3]);
     let ToolConfig::Mcp(mcp) = &a.tools[1] else {
         panic!("tools[2] is MCP")
     };
@@ -390,7 +403,7 @@ fn sam_reading_rules_in_one_file() {
     assert!(entry.id.is_some() && entry.title.is_some() && entry.annotations.is_some());
     assert!(entry.output_schema.is_some() && entry.meta.is_some());
     let shown = warnings(&cfg);
-    assert_eq!(shown.len(), 3, "{shown:#?}");
+    assert_eq!(shown.len(), 2, "{shown:#?}");
     assert!(shown[1].contains("tools[1].tool_name: SAM's built-in tool \"time_delay\""));
 }
 
@@ -400,7 +413,7 @@ fn typos_stay_errors_with_exact_key_paths_all_in_one_pass() {
     let errs = errors(&["rules/agent_typos.yaml"], &[]);
     let expected = [
         format!(
-            "{file}:12:22: apps[0].app_config.tools[0].tool_name: unknown built-in tool: expected one of \"echo\", \"time\", \"sleep\", \"delegate\", \"whoami\", found \"ecko\"; did you mean \"echo\"?"
+            "{file}:12:22: apps[0].app_config.tools[0].tool_name: unknown built-in tool: expected one of \"echo\", \"time\", \"sleep\", \"delegate\", \"whoami\", \"create_artifact\", \"list_artifacts\", \"load_artifact\", \"append_to_artifact\", \"delete_artifact\", found \"ecko\"; did you mean \"echo\"?"
         ),
         format!(
             "{file}:17:19: apps[0].app_config.tools[2].connection_params.type: expected one of \"sse\", \"streamable-http\", \"streamable_http\", found \"websocket\""
@@ -479,4 +492,74 @@ async fn sam_examples_start_on_the_dev_bus() {
             .join("orchestrator-agent.OrchestratorAgent.secret")
             .is_file()
     );
+}
+
+/// SAM's `artifact_management` group through a gateway and an agent on the
+/// dev bus: what a conversation saves, that conversation (and no other)
+/// lists and loads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_management_keeps_files_per_conversation() {
+    let yaml = r#"apps:
+  - name: webui
+    app_module: solace_agent_mesh.gateway.http_sse.app
+    broker: {dev_mode: true}
+    app_config: {namespace: ns/, fastapi_port: 0}
+  - name: files
+    app_module: solace_agent_mesh.agent.sac.app
+    broker: {dev_mode: true}
+    app_config:
+      namespace: ns/
+      agent_name: Files
+      agent_card_publishing: {interval_seconds: 1}
+      tools:
+        - tool_type: builtin-group
+          group_name: artifact_management
+      artifact_service: {type: filesystem, base_path: artifacts}
+"#;
+    let mut stack = amesh_tests::stack::Stack::start(yaml).await.unwrap();
+    stack
+        .wait_for_agent("Files", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let send = |context: &'static str, tool: &'static str, arguments: serde_json::Value| {
+        let http = stack.http.clone();
+        let url = format!("{}/api/v1/message:send", stack.url());
+        async move {
+            let body = serde_json::json!({"agent_name": "Files", "contextId": context,
+                                          "data": {"tool": tool, "arguments": arguments}});
+            let task: serde_json::Value = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(task["status"]["state"], "completed", "{task}");
+            task["artifacts"][0]["parts"][0]["data"].clone()
+        }
+    };
+    let saved = send(
+        "c1",
+        "create_artifact",
+        serde_json::json!({"filename": "plan.md", "content": "step 1"}),
+    )
+    .await;
+    assert_eq!(saved["version"], 0, "{saved}");
+    let listed = send("c1", "list_artifacts", serde_json::json!({})).await;
+    assert_eq!(listed["artifacts"][0]["filename"], "plan.md", "{listed}");
+    let loaded = send(
+        "c1",
+        "load_artifact",
+        serde_json::json!({"filename": "plan.md", "version": 0}),
+    )
+    .await;
+    assert_eq!(loaded["content"], "step 1", "{loaded}");
+    let other = send("c2", "list_artifacts", serde_json::json!({})).await;
+    assert_eq!(other["artifacts"], serde_json::json!([]), "{other}");
+    // Kept on disk next to the config, under the namespace and dev user.
+    let base = stack.dir.path().join("artifacts");
+    assert!(base.join("ns").join("dev-user").join("c1").is_dir());
+    stack.stop().await;
 }

@@ -12,6 +12,7 @@
 //! authorization and resuming it; `llm/` speaks the model APIs; `mcp/`
 //! runs MCP tools with users' credentials.
 
+mod artifacts;
 mod card;
 mod delegate;
 mod handler;
@@ -64,6 +65,8 @@ pub(crate) struct AgentInner {
     pub(crate) mcp: Option<mcp::McpTools>,
     /// The model of the reasoning loop; `None`: requests name their tool.
     pub(crate) model: Option<llm::Model>,
+    /// Files of the artifact tools, when the agent has any.
+    pub(crate) artifacts: Option<artifacts::Artifacts>,
     /// Set once shutdown starts: new requests are refused with an error.
     pub(crate) draining: CancellationToken,
     request_topic: String,
@@ -128,6 +131,8 @@ pub async fn start(
         ),
         None => None,
     };
+    let artifacts =
+        artifacts::Artifacts::for_agent(&cfg).map_err(|e| anyhow::anyhow!("agent {name}: {e}"))?;
     let store = store::open(&cfg).await?;
     let mcp = start_mcp(&cfg, store.clone()).await?;
     let trust = crate::trust_manager::TrustManager::new(
@@ -164,6 +169,7 @@ pub async fn start(
         store,
         mcp,
         model,
+        artifacts,
         draining: CancellationToken::new(),
         greet: Arc::default(),
         cfg,

@@ -123,9 +123,11 @@ pub(crate) fn server_of(inner: &AgentInner, name: &str) -> String {
 }
 
 /// Runs one call for `caller`. Never panics on what the model wrote.
+/// `session` is the task's context id (artifacts are kept per session).
 pub(crate) async fn run(
     inner: &Arc<AgentInner>,
     caller: &Caller,
+    session: &str,
     call: &ToolCallRequest,
     stepped_up: Option<&str>,
 ) -> CallOutcome {
@@ -144,13 +146,14 @@ pub(crate) async fn run(
             )));
         }
     };
-    dispatch(inner, caller, &call.name, arguments, stepped_up).await
+    dispatch(inner, caller, session, &call.name, arguments, stepped_up).await
 }
 
 /// Runs a call whose arguments are already a JSON object.
 async fn dispatch(
     inner: &Arc<AgentInner>,
     caller: &Caller,
+    session: &str,
     name: &str,
     arguments: Value,
     stepped_up: Option<&str>,
@@ -170,6 +173,7 @@ async fn dispatch(
             BuiltinTool::Whoami => Ok(vec![crate::a2a::Part::data(tools::whoami(
                 &caller.identity,
             ))]),
+            t if t.is_artifact_tool() => artifact_call(inner, caller, session, t, &arguments).await,
             local => tools::run_local(local, &arguments).await,
         });
     }
@@ -204,6 +208,28 @@ async fn dispatch(
     )))
 }
 
+/// An artifact tool call, for a verified user only (as stored credentials
+/// are): a claimed user id must not open someone else's files.
+async fn artifact_call(
+    inner: &AgentInner,
+    caller: &Caller,
+    session: &str,
+    tool: BuiltinTool,
+    arguments: &Value,
+) -> Result<Vec<crate::a2a::Part>, String> {
+    let Some(artifacts) = &inner.artifacts else {
+        return Err(format!("{} is not configured for this agent", tool.name()));
+    };
+    let amesh_trust::RequestIdentity::Verified(who) = &caller.identity else {
+        return Err(
+            "artifacts are kept per user, and this request's user is not verified".to_owned(),
+        );
+    };
+    artifacts
+        .call(tool, who.user_id(), session, arguments)
+        .await
+}
+
 fn peer_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
@@ -216,48 +242,61 @@ fn peer_schema() -> &'static Value {
 
 /// The argument schema of a built-in, as offered to the model.
 fn builtin_schema(tool: BuiltinTool) -> &'static Value {
-    static SCHEMAS: OnceLock<[Value; 5]> = OnceLock::new();
-    let all = SCHEMAS.get_or_init(|| {
-        [
-            json!({"type": "object", "properties": {"text": {"type": "string"}}}),
-            json!({"type": "object", "properties": {}}),
-            json!({"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000}}}),
-            json!({"type": "object",
-                   "properties": {"agent": {"type": "string"}, "text": {"type": "string"}, "data": {}},
-                   "required": ["agent"]}),
-            json!({"type": "object", "properties": {}}),
-        ]
-    });
+    static SCHEMAS: OnceLock<Vec<Value>> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| BuiltinTool::ALL.into_iter().map(schema_of).collect());
     &all[builtin_index(tool)]
 }
 
-fn builtin_index(tool: BuiltinTool) -> usize {
+fn schema_of(tool: BuiltinTool) -> Value {
+    let filename = json!({"type": "string", "description": "The artifact's name, like report.md."});
+    let mime =
+        json!({"type": "string", "description": "MIME type, like text/plain (the default)."});
     match tool {
-        BuiltinTool::Echo => 0,
-        BuiltinTool::Time => 1,
-        BuiltinTool::Sleep => 2,
-        BuiltinTool::Delegate => 3,
-        BuiltinTool::Whoami => 4,
+        BuiltinTool::Echo => json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+        BuiltinTool::Time | BuiltinTool::Whoami | BuiltinTool::ListArtifacts => {
+            json!({"type": "object", "properties": {}})
+        }
+        BuiltinTool::Sleep => {
+            json!({"type": "object", "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000}}})
+        }
+        BuiltinTool::Delegate => json!({"type": "object",
+               "properties": {"agent": {"type": "string"}, "text": {"type": "string"}, "data": {}},
+               "required": ["agent"]}),
+        BuiltinTool::CreateArtifact => json!({"type": "object",
+               "properties": {"filename": filename, "content": {"type": "string"}, "mime_type": mime},
+               "required": ["filename", "content"]}),
+        BuiltinTool::AppendToArtifact => json!({"type": "object",
+               "properties": {"filename": filename, "content_chunk": {"type": "string"}, "mime_type": mime},
+               "required": ["filename", "content_chunk"]}),
+        BuiltinTool::LoadArtifact => json!({"type": "object",
+               "properties": {"filename": filename,
+                              "version": {"description": "A version number, or \"latest\".",
+                                          "anyOf": [{"type": "integer", "minimum": 0}, {"const": "latest"}]},
+                              "max_content_length": {"type": "integer", "minimum": 100, "maximum": 100000}},
+               "required": ["filename", "version"]}),
+        BuiltinTool::DeleteArtifact => json!({"type": "object",
+               "properties": {"filename": filename}, "required": ["filename"]}),
     }
+}
+
+fn builtin_index(tool: BuiltinTool) -> usize {
+    BuiltinTool::ALL
+        .iter()
+        .position(|t| *t == tool)
+        .unwrap_or_default()
 }
 
 /// The compiled schema of a built-in (compiled once per process).
 fn builtin_validator(tool: BuiltinTool) -> &'static ToolSchema {
     static COMPILED: OnceLock<Vec<ToolSchema>> = OnceLock::new();
     let all = COMPILED.get_or_init(|| {
-        [
-            BuiltinTool::Echo,
-            BuiltinTool::Time,
-            BuiltinTool::Sleep,
-            BuiltinTool::Delegate,
-            BuiltinTool::Whoami,
-        ]
-        .into_iter()
-        .map(|t| {
-            ToolSchema::compile(t.name(), t.name(), builtin_schema(t))
-                .expect("built-in schemas are valid")
-        })
-        .collect()
+        BuiltinTool::ALL
+            .into_iter()
+            .map(|t| {
+                ToolSchema::compile(t.name(), t.name(), builtin_schema(t))
+                    .expect("built-in schemas are valid")
+            })
+            .collect()
     });
     &all[builtin_index(tool)]
 }

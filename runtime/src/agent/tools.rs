@@ -26,6 +26,13 @@ pub enum BuiltinTool {
     Delegate,
     /// Tells who the request runs for and how that is known.
     Whoami,
+    /// SAM's `artifact_management` group (see `artifacts.rs`): saves a new
+    /// artifact (or a new version of one).
+    CreateArtifact,
+    ListArtifacts,
+    LoadArtifact,
+    AppendToArtifact,
+    DeleteArtifact,
 }
 
 impl BuiltinTool {
@@ -36,8 +43,40 @@ impl BuiltinTool {
             "sleep" => Some(Self::Sleep),
             "delegate" => Some(Self::Delegate),
             "whoami" => Some(Self::Whoami),
+            "create_artifact" => Some(Self::CreateArtifact),
+            "list_artifacts" => Some(Self::ListArtifacts),
+            "load_artifact" => Some(Self::LoadArtifact),
+            "append_to_artifact" => Some(Self::AppendToArtifact),
+            "delete_artifact" => Some(Self::DeleteArtifact),
             _ => None,
         }
+    }
+
+    /// Every built-in, in a fixed order (the index of its schema).
+    pub const ALL: [Self; 10] = [
+        Self::Echo,
+        Self::Time,
+        Self::Sleep,
+        Self::Delegate,
+        Self::Whoami,
+        Self::CreateArtifact,
+        Self::ListArtifacts,
+        Self::LoadArtifact,
+        Self::AppendToArtifact,
+        Self::DeleteArtifact,
+    ];
+
+    /// The tools of SAM's `artifact_management` group.
+    pub const ARTIFACT_TOOLS: [Self; 5] = [
+        Self::CreateArtifact,
+        Self::ListArtifacts,
+        Self::LoadArtifact,
+        Self::AppendToArtifact,
+        Self::DeleteArtifact,
+    ];
+
+    pub fn is_artifact_tool(self) -> bool {
+        Self::ARTIFACT_TOOLS.contains(&self)
     }
 
     pub fn name(self) -> &'static str {
@@ -47,6 +86,11 @@ impl BuiltinTool {
             Self::Sleep => "sleep",
             Self::Delegate => "delegate",
             Self::Whoami => "whoami",
+            Self::CreateArtifact => "create_artifact",
+            Self::ListArtifacts => "list_artifacts",
+            Self::LoadArtifact => "load_artifact",
+            Self::AppendToArtifact => "append_to_artifact",
+            Self::DeleteArtifact => "delete_artifact",
         }
     }
 
@@ -57,6 +101,19 @@ impl BuiltinTool {
             Self::Sleep => "Waits `ms` milliseconds, then answers.",
             Self::Delegate => "Asks a peer agent: arguments {agent, text | data}.",
             Self::Whoami => "Tells who the request runs for and whether that is verified.",
+            Self::CreateArtifact => {
+                "Saves content as an artifact (a file kept for this user and conversation); saving an existing name makes a new version. Text MIME types take text, others base64."
+            }
+            Self::ListArtifacts => {
+                "Lists the artifacts of this conversation with their latest version, MIME type and size."
+            }
+            Self::LoadArtifact => {
+                "Loads one version of an artifact (a number, or \"latest\"); text is returned up to max_content_length characters."
+            }
+            Self::AppendToArtifact => {
+                "Appends a chunk to an existing artifact, making a new version. Text MIME types take text, others base64."
+            }
+            Self::DeleteArtifact => "Deletes an artifact, every version of it.",
         }
     }
 }
@@ -69,7 +126,9 @@ pub struct ToolSet {
 
 /// A tool name in `tools:` that amesh does not know.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown builtin tool `{0}`; known: echo, time, sleep, delegate, whoami")]
+#[error(
+    "unknown builtin tool `{0}`; known: echo, time, sleep, delegate, whoami, create_artifact, list_artifacts, load_artifact, append_to_artifact, delete_artifact"
+)]
 pub struct UnknownTool(pub String);
 
 impl ToolSet {
@@ -173,9 +232,9 @@ pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, Str
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(vec![Part::text(format!("slept {ms} ms"))])
         }
-        BuiltinTool::Delegate | BuiltinTool::Whoami => Err(format!(
+        other => Err(format!(
             "{} must be run by the request handler",
-            tool.name()
+            other.name()
         )),
     }
 }

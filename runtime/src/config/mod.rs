@@ -5,6 +5,7 @@
 //! checks it, and reports every problem as `file:line:column: key.path:
 //! message` so an operator can fix a whole config in one pass.
 
+mod artifact_service;
 mod de;
 mod de_error;
 mod dictconfig;

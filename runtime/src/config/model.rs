@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use super::artifact_service::{ArtifactScope, ArtifactServiceConfig, ArtifactServiceKind};
+
 /// Top level of one YAML file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -367,8 +369,9 @@ pub struct AgentConfig {
     /// Model requests one task may make before it ends (SAM's default 20).
     #[serde(default = "default_max_llm_calls")]
     pub max_llm_calls_per_task: u32,
+    /// Where the artifact tools (SAM's `artifact_management`) keep files.
     #[serde(default)]
-    pub artifact_service: Option<serde_json::Value>,
+    pub artifact_service: Option<ArtifactServiceConfig>,
     /// Retained tasks and peer cards (see `limits.rs`).
     #[serde(default)]
     pub limits: super::limits::AgentLimits,

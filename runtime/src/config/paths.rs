@@ -29,6 +29,12 @@ pub(super) fn anchor_agent_paths(agent: &mut AgentConfig, dir: &Path) {
     {
         agent.agent_secret_file = Some(dir.join(file));
     }
+    if let Some(service) = agent.artifact_service.as_mut()
+        && let Some(base) = service.base_path.as_deref()
+        && base.is_relative()
+    {
+        service.base_path = Some(dir.join(base));
+    }
     if agent.agent_secret_file.is_none()
         && agent.session_service.kind == SessionServiceKind::Sql
         && let Some(url) = agent.session_service.database_url.as_deref()

@@ -13,7 +13,9 @@ use amesh_credentials::{
 };
 
 use super::error::ConfigError;
-use super::model::{AgentConfig, AppKind, SessionServiceKind, ToolConfig, TrustManagerConfig};
+use super::model::{
+    AgentConfig, AppKind, ArtifactServiceKind, SessionServiceKind, ToolConfig, TrustManagerConfig,
+};
 use super::scalar::EnvLookup;
 use super::validate::{LocatedApp, Seg};
 
@@ -89,6 +91,7 @@ fn check_agent(
             e.to_string(),
         ));
     }
+    check_artifact_service(app, agent, errors);
     let oauth_tool = agent
         .tools
         .iter()
@@ -118,6 +121,36 @@ fn check_agent(
                 }
             }
         }
+    }
+}
+
+/// The artifact tools need a store amesh has: memory, or filesystem with
+/// a `base_path`.
+fn check_artifact_service(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigError>) {
+    use Seg::Key;
+    let uses = agent.tools.iter().any(|t| {
+        matches!(t, ToolConfig::Builtin { tool_name, .. }
+            if crate::agent::tools::BuiltinTool::from_name(tool_name)
+                .is_some_and(crate::agent::tools::BuiltinTool::is_artifact_tool))
+    });
+    let Some(service) = agent.artifact_service.as_ref().filter(|_| uses) else {
+        return;
+    };
+    let at = [Key("app_config"), Key("artifact_service")];
+    match service.kind {
+        ArtifactServiceKind::Memory => {}
+        ArtifactServiceKind::Filesystem if service.base_path.is_some() => {}
+        ArtifactServiceKind::Filesystem => errors.push(app.error(
+            &at,
+            "artifact_service type filesystem needs a base_path (the directory artifacts are kept in)",
+        )),
+        kind => errors.push(app.error(
+            &[at[0], at[1], Key("type")],
+            format!(
+                "artifact_service type {} is not supported by amesh; the artifact tools need memory or filesystem",
+                format!("{kind:?}").to_lowercase()
+            ),
+        )),
     }
 }
 

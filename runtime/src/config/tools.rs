@@ -7,7 +7,7 @@
 //! only say `tools[2]`). SAM's tool kinds amesh lacks (its other built-in
 //! tools and groups, Python tools) are left out with a warning naming
 //! them: the agent starts without them and they are not offered to the
-//! model. A built-in name known to neither amesh nor SAM is an error, the
+//! model. SAM's `artifact_management` group is amesh's artifact tools. A built-in name known to neither amesh nor SAM is an error, the
 //! same one the agent would give at start.
 
 use serde::Deserialize;
@@ -20,11 +20,24 @@ use super::node::{Node, NodeValue};
 use crate::agent::tools::BuiltinTool;
 
 /// amesh's built-in tools.
-const AMESH_BUILTINS: &[&str] = &["echo", "time", "sleep", "delegate", "whoami"];
+const AMESH_BUILTINS: &[&str] = &[
+    "echo",
+    "time",
+    "sleep",
+    "delegate",
+    "whoami",
+    "create_artifact",
+    "list_artifacts",
+    "load_artifact",
+    "append_to_artifact",
+    "delete_artifact",
+];
+
+/// The one SAM tool group amesh implements (see `agent/artifacts.rs`).
+const ARTIFACT_GROUP: &str = "artifact_management";
 
 /// SAM's built-in tools (its `BuiltinTool` registry), which amesh lacks.
 const SAM_BUILTINS: &[&str] = &[
-    "append_to_artifact",
     "apply_embed_and_create_artifact",
     "artifact_search_and_replace_regex",
     "concatenate_audio",
@@ -32,7 +45,6 @@ const SAM_BUILTINS: &[&str] = &[
     "create_chart_from_plotly_config",
     "create_image_from_description",
     "deep_research",
-    "delete_artifact",
     "describe_audio",
     "describe_image",
     "edit_image_with_gemini",
@@ -40,8 +52,6 @@ const SAM_BUILTINS: &[&str] = &[
     "generate_image_with_gemini",
     "get_current_time",
     "index_search",
-    "list_artifacts",
-    "load_artifact",
     "mermaid_diagram_generator",
     "multi_speaker_text_to_speech",
     "select_voice",
@@ -155,7 +165,18 @@ pub fn type_tools(
             "builtin-group" => {
                 let (entry, errs) = from_node_warn::<GroupEntry>(item, &at, warnings);
                 errors.extend(errs);
-                if let Some(entry) = entry {
+                let Some(entry) = entry else { continue };
+                if entry.group_name.trim() == ARTIFACT_GROUP {
+                    out.extend(BuiltinTool::ARTIFACT_TOOLS.iter().map(|t| {
+                        (
+                            i,
+                            ToolConfig::Builtin {
+                                tool_name: t.name().to_owned(),
+                                tool_config: None,
+                            },
+                        )
+                    }));
+                } else {
                     let pos = item
                         .get("group_name")
                         .map_or_else(|| item.pos.clone(), |e| e.value.pos.clone());

@@ -256,7 +256,7 @@ async fn run_unfinished(
             let server = toolbox::server_of(inner, &call.name);
             report::tool_activity(inner, route, &call.name, &server, &call.id, None).await;
             let started = Instant::now();
-            let outcome = toolbox::run(inner, caller, &call, stepped_up).await;
+            let outcome = toolbox::run(inner, caller, &route.context_id, &call, stepped_up).await;
             if let CallOutcome::Done(r) = &outcome {
                 let ended = Some((started.elapsed(), !r.is_error));
                 report::tool_activity(inner, route, &call.name, &server, &call.id, ended).await;
