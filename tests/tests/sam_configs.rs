@@ -246,6 +246,36 @@ fn what_run_refuses_at_start_config_check_finds_in_one_pass() {
 }
 
 #[test]
+fn stdio_mcp_servers_are_warned_about_and_left_out() {
+    let name = "examples/agents/a2a_mcp_example.yaml";
+    let cfg = load_ok(&[name], SAM_ENV);
+    assert_eq!(cfg.apps.len(), 2);
+    for i in 0..2 {
+        let a = agent(&cfg, i);
+        assert!(!a.tools.iter().any(|t| matches!(t, ToolConfig::Mcp(_))));
+    }
+    let shown = warnings(&cfg);
+    let stdio = format!(
+        "{}:43:19: apps[0].app_config.tools[0].connection_params.type: MCP over stdio",
+        fixture(name).display()
+    );
+    assert!(shown.iter().any(|w| w.starts_with(&stdio)), "{shown:#?}");
+    // The shared config (`!include ../shared_config.yaml`) is named
+    // without `..` in messages.
+    let env: Vec<(&str, &str)> = SAM_ENV
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "LLM_SERVICE_PLANNING_MODEL_NAME")
+        .collect();
+    let errs = errors(&[name], &env);
+    let shared = fixture("examples/shared_config.yaml").display().to_string();
+    assert!(
+        errs[0].starts_with(&format!("{shared}:16:14: apps[0].app_config.model.model: ")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn sams_default_websocket_broker_says_to_use_mqtt_or_dev_mode() {
     let env: Vec<(&str, &str)> = SAM_ENV
         .iter()

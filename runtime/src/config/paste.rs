@@ -102,7 +102,7 @@ impl TreeLoader<'_> {
         out: &mut Pasted,
     ) -> Result<(), String> {
         let dir = site.file.parent().map(PathBuf::from).unwrap_or_default();
-        let target = dir.join(name);
+        let target = lexically_normal(&dir.join(name));
         let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
         if self.include_stack.iter().any(|(c, _)| *c == canonical) {
             let chain: Vec<String> = self
@@ -190,6 +190,28 @@ fn file_kind(kind: &std::fs::FileType) -> &'static str {
     }
 }
 
+/// `a/b/../c` as `a/c`, so messages about `!include ../shared_config.yaml`
+/// name the file as an operator would (symlinks are not resolved).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
 /// `Some(Ok((indentation, file name)))` for a line SAM treats as an include,
 /// `Some(Err(..))` for one that names a file but has more on the line.
 fn include_line(line: &str) -> Option<Result<(&str, &str), String>> {
@@ -224,6 +246,19 @@ fn include_line(line: &str) -> Option<Result<(&str, &str), String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn include_paths_are_shown_without_dot_dot() {
+        assert_eq!(
+            lexically_normal(Path::new("configs/agents/../shared.yaml")),
+            Path::new("configs/shared.yaml")
+        );
+        assert_eq!(
+            lexically_normal(Path::new("../a/./b.yaml")),
+            Path::new("../a/b.yaml")
+        );
+        assert_eq!(lexically_normal(Path::new("a/..")), Path::new("."));
+    }
 
     #[test]
     fn include_lines_are_recognised_as_sam_does() {
