@@ -1,4 +1,5 @@
 //! The `amesh` command line.
+#![forbid(unsafe_code)]
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -413,6 +413,26 @@ impl TrustManager {
         )?))
     }
 
+    /// Agent: the identity of a token a task started with, verified again
+    /// now (a task resumed after its user's authorization goes on with it;
+    /// see `LoopState::presented_token`). `None` when trust is disabled
+    /// (the callback's identity is as good) or the token no longer verifies
+    /// (expired, its signer's key gone): the task then goes on with the
+    /// callback's narrower identity.
+    pub fn reverify(&self, token: &str, user: &str) -> Option<VerifiedIdentity> {
+        if !self.cfg.enabled {
+            return None;
+        }
+        match self.verifier.identify(Some(token), user, now_unix()) {
+            RequestIdentity::Verified(v) => Some(v),
+            RequestIdentity::Unverified(u) => {
+                tracing::info!(component = %self.id, user, reason = %u.reason(),
+                    "the token a paused task started with no longer verifies; it goes on with the callback's identity");
+                None
+            }
+        }
+    }
+
     /// The `amesh-signature` of `payload` published on `topic`, when trust
     /// is enabled.
     pub fn sign_message(&self, topic: &str, payload: &[u8]) -> Option<String> {

@@ -830,6 +830,32 @@ async fn peer_agents_are_tools_called_over_the_broker_as_the_user() {
     );
 }
 
+/// The callback that resumes a task carries a token scoped to that
+/// callback; the task goes on with the one it started with, so a peer
+/// called after the pause still gets the user's (delegated) identity.
+#[tokio::test]
+async fn a_task_resumed_after_authorization_still_delegates_as_the_user() {
+    let w = World::start(Protocol::OpenAi, true, "").await;
+    let _helper = start_helper(&w).await;
+    w.model.push(Turn::tool_calls([("http_whoami", json!({}))]));
+    w.model.push(Turn::tool_calls([(
+        "peer_helper",
+        json!({"task_description": "after the pause"}),
+    )]));
+    w.model.push(Turn::text("asked the helper after the pause"));
+    let mut events = w
+        .ask("alice-token", "who am I? then ask the helper", None)
+        .await;
+    authorize(&w, &mut events, "alice-token", "alice").await;
+    let task = final_task(&rest(&mut events).await).clone();
+    assert_eq!(answer(&task), "asked the helper after the pause", "{task}");
+    let last = messages(&w.model, 2);
+    let results: Vec<&Value> = last.iter().filter(|m| m["role"] == "tool").collect();
+    assert_eq!(results[0]["content"], "You are alice");
+    // The strict helper verified the chain extended from alice's token.
+    assert_eq!(results[1]["content"], "after the pause", "{results:?}");
+}
+
 #[tokio::test]
 async fn inter_agent_communication_decides_which_peers_are_offered() {
     let w = World::start(

@@ -119,36 +119,82 @@ pub(crate) fn hops_permitted(
     Ok(())
 }
 
+/// Why a delegation did not give an answer. The model reads it as the
+/// tool's error (and may ask another peer); a task without a model ends
+/// `failed` with it.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DelegateError {
+    #[error("delegate: argument `{0}` is required")]
+    MissingArgument(&'static str),
+    #[error("delegate: `{0}` is not a valid agent name")]
+    InvalidName(String),
+    #[error("delegate: agent {from} may not call agent {to} (inter_agent_communication)")]
+    NotPermitted { from: String, to: String },
+    #[error("delegate: no agent named {0} is known (no agent card seen)")]
+    UnknownPeer(String),
+    #[error("delegate to {peer}: {source}")]
+    Identity {
+        peer: String,
+        source: crate::trust_manager::DelegationError,
+    },
+    #[error("delegate to {peer}: {source}")]
+    Publish {
+        peer: String,
+        source: crate::broker::PublishError,
+    },
+    #[error("delegate to {0}: agent stopped waiting")]
+    Abandoned(String),
+    #[error("delegate to {peer}: no answer within {seconds}s")]
+    Timeout { peer: String, seconds: u64 },
+    #[error("delegate to {peer}: malformed response: {source}")]
+    Malformed {
+        peer: String,
+        source: serde_json::Error,
+    },
+    #[error("agent {peer} refused: {message} (code {code})")]
+    Refused {
+        peer: String,
+        code: i64,
+        message: String,
+    },
+    #[error("agent {peer} ended the task {state:?}: {why}")]
+    Ended {
+        peer: String,
+        state: TaskState,
+        why: String,
+    },
+    #[error("delegate to {0}: final response was not a task")]
+    NotATask(String),
+}
+
 /// The `delegate` tool: arguments `{agent, text}` or `{agent, data}`.
 pub(crate) async fn call(
     inner: &Arc<AgentInner>,
     caller: &Caller,
     args: &Value,
-) -> Result<Vec<Part>, String> {
+) -> Result<Vec<Part>, DelegateError> {
     let peer = args
         .get("agent")
         .and_then(Value::as_str)
-        .ok_or("delegate: argument `agent` (string) is required")?;
+        .ok_or(DelegateError::MissingArgument("agent"))?;
     if !topics::valid_level(peer) {
-        return Err(format!("delegate: `{peer}` is not a valid agent name"));
+        return Err(DelegateError::InvalidName(peer.to_owned()));
     }
     let policy = &inner.cfg.inter_agent_communication;
     let Some(permit) = DelegationPermit::check(policy, peer) else {
-        return Err(format!(
-            "delegate: agent {} may not call agent {peer} (inter_agent_communication)",
-            inner.name
-        ));
+        return Err(DelegateError::NotPermitted {
+            from: inner.name.clone(),
+            to: peer.to_owned(),
+        });
     };
     if inner.cfg.agent_discovery.enabled && inner.peers.get(peer).is_none() {
-        return Err(format!(
-            "delegate: no agent named {peer} is known (no agent card seen)"
-        ));
+        return Err(DelegateError::UnknownPeer(peer.to_owned()));
     }
     let mut message = Message::user_text("");
     message.parts = match (args.get("data"), args.get("text").and_then(Value::as_str)) {
         (Some(data), _) => vec![Part::data(data.clone())],
         (None, Some(text)) => vec![Part::text(text)],
-        (None, None) => return Err("delegate: argument `text` or `data` is required".into()),
+        (None, None) => return Err(DelegateError::MissingArgument("text` or `data")),
     };
 
     let sub_task = uuid::Uuid::new_v4().to_string();
@@ -178,7 +224,10 @@ pub(crate) async fn call(
     let token = inner
         .trust
         .delegate(&caller.identity, caller.auth_token.as_deref(), &permit)
-        .map_err(|e| format!("delegate to {peer}: {e}"))?;
+        .map_err(|source| DelegateError::Identity {
+            peer: peer.to_owned(),
+            source,
+        })?;
     if let Some(token) = token {
         user_props.push(props::AUTH_TOKEN, token);
     }
@@ -188,7 +237,10 @@ pub(crate) async fn call(
         delegations: &inner.delegations,
         id: sub_task.clone(),
     };
-    let payload = serde_json::to_vec(&request).map_err(|e| e.to_string())?;
+    let payload = serde_json::to_vec(&request).map_err(|source| DelegateError::Malformed {
+        peer: peer.to_owned(),
+        source,
+    })?;
     inner
         .broker
         .publish(
@@ -198,40 +250,45 @@ pub(crate) async fn call(
             false,
         )
         .await
-        .map_err(|e| format!("delegate to {peer}: {e}"))?;
+        .map_err(|source| DelegateError::Publish {
+            peer: peer.to_owned(),
+            source,
+        })?;
     let timeout = Duration::from_secs(policy.request_timeout_seconds);
     let payload = match tokio::time::timeout(timeout, rx).await {
         Ok(Ok(p)) => p,
-        Ok(Err(_)) => return Err(format!("delegate to {peer}: agent stopped waiting")),
+        Ok(Err(_)) => return Err(DelegateError::Abandoned(peer.to_owned())),
         Err(_) => {
-            return Err(format!(
-                "delegate to {peer}: no answer within {}s",
-                timeout.as_secs()
-            ));
+            return Err(DelegateError::Timeout {
+                peer: peer.to_owned(),
+                seconds: timeout.as_secs(),
+            });
         }
     };
-    let response: Response = serde_json::from_slice(&payload)
-        .map_err(|e| format!("delegate to {peer}: malformed response: {e}"))?;
+    let malformed = |source| DelegateError::Malformed {
+        peer: peer.to_owned(),
+        source,
+    };
+    let response: Response = serde_json::from_slice(&payload).map_err(malformed)?;
     if let Some(err) = response.error {
-        return Err(format!(
-            "agent {peer} refused: {} (code {})",
-            err.message, err.code
-        ));
+        return Err(DelegateError::Refused {
+            peer: peer.to_owned(),
+            code: err.code,
+            message: err.message,
+        });
     }
-    let result: StreamResult = serde_json::from_value(response.result.unwrap_or(Value::Null))
-        .map_err(|e| format!("delegate to {peer}: unexpected result: {e}"))?;
+    let result: StreamResult =
+        serde_json::from_value(response.result.unwrap_or(Value::Null)).map_err(malformed)?;
     match result {
         StreamResult::Task(task) if task.status.state == TaskState::Completed => {
             Ok(task.artifacts.into_iter().flat_map(|a| a.parts).collect())
         }
-        StreamResult::Task(task) => {
-            let why = task.status.message.map(|m| m.text()).unwrap_or_default();
-            Err(format!(
-                "agent {peer} ended the task {:?}: {why}",
-                task.status.state
-            ))
-        }
+        StreamResult::Task(task) => Err(DelegateError::Ended {
+            peer: peer.to_owned(),
+            state: task.status.state,
+            why: task.status.message.map(|m| m.text()).unwrap_or_default(),
+        }),
         StreamResult::Message(m) => Ok(m.parts),
-        _ => Err(format!("delegate to {peer}: final response was not a task")),
+        _ => Err(DelegateError::NotATask(peer.to_owned())),
     }
 }

@@ -10,7 +10,7 @@ use super::AgentInner;
 use super::llm::{ChatMessage, ToolCallRequest};
 use super::reasoning::{
     self,
-    state::{LoopState, Mode, PendingCall, TaskRoute},
+    state::{HeldToken, LoopState, Mode, PendingCall, TaskRoute},
 };
 use super::tasks::TaskStoreError;
 use super::tools;
@@ -317,6 +317,7 @@ fn start_task(
         llm_calls: 0,
         corrections: 0,
         stepped_up: None,
+        presented_token: caller.auth_token.as_deref().map(HeldToken::new),
     };
     inner
         .tracker

@@ -172,10 +172,7 @@ pub(crate) fn on_callback(
                     &route.context_id,
                 );
                 spawn_reply(&inner, reply_to, Response::ok(id, done));
-                let caller = Caller {
-                    call_depth: route.call_depth,
-                    ..caller
-                };
+                let caller = resumed_caller(&inner, &mut state, caller);
                 reasoning::run(inner.clone(), state, caller, cancel).await;
             }
             Err((task, error)) => {
@@ -192,6 +189,31 @@ pub(crate) fn on_callback(
             }
         }
     });
+}
+
+/// Who the resumed task runs as: the identity it started with when its
+/// token still verifies for the same user and every hop of its chain is
+/// still permitted — so it may delegate to peers as before the pause —
+/// else the callback's own identity, which is scoped to the callback (tools
+/// with stored credentials work, delegation does not).
+fn resumed_caller(inner: &AgentInner, state: &mut LoopState, callback: Caller) -> Caller {
+    let call_depth = state.route.call_depth;
+    let started = state.presented_token.take().and_then(|token| {
+        let who = inner.trust.reverify(token.expose(), &callback.user_id)?;
+        let usable = who.user_id() == callback.user_id
+            && who.check_use(crate::a2a::methods::STREAM, None).is_ok()
+            && super::delegate::hops_permitted(inner, &who).is_ok();
+        usable.then(|| Caller {
+            user_id: callback.user_id.clone(),
+            identity: RequestIdentity::Verified(who),
+            auth_token: Some(token.expose().to_owned()),
+            call_depth,
+        })
+    });
+    started.unwrap_or(Caller {
+        call_depth,
+        ..callback
+    })
 }
 
 /// Fails the tasks whose authorization was never completed in time and

@@ -5,9 +5,12 @@
 //! few map operations and never spans an `.await`.
 //!
 //! Finished tasks stay answerable by `tasks/get` within a [`Retention`]:
-//! a byte budget (their approximate JSON size: one 5 MB echo keeps 10 MB,
-//! its input and its answer), a TTL and a count, oldest forgotten first.
-//! Counting tasks alone let 100 echoes of 5 MB keep 2 GB.
+//! a byte budget, a TTL and a count, oldest forgotten first. A finished
+//! task is kept as its JSON — one allocation instead of the dozens of small
+//! strings a `Task` is made of — so the budget counts exactly the bytes
+//! held, and ten thousand small finished tasks cost a few megabytes rather
+//! than tens (measured: `benches/model_loop.rs`, agent RSS row). Counting
+//! tasks alone let 100 echoes of 5 MB keep 2 GB.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,20 +18,63 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::reasoning::state::TaskRoute;
 use crate::a2a::{Task, TaskState, TaskStatus};
 
 /// How many finished tasks stay answerable by `tasks/get`, however small.
 const FINISHED_KEPT: usize = 10_000;
 
 struct Entry {
-    task: Task,
     /// User the task runs for; `tasks/get` and `tasks/cancel` by another
     /// user are answered as if the task did not exist.
     user_id: String,
+    kept: Kept,
+}
+
+enum Kept {
+    Running(Running),
+    /// Ended (terminal states are sticky): its state, and the task as JSON.
+    Finished {
+        state: TaskState,
+        json: Box<[u8]>,
+    },
+}
+
+struct Running {
+    task: Task,
     cancel: CancellationToken,
     /// Set while the task waits for its user's authorization: until when,
     /// and where to say it ended if the user never comes back.
-    waiting: Option<(Instant, super::reasoning::state::TaskRoute)>,
+    waiting: Option<(Instant, TaskRoute)>,
+}
+
+impl Entry {
+    fn running(task: Task, user_id: &str, cancel: CancellationToken) -> Self {
+        Entry {
+            user_id: user_id.to_string(),
+            kept: Kept::Running(Running {
+                task,
+                cancel,
+                waiting: None,
+            }),
+        }
+    }
+
+    fn running_mut(&mut self) -> Option<&mut Running> {
+        match &mut self.kept {
+            Kept::Running(r) => Some(r),
+            Kept::Finished { .. } => None,
+        }
+    }
+
+    /// The task as stored (a finished one is read back from its JSON,
+    /// which this store wrote).
+    fn task(&self) -> Option<Task> {
+        match &self.kept {
+            Kept::Running(r) => Some(r.task.clone()),
+            Kept::Finished { json, .. } => serde_json::from_slice(json).ok(),
+        }
+    }
 }
 
 /// A finished task in the order tasks finished.
@@ -86,7 +132,7 @@ impl TaskStore {
         }
     }
 
-    /// Approximate JSON size of the finished tasks kept.
+    /// Bytes of the finished tasks kept (their JSON).
     pub fn retained_bytes(&self) -> usize {
         self.lock().finished_bytes
     }
@@ -116,10 +162,15 @@ impl TaskStore {
             if inner
                 .tasks
                 .get(&old.id)
-                .is_some_and(|e| e.task.status.state.is_terminal())
+                .is_some_and(|e| matches!(e.kept, Kept::Finished { .. }))
             {
                 inner.tasks.remove(&old.id);
             }
+        }
+        // The map keeps its peak capacity otherwise (a burst of 10,000
+        // tasks would hold their slots for good).
+        if inner.tasks.capacity() > 64 && inner.tasks.capacity() > 4 * inner.tasks.len() {
+            inner.tasks.shrink_to_fit();
         }
     }
 
@@ -138,12 +189,7 @@ impl TaskStore {
         let cancel = CancellationToken::new();
         inner.tasks.insert(
             task.id.clone(),
-            Entry {
-                task,
-                user_id: user_id.to_string(),
-                cancel: cancel.clone(),
-                waiting: None,
-            },
+            Entry::running(task, user_id, cancel.clone()),
         );
         Ok(cancel)
     }
@@ -155,18 +201,14 @@ impl TaskStore {
     pub fn resume(&self, task: Task, user_id: &str) -> Option<CancellationToken> {
         let mut inner = self.lock();
         if let Some(entry) = inner.tasks.get_mut(&task.id) {
-            entry.waiting = None;
-            return (!entry.task.status.state.is_terminal()).then(|| entry.cancel.clone());
+            let running = entry.running_mut()?;
+            running.waiting = None;
+            return Some(running.cancel.clone());
         }
         let cancel = CancellationToken::new();
         inner.tasks.insert(
             task.id.clone(),
-            Entry {
-                task,
-                user_id: user_id.to_string(),
-                cancel: cancel.clone(),
-                waiting: None,
-            },
+            Entry::running(task, user_id, cancel.clone()),
         );
         Some(cancel)
     }
@@ -177,45 +219,40 @@ impl TaskStore {
     pub fn set_status(&self, id: &str, status: TaskStatus) -> Option<Task> {
         let mut inner = self.lock();
         let entry = inner.tasks.get_mut(id)?;
-        if entry.task.status.state.is_terminal() {
-            return Some(entry.task.clone());
+        let Kept::Running(running) = &mut entry.kept else {
+            return entry.task();
+        };
+        running.task.status = status;
+        if !running.task.status.state.is_terminal() {
+            return Some(running.task.clone());
         }
-        let terminal = status.state.is_terminal();
-        if terminal {
-            entry.waiting = None;
-        }
-        entry.task.status = status;
-        let task = entry.task.clone();
-        if terminal {
-            let bytes = json_size(&task);
-            if bytes > self.retention.max_bytes {
-                // Keeping it would push out everything else and then itself.
-                inner.tasks.remove(id);
-            } else {
-                inner.finished.push_back(Finished {
-                    id: id.to_string(),
-                    at: Instant::now(),
-                    bytes,
-                });
-                inner.finished_bytes += bytes;
-                self.evict(&mut inner, Instant::now());
-            }
+        let state = running.task.status.state;
+        let task = std::mem::replace(&mut running.task, Task::new("", "", state));
+        let json = serde_json::to_vec(&task)
+            .unwrap_or_default()
+            .into_boxed_slice();
+        let bytes = json.len();
+        if bytes > self.retention.max_bytes {
+            // Keeping it would push out everything else and then itself.
+            inner.tasks.remove(id);
+        } else {
+            entry.kept = Kept::Finished { state, json };
+            inner.finished.push_back(Finished {
+                id: id.to_string(),
+                at: Instant::now(),
+                bytes,
+            });
+            inner.finished_bytes += bytes;
+            self.evict(&mut inner, Instant::now());
         }
         Some(task)
     }
 
     /// Marks a task as waiting for its user until `until`; see
     /// [`TaskStore::expired_waits`].
-    pub(crate) fn wait_for_user(
-        &self,
-        id: &str,
-        until: Instant,
-        route: super::reasoning::state::TaskRoute,
-    ) {
-        if let Some(entry) = self.lock().tasks.get_mut(id)
-            && !entry.task.status.state.is_terminal()
-        {
-            entry.waiting = Some((until, route));
+    pub(crate) fn wait_for_user(&self, id: &str, until: Instant, route: TaskRoute) {
+        if let Some(running) = self.lock().tasks.get_mut(id).and_then(Entry::running_mut) {
+            running.waiting = Some((until, route));
         }
     }
 
@@ -223,15 +260,15 @@ impl TaskStore {
     /// waiting, each with its route so the caller can end it and tell the
     /// requester. (A scan: only agents with many thousands of waiting tasks
     /// would notice, and the sweep runs twice a minute.)
-    pub(crate) fn expired_waits(&self, now: Instant) -> Vec<super::reasoning::state::TaskRoute> {
+    pub(crate) fn expired_waits(&self, now: Instant) -> Vec<TaskRoute> {
         let mut inner = self.lock();
         let mut out = Vec::new();
-        for entry in inner.tasks.values_mut() {
-            if entry
+        for running in inner.tasks.values_mut().filter_map(Entry::running_mut) {
+            if running
                 .waiting
                 .as_ref()
                 .is_some_and(|(until, _)| *until <= now)
-                && let Some((_, route)) = entry.waiting.take()
+                && let Some((_, route)) = running.waiting.take()
             {
                 out.push(route);
             }
@@ -243,10 +280,8 @@ impl TaskStore {
     /// (a task canceled meanwhile keeps what it had, and its retained size
     /// stays what was counted).
     pub fn add_artifact(&self, id: &str, artifact: crate::a2a::Artifact) {
-        if let Some(entry) = self.lock().tasks.get_mut(id)
-            && !entry.task.status.state.is_terminal()
-        {
-            entry.task.artifacts.push(artifact);
+        if let Some(running) = self.lock().tasks.get_mut(id).and_then(Entry::running_mut) {
+            running.task.artifacts.push(artifact);
         }
     }
 
@@ -254,7 +289,10 @@ impl TaskStore {
     pub fn get(&self, id: &str, user_id: &str) -> Option<Task> {
         let inner = self.lock();
         let entry = inner.tasks.get(id)?;
-        (entry.user_id == user_id).then(|| entry.task.clone())
+        if entry.user_id != user_id {
+            return None;
+        }
+        entry.task()
     }
 
     /// Requests cancellation. The running handler observes the token, stops
@@ -262,12 +300,14 @@ impl TaskStore {
     pub fn cancel(&self, id: &str, user_id: &str) -> Result<Task, TaskStoreError> {
         let inner = self.lock();
         let entry = inner.tasks.get(id).filter(|e| e.user_id == user_id);
-        let entry = entry.ok_or(TaskStoreError::NotFound)?;
-        if entry.task.status.state.is_terminal() {
-            return Err(TaskStoreError::NotCancelable(entry.task.status.state));
+        match entry.map(|e| &e.kept) {
+            None => Err(TaskStoreError::NotFound),
+            Some(Kept::Finished { state, .. }) => Err(TaskStoreError::NotCancelable(*state)),
+            Some(Kept::Running(running)) => {
+                running.cancel.cancel();
+                Ok(running.task.clone())
+            }
         }
-        entry.cancel.cancel();
-        Ok(entry.task.clone())
     }
 
     /// Cancels every running task (shutdown after the grace period).
@@ -275,8 +315,8 @@ impl TaskStore {
         let inner = self.lock();
         let mut n = 0;
         for entry in inner.tasks.values() {
-            if !entry.task.status.state.is_terminal() {
-                entry.cancel.cancel();
+            if let Kept::Running(running) = &entry.kept {
+                running.cancel.cancel();
                 n += 1;
             }
         }
@@ -288,26 +328,9 @@ impl TaskStore {
         self.lock()
             .tasks
             .values()
-            .filter(|e| !e.task.status.state.is_terminal())
+            .filter(|e| matches!(e.kept, Kept::Running(_)))
             .count()
     }
-}
-
-/// Bytes of `task` as JSON, counted without building the JSON.
-fn json_size(task: &Task) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, task);
-    count.0
 }
 
 #[cfg(test)]
@@ -378,8 +401,13 @@ mod tests {
         assert!(kept <= 10_000, "{kept} bytes kept");
         assert!(kept > 6000, "the newest fit: {kept} bytes kept");
         assert!(store.get("t0", "u").is_none());
-        assert!(store.get("t9", "u").is_some());
+        let newest = store.get("t9", "u").expect("kept");
+        assert_eq!(newest.status.state, TaskState::Completed);
+        assert!(
+            matches!(&newest.artifacts[0].parts[0], crate::a2a::Part::Text { text, .. } if text.len() == 3000)
+        );
         assert!(store.get("t8", "u").is_some());
+        assert!(store.get("t9", "other").is_none());
     }
 
     #[test]
@@ -414,7 +442,7 @@ mod tests {
     #[test]
     fn waits_past_their_deadline_are_handed_out_once() {
         let store = TaskStore::default();
-        let route = |id: &str| super::super::reasoning::state::TaskRoute {
+        let route = |id: &str| TaskRoute {
             task_id: id.into(),
             context_id: "c".into(),
             rpc_id: serde_json::json!(id),

@@ -158,24 +158,26 @@ async fn dispatch(
     arguments: Value,
     stepped_up: Option<&str>,
 ) -> CallOutcome {
-    let done = |r: Result<Vec<crate::a2a::Part>, String>| {
+    fn done<E: std::fmt::Display>(r: Result<Vec<crate::a2a::Part>, E>) -> CallOutcome {
         CallOutcome::Done(match r {
             Ok(parts) => CallResult::ok(parts),
-            Err(text) => CallResult::error(text),
+            Err(e) => CallResult::error(e.to_string()),
         })
-    };
+    }
     if let Some(tool) = inner.tools.get(name) {
         if let Err(e) = builtin_validator(tool).validate(&arguments) {
             return CallOutcome::Done(CallResult::error(e.to_string()));
         }
-        return done(match tool {
-            BuiltinTool::Delegate => super::delegate::call(inner, caller, &arguments).await,
-            BuiltinTool::Whoami => Ok(vec![crate::a2a::Part::data(tools::whoami(
-                &caller.identity,
-            ))]),
-            t if t.is_artifact_tool() => artifact_call(inner, caller, session, t, &arguments).await,
-            local => tools::run_local(local, &arguments).await,
-        });
+        return match tool {
+            BuiltinTool::Delegate => done(super::delegate::call(inner, caller, &arguments).await),
+            BuiltinTool::Whoami => CallOutcome::Done(CallResult::ok(vec![crate::a2a::Part::data(
+                tools::whoami(&caller.identity),
+            )])),
+            t if t.is_artifact_tool() => {
+                done(artifact_call(inner, caller, session, t, &arguments).await)
+            }
+            local => done(tools::run_local(local, &arguments).await),
+        };
     }
     if let Some(mcp) = inner.mcp.as_ref().filter(|m| m.has(name)) {
         let call = McpCall {

@@ -215,9 +215,18 @@ pub fn tool_call(message: &Message) -> Result<ToolCall, CallError> {
     })
 }
 
+/// Why a built-in that needs nothing but its arguments failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuiltinError {
+    #[error("sleep: ms must be at most 600000, got {0}")]
+    SleepTooLong(u64),
+    #[error("{0} must be run by the request handler")]
+    NotLocal(&'static str),
+}
+
 /// Runs a tool that needs nothing but its arguments (everything except
 /// `delegate`, which the request handler runs through the peer client).
-pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, String> {
+pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, BuiltinError> {
     match tool {
         BuiltinTool::Echo => Ok(vec![match args.get("text").and_then(Value::as_str) {
             Some(text) if args.as_object().is_some_and(|o| o.len() == 1) => Part::text(text),
@@ -227,15 +236,12 @@ pub async fn run_local(tool: BuiltinTool, args: &Value) -> Result<Vec<Part>, Str
         BuiltinTool::Sleep => {
             let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(1000);
             if ms > 600_000 {
-                return Err(format!("sleep: ms must be at most 600000, got {ms}"));
+                return Err(BuiltinError::SleepTooLong(ms));
             }
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(vec![Part::text(format!("slept {ms} ms"))])
         }
-        other => Err(format!(
-            "{} must be run by the request handler",
-            other.name()
-        )),
+        other => Err(BuiltinError::NotLocal(other.name())),
     }
 }
 
