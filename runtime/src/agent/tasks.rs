@@ -32,12 +32,11 @@ struct Entry {
 }
 
 enum Kept {
-    Running(Running),
+    /// Boxed: the map holds up to 10,000 finished entries, which should
+    /// not each reserve the room of a running task.
+    Running(Box<Running>),
     /// Ended (terminal states are sticky): its state, and the task as JSON.
-    Finished {
-        state: TaskState,
-        json: Box<[u8]>,
-    },
+    Finished { state: TaskState, json: Box<[u8]> },
 }
 
 struct Running {
@@ -52,17 +51,17 @@ impl Entry {
     fn running(task: Task, user_id: &str, cancel: CancellationToken) -> Self {
         Entry {
             user_id: user_id.to_string(),
-            kept: Kept::Running(Running {
+            kept: Kept::Running(Box::new(Running {
                 task,
                 cancel,
                 waiting: None,
-            }),
+            })),
         }
     }
 
     fn running_mut(&mut self) -> Option<&mut Running> {
         match &mut self.kept {
-            Kept::Running(r) => Some(r),
+            Kept::Running(r) => Some(r.as_mut()),
             Kept::Finished { .. } => None,
         }
     }
