@@ -39,8 +39,9 @@ pub(crate) struct CallbackQuery {
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font:16px system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}</style>\
-         </head><body><h1>{t}</h1><p>{x}</p></body></html>",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
+         <body class=\"notice\"><main><h1>{t}</h1><p>{x}</p></main></body></html>",
         t = escape(title),
         x = escape(text)
     );
@@ -128,11 +129,23 @@ pub(crate) async fn callback(
     )
     .await;
     match answer {
-        Ok(Some(Event::Final(_))) => page(
-            StatusCode::OK,
-            "Authorization complete",
-            "The agent has your authorization and is continuing the task. You can close this window.",
-        ),
+        // The agent says what became of the task: it may have ended (been
+        // canceled) while it waited, and then nothing continues.
+        Ok(Some(Event::Final(answer))) => {
+            let said = agent_said(&answer);
+            let text = if said.contains("already ended") {
+                format!(
+                    "Your account is connected, but the task it was for had already ended \
+                     (canceled or expired), so nothing continues. Ask again in the \
+                     conversation to use it. ({said})"
+                )
+            } else {
+                "Connected. The agent has your authorization and the task continues in \
+                 the conversation. You can close this tab."
+                    .to_owned()
+            };
+            page(StatusCode::OK, "Authorization complete", &text)
+        }
         Ok(Some(Event::Error(e))) => {
             let status = match e.code {
                 jsonrpc::UNAUTHENTICATED => StatusCode::FORBIDDEN,
@@ -148,4 +161,25 @@ pub(crate) async fn callback(
         ),
         Err(e) => page(e.status, "Authorization failed", &e.message),
     }
+}
+
+/// The text parts of the agent's answer to the callback.
+fn agent_said(answer: &crate::a2a::StreamResult) -> String {
+    let parts = match answer {
+        crate::a2a::StreamResult::Message(m) => m.parts.as_slice(),
+        crate::a2a::StreamResult::Task(t) => t
+            .status
+            .message
+            .as_ref()
+            .map_or(&[][..], |m| m.parts.as_slice()),
+        _ => &[],
+    };
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            crate::a2a::Part::Text { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
