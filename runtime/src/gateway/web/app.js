@@ -286,8 +286,7 @@ class TurnView {
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
       this.answer.replaceChildren(render(document, this.text));
-      const t = $('transcript');
-      if (t.scrollHeight - t.scrollTop - t.clientHeight < 200) t.scrollTop = t.scrollHeight;
+      followBottom();
     });
   }
 
@@ -364,6 +363,7 @@ class TurnView {
     }
     for (const p of parts) {
       if (p.kind === 'text' && p.metadata?.amesh_event === 'text_delta') {
+        this.root.dataset.deltas = String(Number(this.root.dataset.deltas || 0) + 1);
         this.setText(this.text + p.text);
       } else if (p.kind === 'data' && p.data && (p.data.type === 'tool_call' || p.data.type === 'tool_result')) {
         this.tool(p.data);
@@ -399,6 +399,7 @@ class TurnView {
   }
 
   onEvent(name, data) {
+    requestAnimationFrame(followBottom);
     switch (name) {
       case 'submitted':
         this.taskId = data.taskId;
@@ -481,6 +482,12 @@ class TurnView {
   detach() {
     if (this.abort) this.abort.abort();
   }
+}
+
+/** Keeps the newest message in view, unless the user scrolled up to read. */
+function followBottom() {
+  const t = $('transcript');
+  if (t.scrollHeight - t.scrollTop - t.clientHeight < 240) t.scrollTop = t.scrollHeight;
 }
 
 function texts(parts) {
