@@ -27,8 +27,10 @@ pub struct GatewayLimits {
     /// Tasks of one user that have not ended; more get a 429. A task stops
     /// counting once it ends or after `request_timeout_seconds`.
     pub max_running_tasks_per_user: usize,
-    /// Bytes of agent messages one stream may hold for a client that reads
-    /// too slowly; beyond it the stream ends with an `error` event.
+    /// Bytes of agent messages one request may hold before its handler
+    /// takes them; beyond it the request gets an `error`. A streamed task's
+    /// recorder takes them at once (a slow SSE client reads the task's
+    /// event log, bounded by the `task_events_*` limits, instead).
     pub stream_queue_bytes: usize,
     /// Tasks the gateway remembers (id, user, agent, state) for ownership
     /// checks of `GET /api/v1/tasks/{id}` and cancel; oldest forgotten first.
