@@ -1,7 +1,8 @@
 //! The chat page in a real browser: Debian's `chromium`, driven by
 //! `playwright-core` from npm (`scripts/test` installs it under
 //! `target/browser`), against a real gateway and agent over Mosquitto, the
-//! demo provider's OAuth server, MCP server and demo model. The scenarios
+//! demo provider's OAuth server, MCP server and demo model; axe-core checks
+//! accessibility. The scenarios
 //! live in `tests/browser/chat.mjs`; screenshots go to
 //! `target/browser-screenshots/` for a reviewer to look at.
 //!
