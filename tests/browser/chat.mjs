@@ -183,6 +183,38 @@ await step('a denied authorization is shown in words', async () => {
   assert.match(await turn.locator('.note.failed').textContent(), /access_denied/);
 });
 
+await step('connected accounts: listed, disconnected, connected again', async () => {
+  const { page, ctx } = alice;
+  await page.getByRole('button', { name: 'Accounts' }).click();
+  await page.waitForSelector('#accounts:not([hidden])', { timeout: T });
+  const demo = page.locator('#accounts-list li[data-tool="demo"]');
+  await demo.waitFor({ timeout: T });
+  assert.match(await demo.textContent(), /Connected since/);
+  assert.match(await demo.textContent(), /Scopes: \S/);
+  assert.match(await page.locator('#accounts-list li[data-tool="billing"]').textContent(), /Not connected/);
+  await shot(page, '8-accounts.png');
+  await demo.getByRole('button', { name: 'Disconnect demo' }).click();
+  await page.locator('#accounts-status', { hasText: 'revoked' }).waitFor({ timeout: T });
+  await demo.getByRole('button', { name: 'Connect demo' }).waitFor({ timeout: T });
+  await demo.getByRole('button', { name: 'Connect demo' }).click();
+  const link = demo.getByRole('link', { name: /allow access/ });
+  await link.waitFor({ timeout: T });
+  const [consent] = await Promise.all([ctx.waitForEvent('page'), link.click()]);
+  await consent.waitForLoadState();
+  await consent.getByLabel('User name').fill('alice');
+  await consent.getByRole('button', { name: 'Allow' }).click();
+  await consent.waitForLoadState();
+  assert.match(await consent.textContent('main'), /can now use this account/);
+  await consent.close();
+  await page.getByRole('button', { name: 'Refresh' }).click();
+  await demo.locator('.on').waitFor({ timeout: T });
+  // Bob, who has connected nothing yet, sees none of it.
+  const bobs = await (await fetch(base + '/api/v1/connections', { headers: { authorization: 'Bearer bob-token' } })).json();
+  assert.equal(bobs.connections.find((c) => c.tool_id === 'demo').connected, false, 'alice\u2019s account is not bob\u2019s');
+  await page.getByRole('button', { name: 'Back to the chat' }).click();
+  await page.waitForSelector('#chat:not([hidden])', { timeout: T });
+});
+
 const bob = await user('bob');
 await step('reload mid-task: the waiting task and then its result come back', async () => {
   const { page, ctx } = bob;
@@ -212,6 +244,7 @@ await step('two users are isolated', async () => {
   const status = await bob.page.evaluate(async (id) => (await fetch(`/api/v1/conversations/${id}`)).status, aliceConv[0].id);
   assert.equal(status, 404, 'bob cannot read alice\u2019s conversation');
   const tasks = await bob.page.evaluate(async () => (await (await fetch('/api/v1/tasks')).json()).tasks);
+
   assert.ok(tasks.every((t) => t.contextId === bobConv[0].id), 'bob lists only his tasks');
   assert.doesNotMatch(await bob.page.textContent('#transcript'), /alice/);
 });
@@ -240,6 +273,11 @@ await step('375 px wide without horizontal scrolling; dark theme', async () => {
   assert.equal(await narrow.page.isVisible('#sidebar'), true);
   assert.ok((await narrow.page.evaluate(() => document.documentElement.scrollWidth)) <= 375);
   await shot(narrow.page, '7-narrow-menu.png');
+  await narrow.page.getByRole('button', { name: 'Conversations' }).click();
+  await narrow.page.getByRole('button', { name: 'Accounts' }).click();
+  await narrow.page.locator('#accounts-list li').first().waitFor({ timeout: T });
+  assert.ok((await narrow.page.evaluate(() => document.documentElement.scrollWidth)) <= 375, 'accounts at 375 px');
+  await shot(narrow.page, '9-narrow-accounts.png');
   await narrow.ctx.close();
 });
 
@@ -276,6 +314,9 @@ await step('axe-core finds nothing critical or serious', async () => {
     await page.locator('.answer').first().waitFor({ timeout: T });
     await page.locator('.activity summary').first().click();
     await check(page, `${label}, chat`);
+    await page.getByRole('button', { name: 'Accounts' }).click();
+    await page.locator('#accounts-list li').first().waitFor({ timeout: T });
+    await check(page, `${label}, connected accounts`);
     await ctx.close();
   }
   async function check(page, what) {

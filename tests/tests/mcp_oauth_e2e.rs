@@ -442,3 +442,114 @@ async fn a_client_that_comes_back_gets_the_missed_events_with_last_event_id() {
     assert_eq!(list["tasks"][0]["state"], "completed", "{list}");
     assert_eq!(list["tasks"][0]["done"], true, "{list}");
 }
+
+impl World {
+    /// `method` on `/api/v1/connections{path}` as the token's user.
+    async fn connections(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .gw
+            .http
+            .request(
+                method,
+                format!("{}/api/v1/connections{path}", self.gw.url()),
+            )
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The row of `tool_id` in a connections listing.
+fn row<'a>(list: &'a Value, tool_id: &str) -> &'a Value {
+    list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tool_id"] == tool_id)
+        .unwrap_or_else(|| panic!("{tool_id} not listed: {list}"))
+}
+
+#[tokio::test]
+async fn connected_accounts_are_listed_disconnected_with_revocation_and_connected_per_user() {
+    let w = World::start().await;
+    let get = reqwest::Method::GET;
+    // Alice connects demo-http by using it.
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+
+    let (status, list) = w.connections(get.clone(), "", "alice-token").await;
+    assert_eq!(status, 200, "{list}");
+    let http = row(&list, "demo-http");
+    assert_eq!(http["connected"], true, "{list}");
+    assert_eq!(http["agent"], "tools");
+    assert!(!http["scopes"].as_array().unwrap().is_empty(), "{list}");
+    assert!(http["connected_ms"].as_u64().unwrap() > 0);
+    assert!(
+        http["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("http_whoami"))
+    );
+    assert_eq!(row(&list, "demo-sse")["connected"], false);
+    assert!(!list.to_string().contains("access_token"), "{list}");
+    // Bob sees his own: nothing connected, and cannot disconnect alice's.
+    let (_, bobs) = w.connections(get.clone(), "", "bob-token").await;
+    assert_eq!(row(&bobs, "demo-http")["connected"], false, "{bobs}");
+    let (status, body) = w
+        .connections(reqwest::Method::DELETE, "/tools/demo-http", "bob-token")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(w.demo.revocations(), 0);
+
+    // Alice disconnects: revoked at the provider (RFC 7009), gone here.
+    let (status, body) = w
+        .connections(reqwest::Method::DELETE, "/tools/demo-http", "alice-token")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    assert_eq!(w.demo.revocations(), 1);
+    let (_, list) = w.connections(get.clone(), "", "alice-token").await;
+    assert_eq!(row(&list, "demo-http")["connected"], false, "{list}");
+    // Using the tool asks again.
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    until_auth_required(&mut events).await;
+    drop(events);
+
+    // Connecting before chatting: the provider's URL, consent, callback.
+    let (status, started) = w
+        .connections(reqwest::Method::POST, "/tools/demo-sse", "alice-token")
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let url: url::Url = started["authorization_url"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("can now use this account"), "{page}");
+    let (_, list) = w.connections(get.clone(), "", "alice-token").await;
+    assert_eq!(row(&list, "demo-sse")["connected"], true, "{list}");
+    // ... and the tool runs without a prompt.
+    let mut events = w.stream("alice-token", "sse_whoami").await;
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+    // Unknown agents and tools are refused.
+    let (status, _) = w
+        .connections(reqwest::Method::POST, "/nobody/demo-sse", "alice-token")
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = w
+        .connections(reqwest::Method::POST, "/tools/nope", "alice-token")
+        .await;
+    assert_eq!(status, 400);
+}

@@ -197,6 +197,17 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
                 Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
             }
         }
+        m if crate::a2a::connections::is_method(m) => {
+            super::accounts::handle(
+                inner,
+                m,
+                id,
+                req.params.clone(),
+                caller,
+                reply_to.to_string(),
+            );
+            Ok(())
+        }
         OAUTH_CALLBACK_METHOD => {
             let p: CallbackParams = params(&req)?;
             super::pause::on_callback(inner, id, p, caller, reply_to.to_string());

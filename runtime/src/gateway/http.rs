@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use super::auth::{AuthError, User};
 use super::pending::{Event, EventRx, PendingGuard};
 use super::{
-    GatewayInner, auth_routes, body, conversation_routes, page, site, stream, throttle,
-    tool_callback,
+    GatewayInner, auth_routes, body, connections, conversation_routes, page, site, stream,
+    throttle, tool_callback,
 };
 use crate::a2a::jsonrpc::{self, Request, RpcError};
 use crate::a2a::{
@@ -51,6 +51,11 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
             get(conversation_routes::get)
                 .patch(conversation_routes::rename)
                 .delete(conversation_routes::delete),
+        )
+        .route("/api/v1/connections", get(connections::list))
+        .route(
+            "/api/v1/connections/{agent}/{tool}",
+            post(connections::connect).delete(connections::disconnect),
         )
         .route("/api/v1/auth/login", post(auth_routes::login))
         .route("/api/v1/auth/logout", post(auth_routes::logout))

@@ -8,6 +8,7 @@
 pub mod auth;
 mod auth_routes;
 mod body;
+mod connections;
 mod conversation_routes;
 mod conversations;
 mod http;

@@ -130,19 +130,23 @@ pub(crate) async fn callback(
     .await;
     match answer {
         // The agent says what became of the task: it may have ended (been
-        // canceled) while it waited, and then nothing continues.
+        // canceled) while it waited, and then nothing continues; a flow
+        // started from the connected accounts page had no task.
         Ok(Some(Event::Final(answer))) => {
-            let said = agent_said(&answer);
-            let text = if said.contains("already ended") {
-                format!(
+            let (said, outcome) = agent_said(&answer);
+            let text = match outcome.as_deref() {
+                Some("task_ended") => format!(
                     "Your account is connected, but the task it was for had already ended \
                      (canceled or expired), so nothing continues. Ask again in the \
                      conversation to use it. ({said})"
-                )
-            } else {
-                "Connected. The agent has your authorization and the task continues in \
-                 the conversation. You can close this tab."
-                    .to_owned()
+                ),
+                Some("connected") => {
+                    "Connected. The agent can now use this account for you. You can close this tab."
+                        .to_owned()
+                }
+                _ => "Connected. The agent has your authorization and the task continues in \
+                     the conversation. You can close this tab."
+                    .to_owned(),
             };
             page(StatusCode::OK, "Authorization complete", &text)
         }
@@ -163,8 +167,9 @@ pub(crate) async fn callback(
     }
 }
 
-/// The text parts of the agent's answer to the callback.
-fn agent_said(answer: &crate::a2a::StreamResult) -> String {
+/// The text parts of the agent's answer to the callback, and its
+/// `outcome` (`resumed`, `task_ended`, `connected`) when it says.
+fn agent_said(answer: &crate::a2a::StreamResult) -> (String, Option<String>) {
     let parts = match answer {
         crate::a2a::StreamResult::Message(m) => m.parts.as_slice(),
         crate::a2a::StreamResult::Task(t) => t
@@ -174,12 +179,18 @@ fn agent_said(answer: &crate::a2a::StreamResult) -> String {
             .map_or(&[][..], |m| m.parts.as_slice()),
         _ => &[],
     };
-    parts
-        .iter()
-        .filter_map(|p| match p {
-            crate::a2a::Part::Text { text, .. } => Some(text.as_str()),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut text = Vec::new();
+    let mut outcome = None;
+    for part in parts {
+        match part {
+            crate::a2a::Part::Text { text: t, .. } => text.push(t.as_str()),
+            crate::a2a::Part::Data { data, .. } => {
+                if let Some(o) = data.get("outcome").and_then(|o| o.as_str()) {
+                    outcome = Some(o.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    (text.join(" "), outcome)
 }
