@@ -89,7 +89,7 @@ const step = async (name, f) => {
 await step('the page and its assets stay within 200 KB compressed', async () => {
   let raw = 0;
   let gz = 0;
-  for (const p of ['/', '/assets/app.js', '/assets/markdown.js', '/assets/app.css']) {
+  for (const p of ['/', '/assets/app.js', '/assets/turn.js', '/assets/accounts.js', '/assets/dom.js', '/assets/markdown.js', '/assets/app.css']) {
     const body = Buffer.from(await (await fetch(base + p)).arrayBuffer());
     raw += body.length;
     gz += gzipSync(body, { level: 9 }).length;

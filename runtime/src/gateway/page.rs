@@ -1,5 +1,6 @@
-//! The web page: one HTML file, one script module (plus its Markdown
-//! renderer) and one style sheet, compiled into the binary from `web/`.
+//! The web page: one HTML file, a few small script modules (the page, one
+//! agent turn, the accounts view, DOM helpers, the Markdown renderer) and
+//! one style sheet, compiled into the binary from `web/`.
 //! No build step and no CDN: the gateway serves every byte the page uses,
 //! which is what lets the Content-Security-Policy allow only `'self'`.
 //!
@@ -14,7 +15,19 @@ use axum::response::{IntoResponse, Response};
 
 const INDEX: &str = include_str!("web/index.html");
 const APP_JS: &str = include_str!("web/app.js");
+const TURN_JS: &str = include_str!("web/turn.js");
+const ACCOUNTS_JS: &str = include_str!("web/accounts.js");
+const DOM_JS: &str = include_str!("web/dom.js");
 const MARKDOWN_JS: &str = include_str!("web/markdown.js");
+
+/// Every script module, by the name it is served under.
+const SCRIPTS: [(&str, &str); 5] = [
+    ("app.js", APP_JS),
+    ("turn.js", TURN_JS),
+    ("accounts.js", ACCOUNTS_JS),
+    ("dom.js", DOM_JS),
+    ("markdown.js", MARKDOWN_JS),
+];
 const APP_CSS: &str = include_str!("web/app.css");
 
 /// No inline script or style, nothing from other origins, no framing,
@@ -30,11 +43,12 @@ pub(crate) async fn index() -> Response {
 
 /// `GET /assets/{file}`.
 pub(crate) async fn asset(Path(file): Path<String>) -> Response {
-    match file.as_str() {
-        "app.js" => asset_response(APP_JS, "text/javascript; charset=utf-8"),
-        "markdown.js" => asset_response(MARKDOWN_JS, "text/javascript; charset=utf-8"),
-        "app.css" => asset_response(APP_CSS, "text/css; charset=utf-8"),
-        _ => (StatusCode::NOT_FOUND, "no such asset").into_response(),
+    if file == "app.css" {
+        return asset_response(APP_CSS, "text/css; charset=utf-8");
+    }
+    match SCRIPTS.iter().find(|(name, _)| *name == file) {
+        Some((_, js)) => asset_response(js, "text/javascript; charset=utf-8"),
+        None => (StatusCode::NOT_FOUND, "no such asset").into_response(),
     }
 }
 
@@ -92,7 +106,7 @@ mod tests {
         assert!(!INDEX.contains("<style"), "inline style in index.html");
         assert!(!INDEX.contains(" style="), "inline style attribute");
         assert!(!INDEX.contains(" on"), "inline event handler attribute");
-        for text in [INDEX, APP_JS, MARKDOWN_JS, APP_CSS] {
+        for text in SCRIPTS.iter().map(|(_, js)| *js).chain([INDEX, APP_CSS]) {
             assert!(!text.contains("http://"), "absolute URL in a page asset");
             assert!(!text.contains("https://"), "absolute URL in a page asset");
         }
@@ -101,7 +115,7 @@ mod tests {
     #[test]
     fn agent_data_never_becomes_markup_except_through_the_renderer() {
         // The renderer builds DOM nodes; nothing parses HTML strings.
-        for (name, js) in [("app.js", APP_JS), ("markdown.js", MARKDOWN_JS)] {
+        for (name, js) in SCRIPTS {
             for sink in [
                 "innerHTML",
                 "outerHTML",
@@ -114,8 +128,18 @@ mod tests {
                 assert!(!js.contains(sink), "{sink} in {name}");
             }
         }
-        // Links are opened only after the http(s) check.
-        assert_eq!(APP_JS.matches("window.open(").count(), 1);
-        assert!(APP_JS.contains("window.open(url.href, '_blank', 'noopener,noreferrer')"));
+        // The page opens one kind of link itself, after the http(s) check;
+        // the accounts view offers one as a link, also checked.
+        let opens: usize = SCRIPTS
+            .iter()
+            .map(|(_, js)| js.matches("window.open(").count())
+            .sum();
+        assert_eq!(opens, 1);
+        assert!(TURN_JS.contains("const href = safeUrl(d.authorization_url || '');"));
+        assert!(TURN_JS.contains("window.open(url.href, '_blank', 'noopener,noreferrer')"));
+        assert!(
+            ACCOUNTS_JS.contains("const href = safeUrl((await r.json()).authorization_url || '');")
+        );
+        assert_eq!(ACCOUNTS_JS.matches("href,").count(), 1);
     }
 }
