@@ -215,6 +215,30 @@ await step('connected accounts: listed, disconnected, connected again', async ()
   await page.waitForSelector('#chat:not([hidden])', { timeout: T });
 });
 
+await step('a stream cut off mid-task resumes with Last-Event-ID', async () => {
+  const { page } = alice;
+  // The first answer arrives cut after two events, as if the connection
+  // dropped; the page must ask for the rest itself.
+  let cut = false;
+  await page.route('**/api/v1/message:stream', async (route) => {
+    const resp = await route.fetch();
+    const body = await resp.text();
+    const events = body.split('\n\n').filter((e) => e.includes('data:'));
+    cut = events.length > 2;
+    await route.fulfill({ response: resp, body: events.slice(0, 2).join('\n\n') + '\n\n' });
+  });
+  const resumed = [];
+  page.on('request', (r) => {
+    if (r.url().endsWith('/events')) resumed.push(r.headers()['last-event-id']);
+  });
+  const turn = await ask(page, 'what time is it');
+  await turn.locator('.answer', { hasText: 'time returned' }).waitFor({ timeout: T });
+  await page.unroute('**/api/v1/message:stream');
+  assert.ok(cut, 'the real stream had more than two events');
+  assert.deepEqual(resumed, ['2'], 'resumed once, after event 2');
+  assert.match(await turn.locator('.activity summary').textContent(), /time/);
+});
+
 const bob = await user('bob');
 await step('reload mid-task: the waiting task and then its result come back', async () => {
   const { page, ctx } = bob;
