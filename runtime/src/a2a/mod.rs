@@ -4,6 +4,7 @@
 pub mod connections;
 pub mod jsonrpc;
 pub mod oauth_callback;
+pub mod sessions;
 pub mod types;
 
 pub use types::*;

@@ -197,7 +197,7 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
                 Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
             }
         }
-        m if crate::a2a::connections::is_method(m) => {
+        m if super::accounts::is_method(m) => {
             super::accounts::handle(
                 inner,
                 m,

@@ -11,8 +11,13 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use super::GatewayInner;
-use super::http::{ApiError, AuthUser};
+use super::http::{ApiError, AuthUser, ask_agent_for};
+use super::pending::Event;
+use crate::a2a::sessions::{self, ContextParams};
+use crate::a2a::{Part, StreamResult};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,14 +93,52 @@ pub(crate) async fn rename(
     Ok(Json(json!(renamed)))
 }
 
+/// Deletes the conversation here and asks each agent it talked to to
+/// forget its history of it (their session stores keep it by contextId);
+/// the answer says which agents did.
 pub(crate) async fn delete(
     State(inner): State<Arc<GatewayInner>>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    if inner.conversations.delete(&user.id, &id) {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(not_found(&id))
-    }
+) -> Result<Json<Value>, ApiError> {
+    let conv = inner
+        .conversations
+        .get(&user.id, &id)
+        .ok_or_else(|| not_found(&id))?;
+    inner.conversations.delete(&user.id, &id);
+    let mut agents: Vec<String> = conv.turns.iter().map(|t| t.agent.clone()).collect();
+    agents.push(conv.agent.clone());
+    agents.sort();
+    agents.dedup();
+    // Only agents whose card is accepted get the user's identity.
+    agents.retain(|a| inner.agents.get(a).is_some());
+    let asks = agents.iter().map(|agent| {
+        let (inner, user, id) = (inner.clone(), user.clone(), id.clone());
+        async move {
+            let params = ContextParams { context_id: id };
+            let answer = ask_agent_for(
+                &inner,
+                &user,
+                agent,
+                sessions::DELETE,
+                params,
+                Duration::from_secs(5),
+            )
+            .await;
+            match answer {
+                Ok(Some(Event::Final(StreamResult::Message(m)))) => {
+                    // `deleted: false`: the agent kept no history of it.
+                    let had = m.parts.iter().any(
+                        |p| matches!(p, Part::Data { data, .. } if data["deleted"] == json!(true)),
+                    );
+                    json!({ "agent": agent, "forgotten": true, "had_history": had })
+                }
+                Ok(Some(Event::Error(e))) => json!({ "agent": agent, "error": e.message }),
+                Ok(_) => json!({ "agent": agent, "error": "no answer" }),
+                Err(e) => json!({ "agent": agent, "error": e.message }),
+            }
+        }
+    });
+    let agents = futures::future::join_all(asks).await;
+    Ok(Json(json!({ "deleted": id, "agents": agents })))
 }

@@ -7,8 +7,8 @@
 //! several agents. Until agents offer such a method, the gateway keeps
 //! what the page shows, in memory (lost on restart), and a conversation's
 //! id is the A2A `contextId` its tasks are sent with, so the agent's own
-//! history follows the same conversation. Deleting one here does not
-//! delete the agent's copy.
+//! history follows the same conversation. Deleting one here also asks its
+//! agents to delete their history of it (`amesh/sessions/delete`).
 //!
 //! Bounded: conversations per user (least recently used dropped), turns
 //! per conversation (oldest dropped), text per turn (cut), and a total of

@@ -197,9 +197,11 @@ $('delete').addEventListener('click', async () => {
   if (!confirm(`Delete the conversation “${state.current.title}”?`)) return;
   const r = await api(`/api/v1/conversations/${encodeURIComponent(state.current.id)}`, { method: 'DELETE' });
   if (!r.ok && r.status !== 404) return say(`Delete failed: ${await errorText(r)}`);
+  const agents = r.ok ? (await r.json()).agents || [] : [];
+  const kept = agents.filter((a) => !a.forgotten).map((a) => `${a.agent} (${a.error})`);
   newChat();
   await loadConversations();
-  say('Conversation deleted.');
+  say(kept.length ? `Conversation deleted here; not confirmed by ${kept.join(', ')}.` : 'Conversation deleted, with the agents\u2019 history of it.');
 });
 
 // ---- one turn: the user's message and the agent's answer ---------------
