@@ -106,6 +106,8 @@ impl Drop for Stack {
 /// One server-sent event.
 #[derive(Debug, Clone)]
 pub struct SseEvent {
+    /// `id:` of the event (the gateway numbers a task's events), if any.
+    pub id: Option<String>,
     pub event: String,
     pub data: serde_json::Value,
 }
@@ -132,8 +134,11 @@ impl SseReader {
                 let block: String = self.buf.drain(..i + 2).collect();
                 let mut event = "message".to_string();
                 let mut data = String::new();
+                let mut id = None;
                 for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("event:") {
                         event = v.trim().to_string();
                     } else if let Some(v) = line.strip_prefix("data:") {
                         data.push_str(v.trim_start());
@@ -141,6 +146,7 @@ impl SseReader {
                 }
                 if !data.is_empty() {
                     return Ok(Some(SseEvent {
+                        id,
                         event,
                         data: serde_json::from_str(&data)?,
                     }));

@@ -297,3 +297,142 @@ async fn dev_gateway_answers_only_its_own_host_names() {
     assert_eq!(post.status(), StatusCode::FORBIDDEN);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers_and_the_page_no_inline_code() {
+    let mut stack = gateway("127.0.0.1", true, "").await;
+    let base = base(&stack);
+    let http = reqwest::Client::new();
+    for path in [
+        "/",
+        "/assets/app.js",
+        "/assets/app.css",
+        "/api/v1/agents",
+        "/nope",
+    ] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        let h = resp.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+    let js = http
+        .get(format!("{base}/assets/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<script type=\"module\" src=\"/assets/app.js\">"));
+    assert!(!html.contains("<script>") && !html.contains("<style"));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn conversations_belong_to_their_user_and_changes_need_the_own_origin() {
+    let mut stack = gateway("127.0.0.1", true, "").await;
+    let base = base(&stack);
+    let http = reqwest::Client::new();
+    let (alice, _) = session(&http, &base, "alice-token").await;
+    let (bob, _) = session(&http, &base, "bob-token").await;
+    let own = base.clone();
+    let call = |method: reqwest::Method, path: String, cookie: &str, origin: &str| {
+        http.request(method, format!("{base}{path}"))
+            .header("cookie", cookie.to_string())
+            .header("origin", origin.to_string())
+    };
+    let created: Value = call(
+        reqwest::Method::POST,
+        "/api/v1/conversations".into(),
+        &alice,
+        &own,
+    )
+    .json(&json!({"agent": "assistant"}))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/conversations/{id}");
+    // Bob neither sees nor changes it.
+    let list: Value = call(
+        reqwest::Method::GET,
+        "/api/v1/conversations".into(),
+        &bob,
+        &own,
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(list["conversations"], json!([]));
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let resp = call(method.clone(), path.clone(), &bob, &own)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{method}");
+    }
+    let resp = call(reqwest::Method::PATCH, path.clone(), &bob, &own)
+        .json(&json!({"title": "mine now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // Another site cannot rename or delete it with alice's cookie.
+    for method in [reqwest::Method::PATCH, reqwest::Method::DELETE] {
+        let resp = call(method.clone(), path.clone(), &alice, "http://evil.example")
+            .json(&json!({"title": "pwned"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{method}");
+    }
+    // Alice can.
+    let resp = call(reqwest::Method::PATCH, path.clone(), &alice, &own)
+        .json(&json!({"title": "Plans"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let got: Value = call(reqwest::Method::GET, path.clone(), &alice, &own)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["title"], "Plans");
+    let resp = call(reqwest::Method::DELETE, path.clone(), &alice, &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = call(reqwest::Method::GET, path, &alice, &own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    stack.stop().await;
+}

@@ -225,7 +225,7 @@ async fn users_authorize_once_per_tool_and_see_only_their_own_data() {
             let callback = consent_as(&url, user, true).await.unwrap();
             let (status, page) = w.callback(&callback, &w.session(token).await).await;
             assert_eq!(status, 200, "{transport}/{user}: {page}");
-            assert!(page.contains("You can close this window"), "{page}");
+            assert!(page.contains("the task continues"), "{page}");
             let task = final_task(&mut events).await;
             assert_eq!(
                 task["status"]["state"], "completed",
@@ -329,4 +329,227 @@ async fn expiry_refreshes_silently_and_revocation_prompts_again() {
             .starts_with(w.demo.endpoint("/authorize").as_str()),
         "{url}"
     );
+}
+
+/// `until_auth_required`, also returning the event's id and the task id.
+async fn prompt_and_ids(events: &mut SseReader) -> (url::Url, String, String) {
+    let submitted = next(events).await;
+    assert_eq!(submitted.event, "submitted", "{submitted:?}");
+    let task = submitted.data["taskId"].as_str().unwrap().to_string();
+    loop {
+        let ev = next(events).await;
+        if ev.event == "status" && ev.data["status"]["state"] == "auth-required" {
+            let parts = ev.data["status"]["message"]["parts"].as_array().unwrap();
+            let data = parts.iter().find(|p| p["kind"] == "data").unwrap();
+            let url = data["data"]["authorization_url"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            return (url, ev.id.expect("events carry ids"), task);
+        }
+    }
+}
+
+#[tokio::test]
+async fn canceling_a_task_that_waits_for_authorization_ends_its_stream_and_a_late_callback_says_so()
+{
+    let w = World::start().await;
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let (url, _, task) = prompt_and_ids(&mut events).await;
+    let cancel =
+        w.gw.http
+            .post(format!("{}/api/v1/tasks/{task}:cancel", w.gw.url()))
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(cancel.status(), 200);
+    // The stream ends, with canceled: nothing else would end it.
+    let end = final_task(&mut events).await;
+    assert_eq!(end["status"]["state"], "canceled", "{end}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), events.next_event())
+            .await
+            .expect("the stream ends")
+            .unwrap()
+            .is_none()
+    );
+    // Approving afterwards stores the authorization but continues nothing,
+    // and the page says so.
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("already ended"), "{page}");
+    assert!(!page.contains("the task continues"), "{page}");
+}
+
+#[tokio::test]
+async fn a_client_that_comes_back_gets_the_missed_events_with_last_event_id() {
+    let w = World::start().await;
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let (url, prompt_id, task) = prompt_and_ids(&mut events).await;
+    // The browser goes away (reload); the task goes on without it.
+    drop(events);
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+
+    let resume = |who: &'static str, last: Option<String>| {
+        let mut req =
+            w.gw.http
+                .get(format!("{}/api/v1/tasks/{task}/events", w.gw.url()))
+                .bearer_auth(who);
+        if let Some(last) = last {
+            req = req.header("last-event-id", last);
+        }
+        req.send()
+    };
+    // Another user gets nothing, not even that the task exists.
+    assert_eq!(resume("bob-token", None).await.unwrap().status(), 404);
+    let resp = resume("alice-token", Some(prompt_id.clone()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let missed = amesh_tests::stack::read_sse(resp).await.unwrap();
+    let first: u64 = missed[0].id.as_deref().unwrap().parse().unwrap();
+    assert_eq!(first, prompt_id.parse::<u64>().unwrap() + 1, "{missed:?}");
+    let last = missed.last().unwrap();
+    assert_eq!(last.event, "task", "{missed:?}");
+    assert_eq!(last.data["status"]["state"], "completed");
+    assert_eq!(answer(&last.data), "You are alice");
+    // From the start, the whole story: submitted first.
+    let all = amesh_tests::stack::read_sse(resume("alice-token", None).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(all[0].event, "submitted");
+    assert_eq!(
+        all.len(),
+        missed.len() + prompt_id.parse::<usize>().unwrap()
+    );
+    // The task list shows it, ended.
+    let list: Value =
+        w.gw.http
+            .get(format!("{}/api/v1/tasks", w.gw.url()))
+            .bearer_auth("alice-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(list["tasks"][0]["taskId"], task.as_str(), "{list}");
+    assert_eq!(list["tasks"][0]["state"], "completed", "{list}");
+    assert_eq!(list["tasks"][0]["done"], true, "{list}");
+}
+
+impl World {
+    /// `method` on `/api/v1/connections{path}` as the token's user.
+    async fn connections(&self, method: reqwest::Method, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .gw
+            .http
+            .request(
+                method,
+                format!("{}/api/v1/connections{path}", self.gw.url()),
+            )
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// The row of `tool_id` in a connections listing.
+fn row<'a>(list: &'a Value, tool_id: &str) -> &'a Value {
+    list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["tool_id"] == tool_id)
+        .unwrap_or_else(|| panic!("{tool_id} not listed: {list}"))
+}
+
+#[tokio::test]
+async fn connected_accounts_are_listed_disconnected_with_revocation_and_connected_per_user() {
+    let w = World::start().await;
+    let get = reqwest::Method::GET;
+    // Alice connects demo-http by using it.
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+
+    let (status, list) = w.connections(get.clone(), "", "alice-token").await;
+    assert_eq!(status, 200, "{list}");
+    let http = row(&list, "demo-http");
+    assert_eq!(http["connected"], true, "{list}");
+    assert_eq!(http["agent"], "tools");
+    assert!(!http["scopes"].as_array().unwrap().is_empty(), "{list}");
+    assert!(http["connected_ms"].as_u64().unwrap() > 0);
+    assert!(
+        http["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("http_whoami"))
+    );
+    assert_eq!(row(&list, "demo-sse")["connected"], false);
+    assert!(!list.to_string().contains("access_token"), "{list}");
+    // Bob sees his own: nothing connected, and cannot disconnect alice's.
+    let (_, bobs) = w.connections(get.clone(), "", "bob-token").await;
+    assert_eq!(row(&bobs, "demo-http")["connected"], false, "{bobs}");
+    let (status, body) = w
+        .connections(reqwest::Method::DELETE, "/tools/demo-http", "bob-token")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(w.demo.revocations(), 0);
+
+    // Alice disconnects: revoked at the provider (RFC 7009), gone here.
+    let (status, body) = w
+        .connections(reqwest::Method::DELETE, "/tools/demo-http", "alice-token")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+    assert_eq!(w.demo.revocations(), 1);
+    let (_, list) = w.connections(get.clone(), "", "alice-token").await;
+    assert_eq!(row(&list, "demo-http")["connected"], false, "{list}");
+    // Using the tool asks again.
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    until_auth_required(&mut events).await;
+    drop(events);
+
+    // Connecting before chatting: the provider's URL, consent, callback.
+    let (status, started) = w
+        .connections(reqwest::Method::POST, "/tools/demo-sse", "alice-token")
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let url: url::Url = started["authorization_url"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("can now use this account"), "{page}");
+    let (_, list) = w.connections(get.clone(), "", "alice-token").await;
+    assert_eq!(row(&list, "demo-sse")["connected"], true, "{list}");
+    // ... and the tool runs without a prompt.
+    let mut events = w.stream("alice-token", "sse_whoami").await;
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+    // Unknown agents and tools are refused.
+    let (status, _) = w
+        .connections(reqwest::Method::POST, "/nobody/demo-sse", "alice-token")
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = w
+        .connections(reqwest::Method::POST, "/tools/nope", "alice-token")
+        .await;
+    assert_eq!(status, 400);
 }

@@ -889,3 +889,69 @@ async fn inter_agent_communication_decides_which_peers_are_offered() {
         "{result}"
     );
 }
+
+#[tokio::test]
+async fn deleting_a_conversation_in_the_web_page_deletes_the_agents_history_of_it() {
+    let w = World::start(Protocol::OpenAi, false, "").await;
+    let base = w.gw.url();
+    let http = &w.gw.http;
+    let conv: Value = http
+        .post(format!("{base}/api/v1/conversations"))
+        .bearer_auth("alice-token")
+        .json(&json!({"agent": "thinker"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = conv["id"].as_str().unwrap().to_string();
+    w.model.push(Turn::text("Nice to meet you, Alice."));
+    w.ask_all("alice-token", "My name is Alice.", Some(&id))
+        .await;
+    // The gateway's conversation has the turn, answered.
+    let got: Value = http
+        .get(format!("{base}/api/v1/conversations/{id}"))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["title"], "My name is Alice.", "{got}");
+    assert_eq!(got["turns"][0]["state"], "completed", "{got}");
+    assert_eq!(
+        got["turns"][0]["answer"], "Nice to meet you, Alice.",
+        "{got}"
+    );
+    // Bob cannot delete it.
+    let resp = http
+        .delete(format!("{base}/api/v1/conversations/{id}"))
+        .bearer_auth("bob-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    // Alice deletes it: the agent forgets its history too.
+    let resp = http
+        .delete(format!("{base}/api/v1/conversations/{id}"))
+        .bearer_auth("alice-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["agents"],
+        json!([{"agent": "thinker", "forgotten": true, "had_history": true}]),
+        "{body}"
+    );
+    // The same contextId again starts afresh: the model sees no history.
+    w.model.push(Turn::text("I do not know."));
+    let before = w.model.request_count();
+    w.ask_all("alice-token", "What is my name?", Some(&id))
+        .await;
+    let sent = messages(&w.model, before);
+    assert_eq!(sent.len(), 2, "system + the question only: {sent:?}");
+}

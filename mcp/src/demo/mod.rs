@@ -209,6 +209,11 @@ impl DemoHandle {
         self.state.counters().refreshes
     }
 
+    /// RFC 7009 revocations of a token the server knew, so far.
+    pub fn revocations(&self) -> usize {
+        self.state.counters().revocations
+    }
+
     /// Chat completions the demo model answered so far (refusals excluded).
     pub fn model_completions(&self) -> usize {
         self.model.completions()

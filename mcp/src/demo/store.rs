@@ -97,6 +97,8 @@ pub(crate) struct Counters {
     pub token_requests: usize,
     pub code_exchanges: usize,
     pub refreshes: usize,
+    /// `/revoke` requests that named a token the server knew.
+    pub revocations: usize,
     pub registrations: usize,
     /// `tools/call` requests that reached a tool (authorized ones).
     pub tool_calls: usize,
@@ -321,8 +323,10 @@ impl DemoState {
     /// RFC 7009: forget the token, whichever kind it is.
     pub fn revoke(&self, token: &str) {
         let mut inner = self.inner();
-        inner.access.remove(token);
-        inner.refresh.remove(token);
+        let known = inner.access.remove(token).is_some() | inner.refresh.remove(token).is_some();
+        if known {
+            inner.counters.revocations += 1;
+        }
     }
 
     /// Checks a bearer token for the MCP endpoint whose resource is `resource`.

@@ -37,6 +37,7 @@ mod http;
 mod metadata;
 mod redirect;
 mod register;
+mod revoke;
 mod secret;
 mod target;
 
@@ -55,5 +56,6 @@ pub use redirect::{CALLBACK_PATH, validate_redirect_uri};
 pub use register::{
     ClientRegistration, OAuthClient, TokenEndpointAuth, client_name_for_agent, register,
 };
+pub use revoke::revoke;
 pub use secret::Secret;
 pub use target::{AddressClass, AllowedHost, TargetRefused, classify, permits};

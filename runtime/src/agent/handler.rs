@@ -176,8 +176,18 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
                         TaskState::Canceled,
                         Some(agent_text(&p.id, "", "canceled at the user's request")),
                     );
-                    let task = inner.tasks.set_status(&p.id, status);
+                    // Taken before the status ends the wait: a task waiting
+                    // for its user's authorization has no loop that would
+                    // report the cancel on its stream.
+                    let waiting = inner.tasks.take_wait(&p.id);
+                    let task = inner.tasks.set_status(&p.id, status.clone());
                     spawn_reply(inner, reply_to.to_string(), Response::ok(id, task));
+                    if let Some(route) = waiting {
+                        let inner = inner.clone();
+                        tokio::spawn(async move {
+                            super::reasoning::report::finish(&inner, &route, status, None).await
+                        });
+                    }
                     Ok(())
                 }
                 Err(TaskStoreError::NotCancelable(state)) => refuse(
@@ -186,6 +196,17 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
                 ),
                 Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
             }
+        }
+        m if super::accounts::is_method(m) => {
+            super::accounts::handle(
+                inner,
+                m,
+                id,
+                req.params.clone(),
+                caller,
+                reply_to.to_string(),
+            );
+            Ok(())
         }
         OAUTH_CALLBACK_METHOD => {
             let p: CallbackParams = params(&req)?;

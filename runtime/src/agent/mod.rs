@@ -12,6 +12,7 @@
 //! authorization and resuming it; `llm/` speaks the model APIs; `mcp/`
 //! runs MCP tools with users' credentials.
 
+mod accounts;
 mod artifacts;
 mod card;
 mod delegate;

@@ -117,6 +117,21 @@ pub(crate) async fn pause(
     }
 }
 
+/// Key of the stand-in task state of a flow started from the connected
+/// accounts page (`accounts.rs`): nothing to resume, the account is
+/// connected.
+pub(crate) const CONNECT_MARKER: &str = "amesh_connect";
+
+/// The answer to a callback: words for the page, and `outcome`
+/// (`resumed`, `task_ended`, `connected`) for the gateway to pick its own.
+fn callback_answer(text: &str, outcome: &str, task_id: &str, context_id: &str) -> Message {
+    Message::agent(
+        vec![Part::text(text), Part::data(json!({ "outcome": outcome }))],
+        task_id,
+        context_id,
+    )
+}
+
 /// The `oauth/callback` request: completes the flow and resumes the task.
 /// The answer to the callback (for the browser page) goes out as soon as
 /// the credential is stored — or says truthfully that the task is gone —
@@ -142,6 +157,13 @@ pub(crate) fn on_callback(
         };
         match mcp.on_callback(params, &caller.identity).await {
             Ok(done) => {
+                if let Some(tool) = done.task.get(CONNECT_MARKER).and_then(Value::as_str) {
+                    tracing::info!(agent = %inner.name, user = %caller.user_id, tool, "account connected");
+                    let text = format!("authorization stored; {tool} is connected");
+                    let reply = callback_answer(&text, "connected", "", "");
+                    spawn_reply(&inner, reply_to, Response::ok(id, reply));
+                    return;
+                }
                 let mut state: LoopState = match serde_json::from_value(done.task) {
                     Ok(state) => state,
                     Err(e) => {
@@ -162,12 +184,13 @@ pub(crate) fn on_callback(
                     tracing::info!(agent = %inner.name, task = %route.task_id, "task ended while it waited for authorization");
                     let text = "authorization stored; the task it was for had already ended \
                                 (canceled or expired), so ask again to use it";
-                    let reply = Message::agent(vec![Part::text(text)], &route.task_id, &route.context_id);
+                    let reply = callback_answer(text, "task_ended", &route.task_id, &route.context_id);
                     spawn_reply(&inner, reply_to, Response::ok(id, reply));
                     return;
                 };
-                let done = Message::agent(
-                    vec![Part::text("authorization stored; the task continues")],
+                let done = callback_answer(
+                    "authorization stored; the task continues",
+                    "resumed",
                     &route.task_id,
                     &route.context_id,
                 );

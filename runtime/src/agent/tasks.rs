@@ -255,6 +255,15 @@ impl TaskStore {
         }
     }
 
+    /// Stops a task's wait for its user and returns where its answers go:
+    /// nothing runs for a waiting task, so whoever ends it (cancel) must
+    /// tell its requester itself, or the requester's stream never ends.
+    pub(crate) fn take_wait(&self, id: &str) -> Option<TaskRoute> {
+        let mut inner = self.lock();
+        let running = inner.tasks.get_mut(id)?.running_mut()?;
+        running.waiting.take().map(|(_, route)| route)
+    }
+
     /// Tasks that waited for their user past their deadline: no longer
     /// waiting, each with its route so the caller can end it and tell the
     /// requester. (A scan: only agents with many thousands of waiting tasks

@@ -27,14 +27,35 @@ pub struct GatewayLimits {
     /// Tasks of one user that have not ended; more get a 429. A task stops
     /// counting once it ends or after `request_timeout_seconds`.
     pub max_running_tasks_per_user: usize,
-    /// Bytes of agent messages one stream may hold for a client that reads
-    /// too slowly; beyond it the stream ends with an `error` event.
+    /// Bytes of agent messages one request may hold before its handler
+    /// takes them; beyond it the request gets an `error`. A streamed task's
+    /// recorder takes them at once (a slow SSE client reads the task's
+    /// event log, bounded by the `task_events_*` limits, instead).
     pub stream_queue_bytes: usize,
     /// Tasks the gateway remembers (id, user, agent, state) for ownership
     /// checks of `GET /api/v1/tasks/{id}` and cancel; oldest forgotten first.
     pub task_index_max_tasks: usize,
     /// ... and for at most this long.
     pub task_index_ttl_seconds: u64,
+    /// Streamed tasks whose events the gateway keeps, so a browser that
+    /// reloads or opens another tab gets them (`GET
+    /// /api/v1/tasks/{id}/events` with `Last-Event-ID`); oldest forgotten
+    /// first.
+    pub task_events_max_tasks: usize,
+    /// ... holding at most this many bytes together ...
+    pub task_events_max_bytes: usize,
+    /// ... of which one task's events before its final one take at most
+    /// this many (the final event, with the whole answer, is always kept) ...
+    pub task_events_per_task_bytes: usize,
+    /// ... each for at most this long after its task started.
+    pub task_events_ttl_seconds: u64,
+    /// Conversations of the web page kept per user; the least recently
+    /// used goes first.
+    pub max_conversations_per_user: usize,
+    /// Conversations kept, all users together ...
+    pub max_conversations: usize,
+    /// ... and their bytes.
+    pub conversations_max_bytes: usize,
     /// Agent cards larger than this are ignored (with a warning).
     pub max_agent_card_bytes: usize,
     /// Agents the gateway lists; cards of further names are ignored.
@@ -62,6 +83,13 @@ impl Default for GatewayLimits {
             stream_queue_bytes: 32 * 1024 * 1024,
             task_index_max_tasks: 20_000,
             task_index_ttl_seconds: 3600,
+            task_events_max_tasks: 2000,
+            task_events_max_bytes: 64 * 1024 * 1024,
+            task_events_per_task_bytes: 1024 * 1024,
+            task_events_ttl_seconds: 3600,
+            max_conversations_per_user: 200,
+            max_conversations: 20_000,
+            conversations_max_bytes: 64 * 1024 * 1024,
             max_agent_card_bytes: DEFAULT_MAX_CARD_BYTES,
             max_agents: DEFAULT_MAX_AGENTS,
             max_login_failures_per_ip: 5,

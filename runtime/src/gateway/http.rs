@@ -7,21 +7,21 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{AuthError, User};
 use super::pending::{Event, EventRx, PendingGuard};
-use super::{GatewayInner, auth_routes, body, page, site, throttle, tool_callback};
+use super::{
+    GatewayInner, auth_routes, body, connections, conversation_routes, page, site, stream,
+    throttle, tool_callback,
+};
 use crate::a2a::jsonrpc::{self, Request, RpcError};
 use crate::a2a::{
-    Message, MessageSendParams, Part, Role, StreamResult, TaskIdParams, TaskQueryParams, methods,
-    props,
+    Message, MessageSendParams, Part, Role, TaskIdParams, TaskQueryParams, methods, props,
 };
 use crate::broker::{PublishError, UserProperties};
 use crate::topics;
@@ -34,11 +34,29 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
     };
     Router::new()
         .route("/", get(page::index))
+        .route("/assets/{file}", get(page::asset))
         .route("/healthz", get(healthz))
         .route("/api/v1/agents", get(list_agents))
-        .route("/api/v1/message:stream", post(message_stream))
+        .route("/api/v1/message:stream", post(stream::message_stream))
         .route("/api/v1/message:send", post(message_send))
+        .route("/api/v1/tasks", get(stream::list_tasks))
         .route("/api/v1/tasks/{id}", get(get_task).post(task_action))
+        .route("/api/v1/tasks/{id}/events", get(stream::task_events))
+        .route(
+            "/api/v1/conversations",
+            get(conversation_routes::list).post(conversation_routes::create),
+        )
+        .route(
+            "/api/v1/conversations/{id}",
+            get(conversation_routes::get)
+                .patch(conversation_routes::rename)
+                .delete(conversation_routes::delete),
+        )
+        .route("/api/v1/connections", get(connections::list))
+        .route(
+            "/api/v1/connections/{agent}/{tool}",
+            post(connections::connect).delete(connections::disconnect),
+        )
         .route("/api/v1/auth/login", post(auth_routes::login))
         .route("/api/v1/auth/logout", post(auth_routes::logout))
         .route("/api/v1/auth/me", get(auth_routes::me))
@@ -52,6 +70,7 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
             inner.clone(),
             site::guard,
         ))
+        .layer(axum::middleware::from_fn(page::security_headers))
         .with_state(inner)
 }
 
@@ -223,6 +242,29 @@ struct InputMessage {
 }
 
 impl SendBody {
+    /// The conversation the request continues, if it names one.
+    pub(crate) fn context_id(&self) -> Option<&str> {
+        self.context_id
+            .as_deref()
+            .or_else(|| self.message.as_ref().and_then(|m| m.context_id.as_deref()))
+    }
+
+    /// What the user said, as text for a conversation's turn: the text
+    /// parts, or the data as JSON.
+    pub(crate) fn prompt_text(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        for part in self.message.iter().flat_map(|m| &m.parts) {
+            match part {
+                Part::Text { text, .. } => out.push(text.clone()),
+                Part::Data { data, .. } => out.push(data.to_string()),
+                Part::File { .. } => out.push("(file)".to_owned()),
+            }
+        }
+        out.extend(self.text.clone());
+        out.extend(self.data.as_ref().map(Value::to_string));
+        out.join("\n")
+    }
+
     fn into_message(self) -> Result<(String, Message), ApiError> {
         let mut parts = Vec::new();
         let mut context_id = self.context_id;
@@ -261,10 +303,10 @@ impl SendBody {
 }
 
 /// A request on its way: the task id and the channel its answers arrive on.
-struct Sent {
-    task_id: String,
-    agent: String,
-    rx: EventRx,
+pub(crate) struct Sent {
+    pub(crate) task_id: String,
+    pub(crate) agent: String,
+    pub(crate) rx: EventRx,
     /// Unregisters the reply channel when the request is done or abandoned.
     _guard: PendingGuard,
 }
@@ -361,7 +403,7 @@ async fn send_with(
 }
 
 /// Sends a new task to an agent.
-async fn start_task(
+pub(crate) async fn start_task(
     inner: &Arc<GatewayInner>,
     user: &User,
     body: SendBody,
@@ -397,7 +439,7 @@ async fn start_task(
     send(inner, user, &agent, task_id, method, params).await
 }
 
-fn timeout(inner: &GatewayInner) -> Duration {
+pub(crate) fn timeout(inner: &GatewayInner) -> Duration {
     Duration::from_secs(inner.cfg.request_timeout_seconds.max(1))
 }
 
@@ -434,70 +476,6 @@ async fn message_send(
             }
         }
     }
-}
-
-async fn message_stream(
-    State(inner): State<Arc<GatewayInner>>,
-    AuthUser(user): AuthUser,
-    Json(body): Json<SendBody>,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, axum::Error>>>, ApiError> {
-    // Held by the stream's state: given back when the body is dropped.
-    let slot = inner.streams.acquire(&user.id).map_err(|e| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("{e}: close one before opening another"),
-        )
-    })?;
-    let sent = start_task(&inner, &user, body, methods::STREAM).await?;
-    let deadline = tokio::time::Instant::now() + timeout(&inner);
-    let first = json!({ "taskId": sent.task_id, "agent": sent.agent });
-    struct St {
-        _slot: super::quota::Slot,
-        sent: Sent,
-        first: Option<Value>,
-        done: bool,
-        deadline: tokio::time::Instant,
-        limit: Duration,
-    }
-    let st = St {
-        _slot: slot,
-        sent,
-        first: Some(first),
-        done: false,
-        deadline,
-        limit: timeout(&inner),
-    };
-    let stream = futures::stream::unfold(st, |mut st| async move {
-        if st.done {
-            return None;
-        }
-        if let Some(first) = st.first.take() {
-            return Some((SseEvent::default().event("submitted").json_data(first), st));
-        }
-        let event = match tokio::time::timeout_at(st.deadline, st.sent.rx.recv()).await {
-            Ok(Some(ev)) => ev,
-            Ok(None) => return None,
-            Err(_) => {
-                st.done = true;
-                let msg = format!("no answer within {:?}", st.limit);
-                let body = json!({ "code": jsonrpc::INTERNAL_ERROR, "message": msg });
-                return Some((SseEvent::default().event("error").json_data(body), st));
-            }
-        };
-        let (name, data, last) = match event {
-            Event::Update(StreamResult::Status(s)) => ("status", serde_json::to_value(s), false),
-            Event::Update(StreamResult::Artifact(a)) => {
-                ("artifact", serde_json::to_value(a), false)
-            }
-            Event::Update(other) => ("update", serde_json::to_value(other), false),
-            Event::Final(r) => ("task", serde_json::to_value(r), true),
-            Event::Error(e) => ("error", serde_json::to_value(e), true),
-        };
-        st.done = last;
-        let data = data.unwrap_or(Value::Null);
-        Some((SseEvent::default().event(name).json_data(data), st))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 /// Sends a one-shot request about an existing task and waits for the answer.

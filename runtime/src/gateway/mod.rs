@@ -8,6 +8,9 @@
 pub mod auth;
 mod auth_routes;
 mod body;
+mod connections;
+mod conversation_routes;
+mod conversations;
 mod http;
 mod links;
 mod page;
@@ -16,6 +19,8 @@ mod quota;
 mod revocation;
 mod serve;
 mod site;
+mod stream;
+mod task_events;
 mod task_index;
 mod throttle;
 mod tokens;
@@ -56,6 +61,10 @@ pub(crate) struct GatewayInner {
     pub(crate) agents: Directory,
     pub(crate) pending: Pending,
     pub(crate) tasks: TaskIndex,
+    /// What streamed tasks said, for clients that come back.
+    pub(crate) events: task_events::TaskEvents,
+    /// The web page's conversations, per user.
+    pub(crate) conversations: conversations::Conversations,
     /// Open `message:stream` streams per user.
     pub(crate) streams: quota::UserSlots,
     /// Open HTTP connections and their limits.
@@ -85,6 +94,13 @@ pub struct GatewayStats {
     pub task_index_bytes: usize,
     /// Agents listed by `GET /api/v1/agents`.
     pub agents_listed: usize,
+    /// Tasks whose events are kept for clients that come back.
+    pub task_logs: usize,
+    /// Approximate bytes of those events.
+    pub task_log_bytes: usize,
+    /// Conversations kept, all users together, and their approximate bytes.
+    pub conversations: usize,
+    pub conversation_bytes: usize,
 }
 
 impl GatewayHandle {
@@ -105,6 +121,10 @@ impl GatewayHandle {
             tasks_indexed: self.inner.tasks.len(),
             task_index_bytes: self.inner.tasks.approx_bytes(),
             agents_listed: self.inner.agents.list().len(),
+            task_logs: self.inner.events.len(),
+            task_log_bytes: self.inner.events.approx_bytes(),
+            conversations: self.inner.conversations.len(),
+            conversation_bytes: self.inner.conversations.approx_bytes(),
         }
     }
 
@@ -183,6 +203,17 @@ pub async fn start(
             ttl: Duration::from_secs(cfg.limits.task_index_ttl_seconds.max(1)),
             running_per_user: cfg.limits.max_running_tasks_per_user.max(1),
             running_window: Duration::from_secs(cfg.request_timeout_seconds.max(1)),
+        }),
+        events: task_events::TaskEvents::new(task_events::EventLimits {
+            max_tasks: cfg.limits.task_events_max_tasks.max(1),
+            max_bytes: cfg.limits.task_events_max_bytes,
+            per_task_bytes: cfg.limits.task_events_per_task_bytes,
+            ttl: Duration::from_secs(cfg.limits.task_events_ttl_seconds.max(1)),
+        }),
+        conversations: conversations::Conversations::new(conversations::ConversationLimits {
+            per_user: cfg.limits.max_conversations_per_user.max(1),
+            max_total: cfg.limits.max_conversations.max(1),
+            max_bytes: cfg.limits.conversations_max_bytes,
         }),
         streams: quota::UserSlots::new(cfg.limits.max_streams_per_user),
         conns: serve::Connections::new(serve::ConnLimits {

@@ -39,8 +39,9 @@ pub(crate) struct CallbackQuery {
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font:16px system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}</style>\
-         </head><body><h1>{t}</h1><p>{x}</p></body></html>",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
+         <body class=\"notice\"><main><h1>{t}</h1><p>{x}</p></main></body></html>",
         t = escape(title),
         x = escape(text)
     );
@@ -128,11 +129,27 @@ pub(crate) async fn callback(
     )
     .await;
     match answer {
-        Ok(Some(Event::Final(_))) => page(
-            StatusCode::OK,
-            "Authorization complete",
-            "The agent has your authorization and is continuing the task. You can close this window.",
-        ),
+        // The agent says what became of the task: it may have ended (been
+        // canceled) while it waited, and then nothing continues; a flow
+        // started from the connected accounts page had no task.
+        Ok(Some(Event::Final(answer))) => {
+            let (said, outcome) = agent_said(&answer);
+            let text = match outcome.as_deref() {
+                Some("task_ended") => format!(
+                    "Your account is connected, but the task it was for had already ended \
+                     (canceled or expired), so nothing continues. Ask again in the \
+                     conversation to use it. ({said})"
+                ),
+                Some("connected") => {
+                    "Connected. The agent can now use this account for you. You can close this tab."
+                        .to_owned()
+                }
+                _ => "Connected. The agent has your authorization and the task continues in \
+                     the conversation. You can close this tab."
+                    .to_owned(),
+            };
+            page(StatusCode::OK, "Authorization complete", &text)
+        }
         Ok(Some(Event::Error(e))) => {
             let status = match e.code {
                 jsonrpc::UNAUTHENTICATED => StatusCode::FORBIDDEN,
@@ -148,4 +165,32 @@ pub(crate) async fn callback(
         ),
         Err(e) => page(e.status, "Authorization failed", &e.message),
     }
+}
+
+/// The text parts of the agent's answer to the callback, and its
+/// `outcome` (`resumed`, `task_ended`, `connected`) when it says.
+fn agent_said(answer: &crate::a2a::StreamResult) -> (String, Option<String>) {
+    let parts = match answer {
+        crate::a2a::StreamResult::Message(m) => m.parts.as_slice(),
+        crate::a2a::StreamResult::Task(t) => t
+            .status
+            .message
+            .as_ref()
+            .map_or(&[][..], |m| m.parts.as_slice()),
+        _ => &[],
+    };
+    let mut text = Vec::new();
+    let mut outcome = None;
+    for part in parts {
+        match part {
+            crate::a2a::Part::Text { text: t, .. } => text.push(t.as_str()),
+            crate::a2a::Part::Data { data, .. } => {
+                if let Some(o) = data.get("outcome").and_then(|o| o.as_str()) {
+                    outcome = Some(o.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    (text.join(" "), outcome)
 }

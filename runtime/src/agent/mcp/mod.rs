@@ -30,6 +30,7 @@
 
 mod auth;
 mod callback;
+mod connections;
 mod refresh;
 mod tools;
 

@@ -171,7 +171,7 @@ impl McpTools {
     /// The client a refresh authenticates as: the configured one, else the
     /// stored registration the grant was issued to, else the grant's
     /// client id as a public client.
-    async fn refresh_client(
+    pub(super) async fn refresh_client(
         &self,
         server: &Server,
         store: &CredentialStore,
@@ -239,7 +239,7 @@ pub(super) fn near_expiry(credential: &Credential) -> bool {
 }
 
 /// A stored credential as the OAuth code's token set.
-fn token_set(credential: &Credential) -> TokenSet {
+pub(super) fn token_set(credential: &Credential) -> TokenSet {
     TokenSet {
         access_token: Secret::new(credential.access_token.expose()),
         refresh_token: credential

@@ -1,0 +1,177 @@
+//! A user's connected accounts at this agent: the oauth2 MCP servers, and
+//! for each whether the user has a credential (metadata only: scopes,
+//! issuer, dates — never token material). Disconnecting revokes the grant
+//! at the provider (RFC 7009) when it advertises a revocation endpoint,
+//! then marks the credential deleted (the row stays for audit). Connecting
+//! starts the same flow a tool call would, with no task waiting on it.
+//!
+//! Always for a verified identity: the gateway's signed token says which
+//! user asks, so a user only ever sees and touches their own.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use amesh_credentials::{CredentialKey, DeleteReason};
+use amesh_mcp::oauth;
+use amesh_trust::VerifiedIdentity;
+use serde::Serialize;
+
+use super::refresh::token_set;
+use super::{AuthPrompt, McpCall, McpOutcome, McpTools, store_failure};
+
+/// One oauth2 MCP server of this agent, as its user sees it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Connection {
+    pub tool_id: String,
+    /// The exposed tools that use this server.
+    pub tools: Vec<String>,
+    pub connected: bool,
+    pub scopes: Vec<String>,
+    pub issuer: Option<String>,
+    /// Unix milliseconds: first stored, last stored (acquired or refreshed),
+    /// when the access token expires, when the credential's TTL runs out.
+    pub connected_ms: Option<u64>,
+    pub refreshed_ms: Option<u64>,
+    pub token_expires_ms: Option<u64>,
+    pub expires_ms: Option<u64>,
+}
+
+fn ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl McpTools {
+    fn oauth_server(&self, tool_id: &str) -> Result<&std::sync::Arc<super::tools::Server>, String> {
+        self.inner
+            .servers
+            .iter()
+            .find(|s| s.tool_id == tool_id && s.oauth.is_some())
+            .ok_or_else(|| {
+                format!(
+                    "agent {} has no MCP server `{tool_id}` that needs authorization",
+                    self.inner.agent
+                )
+            })
+    }
+
+    /// Every oauth2 server of the agent, with `who`'s credential if any.
+    pub(crate) async fn connections(
+        &self,
+        who: &VerifiedIdentity,
+    ) -> Result<Vec<Connection>, String> {
+        let Some(store) = &self.inner.store else {
+            return Ok(Vec::new());
+        };
+        let rows = store
+            .list_for_user(who)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        Ok(self
+            .inner
+            .servers
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.oauth.is_some())
+            .map(|(i, server)| {
+                let row = rows
+                    .iter()
+                    .find(|r| r.tool_id == server.tool_id && r.deleted_at.is_none());
+                let tools = self
+                    .inner
+                    .order
+                    .iter()
+                    .filter(|n| self.inner.bindings.get(*n).is_some_and(|b| b.server == i))
+                    .cloned()
+                    .collect();
+                Connection {
+                    tool_id: server.tool_id.clone(),
+                    tools,
+                    connected: row.is_some(),
+                    scopes: row.map(|r| r.scopes.clone()).unwrap_or_default(),
+                    issuer: row.and_then(|r| r.issuer.clone()),
+                    connected_ms: row.map(|r| ms(r.created_at)),
+                    refreshed_ms: row.map(|r| ms(r.updated_at)),
+                    token_expires_ms: row.and_then(|r| r.token_expires_at).map(ms),
+                    expires_ms: row.map(|r| ms(r.expires_at)),
+                }
+            })
+            .collect())
+    }
+
+    /// Revokes `who`'s grant for `tool_id` at the provider (when it offers
+    /// RFC 7009) and marks the credential deleted. The text says what
+    /// happened; `Err` when there was nothing to disconnect or the store
+    /// failed.
+    pub(crate) async fn disconnect(
+        &self,
+        who: &VerifiedIdentity,
+        tool_id: &str,
+    ) -> Result<String, String> {
+        let server = self.oauth_server(tool_id)?;
+        let Some(store) = &self.inner.store else {
+            return Err(format!(
+                "agent {} has no credential store",
+                self.inner.agent
+            ));
+        };
+        let key = CredentialKey::new(who.user_id(), tool_id);
+        let Some(credential) = store.get(&key, who).await.map_err(|e| store_failure(&e))? else {
+            return Err(format!("{tool_id} is not connected"));
+        };
+        // Revoke first: a grant we forget but the provider keeps is worse
+        // than one we keep a moment longer.
+        let revoked = match self.auth_server(server, None).await {
+            Ok(auth_server) => {
+                match self
+                    .refresh_client(server, store, &auth_server, &credential)
+                    .await
+                {
+                    Ok(client) => match server.oauth_http() {
+                        Ok(http) => {
+                            oauth::revoke(http, &auth_server, &client, &token_set(&credential))
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        };
+        store
+            .delete(&key, who, DeleteReason::Revoked)
+            .await
+            .map_err(|e| store_failure(&e))?;
+        tracing::info!(agent = %self.inner.agent, user = %who.user_id(), tool = %tool_id,
+            revoked_at_provider = ?revoked.as_ref().ok(), "user disconnected a tool");
+        Ok(match revoked {
+            Ok(true) => format!("{tool_id} disconnected; the provider revoked the grant"),
+            Ok(false) => format!(
+                "{tool_id} disconnected here; the provider offers no revocation endpoint, so \
+                 revoke amesh's access there too if you want the grant gone"
+            ),
+            Err(why) => format!(
+                "{tool_id} disconnected here, but the provider did not confirm the revocation: {why}"
+            ),
+        })
+    }
+
+    /// Starts an authorization of `tool_id` for `who` outside any task.
+    pub(crate) async fn connect(
+        &self,
+        who: &VerifiedIdentity,
+        tool_id: &str,
+    ) -> Result<AuthPrompt, String> {
+        let server = self.oauth_server(tool_id)?.clone();
+        let ctx = McpCall {
+            tool: tool_id.to_owned(),
+            arguments: serde_json::Value::Null,
+            stepped_up: false,
+        };
+        match self.start_flow(&server, &ctx, who, None, None).await {
+            McpOutcome::AuthRequired(prompt) => Ok(*prompt),
+            McpOutcome::Failed(why) => Err(why),
+            _ => Err(format!("the authorization of {tool_id} could not start")),
+        }
+    }
+}

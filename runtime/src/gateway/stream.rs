@@ -1,0 +1,318 @@
+//! Streamed tasks: `POST /api/v1/message:stream` starts one and a recorder
+//! that writes everything its agent says into the task's event log
+//! (`task_events.rs`); the SSE answer, and `GET /api/v1/tasks/{id}/events`
+//! for a client that comes back, read that log. Every SSE event carries
+//! `id:` (its place in the log), so a client resumes with `Last-Event-ID`.
+//!
+//! The recorder also keeps the turn of the task's conversation up to date
+//! (`conversations.rs`), so a page opened later shows the answer without
+//! replaying events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::GatewayInner;
+use super::http::{ApiError, AuthUser, SendBody, Sent, start_task, timeout};
+use super::pending::Event;
+use super::quota::Slot;
+use super::task_events::TaskLog;
+use crate::a2a::jsonrpc;
+use crate::a2a::{Part, StreamResult, TaskState, methods};
+
+/// `POST /api/v1/message:stream`.
+pub(crate) async fn message_stream(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+    Json(body): Json<SendBody>,
+) -> Result<Response, ApiError> {
+    // Held by the SSE body: given back when the client goes away.
+    let slot = acquire(&inner, &user.id)?;
+    let context = body.context_id().map(str::to_owned);
+    let prompt = body.prompt_text();
+    let sent = start_task(&inner, &user, body, methods::STREAM).await?;
+    let log = inner
+        .events
+        .open(&sent.task_id, &user.id, &sent.agent, context.clone());
+    let first = json!({ "taskId": sent.task_id, "agent": sent.agent, "contextId": context });
+    inner.events.append(
+        &log,
+        "submitted",
+        first.to_string(),
+        Some("submitted"),
+        false,
+    );
+    // A contextId naming one of the user's conversations adds a turn there.
+    let conversation = context.filter(|c| inner.conversations.owns(&user.id, c));
+    if let Some(conv) = &conversation {
+        inner
+            .conversations
+            .start_turn(&user.id, conv, &sent.task_id, &sent.agent, &prompt);
+    }
+    let conversation = conversation.map(|c| (user.id.clone(), c));
+    tokio::spawn(record(inner.clone(), sent, log.clone(), conversation));
+    Ok(follow(log, 0, slot))
+}
+
+/// `GET /api/v1/tasks/{id}/events`: the task's events after
+/// `Last-Event-ID` (all without it), then the rest as they come.
+pub(crate) async fn task_events(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let log = inner.events.get(&id, &user.id).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no events of task {id} are kept (unknown, another user's, or forgotten); \
+                 GET /api/v1/tasks/{id} asks its agent"
+            ),
+        )
+    })?;
+    let after = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| {
+                ApiError::new(StatusCode::BAD_REQUEST, "Last-Event-ID is not a number")
+            })?,
+    };
+    let slot = acquire(&inner, &user.id)?;
+    Ok(follow(log, after, slot))
+}
+
+/// `GET /api/v1/tasks`: the user's tasks whose events are kept, newest
+/// first (a page looks here for tasks still running).
+pub(crate) async fn list_tasks(
+    State(inner): State<Arc<GatewayInner>>,
+    AuthUser(user): AuthUser,
+) -> Json<Value> {
+    Json(json!({ "tasks": inner.events.list(&user.id) }))
+}
+
+fn acquire(inner: &GatewayInner, user: &str) -> Result<Slot, ApiError> {
+    inner.streams.acquire(user).map_err(|e| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{e}: close one before opening another"),
+        )
+    })
+}
+
+/// The SSE answer: the log's events after `after`, then each new one,
+/// until the log ends.
+fn follow(log: Arc<TaskLog>, after: u64, slot: Slot) -> Response {
+    struct St {
+        _slot: Slot,
+        log: Arc<TaskLog>,
+        watch: tokio::sync::watch::Receiver<u64>,
+        after: u64,
+        queued: std::collections::VecDeque<Arc<super::task_events::Logged>>,
+        done: bool,
+    }
+    let st = St {
+        _slot: slot,
+        watch: log.watch(),
+        log,
+        after,
+        queued: Default::default(),
+        done: false,
+    };
+    let stream = futures::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(ev) = st.queued.pop_front() {
+                st.after = ev.seq;
+                let sse = SseEvent::default()
+                    .id(ev.seq.to_string())
+                    .event(ev.name)
+                    .data(ev.data.as_str());
+                return Some((Ok::<_, std::convert::Infallible>(sse), st));
+            }
+            if st.done {
+                return None;
+            }
+            // Marked seen before reading, so an append in between wakes us.
+            st.watch.borrow_and_update();
+            let (events, done) = st.log.after(st.after);
+            st.queued.extend(events);
+            if st.queued.is_empty() {
+                if done {
+                    return None;
+                }
+                if st.watch.changed().await.is_err() {
+                    st.done = true;
+                }
+            } else {
+                st.done = done;
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// Reads the agent's answers to one streamed task until the final one (or
+/// the request timeout) into its log and conversation turn. Owns the reply
+/// registration, so the task's answers are taken whether or not a client
+/// is connected.
+async fn record(
+    inner: Arc<GatewayInner>,
+    mut sent: Sent,
+    log: Arc<TaskLog>,
+    conversation: Option<(String, String)>,
+) {
+    let limit = timeout(&inner);
+    let deadline = tokio::time::Instant::now() + limit;
+    let turn = |change: &dyn Fn(&mut super::conversations::Turn)| {
+        if let Some((user, conv)) = &conversation {
+            inner
+                .conversations
+                .update_turn(user, conv, &log.task_id, |t| change(t));
+        }
+    };
+    loop {
+        let event = match tokio::time::timeout_at(deadline, sent.rx.recv()).await {
+            Ok(Some(event)) => event,
+            Ok(None) => {
+                inner.events.close(&log);
+                return;
+            }
+            Err(_) => {
+                let message = format!("no answer within {limit:?}");
+                turn(&|t| {
+                    t.state = "failed".into();
+                    t.answer = Some(message.clone());
+                });
+                let body = json!({ "code": jsonrpc::INTERNAL_ERROR, "message": message });
+                inner
+                    .events
+                    .append(&log, "error", body.to_string(), Some("failed"), true);
+                return;
+            }
+        };
+        let (name, data, state, last) = match &event {
+            Event::Update(StreamResult::Status(s)) => {
+                let state = state_name(s.status.state);
+                let parts = s.status.message.as_ref().map(|m| m.parts.as_slice());
+                let tools: Vec<&Value> = parts
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Data { data, .. } => Some(data),
+                        _ => None,
+                    })
+                    .filter(|d| {
+                        matches!(
+                            d.get("type").and_then(Value::as_str),
+                            Some("tool_call" | "tool_result")
+                        )
+                    })
+                    .collect();
+                turn(&|t| {
+                    t.state = state.clone();
+                    for d in &tools {
+                        t.tool(d);
+                    }
+                });
+                ("status", serde_json::to_string(s), Some(state), false)
+            }
+            Event::Update(StreamResult::Artifact(a)) => {
+                ("artifact", serde_json::to_string(a), None, false)
+            }
+            Event::Update(other) => ("update", serde_json::to_string(other), None, false),
+            Event::Final(result) => {
+                let (state, answer) = outcome(result);
+                turn(&|t| {
+                    if let Some(state) = &state {
+                        t.state = state.clone();
+                    }
+                    t.answer = Some(answer.clone());
+                });
+                ("task", serde_json::to_string(result), state, true)
+            }
+            Event::Error(e) => {
+                turn(&|t| {
+                    t.state = "failed".into();
+                    t.answer = Some(e.message.clone());
+                });
+                (
+                    "error",
+                    serde_json::to_string(e),
+                    Some("failed".into()),
+                    true,
+                )
+            }
+        };
+        let data = data.unwrap_or_else(|_| "null".to_owned());
+        inner
+            .events
+            .append(&log, name, data, state.as_deref(), last);
+        if last {
+            return;
+        }
+    }
+}
+
+/// `auth-required`, `completed`, ... as on the wire.
+fn state_name(state: TaskState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A final answer's state and text: the artifacts' text, or for a task
+/// that did not complete, its status message.
+fn outcome(result: &StreamResult) -> (Option<String>, String) {
+    let text = |parts: &[Part]| {
+        parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match result {
+        StreamResult::Task(task) => {
+            let from_artifacts = task
+                .artifacts
+                .iter()
+                .map(|a| text(&a.parts))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let answer = if from_artifacts.is_empty() {
+                task.status
+                    .message
+                    .as_ref()
+                    .map(|m| text(&m.parts))
+                    .unwrap_or_default()
+            } else {
+                from_artifacts
+            };
+            (Some(state_name(task.status.state)), answer)
+        }
+        StreamResult::Message(m) => (Some("completed".into()), text(&m.parts)),
+        StreamResult::Status(s) => (
+            Some(state_name(s.status.state)),
+            s.status
+                .message
+                .as_ref()
+                .map(|m| text(&m.parts))
+                .unwrap_or_default(),
+        ),
+        StreamResult::Artifact(a) => (None, text(&a.artifact.parts)),
+    }
+}
