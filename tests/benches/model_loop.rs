@@ -90,7 +90,7 @@ fn yaml(mq: &MosquittoBroker, model: &str, demo_mcp: &str, data: &std::path::Pat
       namespace: {NS}
       agent_name: thinker
       model: {{model: openai/fake, api_base: "{model}", api_key: k}}
-      session_service: {{type: sql, database_url: "sqlite:///{data}/a.db", default_behavior: RUN_BASED}}
+      session_service: {{type: sql, database_url: "sqlite://{data}/a.db", default_behavior: RUN_BASED}}
       agent_secret_file: "{data}/a.secret"
       oauth_tool_redirect_uri: "http://127.0.0.1:1/api/v1/auth/tool/callback"
       tools:
@@ -207,6 +207,7 @@ async fn agent_rss(
     http: &reqwest::Client,
     url: &str,
     dir: &std::path::Path,
+    extra: &str,
 ) -> (String, String, String, String, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let release = root.join("target/release/amesh");
@@ -215,7 +216,14 @@ async fn agent_rss(
     } else {
         root.join("target/debug/amesh")
     };
-    let name = "agent RSS after 10,000 model tasks".to_owned();
+    let name = if extra.is_empty() {
+        "agent RSS after 10,000 model tasks".to_owned()
+    } else {
+        format!(
+            "agent RSS after 10,000 model tasks, {}",
+            extra.trim_end_matches(',')
+        )
+    };
     if !bin.exists() {
         return (
             name,
@@ -227,7 +235,7 @@ async fn agent_rss(
     }
     let cfg = dir.join("rss.yaml");
     let yaml = format!(
-        "apps:\n  - name: rss\n    app_module: agent\n    broker: {{broker_url: \"{}\", broker_username: agent, broker_password: pw}}\n    app_config: {{namespace: {NS}, agent_name: rss, model: {{model: openai/fake, api_base: \"{model}\", api_key: k}}}}\n",
+        "apps:\n  - name: rss\n    app_module: agent\n    broker: {{broker_url: \"{}\", broker_username: agent, broker_password: pw}}\n    app_config: {{namespace: {NS}, agent_name: rss, {extra} model: {{model: openai/fake, api_base: \"{model}\", api_key: k}}}}\n",
         mq.url()
     );
     std::fs::write(&cfg, yaml).unwrap();
@@ -406,7 +414,19 @@ async fn main() {
         format!("{rate:.0}"),
         format!("{CONCURRENT_TOTAL} tasks, {failed} failed"),
     ));
-    rows.push(agent_rss(&mq, &model, &http, &url, data.path()).await);
+    rows.push(agent_rss(&mq, &model, &http, &url, data.path(), "").await);
+    rows.push(
+        agent_rss(
+            &mq,
+            &model,
+            &http,
+            &url,
+            data.path(),
+            "session_service: {type: memory, default_behavior: RUN_BASED},",
+        )
+        .await,
+    );
+    rows.push(agent_rss(&mq, &model, &http, &url, data.path(), "session_service: {type: memory, default_behavior: RUN_BASED}, limits: {finished_tasks_max_bytes: 65536},").await);
 
     println!(
         "\n| measurement (POST message:stream to the final event) | p50 ms | p99 ms | tasks/s | notes |\n|---|---|---|---|---|"
