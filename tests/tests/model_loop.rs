@@ -640,7 +640,7 @@ async fn a_paused_task_resumes_on_another_replica() {
     w.model.push(Turn::tool_calls([("http_whoami", json!({}))]));
     w.model.push(Turn::text("resumed elsewhere"));
     let mut events = w.ask("alice-token", "who am I?", None).await;
-    // Wait for the prompt, then replace the agent by a second replica (same
+    // Wait for the prompt, then replace the agent by a second process (same
     // database and secret) before the user comes back.
     let url = loop {
         let ev = next(&mut events).await.unwrap();
@@ -656,9 +656,11 @@ async fn a_paused_task_resumes_on_another_replica() {
                 .to_owned();
         }
     };
-    let replica = Stack::start(&w.agent_spec("")).await.expect("replica");
+    // (The first one goes first: two processes with the same broker
+    // account and client id would take the session from each other until
+    // one stopped — replica ids are open work, issue 13.)
     w.agent.stop().await;
-    w.agent = replica;
+    w.agent = Stack::start(&w.agent_spec("")).await.expect("replica");
     let callback = consent_as(&url.parse().unwrap(), "alice", true)
         .await
         .unwrap();
