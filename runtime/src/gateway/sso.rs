@@ -43,8 +43,8 @@ use openidconnect::{
     AdditionalClaims, AsyncHttpClient, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet,
     HttpRequest, HttpResponse, IdToken, IdTokenClaims, IssuerUrl, LogoutRequest, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl,
-    ProviderMetadataWithLogout, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -253,7 +253,6 @@ impl Sso {
             .await
             .map_err(|e| SsoError::Exchange(token_error(&e)))?;
         // Only the ID token is used; the access token is dropped here.
-        let _ = response.access_token();
         let raw = response
             .id_token()
             .ok_or_else(|| {
