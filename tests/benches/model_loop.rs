@@ -90,7 +90,7 @@ fn yaml(mq: &MosquittoBroker, model: &str, demo_mcp: &str, data: &std::path::Pat
       namespace: {NS}
       agent_name: thinker
       model: {{model: openai/fake, api_base: "{model}", api_key: k}}
-      session_service: {{type: sql, database_url: "sqlite://{data}/a.db", default_behavior: RUN_BASED}}
+      session_service: {{type: sql, database_url: "sqlite:///{data}/a.db", default_behavior: RUN_BASED}}
       agent_secret_file: "{data}/a.secret"
       oauth_tool_redirect_uri: "http://127.0.0.1:1/api/v1/auth/tool/callback"
       tools:

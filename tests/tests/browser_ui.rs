@@ -99,7 +99,7 @@ fn agent_yaml(mq: &MosquittoBroker, demo: &DemoHandle, gateway: &str, data: &Pat
       agent_card: {{description: "Answers with the demo model; calls the demo provider's tools as you."}}
       agent_card_publishing: {{interval_seconds: 1}}
       agent_secret_file: "{data}/agent.secret"
-      session_service: {{type: sql, database_url: "sqlite://{data}/agent.db"}}
+      session_service: {{type: sql, database_url: "sqlite:///{data}/agent.db"}}
       oauth_tool_redirect_uri: "{gateway}/api/v1/auth/tool/callback"
       trust_manager: {{verification_mode: strict, card_publish_interval_seconds: 1}}
       instruction: You are the browser test's assistant.

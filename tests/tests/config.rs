@@ -135,7 +135,10 @@ fn env_defaults_are_substituted_then_typed() {
     assert_eq!(gw.namespace, "a2a/env");
     assert_eq!(gw.host, "127.0.0.1");
     // Quoted: stays the string "0123", not the number 123.
-    assert_eq!(gw.session_secret_key.as_deref(), Some("0123"));
+    assert_eq!(
+        gw.session_secret_key.as_ref().map(|k| k.expose()),
+        Some("0123")
+    );
 }
 
 #[test]

@@ -187,7 +187,7 @@ async fn dispatch(
         };
         return match mcp.call(&call, &caller.identity).await {
             McpOutcome::Done(parts) => CallOutcome::Done(CallResult::ok(parts)),
-            McpOutcome::Failed(text) => CallOutcome::Done(CallResult::error(text)),
+            McpOutcome::Failed(why) => CallOutcome::Done(CallResult::error(why.to_string())),
             McpOutcome::AuthRequired(prompt) => CallOutcome::Auth(prompt),
         };
     }

@@ -193,3 +193,19 @@ fn user_debug_redacts_but_token_is_loaded() {
     assert_eq!(u.token.as_deref(), Some("1234"));
     assert!(!format!("{u:?}").contains("1234"));
 }
+
+#[test]
+fn session_secret_key_and_database_passwords_stay_out_of_debug() {
+    let gw: super::super::model::GatewayConfig =
+        load("namespace: n\nsession_secret_key: s3cr3t-session-key\n").unwrap();
+    assert_eq!(
+        gw.session_secret_key.as_ref().map(|k| k.expose()),
+        Some("s3cr3t-session-key")
+    );
+    assert!(!format!("{gw:?}").contains("s3cr3t"), "{gw:?}");
+    let ss: super::super::model::SessionServiceConfig =
+        load("type: sql\ndatabase_url: postgresql://amesh:hunter2@db:5432/amesh\n").unwrap();
+    let shown = format!("{ss:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("db:5432"), "{shown}");
+}

@@ -267,7 +267,7 @@ pub enum VerificationMode {
 }
 
 /// `session_service:` block of an agent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionServiceConfig {
     #[serde(rename = "type", default)]
@@ -276,6 +276,22 @@ pub struct SessionServiceConfig {
     pub database_url: Option<String>,
     #[serde(default)]
     pub default_behavior: SessionBehavior,
+}
+
+/// The database URL's password never reaches a log or an error chain.
+impl std::fmt::Debug for SessionServiceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.database_url.as_deref().map(|u| {
+            amesh_credentials::DatabaseUrl::parse(u)
+                .map(|d| d.redacted().to_owned())
+                .unwrap_or_else(|_| "[unparsable URL, redacted]".to_owned())
+        });
+        f.debug_struct("SessionServiceConfig")
+            .field("kind", &self.kind)
+            .field("database_url", &url)
+            .field("default_behavior", &self.default_behavior)
+            .finish()
+    }
 }
 
 impl Default for SessionServiceConfig {
@@ -532,7 +548,7 @@ pub struct GatewayConfig {
     /// share it; without it a random key is made at start (sessions end with
     /// the process).
     #[serde(default)]
-    pub session_secret_key: Option<String>,
+    pub session_secret_key: Option<SecretText>,
     /// Origins (`scheme://host[:port]`) besides the gateway's own from which
     /// a browser may send requests that change state with the session
     /// cookie: the public URL of a reverse proxy, for instance. An `https`
@@ -696,6 +712,28 @@ impl Default for UserConfig {
             token_sha256: None,
             token: None,
         }
+    }
+}
+
+/// A configured secret (a key, not a credential the store seals): read with
+/// [`SecretText::expose`] where it is used; `Debug` prints `[redacted]`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretText(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
     }
 }
 

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::a2a::{AgentCapabilities, AgentCard, PROTOCOL_VERSION};
 use crate::broker::{Broker, Incoming};
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, SecretText};
 use crate::discovery::Directory;
 use crate::topics;
 
@@ -180,7 +180,7 @@ pub async fn start(
     if cfg.session_secret_key.is_none() {
         tracing::info!(gateway = %id, "no session_secret_key: sessions end when the process does");
     }
-    let sessions = SessionCodec::new(cfg.session_secret_key.as_deref());
+    let sessions = SessionCodec::new(cfg.session_secret_key.as_ref().map(SecretText::expose));
     let sso = cfg
         .sso
         .as_ref()

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use super::McpCallError;
 use super::tools::Server;
 use super::{McpCall, McpOutcome, McpTools, lock, store_failure};
 use crate::oauth_state;
@@ -85,25 +86,23 @@ impl McpTools {
     ) -> McpOutcome {
         let inner = &self.inner;
         let Some(redirect) = &inner.redirect_uri else {
-            return McpOutcome::Failed(format!(
-                "tool {} needs user authorization, but OAUTH_TOOL_REDIRECT_URI is not set for agent {}; \
-                 the operator must set it to the gateway's {} URL",
-                ctx.tool,
-                inner.agent,
-                oauth::CALLBACK_PATH
-            ));
+            return McpOutcome::Failed(McpCallError::NoRedirectUri {
+                tool: ctx.tool.clone(),
+                agent: inner.agent.clone(),
+                path: oauth::CALLBACK_PATH,
+            });
         };
         let Some(store) = &inner.store else {
-            return McpOutcome::Failed(format!(
-                "tool {} needs user authorization, but agent {} has no credential store configured",
-                ctx.tool, inner.agent
-            ));
+            return McpOutcome::Failed(McpCallError::NoStore {
+                tool: ctx.tool.clone(),
+                agent: inner.agent.clone(),
+            });
         };
         let cannot = |why: String| {
-            McpOutcome::Failed(format!(
-                "cannot start the authorization of tool {}: {why}",
-                ctx.tool
-            ))
+            McpOutcome::Failed(McpCallError::CannotAuthorize {
+                tool: ctx.tool.clone(),
+                why,
+            })
         };
         let auth_server = match self.auth_server(server, challenge).await {
             Ok(found) => found,
@@ -206,19 +205,17 @@ impl McpTools {
         let wanted = oauth::split_scopes(scope.unwrap_or(""));
         if wanted.is_empty() {
             tracing::info!(%agent, %user, %tool, "insufficient scope without a scope named; not stepping up");
-            return McpOutcome::Failed(format!(
-                "tool {} was refused for insufficient scope, and the server did not say which scope it needs",
-                ctx.tool
-            ));
+            return McpOutcome::Failed(McpCallError::ScopeUnnamed {
+                tool: ctx.tool.clone(),
+            });
         }
         let missing: Vec<&String> = wanted.iter().filter(|s| !granted.contains(s)).collect();
         if stepped_up || missing.is_empty() {
             tracing::info!(%agent, %user, %tool, wanted = %wanted.join(" "), "insufficient scope again after authorization; giving up");
-            return McpOutcome::Failed(format!(
-                "tool {} still lacks access after authorization: it needs scope {}, which the provider did not grant",
-                ctx.tool,
-                wanted.join(" ")
-            ));
+            return McpOutcome::Failed(McpCallError::ScopeNotGranted {
+                tool: ctx.tool.clone(),
+                scopes: wanted.join(" "),
+            });
         }
         let mut scopes = granted.to_vec();
         scopes.extend(missing.into_iter().cloned());

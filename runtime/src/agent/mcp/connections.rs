@@ -170,7 +170,7 @@ impl McpTools {
         };
         match self.start_flow(&server, &ctx, who, None, None).await {
             McpOutcome::AuthRequired(prompt) => Ok(*prompt),
-            McpOutcome::Failed(why) => Err(why),
+            McpOutcome::Failed(why) => Err(why.to_string()),
             _ => Err(format!("the authorization of {tool_id} could not start")),
         }
     }

@@ -31,6 +31,7 @@
 mod auth;
 mod callback;
 mod connections;
+mod error;
 mod refresh;
 mod tools;
 
@@ -50,6 +51,7 @@ use anyhow::Context;
 use url::Url;
 
 use crate::a2a::Part;
+pub(crate) use error::{AccessError, McpCallError};
 use refresh::Access;
 use tools::{Binding, Server};
 
@@ -74,8 +76,8 @@ pub(crate) enum McpOutcome {
     /// The tool's result as A2A parts: text content as text parts,
     /// `structuredContent` and other content blocks as data parts.
     Done(Vec<Part>),
-    /// A clear, user-facing reason; never holds a token.
-    Failed(String),
+    /// Why it gave no result; never holds a token.
+    Failed(McpCallError),
     /// The user must authorize at the provider first. Nothing is stored
     /// yet: the pause owner records the flow with the task's own state
     /// ([`McpTools::record_flow`]), so the loop resumes exactly there.
@@ -88,7 +90,7 @@ impl std::fmt::Debug for McpOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Done(parts) => f.debug_tuple("Done").field(parts).finish(),
-            Self::Failed(text) => f.debug_tuple("Failed").field(text).finish(),
+            Self::Failed(why) => f.debug_tuple("Failed").field(why).finish(),
             Self::AuthRequired(prompt) => f.debug_tuple("AuthRequired").field(prompt).finish(),
         }
     }
@@ -221,15 +223,16 @@ impl McpTools {
     pub(crate) async fn call(&self, ctx: &McpCall, identity: &RequestIdentity) -> McpOutcome {
         let Some(binding) = self.inner.bindings.get(&ctx.tool) else {
             let offered = self.inner.order.join(", ");
-            return McpOutcome::Failed(format!(
-                "agent {} has no MCP tool `{}`; it offers: {offered}",
-                self.inner.agent, ctx.tool
-            ));
+            return McpOutcome::Failed(McpCallError::UnknownTool {
+                agent: self.inner.agent.clone(),
+                tool: ctx.tool.clone(),
+                offered,
+            });
         };
         let server = &self.inner.servers[binding.server];
         // The model wrote these; nothing leaves the process unless they fit.
         if let Err(e) = binding.schema.validate(&ctx.arguments) {
-            return McpOutcome::Failed(e.to_string());
+            return McpOutcome::Failed(McpCallError::InvalidArguments(e.to_string()));
         }
         let stepped_up = ctx.stepped_up;
         let limit = server.cfg.connection_params.timeout() + AUTH_ALLOWANCE;
@@ -237,11 +240,10 @@ impl McpTools {
             .await
         {
             Ok(outcome) => outcome,
-            Err(_) => McpOutcome::Failed(format!(
-                "tool {} did not answer within {} s",
-                ctx.tool,
-                limit.as_secs()
-            )),
+            Err(_) => McpOutcome::Failed(McpCallError::Timeout {
+                tool: ctx.tool.clone(),
+                seconds: limit.as_secs(),
+            }),
         }
     }
 
@@ -259,25 +261,24 @@ impl McpTools {
                 .await
             {
                 Ok(result) => finished(&ctx.tool, result),
-                Err(e) => McpOutcome::Failed(e.to_string()),
+                Err(e) => McpOutcome::Failed(e.into()),
             };
         }
         let verified = match identity {
             RequestIdentity::Verified(v) => v,
             RequestIdentity::Unverified(u) => {
                 tracing::info!(agent = %self.inner.agent, user = %u.claimed_user_id(), tool = %server.tool_id, reason = %u.reason(), "MCP tool refused: identity not verified");
-                return McpOutcome::Failed(format!(
-                    "tool {} needs a verified identity; this request's identity was not verified: {}",
-                    ctx.tool,
-                    u.reason()
-                ));
+                return McpOutcome::Failed(McpCallError::Unverified {
+                    tool: ctx.tool.clone(),
+                    reason: u.reason().to_string(),
+                });
             }
         };
         let Some(store) = &self.inner.store else {
-            return McpOutcome::Failed(format!(
-                "tool {} needs user authorization, but agent {} has no credential store configured",
-                ctx.tool, self.inner.agent
-            ));
+            return McpOutcome::Failed(McpCallError::NoStore {
+                tool: ctx.tool.clone(),
+                agent: self.inner.agent.clone(),
+            });
         };
         let credential = match self.access(server, store, verified).await {
             Access::Token(credential) => credential,
@@ -290,7 +291,7 @@ impl McpTools {
                 self.forget(server, store, verified).await;
                 return self.start_flow(server, ctx, verified, None, None).await;
             }
-            Access::Failed(text) => return McpOutcome::Failed(text),
+            Access::Failed(why) => return McpOutcome::Failed(why.into()),
         };
         let token = credential.access_token.expose().to_string();
         let mut result = self
@@ -319,7 +320,7 @@ impl McpTools {
                         .await;
                     credential = renewed;
                 }
-                Access::Failed(text) => return McpOutcome::Failed(text),
+                Access::Failed(why) => return McpOutcome::Failed(why.into()),
                 Access::Missing | Access::Reauthorize(_) => {}
             }
         }
@@ -342,7 +343,7 @@ impl McpTools {
                 self.step_up(server, ctx, verified, granted, scope.as_deref(), stepped_up)
                     .await
             }
-            Err(e) => McpOutcome::Failed(e.to_string()),
+            Err(e) => McpOutcome::Failed(e.into()),
         }
     }
 
@@ -378,16 +379,18 @@ impl McpTools {
 fn finished(tool: &str, result: CallToolResult) -> McpOutcome {
     if result.is_error {
         let text = result.text();
+        let tool = tool.to_owned();
         return McpOutcome::Failed(if text.is_empty() {
-            format!("tool {tool} failed without saying why")
+            McpCallError::FailedSilently { tool }
         } else {
-            format!("tool {tool} failed: {text}")
+            McpCallError::ToolFailed { tool, text }
         });
     }
     McpOutcome::Done(tools::to_parts(result))
 }
 
-/// The user-facing text of a store failure.
+/// The user-facing text of a store failure (for the callback and
+/// connected-accounts answers, which are JSON-RPC error texts).
 fn store_failure(e: &CredentialError) -> String {
     match e {
         CredentialError::Unavailable { .. } | CredentialError::Closed => {

@@ -18,7 +18,7 @@ use amesh_mcp::oauth::{self, AuthServer, OAuthClient, Secret, TokenSet};
 use amesh_trust::VerifiedIdentity;
 
 use super::tools::Server;
-use super::{McpTools, RefreshLock, auth, lock, store_failure};
+use super::{AccessError, McpTools, RefreshLock, auth, lock};
 
 /// An access token this close to its expiry is refreshed before use.
 pub(super) const REFRESH_LEEWAY: Duration = Duration::from_secs(60);
@@ -36,8 +36,8 @@ pub(super) enum Access {
     /// credential must be dropped and the user authorize again.
     Reauthorize(String),
     /// Something failed that the user cannot fix by authorizing (store
-    /// down, provider unreachable); user-facing text.
-    Failed(String),
+    /// down, provider unreachable).
+    Failed(AccessError),
 }
 
 impl McpTools {
@@ -53,7 +53,7 @@ impl McpTools {
         let credential = match store.get(&key, who).await {
             Ok(Some(credential)) => credential,
             Ok(None) => return Access::Missing,
-            Err(e) => return Access::Failed(store_failure(&e)),
+            Err(e) => return Access::Failed(e.into()),
         };
         if !near_expiry(&credential) {
             return Access::Token(credential);
@@ -90,7 +90,7 @@ impl McpTools {
                 .await
         })
         .await
-        .unwrap_or_else(|e| Access::Failed(format!("refreshing the access token failed: {e}")))
+        .unwrap_or_else(|e| Access::Failed(AccessError::RefreshAborted(e.to_string())))
     }
 
     /// Refreshes under the (user, tool) lock, unless another caller did
@@ -111,7 +111,7 @@ impl McpTools {
         let credential = match store.get(&key, who).await {
             Ok(Some(credential)) => credential,
             Ok(None) => return Access::Missing,
-            Err(e) => return Access::Failed(store_failure(&e)),
+            Err(e) => return Access::Failed(e.into()),
         };
         let fresh = match rejected {
             // Another caller already replaced the refused token.
@@ -134,14 +134,14 @@ impl McpTools {
         };
         let http = match server.oauth_http() {
             Ok(http) => http,
-            Err(text) => return Access::Failed(text),
+            Err(text) => return Access::Failed(AccessError::Setup(text)),
         };
         let client = match self
             .refresh_client(server, store, &auth_server, &credential)
             .await
         {
             Ok(client) => client,
-            Err(text) => return Access::Failed(text),
+            Err(text) => return Access::Failed(AccessError::Setup(text)),
         };
         tracing::info!(agent, user, tool, forced, "refreshing the access token");
         let previous = token_set(&credential);
@@ -149,7 +149,7 @@ impl McpTools {
             Ok(refreshed) => {
                 let renewed = to_credential(&refreshed.tokens, &auth_server, &client);
                 if let Err(e) = store.put(&key, who, &renewed).await {
-                    return Access::Failed(store_failure(&e));
+                    return Access::Failed(e.into());
                 }
                 tracing::info!(
                     agent,
@@ -192,7 +192,7 @@ impl McpTools {
                 Ok(auth::registered_client(&registration))
             }
             Ok(_) => Ok(OAuthClient::configured(client_id, None)),
-            Err(e) => Err(store_failure(&e)),
+            Err(e) => Err(super::store_failure(&e)),
         }
     }
 
@@ -222,9 +222,10 @@ fn still_valid_or(
 ) -> Access {
     if credential.is_access_token_expired(SystemTime::now()) {
         tracing::warn!(agent, user, tool, %error, "access token expired and the refresh failed");
-        Access::Failed(format!(
-            "could not refresh the access token for tool {tool}: {reason}; try again later"
-        ))
+        Access::Failed(AccessError::RefreshFailed {
+            tool: tool.to_owned(),
+            reason,
+        })
     } else {
         tracing::warn!(agent, user, tool, %error, "refresh failed; using the access token until it expires");
         Access::Token(credential)

@@ -128,7 +128,7 @@ async fn refused_registration(refusal: (u16, &'static str, String)) -> (String, 
     let outcome = tools
         .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
-    (failure_of(&outcome).to_owned(), logs.text())
+    (failure_of(&outcome), logs.text())
 }
 
 #[tokio::test]

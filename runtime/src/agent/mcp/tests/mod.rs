@@ -230,9 +230,9 @@ fn text_of(outcome: &McpOutcome) -> String {
     }
 }
 
-fn failure_of(outcome: &McpOutcome) -> &str {
+fn failure_of(outcome: &McpOutcome) -> String {
     match outcome {
-        McpOutcome::Failed(text) => text,
+        McpOutcome::Failed(why) => why.to_string(),
         other => panic!("expected Failed, got {other:?}"),
     }
 }
