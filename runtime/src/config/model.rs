@@ -603,7 +603,7 @@ pub struct SsoConfig {
     /// The client secret (from the environment: `${OIDC_CLIENT_SECRET}`);
     /// none for a public client, which PKCE alone protects.
     #[serde(default)]
-    pub client_secret: Option<amesh_mcp::tool_config::Secret>,
+    pub client_secret: Option<SecretText>,
     /// The gateway's callback as the provider knows it:
     /// `https://<gateway>/api/v1/auth/callback`.
     pub redirect_uri: String,
