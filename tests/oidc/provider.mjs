@@ -29,7 +29,9 @@ function loginPage(uid, message) {
 <form method="post" action="/interaction/${esc(uid)}/login">
 <label for="login">User</label> <input id="login" name="login" autocomplete="username">
 <label for="password">Password</label> <input id="password" name="password" type="password">
-<button type="submit">Sign in</button></form></main></body></html>`;
+<button type="submit">Sign in</button></form>
+<form method="post" action="/interaction/${esc(uid)}/abort"><button type="submit">Cancel</button></form>
+</main></body></html>`;
 }
 
 async function readForm(req) {
@@ -43,13 +45,19 @@ async function readForm(req) {
 
 let provider;
 const server = http.createServer(async (req, res) => {
-  const m = req.url.match(/^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/);
+  const m = req.url.match(/^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/);
   if (!m) return provider.callback()(req, res);
   try {
     const details = await provider.interactionDetails(req, res);
     if (req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       return res.end(loginPage(details.uid));
+    }
+    if (m[2] === '/abort') {
+      return await provider.interactionFinished(req, res, {
+        error: 'access_denied',
+        error_description: 'The user cancelled the sign-in.',
+      }, { mergeWithLastSubmission: false });
     }
     const form = await readForm(req);
     const user = USERS[form.get('login')];

@@ -147,6 +147,43 @@ pub async fn sign_in_at_provider(
     anyhow::bail!("too many redirects at the provider")
 }
 
+/// Goes from the authorization URL to the provider's login page and
+/// cancels there; returns the callback URL (with `error=access_denied`).
+pub async fn cancel_at_provider(
+    client: &reqwest::Client,
+    authorize: url::Url,
+    gateway: &str,
+) -> anyhow::Result<url::Url> {
+    let mut url = authorize;
+    for _ in 0..12 {
+        let resp = client.get(url.clone()).send().await?;
+        if resp.status().is_redirection() {
+            let next = url.join(location(&resp)?)?;
+            if next.as_str().starts_with(gateway) {
+                return Ok(next);
+            }
+            url = next;
+            continue;
+        }
+        anyhow::ensure!(
+            resp.status() == 200 && url.path().starts_with("/interaction/"),
+            "unexpected answer {} at {url}",
+            resp.status()
+        );
+        let resp = client
+            .post(url.join(&format!("{}/abort", url.path()))?)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_redirection(),
+            "cancel answered {}",
+            resp.status()
+        );
+        url = url.join(location(&resp)?)?;
+    }
+    anyhow::bail!("too many redirects at the provider")
+}
+
 /// Completes RP-initiated logout at the provider: the end-session page's
 /// form, confirmed. Returns where the provider sends the browser after.
 pub async fn confirm_logout(client: &reqwest::Client, logout_url: &str) -> anyhow::Result<String> {

@@ -3,7 +3,8 @@
 //! gateway's code flow with PKCE, state and nonce, its session for the API
 //! and a chat turn with an agent over Mosquitto, logout ending the session
 //! here and, RP-initiated, at the provider; and the refusals: another
-//! sign-in's state, a nonce changed on the way, a replayed callback.
+//! sign-in's state, a nonce or PKCE challenge changed on the way, a
+//! replayed callback, a sign-in cancelled at the provider.
 //!
 //! Without node or the npm package the tests are skipped with a message,
 //! except under `CI=true`, where that is a failure (scripts/test installs
@@ -304,7 +305,7 @@ async fn sso_sign_in_chat_and_rp_initiated_logout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_sign_ins_state_a_changed_nonce_and_a_replay_are_refused() {
+async fn another_sign_ins_state_a_changed_nonce_a_replay_and_a_cancel_are_refused() {
     if !prerequisites() {
         return;
     }
@@ -372,6 +373,23 @@ async fn another_sign_ins_state_a_changed_nonce_and_a_replay_are_refused() {
     let page = resp.text().await.unwrap();
     assert!(page.to_lowercase().contains("nonce"), "{page}");
     assert_eq!(me(&d, &base).await.0, 401);
+
+    // The user cancels at the provider: the page says so in words.
+    let (f, _) = browser();
+    let authorize = start_login(&f, &base).await;
+    let callback = oidc::cancel_at_provider(&f, authorize, &base)
+        .await
+        .unwrap();
+    let resp = f.get(callback).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let page = resp.text().await.unwrap();
+    assert!(
+        page.contains(
+            "the provider refused the sign-in: access_denied (The user cancelled the sign-in.)"
+        ),
+        "{page}"
+    );
+    assert_eq!(me(&f, &base).await.0, 401);
 
     // A changed PKCE challenge: the provider refuses the code exchange.
     let (e, _) = browser();
