@@ -688,6 +688,79 @@ mod tests {
         }
     }
 
+    fn sso_with(claims: &[(&str, &str)]) -> Sso {
+        let mut cfg = serde_json::json!({
+            "issuer": "https://idp.example",
+            "client_id": "gw",
+            "redirect_uri": "https://gw.example/api/v1/auth/callback",
+        });
+        for (k, v) in claims {
+            cfg[*k] = serde_json::json!(v);
+        }
+        Sso::new(&serde_json::from_value(cfg).unwrap()).unwrap()
+    }
+
+    fn claims(extra: serde_json::Value) -> SsoClaims {
+        let mut c = serde_json::json!({
+            "iss": "https://idp.example",
+            "aud": "gw",
+            "exp": 4_000_000_000u64,
+            "iat": 1_700_000_000u64,
+            "sub": "248289761001",
+            "email": "jane@example.com",
+            "email_verified": true,
+            "name": "Jane Doe",
+            "preferred_username": "jdoe",
+            "oid": "00000000-aaaa-bbbb",
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        serde_json::from_value(c).unwrap()
+    }
+
+    #[test]
+    fn the_configured_claims_make_the_user() {
+        let user = sso_with(&[]).user(&claims(serde_json::json!({}))).unwrap();
+        assert_eq!(user.id, "248289761001");
+        assert_eq!(user.email.as_deref(), Some("jane@example.com"));
+        assert_eq!(user.name.as_deref(), Some("Jane Doe"));
+
+        let sso = sso_with(&[
+            ("user_id_claim", "oid"),
+            ("name_claim", "preferred_username"),
+        ]);
+        let user = sso.user(&claims(serde_json::json!({}))).unwrap();
+        assert_eq!(user.id, "00000000-aaaa-bbbb");
+        assert_eq!(user.name.as_deref(), Some("jdoe"));
+
+        // A missing id claim, an unverified email as the id, an id that
+        // is no id: refused, with the reason.
+        let err = sso_with(&[("user_id_claim", "upn")])
+            .user(&claims(serde_json::json!({})))
+            .unwrap_err();
+        assert!(err.to_string().contains("no upn claim"), "{err}");
+        let by_email = sso_with(&[("user_id_claim", "email")]);
+        assert_eq!(
+            by_email.user(&claims(serde_json::json!({}))).unwrap().id,
+            "jane@example.com"
+        );
+        let err = by_email
+            .user(&claims(serde_json::json!({"email_verified": false})))
+            .unwrap_err();
+        assert!(err.to_string().contains("not verified"), "{err}");
+        let long = "x".repeat(MAX_CLAIM_LEN + 1);
+        let err = sso_with(&[("user_id_claim", "oid")])
+            .user(&claims(serde_json::json!({"oid": long})))
+            .unwrap_err();
+        assert!(err.to_string().contains("not a usable user id"), "{err}");
+        // An unusable name is dropped, not the sign-in.
+        let user = sso_with(&[])
+            .user(&claims(serde_json::json!({"name": "a\u{7}b"})))
+            .unwrap();
+        assert_eq!(user.name, None);
+    }
+
     #[test]
     fn secrets_stay_out_of_debug() {
         let cfg: SsoConfig = serde_json::from_value(serde_json::json!({
