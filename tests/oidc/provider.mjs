@@ -6,7 +6,8 @@
 //
 // Environment: OIDC_PROVIDER_DIR (where node_modules/oidc-provider is),
 // REDIRECT_URI and POST_LOGOUT_REDIRECT_URI (the gateway's), CLIENT_ID,
-// CLIENT_SECRET. Prints one JSON line {"issuer": ...} once it listens,
+// CLIENT_SECRET, and CLIENT_AUTH (the one token endpoint authentication
+// method the provider takes; default client_secret_basic). Prints one JSON line {"issuer": ...} once it listens,
 // then serves until killed.
 import http from 'node:http';
 import path from 'node:path';
@@ -43,8 +44,16 @@ async function readForm(req) {
   return new URLSearchParams(body);
 }
 
+const clientAuth = process.env.CLIENT_AUTH || 'client_secret_basic';
+
 let provider;
 const server = http.createServer(async (req, res) => {
+  // oidc-provider also takes a client that authenticates another way than
+  // it registered; strict providers do not, so neither does this one.
+  if (clientAuth === 'client_secret_post' && req.url.startsWith('/token') && req.headers.authorization) {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify({ error: 'invalid_client', error_description: 'client_secret_post only' }));
+  }
   const m = req.url.match(/^\/interaction\/([A-Za-z0-9_-]+)(\/login|\/abort)?$/);
   if (!m) return provider.callback()(req, res);
   try {
@@ -77,6 +86,7 @@ const server = http.createServer(async (req, res) => {
 server.listen(0, '127.0.0.1', () => {
   const issuer = `http://127.0.0.1:${server.address().port}`;
   provider = new Provider(issuer, {
+    clientAuthMethods: [clientAuth],
     clients: [{
       client_id: process.env.CLIENT_ID,
       client_secret: process.env.CLIENT_SECRET,
@@ -84,7 +94,7 @@ server.listen(0, '127.0.0.1', () => {
       post_logout_redirect_uris: [process.env.POST_LOGOUT_REDIRECT_URI],
       grant_types: ['authorization_code'],
       response_types: ['code'],
-      token_endpoint_auth_method: 'client_secret_basic',
+      token_endpoint_auth_method: clientAuth,
     }],
     cookies: { keys: ['amesh-test-idp-cookie-key'] },
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },

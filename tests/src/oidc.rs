@@ -52,6 +52,16 @@ impl OidcProvider {
     /// Starts the provider with its client registered for the gateway's
     /// `redirect_uri` and `post_logout_redirect_uri`.
     pub async fn start(redirect_uri: &str, post_logout: &str) -> anyhow::Result<OidcProvider> {
+        Self::start_with(redirect_uri, post_logout, "client_secret_basic").await
+    }
+
+    /// [`Self::start`] with the one token endpoint authentication method
+    /// the provider takes (`client_secret_basic` or `client_secret_post`).
+    pub async fn start_with(
+        redirect_uri: &str,
+        post_logout: &str,
+        client_auth: &str,
+    ) -> anyhow::Result<OidcProvider> {
         let mut child = tokio::process::Command::new("node")
             .arg(repo().join("tests/oidc/provider.mjs"))
             .env("OIDC_PROVIDER_DIR", provider_dir())
@@ -59,6 +69,7 @@ impl OidcProvider {
             .env("POST_LOGOUT_REDIRECT_URI", post_logout)
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
+            .env("CLIENT_AUTH", client_auth)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

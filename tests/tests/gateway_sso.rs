@@ -55,10 +55,14 @@ struct Setup {
 }
 
 async fn setup(with_agent: bool) -> Setup {
+    setup_with(with_agent, "client_secret_basic").await
+}
+
+async fn setup_with(with_agent: bool, client_auth: &str) -> Setup {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let redirect = format!("{base}/api/v1/auth/callback");
-    let idp = OidcProvider::start(&redirect, &format!("{base}/"))
+    let idp = OidcProvider::start_with(&redirect, &format!("{base}/"), client_auth)
         .await
         .expect("the OIDC provider starts");
     let mq = MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto");
@@ -416,5 +420,23 @@ async fn another_sign_ins_state_a_changed_nonce_a_replay_and_a_cancel_are_refuse
     assert!(!page.contains(oidc::CLIENT_SECRET));
     assert_eq!(me(&e, &base).await.0, 401);
 
+    s.stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_takes_the_client_secret_only_in_the_body() {
+    if !prerequisites() {
+        return;
+    }
+    let mut s = setup_with(false, "client_secret_post").await;
+    let base = s.base.clone();
+    let (client, _) = browser();
+    let authorize = start_login(&client, &base).await;
+    let (callback, _) = sign_in_at_provider(&client, authorize, "bob", "bob-pw", &base)
+        .await
+        .unwrap();
+    let resp = client.get(callback).send().await.unwrap();
+    assert_eq!(resp.status(), 303, "{:?}", resp.text().await);
+    assert_eq!(me(&client, &base).await.1["user"]["id"], "bob@example.com");
     s.stack.stop().await;
 }

@@ -36,14 +36,14 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreGenderClaim, CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
+    CoreAuthenticationFlow, CoreClient, CoreClientAuthMethod, CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
 };
 use openidconnect::{
-    AdditionalClaims, AsyncHttpClient, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet, EndpointSet,
-    HttpRequest, HttpResponse, IdToken, IdTokenClaims, IssuerUrl, LogoutRequest, Nonce,
-    PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
+    AdditionalClaims, AsyncHttpClient, AuthType, AuthorizationCode, ClaimsVerificationError,
+    ClientId, ClientSecret, CsrfToken, EndSessionUrl, EndpointMaybeSet, EndpointNotSet,
+    EndpointSet, HttpRequest, HttpResponse, IdToken, IdTokenClaims, IssuerUrl, LogoutRequest,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadataWithLogout,
     RedirectUrl, RequestTokenError, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -190,6 +190,17 @@ impl Sso {
             .await
             .map_err(|e| SsoError::Discovery(error_chain(&e)))?;
         let end_session = meta.additional_metadata().end_session_endpoint.clone();
+        // The client secret goes in the Authorization header (the default,
+        // RFC 6749 2.3.1) unless the provider only takes it in the body.
+        let auth_type = match meta.token_endpoint_auth_methods_supported() {
+            Some(methods)
+                if !methods.contains(&CoreClientAuthMethod::ClientSecretBasic)
+                    && methods.contains(&CoreClientAuthMethod::ClientSecretPost) =>
+            {
+                AuthType::RequestBody
+            }
+            _ => AuthType::BasicAuth,
+        };
         let client = CoreClient::from_provider_metadata(
             meta,
             ClientId::new(self.cfg.client_id.clone()),
@@ -198,7 +209,8 @@ impl Sso {
                 .as_ref()
                 .map(|s| ClientSecret::new(s.expose().to_owned())),
         )
-        .set_redirect_uri(self.redirect.clone());
+        .set_redirect_uri(self.redirect.clone())
+        .set_auth_type(auth_type);
         let d = Arc::new(Discovered {
             client,
             end_session,
@@ -234,7 +246,7 @@ impl Sso {
                 nonce: nonce.secret().clone(),
                 verifier: verifier.secret().clone(),
                 back,
-                exp: now + self.cfg.login_timeout_seconds,
+                exp: now.saturating_add(self.cfg.login_timeout_seconds),
             },
         ))
     }
