@@ -1,6 +1,7 @@
 // The chat page as users meet it, in Debian's chromium driven by
 // playwright-core. Started by tests/tests/browser_ui.rs against a real
-// gateway + agent (demo model, demo provider's OAuth and MCP servers), with
+// gateway + agent (demo model, demo provider's OAuth and MCP servers, an
+// OpenID Connect provider for single sign-on), with
 //   GATEWAY_URL, CHROMIUM, PLAYWRIGHT_CORE_DIR, SHOTS_DIR
 // in the environment. Exits non-zero on the first failed check; prints
 // measured numbers (page weight, first paint) for the README.
@@ -41,7 +42,7 @@ async function shot(page, file) {
 async function signIn(page, token) {
   await page.goto(base + '/');
   await page.getByLabel('API token').fill(token);
-  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
   await page.waitForSelector('#chat:not([hidden])', { timeout: T });
   assert.equal(await page.isHidden('#login'), true, 'the login form hides once signed in');
 }
@@ -239,6 +240,32 @@ await step('a stream cut off mid-task resumes with Last-Event-ID', async () => {
   assert.match(await turn.locator('.activity summary').textContent(), /time/);
 });
 
+await step('single sign-on at the OpenID Connect provider, and RP-initiated sign-out', async () => {
+  const u = await user('sso');
+  const { page } = u;
+  await page.goto(base + '/');
+  await page.getByRole('button', { name: 'Sign in with Test IdP' }).click();
+  // The provider's own login page.
+  await page.waitForURL(/\/interaction\//, { timeout: T });
+  await page.getByLabel('User').fill('alice');
+  await page.getByLabel('Password').fill('alice-pw');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForSelector('#chat:not([hidden])', { timeout: T });
+  assert.equal(new URL(page.url()).origin, new URL(base).origin, 'back on the gateway');
+  assert.match(await page.textContent('#who'), /Alice Example/);
+  assert.equal(await page.isHidden('#login'), true);
+  await shot(page, '0-sso-signed-in.png');
+  // Sign out ends the gateway session and goes on to the provider's.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/session\/end/, { timeout: T });
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForSelector('#login:not([hidden])', { timeout: T });
+  assert.equal(new URL(page.url()).origin, new URL(base).origin, 'back on the gateway after sign-out');
+  const me = await page.evaluate(async () => (await fetch('/api/v1/auth/me')).status);
+  assert.equal(me, 401, 'signed out at the gateway');
+  await u.ctx.close();
+});
+
 const bob = await user('bob');
 await step('reload mid-task: the waiting task and then its result come back', async () => {
   const { page, ctx } = bob;
@@ -334,7 +361,7 @@ await step('axe-core finds nothing critical or serious', async () => {
     await check(page, `${label}, signed out`);
     // Bob's conversation has an answer with tool activity.
     await page.getByLabel('API token').fill('bob-token');
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
     await page.locator('.answer').first().waitFor({ timeout: T });
     await page.locator('.activity summary').first().click();
     await check(page, `${label}, chat`);

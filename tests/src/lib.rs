@@ -4,5 +4,6 @@
 pub mod model_server;
 pub mod mosquitto;
 pub mod oauth;
+pub mod oidc;
 pub mod raw;
 pub mod stack;

@@ -1,12 +1,14 @@
 //! The chat page in a real browser: Debian's `chromium`, driven by
 //! `playwright-core` from npm (`scripts/test` installs it under
 //! `target/browser`), against a real gateway and agent over Mosquitto, the
-//! demo provider's OAuth server, MCP server and demo model; axe-core checks
-//! accessibility. The scenarios
+//! demo provider's OAuth server, MCP server and demo model, and a real
+//! OpenID Connect provider (npm `oidc-provider`, `tests/oidc/provider.mjs`)
+//! for single sign-on; axe-core checks accessibility. The scenarios
 //! live in `tests/browser/chat.mjs`; screenshots go to
 //! `target/browser-screenshots/` for a reviewer to look at.
 //!
-//! Without chromium or playwright-core the browser test is skipped with a
+//! Without chromium, playwright-core or oidc-provider the browser test is
+//! skipped with a
 //! message, except under `CI=true`, where that is a failure. The Markdown
 //! renderer's unit tests need only Node.
 
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_tests::mosquitto::MosquittoBroker;
+use amesh_tests::oidc::{self, OidcProvider};
 use amesh_tests::stack::Stack;
 
 const NS: &str = "browser/ns";
@@ -58,7 +61,7 @@ fn playwright_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("target/browser"))
 }
 
-fn gateway_yaml(mq: &MosquittoBroker) -> String {
+fn gateway_yaml(mq: &MosquittoBroker, port: u16, idp: &OidcProvider) -> String {
     format!(
         r#"apps:
   - name: gw
@@ -66,15 +69,25 @@ fn gateway_yaml(mq: &MosquittoBroker) -> String {
     broker: {{broker_url: "{url}", broker_username: gateway, broker_password: gw-pass}}
     app_config:
       namespace: {NS}
-      port: 0
+      port: {port}
       frontend_use_authorization: true
       session_secret_key: browser-session-key
       users:
         - {{id: alice, name: Alice, token: alice-token}}
         - {{id: bob, name: Bob, token: bob-token}}
+      sso:
+        provider: Test IdP
+        issuer: "{issuer}"
+        client_id: {client_id}
+        client_secret: {secret}
+        redirect_uri: "http://127.0.0.1:{port}/api/v1/auth/callback"
+        user_id_claim: email
       trust_manager: {{card_publish_interval_seconds: 1}}
 "#,
-        url = mq.url()
+        url = mq.url(),
+        issuer = idp.issuer,
+        client_id = oidc::CLIENT_ID,
+        secret = oidc::CLIENT_SECRET,
     )
 }
 
@@ -157,11 +170,29 @@ async fn chat_page_in_chromium() {
         missing(&format!("playwright-core under {}", pw.display()));
         return;
     }
+    if let Some(what) = oidc::missing_prerequisite() {
+        missing(&what);
+        return;
+    }
     let mq = MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto");
     let demo = DemoProvider::start(DemoOptions::default())
         .await
         .expect("demo provider");
-    let mut gw = Stack::start(&gateway_yaml(&mq)).await.expect("gateway");
+    // The provider must know the gateway's redirect URI before the gateway
+    // starts, so the gateway gets a port chosen here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let idp = OidcProvider::start(
+        &format!("http://127.0.0.1:{port}/api/v1/auth/callback"),
+        &format!("http://127.0.0.1:{port}/"),
+    )
+    .await
+    .expect("the OIDC provider starts");
+    let mut gw = Stack::start(&gateway_yaml(&mq, port, &idp))
+        .await
+        .expect("gateway");
     let data = tempfile::tempdir().unwrap();
     let mut agent = Stack::start(&agent_yaml(&mq, &demo, &gw.url(), data.path()))
         .await

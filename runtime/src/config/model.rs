@@ -577,6 +577,103 @@ pub struct GatewayConfig {
     /// Connection, stream, task and card limits (see `limits.rs`).
     #[serde(default)]
     pub limits: super::limits::GatewayLimits,
+    /// Single sign-on with an OpenID Connect provider (`gateway/sso.rs`).
+    #[serde(default)]
+    pub sso: Option<SsoConfig>,
+}
+
+/// The gateway's SSO callback route, the path `sso.redirect_uri` ends in.
+pub const SSO_CALLBACK_PATH: &str = "/api/v1/auth/callback";
+
+/// `sso:` block of a gateway: sign-in with an OpenID Connect provider
+/// (authorization code flow with PKCE, endpoints found by discovery). The
+/// keys are those of a provider entry in Solace Agent Mesh's
+/// `oauth2_config.yaml` (`issuer`, `client_id`, `client_secret`,
+/// `redirect_uri`, `scope`), plus which ID token claims give the user's
+/// id, email and name.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoConfig {
+    /// The provider's name on the page's button: "Sign in with <provider>".
+    #[serde(default = "default_sso_provider")]
+    pub provider: String,
+    /// The issuer URL; `<issuer>/.well-known/openid-configuration` is read.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret (from the environment: `${OIDC_CLIENT_SECRET}`);
+    /// none for a public client, which PKCE alone protects.
+    #[serde(default)]
+    pub client_secret: Option<SecretText>,
+    /// The gateway's callback as the provider knows it:
+    /// `https://<gateway>/api/v1/auth/callback`.
+    pub redirect_uri: String,
+    /// Scopes asked for, space separated (`openid` is required).
+    #[serde(default = "default_sso_scope")]
+    pub scope: String,
+    /// The ID token claim that is the user's id in amesh (`sub`, or
+    /// `email`, `preferred_username`, `oid`...).
+    #[serde(default = "default_user_id_claim")]
+    pub user_id_claim: String,
+    #[serde(default = "default_email_claim")]
+    pub email_claim: String,
+    #[serde(default = "default_name_claim")]
+    pub name_claim: String,
+    /// Where the provider sends the browser after RP-initiated logout; it
+    /// must be registered with the provider. Default: the gateway's page
+    /// (the origin of `redirect_uri`).
+    #[serde(default)]
+    pub post_logout_redirect_uri: Option<String>,
+    /// How long a sign-in may take at the provider.
+    #[serde(default = "default_sso_login_timeout")]
+    pub login_timeout_seconds: u64,
+    /// How long discovered provider metadata and signing keys are used
+    /// before they are read again.
+    #[serde(default = "default_sso_metadata_ttl")]
+    pub metadata_ttl_seconds: u64,
+}
+
+impl std::fmt::Debug for SsoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoConfig")
+            .field("provider", &self.provider)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scope", &self.scope)
+            .field("user_id_claim", &self.user_id_claim)
+            .field("email_claim", &self.email_claim)
+            .field("name_claim", &self.name_claim)
+            .field("post_logout_redirect_uri", &self.post_logout_redirect_uri)
+            .field("login_timeout_seconds", &self.login_timeout_seconds)
+            .field("metadata_ttl_seconds", &self.metadata_ttl_seconds)
+            .finish()
+    }
+}
+
+fn default_sso_provider() -> String {
+    "SSO".to_string()
+}
+fn default_sso_scope() -> String {
+    "openid email profile".to_string()
+}
+fn default_user_id_claim() -> String {
+    "sub".to_string()
+}
+fn default_email_claim() -> String {
+    "email".to_string()
+}
+fn default_name_claim() -> String {
+    "name".to_string()
+}
+fn default_sso_login_timeout() -> u64 {
+    600
+}
+fn default_sso_metadata_ttl() -> u64 {
+    3600
 }
 
 fn default_host() -> String {

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use super::error::{ConfigError, Pos};
 use super::model::{
-    AgentConfig, AppKind, AppSpec, BrokerConfig, GatewayConfig, SessionServiceKind,
-    TrustManagerConfig,
+    AgentConfig, AppKind, AppSpec, BrokerConfig, GatewayConfig, SSO_CALLBACK_PATH,
+    SessionServiceKind, SsoConfig, TrustManagerConfig,
 };
 use super::node::{Node, join_key};
 
@@ -390,6 +390,9 @@ fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<Con
             ));
         }
     }
+    if let Some(sso) = &gateway.sso {
+        check_sso(app, gateway, sso, errors);
+    }
     let mut ids: HashMap<&str, usize> = HashMap::new();
     for (i, user) in gateway.users.iter().enumerate() {
         let at = |key| [cfg, Key("users"), Index(i), Key(key)];
@@ -418,6 +421,129 @@ fn check_gateway(app: &LocatedApp, gateway: &GatewayConfig, errors: &mut Vec<Con
             ));
         }
     }
+}
+
+/// The `sso:` block: URLs the browser and the gateway can use, the
+/// `openid` scope, and a gateway that asks who its users are.
+fn check_sso(
+    app: &LocatedApp,
+    gateway: &GatewayConfig,
+    sso: &SsoConfig,
+    errors: &mut Vec<ConfigError>,
+) {
+    let at = |key| [Key("app_config"), Key("sso"), Key(key)];
+    if !gateway.frontend_use_authorization {
+        errors.push(app.error(
+            &[Key("app_config"), Key("sso")],
+            "sso needs frontend_use_authorization: true (without it every request is the dev user)",
+        ));
+    }
+    if let Some(problem) = sso_url_problem(&sso.issuer) {
+        errors.push(app.error(&at("issuer"), format!("issuer {:?} {problem}", sso.issuer)));
+    }
+    match sso_url_problem(&sso.redirect_uri) {
+        Some(problem) => errors.push(app.error(
+            &at("redirect_uri"),
+            format!("redirect_uri {:?} {problem}", sso.redirect_uri),
+        )),
+        None => {
+            let path_ok = url::Url::parse(sso.redirect_uri.trim())
+                .is_ok_and(|u| u.path().ends_with(SSO_CALLBACK_PATH) && u.query().is_none());
+            if !path_ok {
+                errors.push(app.error(
+                    &at("redirect_uri"),
+                    format!(
+                        "redirect_uri {:?} must be the gateway's callback, \
+                         https://<gateway>{SSO_CALLBACK_PATH}",
+                        sso.redirect_uri
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(uri) = &sso.post_logout_redirect_uri
+        && let Some(problem) = sso_url_problem(uri)
+    {
+        errors.push(app.error(
+            &at("post_logout_redirect_uri"),
+            format!("post_logout_redirect_uri {uri:?} {problem}"),
+        ));
+    }
+    if sso.client_id.trim().is_empty() {
+        errors.push(app.error(&at("client_id"), "client_id must not be empty"));
+    }
+    // Written but empty (often an unset variable): a public client by
+    // mistake would fail only at the first sign-in.
+    let secret_written = app.locate_node(&at("client_secret")).2.is_some();
+    if secret_written
+        && sso
+            .client_secret
+            .as_ref()
+            .is_none_or(|s| s.expose().trim().is_empty())
+    {
+        errors.push(app.error(
+            &at("client_secret"),
+            "client_secret is empty; leave the key out for a public client",
+        ));
+    }
+    if !sso.scope.split_whitespace().any(|s| s == "openid") {
+        errors.push(app.error(
+            &at("scope"),
+            format!(
+                "scope {:?} must include openid (like \"openid email profile\")",
+                sso.scope
+            ),
+        ));
+    }
+    for key in ["user_id_claim", "email_claim", "name_claim"] {
+        let value = match key {
+            "user_id_claim" => &sso.user_id_claim,
+            "email_claim" => &sso.email_claim,
+            _ => &sso.name_claim,
+        };
+        if value.trim().is_empty() {
+            errors.push(app.error(&at(key), format!("{key} must name an ID token claim")));
+        }
+    }
+    if sso.provider.trim().is_empty() {
+        errors.push(app.error(&at("provider"), "provider must not be empty"));
+    }
+    if sso.login_timeout_seconds < 10 {
+        errors.push(app.error(
+            &at("login_timeout_seconds"),
+            "login_timeout_seconds must be at least 10",
+        ));
+    }
+}
+
+/// Why `text` is not a URL for OpenID Connect: http(s) with a host, https
+/// unless the host is loopback, no credentials or fragment.
+fn sso_url_problem(text: &str) -> Option<&'static str> {
+    let Ok(url) = url::Url::parse(text.trim()) else {
+        return Some("is not a URL: expected https://host/path");
+    };
+    let Some(host) = url.host_str() else {
+        return Some("has no host");
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Some("must be https (plain http only to localhost)"),
+        _ => return Some("must be an https URL"),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("must not carry credentials");
+    }
+    if url.fragment().is_some() {
+        return Some("must not have a #fragment");
+    }
+    None
 }
 
 /// Why `origin` is not an origin as browsers send it
@@ -517,6 +643,59 @@ mod tests {
         assert!(topic_level_problem("a+").is_some());
         assert!(topic_level_problem("#").is_some());
         assert!(topic_level_problem("a\0").is_some());
+    }
+
+    fn sso_errors(sso: &str, auth: bool, env: &[(&str, &str)]) -> Vec<String> {
+        let yaml = format!(
+            "apps:\n  - name: gw\n    app_module: gateway\n    broker: {{dev_mode: true}}\n    app_config:\n      namespace: ns\n      frontend_use_authorization: {auth}\n      sso:\n{sso}"
+        );
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match crate::config::load_str_with_env("gw.yaml", &yaml, &|k| env.get(k).cloned()) {
+            Ok(loaded) => {
+                let AppKind::Gateway(g) = &loaded.apps[0].kind else {
+                    unreachable!()
+                };
+                let text = format!("{:?}", g.sso);
+                assert!(!text.contains("s3cr3t"), "{text}");
+                Vec::new()
+            }
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn sso_settings_are_checked_where_they_are_written() {
+        let good = "        issuer: https://idp.example/realms/x\n        client_id: gw\n        client_secret: ${SECRET}\n        redirect_uri: https://gw.example/api/v1/auth/callback\n";
+        assert_eq!(
+            sso_errors(good, true, &[("SECRET", "s3cr3t")]),
+            Vec::<String>::new()
+        );
+        let errors = sso_errors(good, false, &[("SECRET", "s3cr3t")]);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "gw.yaml:8:7: apps[0].app_config.sso: sso needs frontend_use_authorization: true"
+            ),
+            "{errors:?}"
+        );
+        let bad = "        issuer: http://idp.example\n        client_id: gw\n        client_secret: ${UNSET}\n        redirect_uri: https://gw.example/callback\n        scope: email profile\n";
+        let errors = sso_errors(bad, true, &[]);
+        let expect = [
+            "gw.yaml:9:9: apps[0].app_config.sso.issuer: issuer \"http://idp.example\" must be https",
+            "gw.yaml:12:9: apps[0].app_config.sso.redirect_uri: redirect_uri \"https://gw.example/callback\" must be the gateway's callback",
+            "gw.yaml:11:9: apps[0].app_config.sso.client_secret: client_secret is empty",
+            "gw.yaml:13:9: apps[0].app_config.sso.scope: scope \"email profile\" must include openid",
+        ];
+        assert_eq!(errors.len(), expect.len(), "{errors:?}");
+        for e in expect {
+            assert!(errors.iter().any(|x| x.starts_with(e)), "{e}\n{errors:?}");
+        }
+        // Plain http is fine on loopback (a provider on this machine).
+        let local = "        issuer: http://127.0.0.1:8080\n        client_id: gw\n        redirect_uri: http://localhost:8000/api/v1/auth/callback\n";
+        assert_eq!(sso_errors(local, true, &[]), Vec::<String>::new());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! today: the dev authenticator (`frontend_use_authorization: false`: every
 //! request is the configured dev user) and API tokens (stored as SHA-256
 //! hashes, compared in constant time, presented as `Authorization: Bearer`
-//! or exchanged for a session cookie). OIDC plugs in as a third. Sessions
+//! or exchanged for a session cookie); a gateway with `sso:` also takes
+//! the sessions its OpenID Connect sign-in made (`sso.rs`). Sessions
 //! are HMAC-signed cookies rather than server state, so a callback can land
 //! on any gateway replica that shares `session_secret_key`; the one piece
 //! of server state is the list of sessions ended by logout
@@ -87,6 +88,8 @@ impl Authenticator for DevAuthenticator {
 pub struct TokenAuthenticator {
     users: Vec<([u8; 32], User)>,
     sessions: SessionCodec,
+    /// The issuer whose SSO sessions are taken, when `sso:` is configured.
+    sso_issuer: Option<String>,
 }
 
 impl TokenAuthenticator {
@@ -107,7 +110,14 @@ impl TokenAuthenticator {
         Ok(TokenAuthenticator {
             users: out,
             sessions,
+            sso_issuer: None,
         })
+    }
+
+    /// Also takes sessions made by signing in at `issuer` (`sso.rs`).
+    pub fn with_sso(mut self, issuer: &str) -> Self {
+        self.sso_issuer = Some(issuer.to_owned());
+        self
     }
 
     /// Finds the user whose token hashes to the presented one. Every entry
@@ -136,6 +146,14 @@ impl Authenticator for TokenAuthenticator {
         }
         let cookie = session_cookie(headers).ok_or(AuthError::Missing)?;
         let claims = self.sessions.verify(&cookie, now_secs())?;
+        if let Some(issuer) = &claims.sso {
+            // The provider vouched for this user at sign-in; a session of
+            // another (or a since removed) provider is not taken.
+            return match &self.sso_issuer {
+                Some(configured) if configured == issuer => Ok(claims.user),
+                _ => Err(AuthError::Invalid),
+            };
+        }
         // A user removed from the config loses their sessions too.
         self.users
             .iter()
@@ -171,6 +189,10 @@ pub struct SessionClaims {
     /// Issued at (unix seconds).
     pub iat: u64,
     pub exp: u64,
+    /// The OpenID Connect issuer the user signed in at, for a session made
+    /// by SSO; `None` for an API token's session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sso: Option<String>,
 }
 
 impl SessionCodec {
@@ -193,17 +215,49 @@ impl SessionCodec {
     }
 
     pub fn issue(&self, user: &User, now: u64) -> String {
+        self.issue_for(user, now, None)
+    }
+
+    /// A session for `user`, who signed in at the SSO provider `issuer`
+    /// (`None`: with an API token).
+    pub fn issue_for(&self, user: &User, now: u64, issuer: Option<&str>) -> String {
         let claims = SessionClaims {
             user: user.clone(),
             sid: B64.encode(rand::random::<[u8; 16]>()),
             iat: now,
             exp: now + SESSION_TTL_SECONDS,
+            sso: issuer.map(str::to_owned),
         };
         let body = B64.encode(serde_json::to_vec(&claims).unwrap_or_default());
         let mut mac = self.mac();
         mac.update(body.as_bytes());
         let sig = B64.encode(mac.finalize().into_bytes());
         format!("{body}.{sig}")
+    }
+
+    /// `payload` signed for one `purpose` (a cookie other than the
+    /// session's): `base64url(payload).base64url(HMAC(purpose, payload))`.
+    /// A value signed for one purpose does not verify for another, nor as
+    /// a session.
+    pub(crate) fn sign(&self, purpose: &str, payload: &[u8]) -> String {
+        let body = B64.encode(payload);
+        let mut mac = self.mac();
+        mac.update(purpose.as_bytes());
+        mac.update(b"\n");
+        mac.update(body.as_bytes());
+        format!("{body}.{}", B64.encode(mac.finalize().into_bytes()))
+    }
+
+    /// The payload of a value [`Self::sign`] made for `purpose`.
+    pub(crate) fn verify_signed(&self, purpose: &str, value: &str) -> Option<Vec<u8>> {
+        let (body, sig) = value.split_once('.')?;
+        let sig = B64.decode(sig).ok()?;
+        let mut mac = self.mac();
+        mac.update(purpose.as_bytes());
+        mac.update(b"\n");
+        mac.update(body.as_bytes());
+        mac.verify_slice(&sig).ok()?;
+        B64.decode(body).ok()
     }
 
     pub fn verify(&self, value: &str, now: u64) -> Result<SessionClaims, AuthError> {
@@ -233,13 +287,18 @@ impl SessionCodec {
 
 /// The session cookie's value, if the request has one.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE)
+}
+
+/// The value of the cookie `name`, if the request has one.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
 }
 
@@ -354,6 +413,59 @@ mod tests {
         codec.clone().revoke(&claims, 1001);
         assert_eq!(codec.verify(&cookie, 1002).unwrap_err(), AuthError::Revoked);
         assert!(codec.verify(&other, 1002).is_ok());
+    }
+
+    #[test]
+    fn sso_sessions_are_taken_only_from_the_configured_issuer() {
+        let codec = SessionCodec::new(Some("k"));
+        let carol = User {
+            id: "carol".into(),
+            name: Some("Carol".into()),
+            email: None,
+        };
+        let sso = codec.issue_for(&carol, now_secs(), Some("https://idp.example"));
+        let other = codec.issue_for(&carol, now_secs(), Some("https://other.example"));
+        let with_cookie = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                COOKIE,
+                HeaderValue::from_str(&format!("{SESSION_COOKIE}={v}")).unwrap(),
+            );
+            h
+        };
+        let plain = TokenAuthenticator::new(&users(), codec.clone()).unwrap();
+        assert_eq!(
+            plain.authenticate(&with_cookie(&sso)),
+            Err(AuthError::Invalid)
+        );
+        let auth = TokenAuthenticator::new(&users(), codec.clone())
+            .unwrap()
+            .with_sso("https://idp.example");
+        assert_eq!(auth.authenticate(&with_cookie(&sso)).unwrap(), carol);
+        assert_eq!(
+            auth.authenticate(&with_cookie(&other)),
+            Err(AuthError::Invalid)
+        );
+        // A token session of an unknown user is still refused.
+        let token_session = codec.issue(&carol, now_secs());
+        assert_eq!(
+            auth.authenticate(&with_cookie(&token_session)),
+            Err(AuthError::Invalid)
+        );
+    }
+
+    #[test]
+    fn signed_values_are_bound_to_their_purpose() {
+        let codec = SessionCodec::new(Some("k"));
+        let v = codec.sign("sso-login", b"payload");
+        assert_eq!(codec.verify_signed("sso-login", &v).unwrap(), b"payload");
+        assert_eq!(codec.verify_signed("other", &v), None);
+        assert!(codec.verify(&v, 1).is_err());
+        assert_eq!(
+            SessionCodec::new(Some("x")).verify_signed("sso-login", &v),
+            None
+        );
+        assert_eq!(codec.verify_signed("sso-login", "garbage"), None);
     }
 
     #[test]

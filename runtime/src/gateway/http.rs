@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::auth::{AuthError, User};
 use super::pending::{Event, EventRx, PendingGuard};
 use super::{
-    GatewayInner, auth_routes, body, connections, conversation_routes, page, site, stream,
+    GatewayInner, auth_routes, body, connections, conversation_routes, page, site, sso, stream,
     throttle, tool_callback,
 };
 use crate::a2a::jsonrpc::{self, Request, RpcError};
@@ -57,7 +57,12 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
             "/api/v1/connections/{agent}/{tool}",
             post(connections::connect).delete(connections::disconnect),
         )
-        .route("/api/v1/auth/login", post(auth_routes::login))
+        .route(
+            "/api/v1/auth/login",
+            get(sso::login).post(auth_routes::login),
+        )
+        .route("/api/v1/auth/callback", get(sso::callback))
+        .route("/api/v1/auth/config", get(auth_routes::config))
         .route("/api/v1/auth/logout", post(auth_routes::logout))
         .route("/api/v1/auth/me", get(auth_routes::me))
         .route("/api/v1/auth/tool/callback", get(tool_callback::callback))

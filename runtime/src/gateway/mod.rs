@@ -19,6 +19,7 @@ mod quota;
 mod revocation;
 mod serve;
 mod site;
+mod sso;
 mod stream;
 mod task_events;
 mod task_index;
@@ -54,6 +55,8 @@ pub(crate) struct GatewayInner {
     pub(crate) broker: Broker,
     pub(crate) auth: Arc<dyn Authenticator>,
     pub(crate) sessions: SessionCodec,
+    /// Sign-in with an OpenID Connect provider, when `sso:` is configured.
+    pub(crate) sso: Option<sso::Sso>,
     /// Failed authentications per client address.
     pub(crate) throttle: throttle::LoginThrottle,
     /// Which sites browsers may reach the gateway from; cookie flags.
@@ -139,10 +142,14 @@ impl GatewayHandle {
 fn authenticator(
     cfg: &GatewayConfig,
     sessions: &SessionCodec,
+    sso: Option<&sso::Sso>,
 ) -> anyhow::Result<Arc<dyn Authenticator>> {
     if cfg.frontend_use_authorization {
-        let auth =
+        let mut auth =
             TokenAuthenticator::new(&cfg.users, sessions.clone()).map_err(anyhow::Error::msg)?;
+        if let Some(sso) = sso {
+            auth = auth.with_sso(sso.issuer());
+        }
         Ok(Arc::new(auth))
     } else {
         tracing::warn!(
@@ -174,6 +181,15 @@ pub async fn start(
         tracing::info!(gateway = %id, "no session_secret_key: sessions end when the process does");
     }
     let sessions = SessionCodec::new(cfg.session_secret_key.as_ref().map(SecretText::expose));
+    let sso = cfg
+        .sso
+        .as_ref()
+        .map(sso::Sso::new)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("gateway {id}: {e}"))?;
+    if let Some(sso) = &sso {
+        tracing::info!(gateway = %id, provider = sso.provider(), issuer = sso.issuer(), "single sign-on with OpenID Connect");
+    }
     let trust = crate::trust_manager::TrustManager::new(
         &cfg.trust_manager,
         amesh_trust::ComponentKind::Gateway,
@@ -183,8 +199,9 @@ pub async fn start(
         Default::default(),
     )?;
     let inner = Arc::new(GatewayInner {
-        auth: authenticator(&cfg, &sessions)?,
+        auth: authenticator(&cfg, &sessions, sso.as_ref())?,
         sessions,
+        sso,
         throttle: throttle::LoginThrottle::new(
             cfg.limits.max_login_failures_per_ip,
             Duration::from_secs(cfg.limits.login_backoff_max_seconds),

@@ -10,13 +10,18 @@
 //! listed; the next logout of that user ends *all* their sessions issued
 //! before it instead (one timestamp), and the list starts over. Entries go
 //! when their cookie would have expired anyway. Users are the gateway's
-//! configured ones, so the whole list is bounded by the config.
+//! configured ones and, with SSO, whoever the provider lets sign in, so the
+//! number of users listed is bounded too ([`MAX_USERS`]): a logout that
+//! would list one more ends every session issued so far, of every user
+//! (one timestamp; everyone signs in again), and the list starts over.
+//! That fails closed: no ended session ever works again.
 //!
 //! The list lives in this gateway process: replicas behind one load
 //! balancer do not share it, and a restart forgets it (with a configured
 //! `session_secret_key`, older cookies verify again after a restart).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::auth::{SESSION_TTL_SECONDS, SessionClaims};
@@ -24,10 +29,16 @@ use super::auth::{SESSION_TTL_SECONDS, SessionClaims};
 /// Ended sessions listed per user before they are ended wholesale.
 pub(crate) const PER_USER: usize = 64;
 
+/// Users with ended sessions listed before every session is ended.
+pub(crate) const MAX_USERS: usize = 10_000;
+
 /// The ended sessions of every user.
 #[derive(Default)]
 pub(crate) struct Revocations {
     users: Mutex<HashMap<String, Ended>>,
+    /// Sessions of any user issued before this (unix seconds) are ended;
+    /// 0: none.
+    everyone_before: AtomicU64,
 }
 
 /// One user's ended sessions.
@@ -67,6 +78,13 @@ impl Revocations {
             ended.forget_expired(now);
             !ended.is_empty()
         });
+        if users.len() >= MAX_USERS && !users.contains_key(&claims.user.id) {
+            // Sessions issued up to this second end, this one included.
+            self.everyone_before
+                .fetch_max(now.saturating_add(1), Ordering::Relaxed);
+            users.clear();
+            return;
+        }
         let ended = users.entry(claims.user.id.clone()).or_default();
         if ended.sessions.len() >= PER_USER {
             ended.issued_before = Some(ended.issued_before.unwrap_or(0).max(now));
@@ -77,6 +95,9 @@ impl Revocations {
 
     /// Whether the session `claims` describes was ended.
     pub(crate) fn is_revoked(&self, claims: &SessionClaims) -> bool {
+        if claims.iat < self.everyone_before.load(Ordering::Relaxed) {
+            return true;
+        }
         self.lock().get(&claims.user.id).is_some_and(|ended| {
             ended.issued_before.is_some_and(|t| claims.iat < t)
                 || ended.sessions.iter().any(|(sid, _)| *sid == claims.sid)
@@ -106,7 +127,25 @@ mod tests {
             sid: sid.into(),
             iat,
             exp: iat + SESSION_TTL_SECONDS,
+            sso: None,
         }
+    }
+
+    #[test]
+    fn past_max_users_every_earlier_session_ends_and_the_list_starts_over() {
+        let r = Revocations::default();
+        for i in 0..MAX_USERS {
+            r.revoke(&claims(&format!("u{i}"), "s", 1000), 1000);
+        }
+        assert_eq!(r.size(), (MAX_USERS, MAX_USERS));
+        let still_on = claims("someone", "s2", 1000);
+        assert!(!r.is_revoked(&still_on));
+        r.revoke(&claims("one-more", "s", 1000), 1001);
+        assert_eq!(r.size(), (0, 0));
+        assert!(r.is_revoked(&claims("u0", "s", 1000)));
+        assert!(r.is_revoked(&claims("one-more", "s", 1000)));
+        assert!(r.is_revoked(&still_on));
+        assert!(!r.is_revoked(&claims("someone", "s3", 1002)));
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(crate) struct CallbackQuery {
     error_description: Option<String>,
 }
 
-fn page(status: StatusCode, title: &str, text: &str) -> Response {
+pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

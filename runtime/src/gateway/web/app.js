@@ -16,8 +16,31 @@ const state = {
 
 // ---- sign in -------------------------------------------------------------
 
+// How this gateway signs people in (`GET /api/v1/auth/config`): a
+// "Sign in with <provider>" button when it has single sign-on, the API
+// token form when it has token users.
+let signInOptions = null;
+
+async function loadSignInOptions() {
+  if (signInOptions) return signInOptions;
+  const r = await api('/api/v1/auth/config');
+  signInOptions = r.ok ? await r.json() : { sso: null, token_login: true };
+  const sso = signInOptions.sso;
+  $('sso').hidden = !sso;
+  if (sso) $('sso-login').textContent = `Sign in with ${sso.provider}`;
+  $('login-form').hidden = !signInOptions.token_login;
+  $('token-or').hidden = !(sso && signInOptions.token_login);
+  return signInOptions;
+}
+
+$('sso-login').addEventListener('click', () => {
+  const back = location.pathname + location.search;
+  location.assign(`/api/v1/auth/login?return_to=${encodeURIComponent(back)}`);
+});
+
 function showLogin() {
   state.user = null;
+  loadSignInOptions();
   $('login').hidden = false;
   $('chat').hidden = true;
   $('accounts').hidden = true;
@@ -26,7 +49,7 @@ function showLogin() {
   $('who').hidden = true;
   $('logout').hidden = true;
   $('menu').hidden = true;
-  $('token').focus();
+  loadSignInOptions().then((o) => (o.sso ? $('sso-login') : $('token')).focus());
 }
 
 async function start() {
@@ -63,8 +86,17 @@ start();
 });
 
 $('logout').addEventListener('click', async () => {
-  await api('/api/v1/auth/logout', { method: 'POST' });
+  const r = await api('/api/v1/auth/logout', { method: 'POST' });
   closeStreams();
+  // A single sign-on session ends at the provider too (RP-initiated
+  // logout), which sends the browser back here.
+  if (r.status === 200) {
+    const url = (await r.json()).logout_url;
+    if (typeof url === 'string' && /^https?:\/\//i.test(url)) {
+      location.assign(url);
+      return;
+    }
+  }
   location.reload();
 });
 
