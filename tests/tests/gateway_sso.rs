@@ -9,6 +9,8 @@
 //! Without node or the npm package the tests are skipped with a message,
 //! except under `CI=true`, where that is a failure (scripts/test installs
 //! the package).
+// The setup future nests deeply (gateway + agent + provider start).
+#![recursion_limit = "256"]
 
 use std::time::Duration;
 
