@@ -34,6 +34,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use amesh_mcp::demo::consent_as;
+use amesh_runtime::broker::{Broker, DevBus};
 use amesh_tests::amesh_bin::{amesh, workspace_root};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::stack::SseReader;
@@ -808,6 +809,14 @@ async fn the_compose_stack_runs_the_whole_flow_through_the_gateway() {
     let acl_file = std::fs::read_to_string(acl_dir.join("acl_file")).expect("acl_file generated");
     for user in ["user gateway", "user assistant", "user helper"] {
         assert!(acl_file.contains(user), "{user} missing:\n{acl_file}");
+    }
+    // ... and enforces them: a broker user with another password is refused.
+    {
+        let broker = stack.broker.as_ref().unwrap();
+        let mut cfg = broker.broker_config("gateway", "not-the-compose-password");
+        cfg.client_id = Some("compose-intruder".into());
+        let refused = Broker::connect(&cfg, "intruder", &DevBus::new()).await;
+        assert!(refused.is_err(), "the compose broker took a wrong password");
     }
 
     let gw_svc = stack.service("gateway").clone();
