@@ -702,8 +702,8 @@ async fn wait_for_agents(
 }
 
 /// Asks `agent` in words as the token's user; authorizes at the demo
-/// provider as `user` when prompted. Returns the final task and whether a
-/// prompt came.
+/// provider as `user` when prompted. Returns the final task and the
+/// authorization URL of the prompt, if one came.
 async fn ask(
     http: &reqwest::Client,
     gw: &str,
@@ -711,7 +711,7 @@ async fn ask(
     user: &str,
     agent: &str,
     text: &str,
-) -> anyhow::Result<(Json, bool)> {
+) -> anyhow::Result<(Json, Option<url::Url>)> {
     let resp = http
         .post(format!("{gw}/api/v1/message:stream"))
         .bearer_auth(token)
@@ -720,13 +720,12 @@ async fn ask(
         .await?
         .error_for_status()?;
     let mut events = SseReader::new(resp);
-    let mut prompted = false;
+    let mut prompted = None;
     while let Some(ev) = events.next_event().await? {
         match ev.event.as_str() {
             "task" => return Ok((ev.data, prompted)),
             "error" => bail!("error event: {}", ev.data),
             "status" if ev.data["status"]["state"] == "auth-required" => {
-                prompted = true;
                 let url: url::Url = ev.data["status"]["message"]["parts"]
                     .as_array()
                     .into_iter()
@@ -735,6 +734,7 @@ async fn ask(
                     .with_context(|| format!("prompt without a URL: {}", ev.data))?
                     .parse()?;
                 let callback = consent_as(&url, user, true).await?;
+                prompted = Some(url);
                 anyhow::ensure!(
                     callback
                         .as_str()
@@ -794,6 +794,24 @@ fn the_compose_file_parses_into_the_expected_services() {
         "merged from x-amesh-env"
     );
     assert_eq!(interpolate("a${X:-b}c$$d${Y}e"), "abc$de");
+    // Browsers open the demo provider's consent page on its published port.
+    let demo = services.iter().find(|s| s.name == "demo-provider").unwrap();
+    let arg = |name: &str| {
+        let i = demo.command.iter().position(|a| a == name).unwrap();
+        demo.command[i + 1].clone()
+    };
+    let port: u16 = arg("--port").parse().unwrap();
+    let host_port = demo
+        .ports
+        .iter()
+        .find(|(_, c)| *c == port)
+        .map(|(h, _)| *h)
+        .expect("the demo provider's port is published");
+    assert_eq!(
+        arg("--browser-url"),
+        format!("http://localhost:{host_port}")
+    );
+    assert_eq!(arg("--public-url"), format!("http://demo-provider:{port}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -823,6 +841,7 @@ async fn the_compose_stack_runs_the_whole_flow_through_the_gateway() {
     let gw = format!("http://127.0.0.1:{}", stack.port_of("gateway", 8000));
     let token = gw_svc.environment["AMESH_USER_TOKEN"].clone();
     let user = gw_svc.environment["AMESH_USER_ID"].clone();
+    let demo = format!("http://127.0.0.1:{}", stack.published[&9100]);
     let http = reqwest::Client::new();
     let flow = async {
         wait_for_agents(&http, &gw, &token, &["assistant", "helper"]).await?;
@@ -837,7 +856,11 @@ async fn the_compose_stack_runs_the_whole_flow_through_the_gateway() {
             "who am I at the demo provider?",
         )
         .await?;
-        anyhow::ensure!(prompted, "no authorization prompt: {task}");
+        let prompt = prompted.with_context(|| format!("no authorization prompt: {task}"))?;
+        anyhow::ensure!(
+            prompt.as_str().starts_with(&format!("{demo}/authorize?")),
+            "the consent page is not on the demo provider's published port {demo}: {prompt}"
+        );
         anyhow::ensure!(task["status"]["state"] == "completed", "{task}");
         let text = answer(&task);
         anyhow::ensure!(text.contains(&format!("You are {user}")), "answer: {text}");
@@ -851,7 +874,7 @@ async fn the_compose_stack_runs_the_whole_flow_through_the_gateway() {
             "who am I at the demo provider?",
         )
         .await?;
-        anyhow::ensure!(!prompted, "prompted again: {task}");
+        anyhow::ensure!(prompted.is_none(), "prompted again: {task}");
         anyhow::ensure!(answer(&task).contains(&format!("You are {user}")), "{task}");
         // The second agent answers too.
         let (task, _) = ask(&http, &gw, &token, &user, "helper", "what time is it?").await?;
