@@ -358,3 +358,51 @@ fn fake_tokens(access: &str) -> TokenSet {
         scopes: vec![],
     }
 }
+
+/// Behind compose, servers reach the provider by service name and browsers
+/// by a published localhost port: only the authorization endpoint (the one
+/// URL a browser opens) takes the browser URL.
+#[tokio::test]
+async fn browser_url_moves_only_the_authorization_endpoint() {
+    use amesh_mcp::demo::{DemoOptions, DemoProvider};
+    let metadata = |demo: &amesh_mcp::demo::DemoHandle| {
+        let url = format!(
+            "http://{}/.well-known/oauth-authorization-server",
+            demo.local_addr
+        );
+        async move {
+            http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let split = DemoProvider::start(DemoOptions {
+        public_url: Some("http://demo-provider:9100".parse().unwrap()),
+        browser_url: Some("http://localhost:9100/".parse().unwrap()),
+        ..DemoOptions::default()
+    })
+    .await
+    .unwrap();
+    let m = metadata(&split).await;
+    assert_eq!(m["issuer"], "http://demo-provider:9100");
+    assert_eq!(m["token_endpoint"], "http://demo-provider:9100/token");
+    assert_eq!(
+        m["registration_endpoint"],
+        "http://demo-provider:9100/register"
+    );
+    assert_eq!(
+        m["authorization_endpoint"],
+        "http://localhost:9100/authorize"
+    );
+
+    let plain = DemoProvider::start(DemoOptions::default()).await.unwrap();
+    let m = metadata(&plain).await;
+    let base = plain.base_url.as_str().trim_end_matches('/');
+    assert_eq!(m["authorization_endpoint"], format!("{base}/authorize"));
+    assert_eq!(m["issuer"], base);
+}

@@ -56,6 +56,10 @@ enum Command {
         /// behind compose service names).
         #[arg(long)]
         public_url: Option<String>,
+        /// Base URL browsers reach the consent page at, when not the public
+        /// URL (e.g. http://localhost:9100, a port published by compose).
+        #[arg(long)]
+        browser_url: Option<String>,
     },
     /// Operators' view of agents' stored credentials (metadata only).
     Credentials {
@@ -207,7 +211,8 @@ fn main() -> ExitCode {
             host,
             port,
             public_url,
-        } => demo_provider(host, port, public_url),
+            browser_url,
+        } => demo_provider(host, port, public_url, browser_url),
         Command::Credentials { command } => credentials(command),
         Command::Keys {
             command: KeysCommand::Generate { out },
@@ -302,12 +307,24 @@ fn credentials(command: CredentialsCommand) -> ExitCode {
     }
 }
 
-fn demo_provider(host: std::net::IpAddr, port: u16, public_url: Option<String>) -> ExitCode {
+fn demo_provider(
+    host: std::net::IpAddr,
+    port: u16,
+    public_url: Option<String>,
+    browser_url: Option<String>,
+) -> ExitCode {
     use amesh_mcp::demo::{DemoOptions, serve};
     let public_url = match public_url.map(|u| u.parse()).transpose() {
         Ok(u) => u,
         Err(e) => {
             eprintln!("error: --public-url: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let browser_url = match browser_url.map(|u| u.parse()).transpose() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: --browser-url: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -318,6 +335,7 @@ fn demo_provider(host: std::net::IpAddr, port: u16, public_url: Option<String>) 
     let opts = DemoOptions {
         bind: (host, port).into(),
         public_url,
+        browser_url,
         ..DemoOptions::default()
     };
     let result = tokio::runtime::Runtime::new()

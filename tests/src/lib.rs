@@ -1,6 +1,7 @@
 //! Cross-crate integration tests and their harness (real Mosquitto, SQL
 //! and HTTP servers, scripted model servers).
 
+pub mod amesh_bin;
 pub mod model_server;
 pub mod mosquitto;
 pub mod oauth;

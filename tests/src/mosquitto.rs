@@ -152,6 +152,43 @@ impl MosquittoBroker {
         Self::launch(security, &extra)
     }
 
+    /// Starts Mosquitto on a config the caller writes for the port it is
+    /// given (`conf(port, dir)`; `dir` is the broker's temp dir, where the
+    /// harness's log goes): for a test that runs a deployment's own
+    /// `mosquitto.conf` with only listener and paths adapted. The harness
+    /// appends its logging (and `user root` when run as root, so 0600 files
+    /// stay readable).
+    pub fn start_with_config(
+        conf: &dyn Fn(u16, &Path) -> String,
+    ) -> anyhow::Result<MosquittoBroker> {
+        let bin = find_mosquitto()?;
+        let dir = tempfile::Builder::new()
+            .prefix("amesh-mosquitto-")
+            .tempdir()?;
+        let mut last_err = None;
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port()?;
+            let d = dir.path().display();
+            let text = format!(
+                "{}\n# Added by amesh-tests.\nuser root\nlog_dest file {d}/mosquitto.log\nlog_type all\nconnection_messages true\n",
+                conf(port, dir.path())
+            );
+            write_private(&dir.path().join("mosquitto.conf"), &text)?;
+            match spawn(&bin, dir.path(), port) {
+                Ok(child) => {
+                    return Ok(MosquittoBroker {
+                        dir,
+                        bin,
+                        port,
+                        child: Some(child),
+                    });
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("mosquitto did not start")))
+    }
+
     /// Writes the files and starts Mosquitto on a free port.
     fn launch(security: Security, extra_conf: &str) -> anyhow::Result<MosquittoBroker> {
         let bin = find_mosquitto()?;

@@ -22,7 +22,7 @@ pub(crate) async fn server_metadata(State(state): State<Arc<DemoState>>) -> Json
     let base = &state.base;
     Json(json!({
         "issuer": base,
-        "authorization_endpoint": format!("{base}/authorize"),
+        "authorization_endpoint": format!("{}/authorize", state.browser_base),
         "token_endpoint": format!("{base}/token"),
         "registration_endpoint": format!("{base}/register"),
         "revocation_endpoint": format!("{base}/revoke"),

@@ -54,6 +54,11 @@ pub struct DemoOptions {
     /// The URL clients reach it at, used in every metadata document
     /// (default: `http://{bound address}`, with 127.0.0.1 for 0.0.0.0).
     pub public_url: Option<Url>,
+    /// The URL browsers reach it at, when servers reach it at another
+    /// (`public_url` a compose service name, browsers a published
+    /// `localhost` port): used for the `authorization_endpoint` only, the
+    /// one URL a browser opens. Default: the public URL.
+    pub browser_url: Option<Url>,
     /// Access token lifetime (`expires_in`).
     pub access_ttl: Duration,
     /// Whether `/token` issues refresh tokens.
@@ -69,6 +74,7 @@ impl Default for DemoOptions {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             public_url: None,
+            browser_url: None,
             access_ttl: Duration::from_secs(3600),
             issue_refresh_tokens: true,
             require_resource: true,
@@ -111,8 +117,14 @@ impl DemoProvider {
                 Url::parse(&format!("http://{host}"))?
             }
         };
+        let base = base_url.as_str().trim_end_matches('/').to_owned();
+        let browser_base = match &options.browser_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+            None => base.clone(),
+        };
         let state = DemoState::new(
-            base_url.as_str().trim_end_matches('/').to_owned(),
+            base,
+            browser_base,
             Settings {
                 access_ttl: options.access_ttl,
                 issue_refresh_tokens: options.issue_refresh_tokens,

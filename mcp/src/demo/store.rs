@@ -118,6 +118,9 @@ struct Inner {
 pub(crate) struct DemoState {
     /// The public base URL (no trailing slash) used in every document.
     pub base: String,
+    /// Where browsers reach the consent page (no trailing slash); `base`
+    /// unless the provider was told another.
+    pub browser_base: String,
     settings: Mutex<Settings>,
     inner: Mutex<Inner>,
 }
@@ -126,9 +129,10 @@ pub(crate) struct DemoState {
 pub(crate) const SCOPES: [&str; 2] = ["mcp", "profile"];
 
 impl DemoState {
-    pub fn new(base: String, settings: Settings) -> Arc<Self> {
+    pub fn new(base: String, browser_base: String, settings: Settings) -> Arc<Self> {
         Arc::new(Self {
             base,
+            browser_base,
             settings: Mutex::new(settings),
             inner: Mutex::new(Inner::default()),
         })
