@@ -33,7 +33,9 @@
 //!
 //! - `body`: the bounded body reader, shared with the OAuth client.
 //! - [`event_stream`]: `text/event-stream` parser, shared by both transports.
-//! - `streamable` / `sse`: the two transports.
+//! - `streamable` / `sse` / [`stdio`]: the three transports. stdio (a
+//!   child process) is ours too, not rmcp's child-process transport: one
+//!   MCP client in the codebase, not two; see [`stdio`].
 //! - [`session`]: lifecycle, paging, retry after expiry, timeouts.
 //! - [`pool`]: HTTP clients per TLS mode, sessions per (tool, user).
 //! - [`error`]: [`McpError`] and the `WWW-Authenticate` parser.
@@ -46,6 +48,7 @@ mod jsonrpc;
 pub mod pool;
 pub mod session;
 mod sse;
+pub mod stdio;
 mod streamable;
 
 use serde::{Deserialize, Serialize};

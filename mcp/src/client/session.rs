@@ -21,6 +21,7 @@ use super::error::McpError;
 use super::http::Endpoint;
 use super::jsonrpc::{self, Request, RpcError};
 use super::sse::LegacySse;
+use super::stdio::StdioTransport;
 use super::streamable::Streamable;
 use super::{CallToolResult, ToolDescriptor};
 use crate::schema::{ToolSchema, validate_arguments};
@@ -33,11 +34,12 @@ pub const PROTOCOL_VERSION: &str = "2025-06-18";
 /// A server that pages forever is cut off after this many `tools/list` pages.
 const MAX_TOOL_PAGES: usize = 1000;
 
-/// The two wire protocols behind one set of operations.
+/// The three wire protocols behind one set of operations.
 #[derive(Debug)]
 enum Transport {
     Streamable(Streamable),
     Sse(LegacySse),
+    Stdio(StdioTransport),
 }
 
 impl Transport {
@@ -45,6 +47,7 @@ impl Transport {
         match self {
             Self::Streamable(t) => t.request(request).await,
             Self::Sse(t) => t.request(request).await,
+            Self::Stdio(t) => t.request(request).await,
         }
     }
 
@@ -52,6 +55,7 @@ impl Transport {
         match self {
             Self::Streamable(t) => t.notify(message).await,
             Self::Sse(t) => t.notify(message).await,
+            Self::Stdio(t) => t.notify(message).await,
         }
     }
 
@@ -62,6 +66,7 @@ impl Transport {
                 Ok(())
             }
             Self::Sse(t) => t.reset().await,
+            Self::Stdio(t) => t.reset().await,
         }
     }
 }
@@ -102,14 +107,34 @@ impl Session {
         http: reqwest::Client,
         access_token: Option<&str>,
     ) -> Result<Self, McpError> {
-        let endpoint = Endpoint::new(cfg, http, access_token)?;
         let transport = match cfg.connection_params.transport {
-            TransportKind::StreamableHttp => Transport::Streamable(Streamable::new(endpoint)),
+            TransportKind::StreamableHttp => {
+                Transport::Streamable(Streamable::new(Endpoint::new(cfg, http, access_token)?))
+            }
             TransportKind::Sse => Transport::Sse(LegacySse::new(
-                endpoint,
+                Endpoint::new(cfg, http, access_token)?,
                 cfg.connection_params.sse_read_timeout(),
             )),
+            TransportKind::Stdio => {
+                return Self::connect_stdio(cfg, super::http::MAX_BODY_BYTES).await;
+            }
         };
+        Self::start(cfg, transport).await
+    }
+
+    /// Starts a stdio server's process and initializes it; `max_line` is
+    /// the longest message (line) accepted from it.
+    pub async fn connect_stdio(cfg: &McpToolConfig, max_line: usize) -> Result<Self, McpError> {
+        if !cfg.connection_params.transport.is_stdio() {
+            return Err(McpError::Config {
+                tool_id: cfg.tool_id(),
+                message: "not a `type: stdio` server".into(),
+            });
+        }
+        Self::start(cfg, Transport::Stdio(StdioTransport::new(cfg, max_line))).await
+    }
+
+    async fn start(cfg: &McpToolConfig, transport: Transport) -> Result<Self, McpError> {
         let session = Self {
             tool_id: cfg.tool_id(),
             transport,
@@ -141,7 +166,7 @@ impl Session {
     pub fn session_id(&self) -> Option<String> {
         match &self.transport {
             Transport::Streamable(t) => t.session_id(),
-            Transport::Sse(_) => None,
+            Transport::Sse(_) | Transport::Stdio(_) => None,
         }
     }
 
@@ -215,6 +240,7 @@ impl Session {
         match &self.transport {
             Transport::Streamable(t) => t.close().await,
             Transport::Sse(t) => t.close(),
+            Transport::Stdio(t) => t.close(),
         }
     }
 
