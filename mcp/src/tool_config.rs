@@ -251,12 +251,14 @@ impl McpToolConfig {
             Some(id) if !id.is_empty() => id.to_owned(),
             _ if self.connection_params.transport.is_stdio() => {
                 let params = &self.connection_params;
-                let mut id = format!("stdio:{}", params.command.as_deref().unwrap_or("").trim());
-                for arg in &params.args {
-                    id.push(' ');
-                    id.push_str(arg);
-                }
-                id
+                let words: Vec<&str> = params
+                    .command
+                    .iter()
+                    .chain(&params.args)
+                    .map(|w| w.trim())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                format!("stdio:{}", words.join(" "))
             }
             _ => normalize_url(&self.connection_params.url),
         }
