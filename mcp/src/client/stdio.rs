@@ -507,23 +507,58 @@ async fn dispatch<R>(r: &ReadLoop<R>, message: Value) {
 
 /// Logs the child's stderr at debug, line by line, cut and masked.
 async fn log_stderr<R: AsyncBufRead + Unpin>(mut stderr: R, tool_id: String, masks: Vec<String>) {
+    // Read past the cut by the longest secret, so a value straddling the
+    // cut is still masked whole before the line is cut.
+    let longest = masks.iter().map(String::len).max().unwrap_or(0);
     let mut line = Vec::new();
     loop {
         line.clear();
-        match read_line_bounded(&mut stderr, &mut line, MAX_STDERR_LINE, true).await {
+        match read_line_bounded(&mut stderr, &mut line, MAX_STDERR_LINE + longest, true).await {
             Ok(Line::Eof) | Err(_) => return,
             Ok(outcome) => {
-                let mut text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                for secret in &masks {
-                    if text.contains(secret.as_str()) {
-                        text = text.replace(secret.as_str(), "[redacted]");
-                    }
-                }
-                let cut = matches!(outcome, Line::TooLong);
+                let (text, cut) =
+                    stderr_text(&line, &masks, longest, matches!(outcome, Line::TooLong));
                 tracing::debug!(%tool_id, cut, "MCP stdio server stderr: {text}");
             }
         }
     }
+}
+
+/// A stderr line as logged: lossy UTF-8, trailing space trimmed, every
+/// `environment_variables` value replaced by `[redacted]`.
+fn masked(line: &[u8], masks: &[String]) -> String {
+    let mut text = String::from_utf8_lossy(line).trim_end().to_owned();
+    for secret in masks {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "[redacted]");
+        }
+    }
+    text
+}
+
+/// What is logged of one stderr line read with a limit of
+/// `MAX_STDERR_LINE + longest` (`too_long`: the read stopped there):
+/// masked, then cut at [`MAX_STDERR_LINE`]; and whether it was cut.
+fn stderr_text(line: &[u8], masks: &[String], longest: usize, too_long: bool) -> (String, bool) {
+    let mut text = masked(line, masks);
+    // A read that stopped mid-line may end in the start of a secret, which
+    // masking cannot recognize: its last `longest` bytes are dropped.
+    let keep = if too_long {
+        text.len().saturating_sub(longest)
+    } else {
+        text.len()
+    }
+    .min(MAX_STDERR_LINE);
+    let mut cut = too_long;
+    if text.len() > keep {
+        let mut end = keep;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        cut = true;
+    }
+    (text, cut)
 }
 
 #[derive(Debug, PartialEq)]
@@ -626,6 +661,60 @@ mod tests {
         // A line of exactly the limit is fine.
         let got = lines(b"abcde\n", 5, false).await;
         assert_eq!(got, vec![(Line::Complete, b"abcde".to_vec())]);
+    }
+
+    #[test]
+    fn stderr_lines_mask_environment_values() {
+        let masks = vec!["s3cr3t-token".to_owned()];
+        assert_eq!(
+            masked(b"auth with s3cr3t-token failed; s3cr3t-token \r\n", &masks),
+            "auth with [redacted] failed; [redacted]"
+        );
+        assert_eq!(masked(b"\xffplain", &masks), "\u{fffd}plain");
+    }
+
+    #[tokio::test]
+    async fn long_stderr_lines_are_cut_after_masking() {
+        let secret = "s3cr3t-token".to_owned();
+        let longest = secret.len();
+        let masks = vec![secret.clone()];
+        // A secret straddling the cut, and one cut off by the read limit.
+        for at in [MAX_STDERR_LINE - 4, MAX_STDERR_LINE + 4] {
+            let mut raw = "a".repeat(at).into_bytes();
+            raw.extend_from_slice(secret.as_bytes());
+            raw.extend_from_slice(&[b'b'; 100]);
+            raw.push(b'\n');
+            let mut reader = BufReader::new(raw.as_slice());
+            let mut line = Vec::new();
+            let outcome =
+                read_line_bounded(&mut reader, &mut line, MAX_STDERR_LINE + longest, true)
+                    .await
+                    .unwrap();
+            let (text, cut) = stderr_text(&line, &masks, longest, outcome == Line::TooLong);
+            assert!(cut);
+            assert!(text.len() <= MAX_STDERR_LINE, "{}", text.len());
+            for n in 3..=secret.len() {
+                assert!(!text.ends_with(&secret[..n]), "partial secret at {at}");
+            }
+            assert!(!text.contains("s3cr3t"));
+        }
+        // Masking shrinks the text and pulls a secret the read cut off
+        // into view: that tail is dropped.
+        let long = "0123456789-long-secret-value-x".to_owned();
+        let masks_long = vec![long.clone()];
+        let mut raw = "a".repeat(MAX_STDERR_LINE - 45).into_bytes();
+        raw.extend_from_slice(long.repeat(3).as_bytes());
+        raw.push(b'\n');
+        let mut reader = BufReader::new(raw.as_slice());
+        let mut line = Vec::new();
+        let outcome = read_line_bounded(&mut reader, &mut line, MAX_STDERR_LINE + long.len(), true)
+            .await
+            .unwrap();
+        assert_eq!(outcome, Line::TooLong);
+        let (text, _) = stderr_text(&line, &masks_long, long.len(), true);
+        assert!(!text.contains("0123456"), "{}", &text[text.len() - 40..]);
+        let (short, cut) = stderr_text(b"ok s3cr3t-token", &masks, longest, false);
+        assert_eq!((short.as_str(), cut), ("ok [redacted]", false));
     }
 
     #[test]
