@@ -67,7 +67,7 @@ async fn lists_tools_and_answers_calls() {
     let pool = McpClientPool::new().unwrap();
     let tools = pool.startup_tools(&cfg).await.expect("tools/list");
     let names: Vec<&str> = tools.iter().map(|t| t.exposed_name.as_str()).collect();
-    assert_eq!(names, ["echo", "env", "sleep", "big", "crash"]);
+    assert_eq!(names, ["echo", "env", "sleep", "cancelled", "big", "crash"]);
     // Listing started the agent's process; calls reuse it, for every user.
     let alice = pool.session(&cfg, "alice", None).await.unwrap();
     let bob = pool.session(&cfg, "bob", None).await.unwrap();
@@ -122,7 +122,7 @@ async fn the_child_sees_its_environment_variables_path_and_home_only() {
 }
 
 #[tokio::test]
-async fn a_call_over_the_timeout_fails_and_the_process_keeps_serving() {
+async fn a_call_over_the_timeout_fails_is_cancelled_and_the_process_keeps_serving() {
     let Some(sdk) = sdk_dir() else { return };
     let cfg = config(&sdk, json!({"connection_params": {"timeout": 1}}));
     let pool = McpClientPool::new().unwrap();
@@ -141,6 +141,9 @@ async fn a_call_over_the_timeout_fails_and_the_process_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(result.text(), "still here");
+    // The server was told (notifications/cancelled) and aborted the sleep.
+    let cancelled = session.call_tool("cancelled", json!({})).await.unwrap();
+    assert_eq!(cancelled.text(), "1");
 }
 
 #[tokio::test]

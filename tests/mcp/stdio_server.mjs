@@ -8,7 +8,8 @@
 // environment_variables only.
 //
 // Tools: echo {text}; env {name} (the variable's value, or "(unset)");
-// sleep {ms}; big {bytes} (a text of that many bytes); crash {poison?}
+// sleep {ms}; cancelled (how many sleeps the client cancelled with
+// notifications/cancelled); big {bytes} (a text of that many bytes); crash {poison?}
 // (exits 3 without answering; with poison: true it first creates the file
 // named by $CRASH_MARKER, and while that file exists the server exits 4
 // at start, a server that cannot start).
@@ -33,6 +34,7 @@ const { StdioServerTransport } = require("@modelcontextprotocol/sdk/server/stdio
 const { z } = require("zod");
 
 const server = new McpServer({ name: "amesh-test-stdio", version: "1.0.0" });
+let cancelled = 0;
 const text = (t) => ({ content: [{ type: "text", text: t }] });
 
 server.registerTool(
@@ -48,10 +50,18 @@ server.registerTool(
 server.registerTool(
   "sleep",
   { description: "Answers after ms milliseconds", inputSchema: { ms: z.number() } },
-  async ({ ms }) => {
+  async ({ ms }, extra) => {
+    extra.signal.addEventListener("abort", () => {
+      cancelled += 1;
+    });
     await new Promise((resolve) => setTimeout(resolve, ms));
     return text(`slept ${ms}`);
   },
+);
+server.registerTool(
+  "cancelled",
+  { description: "How many sleeps the client cancelled", inputSchema: {} },
+  async () => text(String(cancelled)),
 );
 server.registerTool(
   "big",

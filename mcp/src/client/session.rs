@@ -31,6 +31,9 @@ use crate::tool_config::{McpToolConfig, TransportKind};
 /// which we then speak (the messages we use are the same in all of them).
 pub const PROTOCOL_VERSION: &str = "2025-06-18";
 
+/// Time allowed to tell a stdio server a request was given up.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A server that pages forever is cut off after this many `tools/list` pages.
 const MAX_TOOL_PAGES: usize = 1000;
 
@@ -314,9 +317,13 @@ impl Session {
             method: method.to_owned(),
             params,
         };
-        let answer = self
-            .within(method, self.transport.request(&request))
-            .await?;
+        let answer = match self.within(method, self.transport.request(&request)).await {
+            Err(e @ McpError::Timeout { .. }) => {
+                self.cancel(&request, &e).await;
+                return Err(e);
+            }
+            other => other?,
+        };
         answer.map_err(|e| McpError::Rpc {
             tool_id: self.tool_id.clone(),
             method: method.to_owned(),
@@ -324,6 +331,25 @@ impl Session {
             message: e.message,
             data: e.data,
         })
+    }
+
+    /// Tells a stdio server that we gave up on `request`
+    /// (`notifications/cancelled`), so the child stops working on it
+    /// instead of running on for nobody. Best effort, bounded; never for
+    /// `initialize` (the spec forbids it). The HTTP transports don't: their
+    /// dropped request ends the server's answer stream.
+    async fn cancel(&self, request: &Request, why: &McpError) {
+        if !matches!(self.transport, Transport::Stdio(_)) || request.method == "initialize" {
+            return;
+        }
+        let message = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(json!({"requestId": request.id, "reason": why.to_string()})),
+        );
+        let sent = tokio::time::timeout(CANCEL_TIMEOUT, self.transport.notify(&message)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(tool_id = %self.tool_id, id = request.id, "could not send notifications/cancelled");
+        }
     }
 
     async fn within<T>(
