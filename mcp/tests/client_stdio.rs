@@ -67,7 +67,10 @@ async fn lists_tools_and_answers_calls() {
     let pool = McpClientPool::new().unwrap();
     let tools = pool.startup_tools(&cfg).await.expect("tools/list");
     let names: Vec<&str> = tools.iter().map(|t| t.exposed_name.as_str()).collect();
-    assert_eq!(names, ["echo", "env", "sleep", "cancelled", "big", "crash"]);
+    assert_eq!(
+        names,
+        ["echo", "env", "pid", "sleep", "cancelled", "big", "crash"]
+    );
     // Listing started the agent's process; calls reuse it, for every user.
     let alice = pool.session(&cfg, "alice", None).await.unwrap();
     let bob = pool.session(&cfg, "bob", None).await.unwrap();

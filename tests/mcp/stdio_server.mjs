@@ -8,6 +8,7 @@
 // environment_variables only.
 //
 // Tools: echo {text}; env {name} (the variable's value, or "(unset)");
+// pid;
 // sleep {ms}; cancelled (how many sleeps the client cancelled with
 // notifications/cancelled); big {bytes} (a text of that many bytes); crash {poison?}
 // (exits 3 without answering; with poison: true it first creates the file
@@ -46,6 +47,11 @@ server.registerTool(
   "env",
   { description: "Reads an environment variable", inputSchema: { name: z.string() } },
   async ({ name }) => text(process.env[name] ?? "(unset)"),
+);
+server.registerTool(
+  "pid",
+  { description: "The server's process id", inputSchema: {} },
+  async () => text(String(process.pid)),
 );
 server.registerTool(
   "sleep",

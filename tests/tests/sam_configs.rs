@@ -729,5 +729,33 @@ async fn an_agent_with_a_stdio_mcp_server_answers_on_the_dev_bus() {
         task["artifacts"][0]["parts"][0]["text"], "hello from the config",
         "{task}"
     );
+    let task = send("local_pid", serde_json::json!({})).await;
+    let pid = task["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pid.parse::<u32>().is_ok(), "{task}");
+    assert!(process_alive(&pid));
+    // The agent's child goes with the agent.
     stack.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(&pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !process_alive(&pid),
+        "stdio server {pid} outlived its agent"
+    );
+}
+
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does
+/// not count). Linux `/proc`.
+fn process_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state ...`; comm may hold spaces, so split after `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }
