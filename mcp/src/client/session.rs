@@ -1,7 +1,7 @@
 //! An MCP session: one user's initialized conversation with one server.
 //!
 //! The session runs the lifecycle (`initialize`, `notifications/initialized`)
-//! over either transport and offers the two operations an agent needs,
+//! over any of the three transports and offers the two operations an agent needs,
 //! paged `tools/list` and `tools/call`. It owns the user's bearer token for
 //! its whole life; a new token means a new session (see
 //! [`super::pool::McpClientPool`]).
@@ -104,7 +104,9 @@ pub struct Session {
 impl Session {
     /// Opens and initializes a session. `http` is the pooled client for the
     /// server's TLS mode; `access_token` is the user's token, sent as
-    /// `Authorization: Bearer` on every request.
+    /// `Authorization: Bearer` on every request. A stdio server ignores
+    /// both and is started with the default message limit (see
+    /// [`Session::connect_stdio`]).
     pub async fn connect(
         cfg: &McpToolConfig,
         http: reqwest::Client,
