@@ -375,6 +375,17 @@ fn check_url(cfg: &McpToolConfig, push: &mut Push<'_>) {
             );
         }
     }
+    if params.url.trim().is_empty() {
+        push(
+            None,
+            "connection_params.url".into(),
+            ManifestErrorKind::MissingField,
+            "missing `url`, the MCP server's http(s) URL (a local server started as a \
+             child process is `type: stdio` with `command`)"
+                .into(),
+        );
+        return;
+    }
     match url::Url::parse(params.url.trim()) {
         Ok(url)
             if url.scheme() == "http"

@@ -282,6 +282,12 @@ fn stdio_blocks_are_checked() {
         fields,
         ["connection_params.command", "environment_variables"]
     );
+    let no_url: McpToolConfig =
+        serde_json::from_value(json!({"connection_params": {"type": "streamable-http"}})).unwrap();
+    let errors = no_url.validate().unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].field, "connection_params.url");
+    assert!(errors[0].message.contains("missing `url`"), "{}", errors[0]);
 }
 
 /// A fresh directory under the system temp dir (no tempfile dev-dependency).
