@@ -255,41 +255,10 @@ type Push<'a> = dyn FnMut(Option<(usize, Option<&str>)>, String, ManifestErrorKi
 
 fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
     let params = &cfg.connection_params;
-    match url::Url::parse(params.url.trim()) {
-        Ok(url)
-            if url.scheme() == "http"
-                && url.host_str().is_some()
-                && !crate::oauth::is_loopback(&url)
-                && !params.allow_insecure_http =>
-        {
-            push(
-                None,
-                "connection_params.url".into(),
-                ManifestErrorKind::InvalidUrl,
-                format!(
-                    "http:// to {:?}, which is not a loopback host, would carry requests and \
-                     credentials unencrypted; use https, or set `allow_insecure_http: true` in \
-                     connection_params",
-                    url.host_str().unwrap_or_default()
-                ),
-            )
-        }
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
-        Ok(url) => push(
-            None,
-            "connection_params.url".into(),
-            ManifestErrorKind::InvalidUrl,
-            format!(
-                "expected an http:// or https:// URL with a host, found scheme `{}`",
-                url.scheme()
-            ),
-        ),
-        Err(e) => push(
-            None,
-            "connection_params.url".into(),
-            ManifestErrorKind::InvalidUrl,
-            format!("expected an absolute http(s) URL: {e}"),
-        ),
+    if params.transport.is_stdio() {
+        check_stdio(cfg, push);
+    } else {
+        check_url(cfg, push);
     }
     for (key, value) in [
         ("timeout", params.timeout),
@@ -325,6 +294,133 @@ fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
                 "`Authorization` is set per user by `auth`; remove the static header".into(),
             );
         }
+    }
+}
+
+/// A stdio server is a child process: it needs a command, and has no URL,
+/// headers, TLS or OAuth (it runs with the agent's rights and whatever
+/// `environment_variables` give it, the same for every user).
+fn check_stdio(cfg: &McpToolConfig, push: &mut Push<'_>) {
+    let params = &cfg.connection_params;
+    if params
+        .command
+        .as_deref()
+        .is_none_or(|c| c.trim().is_empty())
+    {
+        push(
+            None,
+            "connection_params.command".into(),
+            ManifestErrorKind::MissingField,
+            "`type: stdio` needs `command`, the program that runs the MCP server".into(),
+        );
+    }
+    if cfg.auth.is_some() {
+        push(
+            None,
+            "auth".into(),
+            ManifestErrorKind::InvalidConnectionParam,
+            "a stdio MCP server has no OAuth (it is a child process of the agent, not a \
+             remote service users log in to); remove `auth` and pass credentials in \
+             `environment_variables`"
+                .into(),
+        );
+    }
+    let unused = [
+        ("url", !params.url.trim().is_empty()),
+        ("headers", !params.headers.is_empty()),
+        ("sse_read_timeout", params.sse_read_timeout.is_some()),
+        ("tls_insecure_skip_verify", params.tls_insecure_skip_verify),
+        ("allow_insecure_http", params.allow_insecure_http),
+    ];
+    for (key, set) in unused {
+        if set {
+            push(
+                None,
+                format!("connection_params.{key}"),
+                ManifestErrorKind::InvalidConnectionParam,
+                format!("`{key}` has no meaning for `type: stdio`; remove it"),
+            );
+        }
+    }
+    for name in cfg.environment_variables.keys() {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            push(
+                None,
+                format!("environment_variables.{name}"),
+                ManifestErrorKind::InvalidField,
+                "not a valid environment variable name".into(),
+            );
+        }
+    }
+}
+
+fn check_url(cfg: &McpToolConfig, push: &mut Push<'_>) {
+    let params = &cfg.connection_params;
+    let stdio_only = [
+        ("connection_params.command", params.command.is_some()),
+        ("connection_params.args", !params.args.is_empty()),
+        ("connection_params.cwd", params.cwd.is_some()),
+        (
+            "environment_variables",
+            !cfg.environment_variables.is_empty(),
+        ),
+    ];
+    for (key, set) in stdio_only {
+        if set {
+            push(
+                None,
+                key.into(),
+                ManifestErrorKind::InvalidConnectionParam,
+                format!("`{key}` is only for `type: stdio` (a local child process)"),
+            );
+        }
+    }
+    if params.url.trim().is_empty() {
+        push(
+            None,
+            "connection_params.url".into(),
+            ManifestErrorKind::MissingField,
+            "missing `url`, the MCP server's http(s) URL (a local server started as a \
+             child process is `type: stdio` with `command`)"
+                .into(),
+        );
+        return;
+    }
+    match url::Url::parse(params.url.trim()) {
+        Ok(url)
+            if url.scheme() == "http"
+                && url.host_str().is_some()
+                && !crate::oauth::is_loopback(&url)
+                && !params.allow_insecure_http =>
+        {
+            push(
+                None,
+                "connection_params.url".into(),
+                ManifestErrorKind::InvalidUrl,
+                format!(
+                    "http:// to {:?}, which is not a loopback host, would carry requests and \
+                     credentials unencrypted; use https, or set `allow_insecure_http: true` in \
+                     connection_params",
+                    url.host_str().unwrap_or_default()
+                ),
+            )
+        }
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {}
+        Ok(url) => push(
+            None,
+            "connection_params.url".into(),
+            ManifestErrorKind::InvalidUrl,
+            format!(
+                "expected an http:// or https:// URL with a host, found scheme `{}`",
+                url.scheme()
+            ),
+        ),
+        Err(e) => push(
+            None,
+            "connection_params.url".into(),
+            ManifestErrorKind::InvalidUrl,
+            format!("expected an absolute http(s) URL: {e}"),
+        ),
     }
 }
 

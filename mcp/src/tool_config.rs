@@ -54,6 +54,12 @@ pub struct McpToolConfig {
     /// JSON Schema dialect the model provider wants in tool declarations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_dialect: Option<SchemaDialect>,
+    /// `type: stdio` only: the child's environment on top of `PATH` and
+    /// `HOME` (see [`crate::client::stdio`] for why nothing else is
+    /// inherited). Values are often API keys: `Debug` redacts them and
+    /// nothing logs them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment_variables: BTreeMap<String, Secret>,
 }
 
 /// The only accepted value of `tool_type` in this block.
@@ -69,7 +75,18 @@ pub enum McpToolType {
 pub struct ConnectionParams {
     #[serde(rename = "type")]
     pub transport: TransportKind,
+    /// The server's URL (`streamable-http`, `sse`). Empty for `stdio`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// `stdio`: the program to start (looked up on `PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// `stdio`: its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// `stdio`: its working directory (default: the agent's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
     /// Seconds allowed for one request (connect, send, and the whole answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<f64>,
@@ -121,6 +138,17 @@ pub enum TransportKind {
     /// Streamable HTTP (2025-03-26 and later): POST every message to one URL.
     #[serde(rename = "streamable-http", alias = "streamable_http")]
     StreamableHttp,
+    /// A child process per agent, newline-delimited JSON-RPC on its
+    /// stdin and stdout.
+    #[serde(rename = "stdio")]
+    Stdio,
+}
+
+impl TransportKind {
+    /// Whether the server is a child process (no URL, no OAuth).
+    pub fn is_stdio(self) -> bool {
+        self == Self::Stdio
+    }
 }
 
 /// How users authorize the agent at this server.
@@ -216,9 +244,22 @@ impl McpToolConfig {
     /// host, default port, query, fragment and trailing slash dropped), so
     /// `HTTPS://Mcp.Example.com:443/v1/sse/` and
     /// `https://mcp.example.com/v1/sse` share one OAuth grant.
+    ///
+    /// A stdio server without `id` is `stdio:` and its command line.
     pub fn tool_id(&self) -> String {
         match self.id.as_deref().map(str::trim) {
             Some(id) if !id.is_empty() => id.to_owned(),
+            _ if self.connection_params.transport.is_stdio() => {
+                let params = &self.connection_params;
+                let words: Vec<&str> = params
+                    .command
+                    .iter()
+                    .chain(&params.args)
+                    .map(|w| w.trim())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                format!("stdio:{}", words.join(" "))
+            }
             _ => normalize_url(&self.connection_params.url),
         }
     }

@@ -246,20 +246,35 @@ fn what_run_refuses_at_start_config_check_finds_in_one_pass() {
 }
 
 #[test]
-fn stdio_mcp_servers_are_warned_about_and_left_out() {
+fn sams_stdio_mcp_example_loads_its_servers() {
     let name = "examples/agents/a2a_mcp_example.yaml";
     let cfg = load_ok(&[name], SAM_ENV);
     assert_eq!(cfg.apps.len(), 2);
-    for i in 0..2 {
-        let a = agent(&cfg, i);
-        assert!(!a.tools.iter().any(|t| matches!(t, ToolConfig::Mcp(_))));
-    }
-    let shown = warnings(&cfg);
-    let stdio = format!(
-        "{}:43:19: apps[0].app_config.tools[0].connection_params.type: MCP over stdio",
-        fixture(name).display()
+    let stdio: Vec<&amesh_mcp::tool_config::McpToolConfig> = (0..2)
+        .flat_map(|i| agent(&cfg, i).tools.iter())
+        .filter_map(|t| match t {
+            ToolConfig::Mcp(m) => Some(&**m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stdio.len(), 2);
+    let params = &stdio[0].connection_params;
+    assert!(params.transport.is_stdio());
+    assert_eq!(
+        params.command.as_deref(),
+        Some("./node_modules/.bin/mcp-server-filesystem")
     );
-    assert!(shown.iter().any(|w| w.starts_with(&stdio)), "{shown:#?}");
+    assert_eq!(params.args, ["/tmp/samv2"]);
+    assert_eq!(params.timeout(), Duration::from_secs(300));
+    assert_eq!(
+        stdio[1].connection_params.command.as_deref(),
+        Some("./node_modules/.bin/mcp-server-playwright")
+    );
+    let shown = warnings(&cfg);
+    assert!(
+        !shown.iter().any(|w| w.contains("connection_params")),
+        "{shown:#?}"
+    );
     // The shared config (`!include ../shared_config.yaml`) is named
     // without `..` in messages.
     let env: Vec<(&str, &str)> = SAM_ENV
@@ -271,6 +286,42 @@ fn stdio_mcp_servers_are_warned_about_and_left_out() {
     let shared = fixture("examples/shared_config.yaml").display().to_string();
     assert!(
         errs[0].starts_with(&format!("{shared}:16:14: apps[0].app_config.model.model: ")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_stdio_tool_with_auth_or_without_command_is_an_error_at_its_key() {
+    let yaml = r#"apps:
+  - name: a
+    app_module: agent
+    broker: {dev_mode: true}
+    app_config:
+      namespace: ns
+      agent_name: A
+      tools:
+        - tool_type: mcp
+          connection_params: {type: stdio, args: [x]}
+          auth: {type: oauth2}
+          manifest: [{name: t, description: d, inputSchema: {type: object}}]
+"#;
+    let errs: Vec<String> = amesh_runtime::config::load_str("stdio.yaml", yaml)
+        .expect_err("refused")
+        .to_string()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        errs.iter().any(|e| e.starts_with(
+            "stdio.yaml:10:11: apps[0].app_config.tools[0].connection_params.command: "
+        ) && e.contains("needs `command`")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(
+            |e| e.starts_with("stdio.yaml:11:11: apps[0].app_config.tools[0].auth: ")
+                && e.contains("has no OAuth")
+        ),
         "{errs:#?}"
     );
 }
@@ -446,10 +497,10 @@ fn typos_stay_errors_with_exact_key_paths_all_in_one_pass() {
             "{file}:12:22: apps[0].app_config.tools[0].tool_name: unknown built-in tool: expected one of \"echo\", \"time\", \"sleep\", \"delegate\", \"whoami\", \"create_artifact\", \"list_artifacts\", \"load_artifact\", \"append_to_artifact\", \"delete_artifact\", found \"ecko\"; did you mean \"echo\"?"
         ),
         format!(
-            "{file}:17:19: apps[0].app_config.tools[2].connection_params.type: expected one of \"sse\", \"streamable-http\", \"streamable_http\", found \"websocket\""
+            "{file}:17:19: apps[0].app_config.tools[2].connection_params.type: expected one of \"sse\", \"streamable-http\", \"streamable_http\", \"stdio\", found \"websocket\""
         ),
         format!(
-            "{file}:20:78: apps[0].app_config.tools[3].connection_params.bogus: unknown key \"bogus\"; expected one of: type, url, timeout, sse_read_timeout, headers, tls_insecure_skip_verify, allow_insecure_http"
+            "{file}:20:78: apps[0].app_config.tools[3].connection_params.bogus: unknown key \"bogus\"; expected one of: type, url, command, args, cwd, timeout, sse_read_timeout, headers, tls_insecure_skip_verify, allow_insecure_http"
         ),
         format!(
             "{file}:21:22: apps[0].app_config.tools[4].tool_type: expected one of \"builtin\", \"builtin-group\", \"mcp\", \"python\", found \"bultin\""
@@ -592,4 +643,119 @@ async fn artifact_management_keeps_files_per_conversation() {
     let base = stack.dir.path().join("artifacts");
     assert!(base.join("ns").join("dev-user").join("c1").is_dir());
     stack.stop().await;
+}
+
+/// The MCP TypeScript SDK's install directory (`MCP_TS_SDK_DIR`, set by
+/// scripts/test), or `None`: the test says so and passes, except under
+/// `CI=true`, where a missing SDK fails.
+fn mcp_ts_sdk() -> Option<PathBuf> {
+    let Ok(root) = std::env::var("MCP_TS_SDK_DIR") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "MCP_TS_SDK_DIR must be set under CI=true (scripts/test installs the SDK)"
+        );
+        eprintln!("MCP_TS_SDK_DIR not set: skipping the stdio MCP test");
+        return None;
+    };
+    Some(PathBuf::from(root))
+}
+
+/// A SAM agent with an MCP server over stdio (the SDK's stdio transport,
+/// `tests/mcp/stdio_server.mjs`) answers a message through the gateway on
+/// the dev bus: the agent started the server as its child, listed its tools
+/// and calls one, with `environment_variables` reaching the child.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_a_stdio_mcp_server_answers_on_the_dev_bus() {
+    let Some(sdk) = mcp_ts_sdk() else { return };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mcp/stdio_server.mjs");
+    let yaml = format!(
+        r#"apps:
+  - name: webui
+    app_module: solace_agent_mesh.gateway.http_sse.app
+    broker: {{dev_mode: true}}
+    app_config: {{namespace: ns/, fastapi_port: 0}}
+  - name: local
+    app_module: solace_agent_mesh.agent.sac.app
+    broker: {{dev_mode: true}}
+    app_config:
+      namespace: ns/
+      agent_name: Local
+      agent_card_publishing: {{interval_seconds: 1}}
+      tools:
+        - tool_type: mcp
+          connection_params:
+            type: stdio
+            command: node
+            args: ["{script}", "{sdk}"]
+            timeout: 10
+          environment_variables:
+            GREETING: "hello from the config"
+          tool_name_prefix: "local_"
+"#,
+        script = script.display(),
+        sdk = sdk.display()
+    );
+    let mut stack = amesh_tests::stack::Stack::start(&yaml).await.unwrap();
+    stack
+        .wait_for_agent("Local", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let send = |tool: &'static str, arguments: serde_json::Value| {
+        let http = stack.http.clone();
+        let url = format!("{}/api/v1/message:send", stack.url());
+        async move {
+            let body = serde_json::json!({"agent_name": "Local",
+                                          "data": {"tool": tool, "arguments": arguments}});
+            let task: serde_json::Value = http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            task
+        }
+    };
+    let task = send("local_echo", serde_json::json!({"text": "over stdio"})).await;
+    assert_eq!(task["status"]["state"], "completed", "{task}");
+    assert_eq!(
+        task["artifacts"][0]["parts"][0]["text"], "over stdio",
+        "{task}"
+    );
+    let task = send("local_env", serde_json::json!({"name": "GREETING"})).await;
+    assert_eq!(
+        task["artifacts"][0]["parts"][0]["text"], "hello from the config",
+        "{task}"
+    );
+    let task = send("local_pid", serde_json::json!({})).await;
+    let pid = task["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(pid.parse::<u32>().is_ok(), "{task}");
+    assert!(process_alive(&pid));
+    // The agent's child goes with the agent.
+    stack.stop().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(&pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !process_alive(&pid),
+        "stdio server {pid} outlived its agent"
+    );
+}
+
+/// Whether process `pid` runs (a zombie, killed but not yet reaped, does
+/// not count). Linux `/proc`.
+fn process_alive(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) state ...`; comm may hold spaces, so split after `)`.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
 }

@@ -1,5 +1,6 @@
 //! The MCP client: how an agent lists and calls a remote server's tools,
-//! each request carrying the calling user's own bearer token.
+//! each request carrying the calling user's own bearer token, or a local
+//! server's tools over the stdio of a child process ([`stdio`]).
 //!
 //! # Why this is not rmcp
 //!
@@ -32,8 +33,10 @@
 //! # Layout
 //!
 //! - `body`: the bounded body reader, shared with the OAuth client.
-//! - [`event_stream`]: `text/event-stream` parser, shared by both transports.
-//! - `streamable` / `sse`: the two transports.
+//! - [`event_stream`]: `text/event-stream` parser, shared by both HTTP transports.
+//! - `streamable` / `sse` / [`stdio`]: the three transports. stdio (a
+//!   child process) is ours too, not rmcp's child-process transport: one
+//!   MCP client in the codebase, not two; see [`stdio`].
 //! - [`session`]: lifecycle, paging, retry after expiry, timeouts.
 //! - [`pool`]: HTTP clients per TLS mode, sessions per (tool, user).
 //! - [`error`]: [`McpError`] and the `WWW-Authenticate` parser.
@@ -46,6 +49,7 @@ mod jsonrpc;
 pub mod pool;
 pub mod session;
 mod sse;
+pub mod stdio;
 mod streamable;
 
 use serde::{Deserialize, Serialize};

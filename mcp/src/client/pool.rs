@@ -8,11 +8,17 @@
 //! (tool id, user id) and replaces one when the user's token changed
 //! (refresh, re-authorization).
 //!
+//! A stdio server is different: one child process per (agent, server),
+//! shared by every user (it has no OAuth, so there is no per-user token to
+//! keep apart). Its session is cached under the tool id alone, started
+//! when the agent lists its tools at start and kept for the agent's life.
+//!
 //! TLS verification is always on, except for a server whose config says
 //! `tls_insecure_skip_verify: true`: that one gets a separate client, so
 //! the exemption cannot leak to other servers, and a warning once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -48,6 +54,8 @@ struct Inner {
     /// Per-key async locks so two calls for the same (tool, user) open one
     /// session, while other keys proceed.
     sessions: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<Option<Slot>>>>>,
+    /// The longest message line a stdio server may send.
+    max_stdio_message: AtomicUsize,
 }
 
 impl std::fmt::Debug for McpClientPool {
@@ -76,8 +84,18 @@ impl McpClientPool {
                 insecure: OnceLock::new(),
                 warned_insecure: Mutex::new(HashSet::new()),
                 sessions: Mutex::new(HashMap::new()),
+                max_stdio_message: AtomicUsize::new(super::http::MAX_BODY_BYTES),
             }),
         }
+    }
+
+    /// Sets the longest message (one line) a stdio server may send; a
+    /// longer one stops that server. The agent passes its
+    /// `max_message_size_bytes`. Applies to processes started afterwards.
+    pub fn set_max_stdio_message_bytes(&self, limit: usize) {
+        self.inner
+            .max_stdio_message
+            .store(limit.max(1), Ordering::Relaxed);
     }
 
     /// The HTTP client for `cfg`'s server: the shared verifying one, or the
@@ -116,7 +134,10 @@ impl McpClientPool {
         user_id: &str,
         access_token: Option<&str>,
     ) -> Result<Arc<Session>, McpError> {
-        let key = (cfg.tool_id(), user_id.to_owned());
+        let stdio = cfg.connection_params.transport.is_stdio();
+        // One process per server for the whole agent: no user in the key.
+        let user_key = if stdio { "" } else { user_id };
+        let key = (cfg.tool_id(), user_key.to_owned());
         let slot = self
             .inner
             .sessions
@@ -126,6 +147,18 @@ impl McpClientPool {
             .or_default()
             .clone();
         let mut slot = slot.lock().await;
+        if stdio {
+            if let Some(existing) = slot.as_ref() {
+                return Ok(existing.session.clone());
+            }
+            let limit = self.inner.max_stdio_message.load(Ordering::Relaxed);
+            let session = Arc::new(Session::connect_stdio(cfg, limit).await?);
+            *slot = Some(Slot {
+                session: session.clone(),
+                token: None,
+            });
+            return Ok(session);
+        }
         if let Some(existing) = slot.as_ref() {
             let same_token = match (&existing.token, access_token) {
                 (Some(held), Some(given)) => held.is(given),
@@ -174,12 +207,17 @@ impl McpClientPool {
     }
 
     /// Lists the server's tools over a short-lived session (not cached:
-    /// discovery runs once, at start).
+    /// discovery runs once, at start). A stdio server's session is the
+    /// pooled one: listing starts its process, which then serves calls.
     pub async fn list_tools(
         &self,
         cfg: &McpToolConfig,
         access_token: Option<&str>,
     ) -> Result<Vec<ToolDescriptor>, McpError> {
+        if cfg.connection_params.transport.is_stdio() {
+            // Starts the agent's process for this server, kept for calls.
+            return self.session(cfg, "", None).await?.list_tools().await;
+        }
         let session = Session::connect(cfg, self.http_client(cfg)?, access_token).await?;
         let tools = session.list_tools().await;
         session.close().await;

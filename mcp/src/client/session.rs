@@ -1,7 +1,7 @@
 //! An MCP session: one user's initialized conversation with one server.
 //!
 //! The session runs the lifecycle (`initialize`, `notifications/initialized`)
-//! over either transport and offers the two operations an agent needs,
+//! over any of the three transports and offers the two operations an agent needs,
 //! paged `tools/list` and `tools/call`. It owns the user's bearer token for
 //! its whole life; a new token means a new session (see
 //! [`super::pool::McpClientPool`]).
@@ -21,6 +21,7 @@ use super::error::McpError;
 use super::http::Endpoint;
 use super::jsonrpc::{self, Request, RpcError};
 use super::sse::LegacySse;
+use super::stdio::StdioTransport;
 use super::streamable::Streamable;
 use super::{CallToolResult, ToolDescriptor};
 use crate::schema::{ToolSchema, validate_arguments};
@@ -30,14 +31,18 @@ use crate::tool_config::{McpToolConfig, TransportKind};
 /// which we then speak (the messages we use are the same in all of them).
 pub const PROTOCOL_VERSION: &str = "2025-06-18";
 
+/// Time allowed to tell a stdio server a request was given up.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A server that pages forever is cut off after this many `tools/list` pages.
 const MAX_TOOL_PAGES: usize = 1000;
 
-/// The two wire protocols behind one set of operations.
+/// The three wire protocols behind one set of operations.
 #[derive(Debug)]
 enum Transport {
     Streamable(Streamable),
     Sse(LegacySse),
+    Stdio(StdioTransport),
 }
 
 impl Transport {
@@ -45,6 +50,7 @@ impl Transport {
         match self {
             Self::Streamable(t) => t.request(request).await,
             Self::Sse(t) => t.request(request).await,
+            Self::Stdio(t) => t.request(request).await,
         }
     }
 
@@ -52,6 +58,7 @@ impl Transport {
         match self {
             Self::Streamable(t) => t.notify(message).await,
             Self::Sse(t) => t.notify(message).await,
+            Self::Stdio(t) => t.notify(message).await,
         }
     }
 
@@ -62,6 +69,7 @@ impl Transport {
                 Ok(())
             }
             Self::Sse(t) => t.reset().await,
+            Self::Stdio(t) => t.reset().await,
         }
     }
 }
@@ -96,20 +104,42 @@ pub struct Session {
 impl Session {
     /// Opens and initializes a session. `http` is the pooled client for the
     /// server's TLS mode; `access_token` is the user's token, sent as
-    /// `Authorization: Bearer` on every request.
+    /// `Authorization: Bearer` on every request. A stdio server ignores
+    /// both and is started with the default message limit (see
+    /// [`Session::connect_stdio`]).
     pub async fn connect(
         cfg: &McpToolConfig,
         http: reqwest::Client,
         access_token: Option<&str>,
     ) -> Result<Self, McpError> {
-        let endpoint = Endpoint::new(cfg, http, access_token)?;
         let transport = match cfg.connection_params.transport {
-            TransportKind::StreamableHttp => Transport::Streamable(Streamable::new(endpoint)),
+            TransportKind::StreamableHttp => {
+                Transport::Streamable(Streamable::new(Endpoint::new(cfg, http, access_token)?))
+            }
             TransportKind::Sse => Transport::Sse(LegacySse::new(
-                endpoint,
+                Endpoint::new(cfg, http, access_token)?,
                 cfg.connection_params.sse_read_timeout(),
             )),
+            TransportKind::Stdio => {
+                return Self::connect_stdio(cfg, super::http::MAX_BODY_BYTES).await;
+            }
         };
+        Self::start(cfg, transport).await
+    }
+
+    /// Starts a stdio server's process and initializes it; `max_line` is
+    /// the longest message (line) accepted from it.
+    pub async fn connect_stdio(cfg: &McpToolConfig, max_line: usize) -> Result<Self, McpError> {
+        if !cfg.connection_params.transport.is_stdio() {
+            return Err(McpError::Config {
+                tool_id: cfg.tool_id(),
+                message: "not a `type: stdio` server".into(),
+            });
+        }
+        Self::start(cfg, Transport::Stdio(StdioTransport::new(cfg, max_line))).await
+    }
+
+    async fn start(cfg: &McpToolConfig, transport: Transport) -> Result<Self, McpError> {
         let session = Self {
             tool_id: cfg.tool_id(),
             transport,
@@ -141,7 +171,7 @@ impl Session {
     pub fn session_id(&self) -> Option<String> {
         match &self.transport {
             Transport::Streamable(t) => t.session_id(),
-            Transport::Sse(_) => None,
+            Transport::Sse(_) | Transport::Stdio(_) => None,
         }
     }
 
@@ -215,6 +245,7 @@ impl Session {
         match &self.transport {
             Transport::Streamable(t) => t.close().await,
             Transport::Sse(t) => t.close(),
+            Transport::Stdio(t) => t.close(),
         }
     }
 
@@ -288,9 +319,13 @@ impl Session {
             method: method.to_owned(),
             params,
         };
-        let answer = self
-            .within(method, self.transport.request(&request))
-            .await?;
+        let answer = match self.within(method, self.transport.request(&request)).await {
+            Err(e @ McpError::Timeout { .. }) => {
+                self.cancel(&request, &e).await;
+                return Err(e);
+            }
+            other => other?,
+        };
         answer.map_err(|e| McpError::Rpc {
             tool_id: self.tool_id.clone(),
             method: method.to_owned(),
@@ -298,6 +333,25 @@ impl Session {
             message: e.message,
             data: e.data,
         })
+    }
+
+    /// Tells a stdio server that we gave up on `request`
+    /// (`notifications/cancelled`), so the child stops working on it
+    /// instead of running on for nobody. Best effort, bounded; never for
+    /// `initialize` (the spec forbids it). The HTTP transports don't: their
+    /// dropped request ends the server's answer stream.
+    async fn cancel(&self, request: &Request, why: &McpError) {
+        if !matches!(self.transport, Transport::Stdio(_)) || request.method == "initialize" {
+            return;
+        }
+        let message = jsonrpc::notification(
+            "notifications/cancelled",
+            Some(json!({"requestId": request.id, "reason": why.to_string()})),
+        );
+        let sent = tokio::time::timeout(CANCEL_TIMEOUT, self.transport.notify(&message)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            tracing::debug!(tool_id = %self.tool_id, id = request.id, "could not send notifications/cancelled");
+        }
     }
 
     async fn within<T>(

@@ -284,6 +284,7 @@ async fn start_mcp(
         servers,
         store,
         redirect_uri,
+        cfg.max_message_size_bytes,
     )
     .await
     .map(Some)

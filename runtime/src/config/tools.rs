@@ -7,8 +7,10 @@
 //! only say `tools[2]`). SAM's tool kinds amesh lacks (its other built-in
 //! tools and groups, Python tools) are left out with a warning naming
 //! them: the agent starts without them and they are not offered to the
-//! model. SAM's `artifact_management` group is amesh's artifact tools. A built-in name known to neither amesh nor SAM is an error, the
-//! same one the agent would give at start.
+//! model. SAM's `artifact_management` group is amesh's artifact tools, and
+//! MCP servers over `stdio` (`command`, `args`, `environment_variables`)
+//! run as child processes of the agent. A built-in name known to neither
+//! amesh nor SAM is an error, the same one the agent would give at start.
 
 use serde::Deserialize;
 
@@ -190,17 +192,6 @@ pub fn type_tools(
                     ));
                 }
             }
-            "mcp" if is_stdio(item) => {
-                let pos = item
-                    .get("connection_params")
-                    .and_then(|c| c.value.get("type"))
-                    .map_or_else(|| item.pos.clone(), |e| e.value.pos.clone());
-                warnings.push(ConfigError::at(
-                    &pos,
-                    format!("{at}.connection_params.type"),
-                    "MCP over stdio (a child process per agent) is not supported by amesh yet, ignored (the agent starts without this tool); amesh reaches MCP servers over streamable-http or sse",
-                ));
-            }
             "mcp" => {
                 let (mcp, errs) = from_node_warn::<amesh_mcp::tool_config::McpToolConfig>(
                     item, &at, warnings,
@@ -223,13 +214,6 @@ pub fn type_tools(
         }
     }
     out
-}
-
-/// Whether an MCP tool item's `connection_params.type` is `stdio`.
-fn is_stdio(item: &Node) -> bool {
-    item.get("connection_params")
-        .and_then(|c| c.value.get("type"))
-        .is_some_and(|t| matches!(&t.value.value, NodeValue::Scalar(s) if s.text.trim() == "stdio"))
 }
 
 /// The amesh or SAM built-in `name` is a near miss of, for "did you mean".

@@ -237,11 +237,16 @@ impl McpTools {
         {
             return Ok(cached.clone());
         }
+        let Some(mcp_url) = server.mcp_url.as_ref() else {
+            return Err(format!(
+                "MCP tool `{}` is a stdio server; it has no OAuth",
+                server.tool_id
+            ));
+        };
         let (authorization_url, token_url) = configured_endpoints(&server.cfg)?;
         let found = match (authorization_url, token_url) {
             (Some(authorization_url), Some(token_url)) => {
-                let mut configured =
-                    AuthServer::configured(&server.mcp_url, authorization_url, token_url);
+                let mut configured = AuthServer::configured(mcp_url, authorization_url, token_url);
                 configured.challenge_scopes = challenge
                     .and_then(BearerChallenge::from_header)
                     .map(|c| c.scopes())
@@ -254,7 +259,7 @@ impl McpTools {
                     Some(c) => Some(c.to_owned()),
                     None => self.probe(server).await,
                 };
-                oauth::discover(http, &server.mcp_url, challenge.as_deref())
+                oauth::discover(http, mcp_url, challenge.as_deref())
                     .await
                     .map_err(|e| {
                         self.oauth_failure(&server.tool_id, "authorization server discovery", &e)

@@ -137,7 +137,9 @@ impl std::fmt::Debug for McpTools {
 
 impl McpTools {
     /// Builds the exposed tools: oauth2 tools from their manifest, tools
-    /// without auth from the server's `tools/list` (asked now). Validates
+    /// without auth from the server's `tools/list` (asked now; stdio
+    /// servers are started for it). `max_message_bytes` (the agent's
+    /// `max_message_size_bytes`) bounds one message from a stdio server. Validates
     /// nothing the config loader already did; errors name the tool.
     pub(crate) async fn start(
         agent_name: &str,
@@ -145,8 +147,11 @@ impl McpTools {
         cfgs: Vec<McpToolConfig>,
         store: Option<CredentialStore>,
         redirect_uri: Option<Url>,
+        max_message_bytes: usize,
     ) -> anyhow::Result<McpTools> {
         let pool = McpClientPool::new().context("cannot build the MCP HTTP client")?;
+        // A stdio server's messages are held whole in memory, one line each.
+        pool.set_max_stdio_message_bytes(max_message_bytes);
         let (servers, bindings, order) = tools::build(&pool, cfgs).await?;
         for server in servers
             .iter()

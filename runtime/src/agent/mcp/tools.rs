@@ -3,7 +3,8 @@
 //!
 //! Tools are fixed at start: oauth2 servers are described by their
 //! manifest (listing them needs some user's token), open servers by their
-//! `tools/list`. Each exposed tool keeps its compiled input schema, so
+//! `tools/list`. A stdio server is started here (its `tools/list` starts
+//! the agent's child process, which the pool keeps for calls). Each exposed tool keeps its compiled input schema, so
 //! every call is validated before anything is sent.
 
 use std::collections::HashMap;
@@ -24,7 +25,8 @@ pub(super) struct Server {
     pub cfg: McpToolConfig,
     /// The key of its credentials and sessions ([`McpToolConfig::tool_id`]).
     pub tool_id: String,
-    pub mcp_url: Url,
+    /// The server's URL; `None` for a stdio server (a child process).
+    pub mcp_url: Option<Url>,
     /// For this server's discovery, registration and token requests, with
     /// its reach and its `auth.allowed_internal_hosts`; only oauth2
     /// servers have one.
@@ -63,8 +65,15 @@ pub(super) async fn build(pool: &McpClientPool, cfgs: Vec<McpToolConfig>) -> any
     let mut order = Vec::new();
     for cfg in cfgs {
         let tool_id = cfg.tool_id();
-        let mcp_url = Url::parse(cfg.connection_params.url.trim())
-            .with_context(|| format!("MCP tool `{tool_id}`: connection_params.url is not a URL"))?;
+        let mcp_url = if cfg.connection_params.transport.is_stdio() {
+            None
+        } else {
+            Some(
+                Url::parse(cfg.connection_params.url.trim()).with_context(|| {
+                    format!("MCP tool `{tool_id}`: connection_params.url is not a URL")
+                })?,
+            )
+        };
         let exposed = pool
             .startup_tools(&cfg)
             .await
@@ -99,9 +108,10 @@ pub(super) async fn build(pool: &McpClientPool, cfgs: Vec<McpToolConfig>) -> any
                 },
             );
         }
-        let oauth = cfg
-            .requires_user_auth()
-            .then(|| OAuthHttp::new(&mcp_url, cfg.allowed_internal_hosts()))
+        let oauth = mcp_url
+            .as_ref()
+            .filter(|_| cfg.requires_user_auth())
+            .map(|url| OAuthHttp::new(url, cfg.allowed_internal_hosts()))
             .transpose()
             .with_context(|| format!("MCP tool `{tool_id}`: cannot build its OAuth client"))?;
         servers.push(Arc::new(Server {

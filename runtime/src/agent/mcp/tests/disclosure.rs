@@ -122,6 +122,7 @@ async fn refused_registration(refusal: (u16, &'static str, String)) -> (String, 
         vec![config(&mcp, "streamable-http", true)],
         Some(store),
         Some(Url::parse(REDIRECT).expect("redirect")),
+        1 << 20,
     )
     .await
     .expect("mcp tools");

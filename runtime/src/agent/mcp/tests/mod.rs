@@ -95,9 +95,16 @@ async fn rig_with(options: Options) -> Rig {
         .redirect
         .then(|| Url::parse(REDIRECT).expect("redirect"));
     let cfgs = vec![config(&url, kind, true)];
-    let tools = McpTools::start(AGENT, "test/ns", cfgs, Some(store.clone()), redirect)
-        .await
-        .expect("mcp tools");
+    let tools = McpTools::start(
+        AGENT,
+        "test/ns",
+        cfgs,
+        Some(store.clone()),
+        redirect,
+        1 << 20,
+    )
+    .await
+    .expect("mcp tools");
     Rig { demo, store, tools }
 }
 

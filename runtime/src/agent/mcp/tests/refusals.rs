@@ -203,7 +203,7 @@ async fn start_names_an_open_tool_whose_tools_cannot_be_listed() {
         .expect("demo");
     // Without `auth` the tools are listed at start; the demo wants a token.
     let cfgs = vec![config(&demo.mcp_url(), "streamable-http", false)];
-    let err = McpTools::start(AGENT, "test/ns", cfgs, None, None)
+    let err = McpTools::start(AGENT, "test/ns", cfgs, None, None, 1 << 20)
         .await
         .expect_err("listing needs a token");
     let text = format!("{err:#}");
