@@ -6,11 +6,14 @@
 //!
 //! Finished tasks stay answerable by `tasks/get` within a [`Retention`]:
 //! a byte budget, a TTL and a count, oldest forgotten first. A finished
-//! task is kept as its JSON — one allocation instead of the dozens of small
-//! strings a `Task` is made of — so the budget counts exactly the bytes
-//! held, and ten thousand small finished tasks cost a few megabytes rather
-//! than tens (measured: `benches/model_loop.rs`, agent RSS row). Counting
-//! tasks alone let 100 echoes of 5 MB keep 2 GB.
+//! task is kept as its JSON, appended to one ring buffer (the *journal*)
+//! in the order tasks finish, which is also the order they are forgotten
+//! in. So the budget is exactly the memory held — not the dozens of small
+//! strings a `Task` is made of, nor the holes they leave in the heap
+//! between longer-lived allocations when they are freed (measured:
+//! `benches/model_loop.rs`, agent RSS rows) — and an agent that goes idle
+//! gives the buffer back. Counting tasks alone let 100 echoes of 5 MB keep
+//! 2 GB.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,8 +38,13 @@ enum Kept {
     /// Boxed: the map holds up to 10,000 finished entries, which should
     /// not each reserve the room of a running task.
     Running(Box<Running>),
-    /// Ended (terminal states are sticky): its state, and the task as JSON.
-    Finished { state: TaskState, json: Box<[u8]> },
+    /// Ended (terminal states are sticky): its state, and where its JSON
+    /// is in the journal (`start` counts every byte ever appended).
+    Finished {
+        state: TaskState,
+        start: u64,
+        len: usize,
+    },
 }
 
 struct Running {
@@ -68,11 +76,53 @@ impl Entry {
 
     /// The task as stored (a finished one is read back from its JSON,
     /// which this store wrote).
-    fn task(&self) -> Option<Task> {
+    fn task(&self, journal: &Journal) -> Option<Task> {
         match &self.kept {
             Kept::Running(r) => Some(r.task.clone()),
-            Kept::Finished { json, .. } => serde_json::from_slice(json).ok(),
+            Kept::Finished { start, len, .. } => {
+                serde_json::from_slice(&journal.read(*start, *len)?).ok()
+            }
         }
+    }
+}
+
+/// The JSON of finished tasks, oldest first, in one ring buffer.
+#[derive(Default)]
+struct Journal {
+    bytes: VecDeque<u8>,
+    /// Bytes dropped from the front so far: an entry appended at absolute
+    /// offset `start` is at `start - dropped` in `bytes`.
+    dropped: u64,
+}
+
+impl Journal {
+    /// Appends `json` and returns its absolute offset. The buffer grows
+    /// once to `max_bytes` rather than doubling past it.
+    fn append(&mut self, json: &[u8], max_bytes: usize) -> u64 {
+        let start = self.dropped + self.bytes.len() as u64;
+        if self.bytes.capacity() < self.bytes.len() + json.len() {
+            let room = max_bytes.max(self.bytes.len() + json.len()) - self.bytes.len();
+            self.bytes.reserve_exact(room);
+        }
+        self.bytes.extend(json);
+        start
+    }
+
+    /// Forgets the oldest `len` bytes.
+    fn drop_front(&mut self, len: usize) {
+        let len = len.min(self.bytes.len());
+        self.bytes.drain(..len);
+        self.dropped += len as u64;
+        if self.bytes.is_empty() {
+            // Idle: give the buffer back.
+            self.bytes = VecDeque::new();
+        }
+    }
+
+    fn read(&self, start: u64, len: usize) -> Option<Vec<u8>> {
+        let from = usize::try_from(start.checked_sub(self.dropped)?).ok()?;
+        let to = from.checked_add(len).filter(|&to| to <= self.bytes.len())?;
+        Some(self.bytes.range(from..to).copied().collect())
     }
 }
 
@@ -87,8 +137,9 @@ struct Finished {
 struct Inner {
     tasks: HashMap<String, Entry>,
     finished: VecDeque<Finished>,
-    /// Sum of `finished[..].bytes`.
+    /// Sum of `finished[..].bytes`: the journal's length.
     finished_bytes: usize,
+    journal: Journal,
 }
 
 /// How much of its finished work an agent remembers (`limits:` of its
@@ -140,13 +191,14 @@ impl TaskStore {
     /// sweeper calls it, so an idle agent lets go too).
     pub fn purge(&self, now: Instant) {
         let mut inner = self.lock();
-        self.evict(&mut inner, now);
+        self.evict(&mut inner, now, 0);
     }
 
-    /// Forgets finished tasks, oldest first, until they fit the retention.
-    fn evict(&self, inner: &mut Inner, now: Instant) {
+    /// Forgets finished tasks, oldest first, until they and `incoming`
+    /// more bytes fit the retention.
+    fn evict(&self, inner: &mut Inner, now: Instant, incoming: usize) {
         while let Some(oldest) = inner.finished.front() {
-            let over = inner.finished_bytes > self.retention.max_bytes
+            let over = inner.finished_bytes + incoming > self.retention.max_bytes
                 || inner.finished.len() > FINISHED_KEPT
                 || now.saturating_duration_since(oldest.at) > self.retention.ttl;
             if !over {
@@ -156,6 +208,7 @@ impl TaskStore {
                 break;
             };
             inner.finished_bytes -= old.bytes;
+            inner.journal.drop_front(old.bytes);
             // Only the finished entry: a task resumed under the same id
             // after it was forgotten is a new entry.
             if inner
@@ -216,10 +269,11 @@ impl TaskStore {
     /// canceled stays canceled even if its tool finishes afterwards.
     /// Returns the task as stored after the update.
     pub fn set_status(&self, id: &str, status: TaskStatus) -> Option<Task> {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         let entry = inner.tasks.get_mut(id)?;
         let Kept::Running(running) = &mut entry.kept else {
-            return entry.task();
+            return entry.task(&inner.journal);
         };
         running.task.status = status;
         if !running.task.status.state.is_terminal() {
@@ -227,23 +281,26 @@ impl TaskStore {
         }
         let state = running.task.status.state;
         let task = std::mem::replace(&mut running.task, Task::new("", "", state));
-        let json = serde_json::to_vec(&task)
-            .unwrap_or_default()
-            .into_boxed_slice();
-        let bytes = json.len();
-        if bytes > self.retention.max_bytes {
+        let json = serde_json::to_vec(&task).unwrap_or_default();
+        let len = json.len();
+        if len > self.retention.max_bytes {
             // Keeping it would push out everything else and then itself.
             inner.tasks.remove(id);
-        } else {
-            entry.kept = Kept::Finished { state, json };
-            inner.finished.push_back(Finished {
-                id: id.to_string(),
-                at: Instant::now(),
-                bytes,
-            });
-            inner.finished_bytes += bytes;
-            self.evict(&mut inner, Instant::now());
+            return Some(task);
         }
+        let now = Instant::now();
+        self.evict(inner, now, len);
+        let start = inner.journal.append(&json, self.retention.max_bytes);
+        if let Some(entry) = inner.tasks.get_mut(id) {
+            entry.kept = Kept::Finished { state, start, len };
+        }
+        inner.finished.push_back(Finished {
+            id: id.to_string(),
+            at: now,
+            bytes: len,
+        });
+        inner.finished_bytes += len;
+        self.evict(inner, now, 0);
         Some(task)
     }
 
@@ -300,7 +357,7 @@ impl TaskStore {
         if entry.user_id != user_id {
             return None;
         }
-        entry.task()
+        entry.task(&inner.journal)
     }
 
     /// Requests cancellation. The running handler observes the token, stops
@@ -416,6 +473,33 @@ mod tests {
         );
         assert!(store.get("t8", "u").is_some());
         assert!(store.get("t9", "other").is_none());
+    }
+
+    #[test]
+    fn the_journal_holds_at_most_the_budget_and_reads_back_every_kept_task() {
+        let store = store(10_000, 3600);
+        for i in 0..500 {
+            finish_with(&store, &format!("t{i}"), 100 + (i % 7) * 300);
+        }
+        let inner = store.lock();
+        assert!(inner.journal.bytes.len() <= 10_000);
+        assert!(
+            inner.journal.bytes.capacity() <= 2 * 10_000,
+            "grew past the budget: {}",
+            inner.journal.bytes.capacity()
+        );
+        assert_eq!(inner.journal.bytes.len(), inner.finished_bytes);
+        let kept: Vec<String> = inner.finished.iter().map(|f| f.id.clone()).collect();
+        drop(inner);
+        assert!(kept.len() > 3, "{kept:?}");
+        for id in &kept {
+            let task = store.get(id, "u").expect("kept task reads back");
+            assert_eq!(&task.id, id);
+        }
+        assert!(store.get("t0", "u").is_none());
+        // Idle: everything expires and the buffer is given back.
+        store.purge(Instant::now() + std::time::Duration::from_secs(3601));
+        assert_eq!(store.lock().journal.bytes.capacity(), 0);
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub struct AgentLimits {
 impl Default for AgentLimits {
     fn default() -> Self {
         Self {
-            finished_tasks_max_bytes: 16 * 1024 * 1024,
+            finished_tasks_max_bytes: 4 * 1024 * 1024,
             finished_tasks_ttl_seconds: 3600,
             max_agent_card_bytes: DEFAULT_MAX_CARD_BYTES,
             max_agents: DEFAULT_MAX_AGENTS,
