@@ -89,17 +89,23 @@ async fn answer(
             let list = mcp
                 .connections(who)
                 .await
-                .map_err(|e| RpcError::new(jsonrpc::INTERNAL_ERROR, e))?;
+                .map_err(|e| RpcError::new(jsonrpc::INTERNAL_ERROR, e.to_string()))?;
             Ok(json!({ "connections": list }))
         }
         connections::DISCONNECT => {
             let tool_id = tool(params)?;
-            let text = mcp.disconnect(who, &tool_id).await.map_err(failed)?;
+            let text = mcp
+                .disconnect(who, &tool_id)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
             Ok(json!({ "toolId": tool_id, "message": text }))
         }
         connections::CONNECT => {
             let tool_id = tool(params)?;
-            let prompt = mcp.connect(who, &tool_id).await.map_err(failed)?;
+            let prompt = mcp
+                .connect(who, &tool_id)
+                .await
+                .map_err(|e| failed(e.to_string()))?;
             let task_id = format!("connect-{}", uuid::Uuid::new_v4().simple());
             // Marks the flow as one with no task to resume (`pause.rs`).
             let marker = json!({ super::pause::CONNECT_MARKER: tool_id });

@@ -65,8 +65,55 @@ impl std::fmt::Debug for Artifacts {
     }
 }
 
-/// A tool call's failure, in words the model can act on.
-type Outcome = Result<Vec<Part>, String>;
+/// Why an artifact tool call failed, in words the model can act on.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ArtifactError {
+    #[error("{0} is not configured for this agent")]
+    NotConfigured(&'static str),
+    #[error("artifacts are kept per user, and this request's user is not verified")]
+    Unverified,
+    #[error("{0} is not an artifact tool")]
+    NotAnArtifactTool(&'static str),
+    #[error("filename must be 1 to 255 characters")]
+    BadFilename,
+    #[error("content of MIME type {mime} must be base64: {source}")]
+    NotBase64 {
+        mime: String,
+        source: base64::DecodeError,
+    },
+    #[error("there is no artifact {0:?} to append to; create it first")]
+    NothingToAppendTo(String),
+    #[error("artifact {name:?} would be {size} bytes; at most {MAX_ARTIFACT_BYTES}")]
+    TooLarge { name: String, size: usize },
+    #[error("version must be a whole number")]
+    BadVersionNumber,
+    #[error("version must be a whole number or \"latest\"")]
+    BadVersion,
+    #[error("there is no artifact {0:?}")]
+    NotFound(String),
+    #[error("artifact {name:?} has no version {version}; it has {versions:?}")]
+    NoSuchVersion {
+        name: String,
+        version: u32,
+        versions: Vec<u32>,
+    },
+    #[error("artifact {name:?} has no version {version}")]
+    VersionGone { name: String, version: u32 },
+    #[error("cannot save the artifact: {0}")]
+    Save(std::io::Error),
+    #[error("cannot read artifact {name:?}: {source}")]
+    Read {
+        name: String,
+        source: std::io::Error,
+    },
+    #[error("cannot delete artifact {name:?}: {source}")]
+    Delete {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+type Outcome = Result<Vec<Part>, ArtifactError>;
 
 impl Artifacts {
     /// The store `cfg` asks for, when it has any artifact tool.
@@ -122,11 +169,11 @@ impl Artifacts {
                 name.to_owned(),
             )
         };
-        let filename = || -> Result<String, String> {
+        let filename = || -> Result<String, ArtifactError> {
             let name = args.get("filename").and_then(Value::as_str).unwrap_or("");
             let name = name.trim();
             if name.is_empty() || name.len() > 255 || name.contains('\0') {
-                return Err("filename must be 1 to 255 characters".into());
+                return Err(ArtifactError::BadFilename);
             }
             Ok(name.to_owned())
         };
@@ -148,19 +195,20 @@ impl Artifacts {
                 let k = key(&name);
                 let mut mime_type = mime;
                 if tool == BuiltinTool::AppendToArtifact {
-                    let latest = self.latest(&k).await?.ok_or_else(|| {
-                        format!("there is no artifact {name:?} to append to; create it first")
-                    })?;
+                    let latest = self
+                        .latest(&k)
+                        .await?
+                        .ok_or_else(|| ArtifactError::NothingToAppendTo(name.clone()))?;
                     let (_, mut old) = latest;
                     old.bytes.append(&mut bytes);
                     bytes = old.bytes;
                     mime_type = old.mime_type;
                 }
                 if bytes.len() > MAX_ARTIFACT_BYTES {
-                    return Err(format!(
-                        "artifact {name:?} would be {} bytes; at most {MAX_ARTIFACT_BYTES}",
-                        bytes.len()
-                    ));
+                    return Err(ArtifactError::TooLarge {
+                        name,
+                        size: bytes.len(),
+                    });
                 }
                 let version = self.save(&k, Version { bytes, mime_type }).await?;
                 Ok(vec![Part::data(
@@ -185,16 +233,18 @@ impl Artifacts {
                     Some(Value::Number(n)) => n
                         .as_u64()
                         .and_then(|n| u32::try_from(n).ok())
-                        .ok_or("version must be a whole number")?,
+                        .ok_or(ArtifactError::BadVersionNumber)?,
                     Some(Value::String(s)) if s == "latest" => *versions
                         .last()
-                        .ok_or(format!("there is no artifact {name:?}"))?,
-                    _ => return Err("version must be a whole number or \"latest\"".into()),
+                        .ok_or_else(|| ArtifactError::NotFound(name.clone()))?,
+                    _ => return Err(ArtifactError::BadVersion),
                 };
                 if !versions.contains(&version) {
-                    return Err(format!(
-                        "artifact {name:?} has no version {version}; it has {versions:?}"
-                    ));
+                    return Err(ArtifactError::NoSuchVersion {
+                        name,
+                        version,
+                        versions,
+                    });
                 }
                 let v = self.read(&key(&name), version).await?;
                 let limit = args
@@ -217,17 +267,17 @@ impl Artifacts {
                 let name = filename()?;
                 let deleted = self.delete(&key(&name)).await?;
                 if deleted == 0 {
-                    return Err(format!("there is no artifact {name:?}"));
+                    return Err(ArtifactError::NotFound(name));
                 }
                 Ok(vec![Part::data(
                     json!({"filename": name, "deleted_versions": deleted, "status": "success"}),
                 )])
             }
-            other => Err(format!("{} is not an artifact tool", other.name())),
+            other => Err(ArtifactError::NotAnArtifactTool(other.name())),
         }
     }
 
-    async fn save(&self, k: &Key, v: Version) -> Result<u32, String> {
+    async fn save(&self, k: &Key, v: Version) -> Result<u32, ArtifactError> {
         match &self.backend {
             Backend::Memory(m) => {
                 let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -238,7 +288,7 @@ impl Artifacts {
             Backend::Filesystem(base) => {
                 let dir = file_dir(base, k);
                 let next = self.versions(k).await?.last().map_or(0, |n| n + 1);
-                let io = |e: std::io::Error| format!("cannot save the artifact: {e}");
+                let io = ArtifactError::Save;
                 tokio::fs::create_dir_all(&dir).await.map_err(io)?;
                 tokio::fs::write(dir.join(format!("{next}.mime")), &v.mime_type)
                     .await
@@ -252,7 +302,7 @@ impl Artifacts {
     }
 
     /// The version numbers of one file, ascending.
-    async fn versions(&self, k: &Key) -> Result<Vec<u32>, String> {
+    async fn versions(&self, k: &Key) -> Result<Vec<u32>, ArtifactError> {
         match &self.backend {
             Backend::Memory(m) => {
                 let m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -275,18 +325,24 @@ impl Artifacts {
         }
     }
 
-    async fn read(&self, k: &Key, version: u32) -> Result<Version, String> {
+    async fn read(&self, k: &Key, version: u32) -> Result<Version, ArtifactError> {
         match &self.backend {
             Backend::Memory(m) => {
                 let m = m.lock().unwrap_or_else(|p| p.into_inner());
                 m.get(k)
                     .and_then(|v| v.get(version as usize))
                     .cloned()
-                    .ok_or_else(|| format!("artifact {:?} has no version {version}", k.3))
+                    .ok_or_else(|| ArtifactError::VersionGone {
+                        name: k.3.clone(),
+                        version,
+                    })
             }
             Backend::Filesystem(base) => {
                 let dir = file_dir(base, k);
-                let io = |e: std::io::Error| format!("cannot read artifact {:?}: {e}", k.3);
+                let io = |source| ArtifactError::Read {
+                    name: k.3.clone(),
+                    source,
+                };
                 let bytes = tokio::fs::read(dir.join(version.to_string()))
                     .await
                     .map_err(io)?;
@@ -298,7 +354,7 @@ impl Artifacts {
         }
     }
 
-    async fn latest(&self, k: &Key) -> Result<Option<(u32, Version)>, String> {
+    async fn latest(&self, k: &Key) -> Result<Option<(u32, Version)>, ArtifactError> {
         match self.versions(k).await?.last() {
             Some(&n) => Ok(Some((n, self.read(k, n).await?))),
             None => Ok(None),
@@ -307,7 +363,10 @@ impl Artifacts {
 
     /// The files of `session_key`'s user and session (its file name is
     /// ignored), each with its latest version.
-    async fn list(&self, session_key: &Key) -> Result<BTreeMap<String, (u32, Version)>, String> {
+    async fn list(
+        &self,
+        session_key: &Key,
+    ) -> Result<BTreeMap<String, (u32, Version)>, ArtifactError> {
         let names: Vec<String> = match &self.backend {
             Backend::Memory(m) => {
                 let m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -344,7 +403,7 @@ impl Artifacts {
     }
 
     /// Deletes every version of a file; returns how many there were.
-    async fn delete(&self, k: &Key) -> Result<usize, String> {
+    async fn delete(&self, k: &Key) -> Result<usize, ArtifactError> {
         match &self.backend {
             Backend::Memory(m) => {
                 let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -355,7 +414,10 @@ impl Artifacts {
                 if n > 0 {
                     tokio::fs::remove_dir_all(file_dir(base, k))
                         .await
-                        .map_err(|e| format!("cannot delete artifact {:?}: {e}", k.3))?;
+                        .map_err(|source| ArtifactError::Delete {
+                            name: k.3.clone(),
+                            source,
+                        })?;
                 }
                 Ok(n)
             }
@@ -364,7 +426,7 @@ impl Artifacts {
 }
 
 /// Text for text-like MIME types; base64 for anything else.
-fn decode(text: &str, mime: &str) -> Result<Vec<u8>, String> {
+fn decode(text: &str, mime: &str) -> Result<Vec<u8>, ArtifactError> {
     let textual = mime.starts_with("text/")
         || ["json", "xml", "yaml", "csv", "javascript", "markdown"]
             .iter()
@@ -374,7 +436,10 @@ fn decode(text: &str, mime: &str) -> Result<Vec<u8>, String> {
     }
     base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|e| format!("content of MIME type {mime} must be base64: {e}"))
+        .map_err(|source| ArtifactError::NotBase64 {
+            mime: mime.to_owned(),
+            source,
+        })
 }
 
 /// `base/<scope>/<user>/<session>/<name>`, every part encoded.

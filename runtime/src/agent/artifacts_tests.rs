@@ -106,7 +106,8 @@ async fn exercise(store: &Artifacts) {
             json!({"filename": "notes.md", "version": 0}),
         )
         .await
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("no version 0"), "{err}");
     }
 
@@ -117,7 +118,8 @@ async fn exercise(store: &Artifacts) {
         json!({"filename": "nope.txt", "content_chunk": "x"}),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("create it first"), "{err}");
     let err = run(
         BuiltinTool::CreateArtifact,
@@ -126,7 +128,8 @@ async fn exercise(store: &Artifacts) {
         json!({"filename": "bin", "content": "not base64!", "mime_type": "application/octet-stream"}),
     )
     .await
-    .unwrap_err();
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("base64"), "{err}");
 
     let deleted = run(

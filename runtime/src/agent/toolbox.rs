@@ -14,6 +14,7 @@ use amesh_mcp::schema::ToolSchema;
 use serde_json::{Value, json};
 
 use super::AgentInner;
+use super::artifacts::ArtifactError;
 use super::handler::Caller;
 use super::llm::{ToolCallRequest, ToolSpec};
 use super::mcp::{AuthPrompt, McpCall, McpOutcome};
@@ -218,14 +219,12 @@ async fn artifact_call(
     session: &str,
     tool: BuiltinTool,
     arguments: &Value,
-) -> Result<Vec<crate::a2a::Part>, String> {
+) -> Result<Vec<crate::a2a::Part>, ArtifactError> {
     let Some(artifacts) = &inner.artifacts else {
-        return Err(format!("{} is not configured for this agent", tool.name()));
+        return Err(ArtifactError::NotConfigured(tool.name()));
     };
     let amesh_trust::RequestIdentity::Verified(who) = &caller.identity else {
-        return Err(
-            "artifacts are kept per user, and this request's user is not verified".to_owned(),
-        );
+        return Err(ArtifactError::Unverified);
     };
     artifacts
         .call(tool, who.user_id(), session, arguments)

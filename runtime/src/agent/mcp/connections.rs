@@ -15,8 +15,9 @@ use amesh_mcp::oauth;
 use amesh_trust::VerifiedIdentity;
 use serde::Serialize;
 
+use super::error::ConnectionError;
 use super::refresh::token_set;
-use super::{AuthPrompt, McpCall, McpOutcome, McpTools, store_failure};
+use super::{AuthPrompt, McpCall, McpOutcome, McpTools};
 
 /// One oauth2 MCP server of this agent, as its user sees it.
 #[derive(Debug, Serialize)]
@@ -41,16 +42,17 @@ fn ms(t: SystemTime) -> u64 {
 }
 
 impl McpTools {
-    fn oauth_server(&self, tool_id: &str) -> Result<&std::sync::Arc<super::tools::Server>, String> {
+    fn oauth_server(
+        &self,
+        tool_id: &str,
+    ) -> Result<&std::sync::Arc<super::tools::Server>, ConnectionError> {
         self.inner
             .servers
             .iter()
             .find(|s| s.tool_id == tool_id && s.oauth.is_some())
-            .ok_or_else(|| {
-                format!(
-                    "agent {} has no MCP server `{tool_id}` that needs authorization",
-                    self.inner.agent
-                )
+            .ok_or_else(|| ConnectionError::UnknownServer {
+                agent: self.inner.agent.clone(),
+                tool_id: tool_id.to_owned(),
             })
     }
 
@@ -58,14 +60,11 @@ impl McpTools {
     pub(crate) async fn connections(
         &self,
         who: &VerifiedIdentity,
-    ) -> Result<Vec<Connection>, String> {
+    ) -> Result<Vec<Connection>, ConnectionError> {
         let Some(store) = &self.inner.store else {
             return Ok(Vec::new());
         };
-        let rows = store
-            .list_for_user(who)
-            .await
-            .map_err(|e| store_failure(&e))?;
+        let rows = store.list_for_user(who).await?;
         Ok(self
             .inner
             .servers
@@ -106,42 +105,27 @@ impl McpTools {
         &self,
         who: &VerifiedIdentity,
         tool_id: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, ConnectionError> {
         let server = self.oauth_server(tool_id)?;
         let Some(store) = &self.inner.store else {
-            return Err(format!(
-                "agent {} has no credential store",
-                self.inner.agent
-            ));
+            return Err(ConnectionError::NoStore(self.inner.agent.clone()));
         };
         let key = CredentialKey::new(who.user_id(), tool_id);
-        let Some(credential) = store.get(&key, who).await.map_err(|e| store_failure(&e))? else {
-            return Err(format!("{tool_id} is not connected"));
+        let Some(credential) = store.get(&key, who).await? else {
+            return Err(ConnectionError::NotConnected(tool_id.to_owned()));
         };
         // Revoke first: a grant we forget but the provider keeps is worse
         // than one we keep a moment longer.
-        let revoked = match self.auth_server(server, None).await {
-            Ok(auth_server) => {
-                match self
-                    .refresh_client(server, store, &auth_server, &credential)
-                    .await
-                {
-                    Ok(client) => match server.oauth_http() {
-                        Ok(http) => {
-                            oauth::revoke(http, &auth_server, &client, &token_set(&credential))
-                                .await
-                        }
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        };
-        store
-            .delete(&key, who, DeleteReason::Revoked)
-            .await
-            .map_err(|e| store_failure(&e))?;
+        let revoked = async {
+            let auth_server = self.auth_server(server, None).await?;
+            let client = self
+                .refresh_client(server, store, &auth_server, &credential)
+                .await?;
+            let http = server.oauth_http()?;
+            oauth::revoke(http, &auth_server, &client, &token_set(&credential)).await
+        }
+        .await;
+        store.delete(&key, who, DeleteReason::Revoked).await?;
         tracing::info!(agent = %self.inner.agent, user = %who.user_id(), tool = %tool_id,
             revoked_at_provider = ?revoked.as_ref().ok(), "user disconnected a tool");
         Ok(match revoked {
@@ -161,7 +145,7 @@ impl McpTools {
         &self,
         who: &VerifiedIdentity,
         tool_id: &str,
-    ) -> Result<AuthPrompt, String> {
+    ) -> Result<AuthPrompt, ConnectionError> {
         let server = self.oauth_server(tool_id)?.clone();
         let ctx = McpCall {
             tool: tool_id.to_owned(),
@@ -170,8 +154,8 @@ impl McpTools {
         };
         match self.start_flow(&server, &ctx, who, None, None).await {
             McpOutcome::AuthRequired(prompt) => Ok(*prompt),
-            McpOutcome::Failed(why) => Err(why.to_string()),
-            _ => Err(format!("the authorization of {tool_id} could not start")),
+            McpOutcome::Failed(why) => Err(why.into()),
+            _ => Err(ConnectionError::NotStarted(tool_id.to_owned())),
         }
     }
 }

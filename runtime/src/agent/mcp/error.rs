@@ -10,6 +10,8 @@
 use amesh_credentials::CredentialError;
 use amesh_mcp::client::McpError;
 
+use super::store_failure;
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum McpCallError {
     #[error("agent {agent} has no MCP tool `{tool}`; it offers: {offered}")]
@@ -69,9 +71,7 @@ pub(crate) enum McpCallError {
 /// at the provider): nothing the user fixes by authorizing again.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AccessError {
-    #[error("credential store unavailable: {0}; try again later")]
-    StoreUnavailable(CredentialError),
-    #[error("credential store error: {0}")]
+    #[error("{}", store_failure(.0))]
     Store(CredentialError),
     #[error("could not refresh the access token for tool {tool}: {reason}; try again later")]
     RefreshFailed { tool: String, reason: String },
@@ -85,12 +85,30 @@ pub(crate) enum AccessError {
 
 impl From<CredentialError> for AccessError {
     fn from(e: CredentialError) -> Self {
-        match e {
-            CredentialError::Unavailable { .. } | CredentialError::Closed => {
-                AccessError::StoreUnavailable(e)
-            }
-            other => AccessError::Store(other),
-        }
+        AccessError::Store(e)
+    }
+}
+
+/// Why a connected-accounts request (list, disconnect, connect) failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectionError {
+    #[error("agent {agent} has no MCP server `{tool_id}` that needs authorization")]
+    UnknownServer { agent: String, tool_id: String },
+    #[error("agent {0} has no credential store")]
+    NoStore(String),
+    #[error("{0} is not connected")]
+    NotConnected(String),
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Authorize(#[from] McpCallError),
+    #[error("the authorization of {0} could not start")]
+    NotStarted(String),
+}
+
+impl From<CredentialError> for ConnectionError {
+    fn from(e: CredentialError) -> Self {
+        ConnectionError::Access(e.into())
     }
 }
 

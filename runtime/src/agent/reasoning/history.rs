@@ -27,12 +27,13 @@ pub(crate) const MAX_TURNS: usize = 20;
 pub(crate) const MAX_BYTES: usize = 256 * 1024;
 
 /// The earlier messages of `context_id` for `caller`; empty for a new
-/// context. Err: the text refusing the request.
+/// context. Err: the one failure that refuses the task (the context is
+/// another user's); any other leaves the task without history.
 pub(crate) async fn load(
     inner: &AgentInner,
     caller: &Caller,
     context_id: &str,
-) -> Result<Vec<ChatMessage>, String> {
+) -> Result<Vec<ChatMessage>, CredentialError> {
     let (Some(store), RequestIdentity::Verified(who)) = (kept(inner), &caller.identity) else {
         return Ok(Vec::new());
     };
@@ -45,7 +46,7 @@ pub(crate) async fn load(
                 Ok(Vec::new())
             }
         },
-        Err(e @ CredentialError::ConversationOfAnotherUser { .. }) => Err(e.to_string()),
+        Err(e @ CredentialError::ConversationOfAnotherUser { .. }) => Err(e),
         Err(CredentialError::ConversationUnreadable { .. }) => Ok(Vec::new()),
         Err(e) => {
             // History is a convenience; the task can still run without it.

@@ -62,7 +62,7 @@ pub(crate) async fn start(
                 state.messages = messages;
             }
             Err(refusal) => {
-                report::fail(&inner, &state.route, &refusal).await;
+                report::fail(&inner, &state.route, &refusal.to_string()).await;
                 return;
             }
         }
