@@ -83,7 +83,7 @@ impl SitePolicy {
     }
 
     /// Refuses a Host this gateway does not answer to (421).
-    fn check_host(&self, headers: &HeaderMap) -> Result<(), String> {
+    fn check_host(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let Some(names) = &self.host_names else {
             return Ok(());
         };
@@ -105,17 +105,13 @@ impl SitePolicy {
             {
                 Ok(())
             }
-            Some(name) => Err(format!(
-                "this gateway does not answer to the host name {name:?}; add it to \
-                 allowed_hosts if it is one of the gateway's names (a guard against web \
-                 pages that point their own name at this address: DNS rebinding)"
-            )),
-            None => Err("the Host header is not a valid host name".to_owned()),
+            Some(name) => Err(Refusal::UnknownHost(name)),
+            None => Err(Refusal::InvalidHost),
         }
     }
 
     /// Refuses a state-changing browser request from another site (403).
-    fn check_origin(&self, method: &Method, headers: &HeaderMap) -> Result<(), String> {
+    fn check_origin(&self, method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
         if matches!(
             *method,
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
@@ -135,15 +131,8 @@ impl SitePolicy {
         };
         match claimed {
             Some(origin) if self.allows(&origin, headers) => Ok(()),
-            Some(origin) => Err(format!(
-                "origin {origin:?} may not send this request: requests that change state are \
-                 accepted only from the gateway's own origin or one in allowed_origins"
-            )),
-            None if cookie => Err(
-                "a request that changes state with the session cookie must carry an Origin or \
-                 Referer header naming the gateway's own origin or one in allowed_origins"
-                    .to_owned(),
-            ),
+            Some(origin) => Err(Refusal::ForeignOrigin(origin)),
+            None if cookie => Err(Refusal::NoOrigin),
             None => Ok(()),
         }
     }
@@ -199,13 +188,46 @@ pub(crate) async fn guard(
     next: Next,
 ) -> Response {
     let policy = &inner.site;
-    if let Err(message) = policy.check_host(req.headers()) {
-        return policy.refused(StatusCode::MISDIRECTED_REQUEST, message, req.headers());
-    }
-    if let Err(message) = policy.check_origin(req.method(), req.headers()) {
-        return policy.refused(StatusCode::FORBIDDEN, message, req.headers());
+    let checked = policy
+        .check_host(req.headers())
+        .and_then(|()| policy.check_origin(req.method(), req.headers()));
+    if let Err(refusal) = checked {
+        return policy.refused(refusal.status(), refusal.to_string(), req.headers());
     }
     next.run(req).await
+}
+
+/// Why the site guard refused a request.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refusal {
+    #[error(
+        "this gateway does not answer to the host name {0:?}; add it to allowed_hosts if it is \
+         one of the gateway's names (a guard against web pages that point their own name at \
+         this address: DNS rebinding)"
+    )]
+    UnknownHost(String),
+    #[error("the Host header is not a valid host name")]
+    InvalidHost,
+    #[error(
+        "origin {0:?} may not send this request: requests that change state are accepted only \
+         from the gateway's own origin or one in allowed_origins"
+    )]
+    ForeignOrigin(String),
+    #[error(
+        "a request that changes state with the session cookie must carry an Origin or Referer \
+         header naming the gateway's own origin or one in allowed_origins"
+    )]
+    NoOrigin,
+}
+
+impl Refusal {
+    /// 421 for a name the gateway does not answer to, 403 for the origin.
+    fn status(&self) -> StatusCode {
+        match self {
+            Refusal::UnknownHost(_) | Refusal::InvalidHost => StatusCode::MISDIRECTED_REQUEST,
+            Refusal::ForeignOrigin(_) | Refusal::NoOrigin => StatusCode::FORBIDDEN,
+        }
+    }
 }
 
 /// `scheme://host[:port]` of an http(s) URL, as a browser sends it in
