@@ -27,27 +27,42 @@ pub struct EventParser {
     id: Option<String>,
     /// A CR ended the last line; a following LF belongs to it.
     after_cr: bool,
-    /// Guard against a server that never ends a line.
-    max_line: usize,
+    /// Guard against a server that never ends a line, or never ends an
+    /// event (`data:` lines accumulate until a blank line): the unfinished
+    /// line and the event's fields together may hold at most this.
+    max_event: usize,
+    /// Bytes held by `event`, `data` and `id`.
+    held: usize,
 }
 
-/// A single line longer than this fails the stream (protects memory).
-pub const DEFAULT_MAX_LINE: usize = 16 * 1024 * 1024;
+/// An event (or a line) larger than this fails the stream. A legacy SSE
+/// stream lives as long as its session, so without a bound on one event a
+/// server that keeps sending `data:` lines without the blank line that
+/// ends the event would grow the agent's memory without end.
+pub const DEFAULT_MAX_EVENT: usize = 16 * 1024 * 1024;
 
-/// The stream sent a line longer than the parser accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineTooLong;
+/// The stream sent an event (or a line) larger than the parser accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("event stream event larger than {limit} bytes")]
+pub struct EventTooLarge {
+    pub limit: usize,
+}
 
 impl EventParser {
     pub fn new() -> Self {
+        Self::with_limit(DEFAULT_MAX_EVENT)
+    }
+
+    /// A parser refusing events (and lines) larger than `max_event` bytes.
+    pub fn with_limit(max_event: usize) -> Self {
         Self {
-            max_line: DEFAULT_MAX_LINE,
+            max_event: max_event.max(1),
             ..Self::default()
         }
     }
 
     /// Feeds bytes; returns the events they completed, in order.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, LineTooLong> {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<Event>, EventTooLarge> {
         let mut out = Vec::new();
         for &b in chunk {
             match b {
@@ -55,14 +70,14 @@ impl EventParser {
                 b'\n' | b'\r' => {
                     self.after_cr = b == b'\r';
                     let line = std::mem::take(&mut self.line);
-                    if let Some(event) = self.line_done(&String::from_utf8_lossy(&line)) {
+                    if let Some(event) = self.line_done(&String::from_utf8_lossy(&line))? {
                         out.push(event);
                     }
                 }
                 _ => {
                     self.after_cr = false;
-                    if self.line.len() >= self.max_line.max(1) {
-                        return Err(LineTooLong);
+                    if self.held + self.line.len() >= self.max_event {
+                        return Err(self.too_large());
                     }
                     self.line.push(b);
                 }
@@ -71,12 +86,18 @@ impl EventParser {
         Ok(out)
     }
 
-    fn line_done(&mut self, line: &str) -> Option<Event> {
+    fn too_large(&self) -> EventTooLarge {
+        EventTooLarge {
+            limit: self.max_event,
+        }
+    }
+
+    fn line_done(&mut self, line: &str) -> Result<Option<Event>, EventTooLarge> {
         if line.is_empty() {
-            return self.dispatch();
+            return Ok(self.dispatch());
         }
         if line.starts_with(':') {
-            return None; // comment / keep-alive
+            return Ok(None); // comment / keep-alive
         }
         let (field, value) = match line.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
@@ -94,10 +115,18 @@ impl EventParser {
             "id" if !value.contains('\0') => self.id = Some(value.to_owned()),
             _ => {} // `retry` and unknown fields: nothing for us to do
         }
-        None
+        self.held = [&self.event, &self.data, &self.id]
+            .iter()
+            .map(|f| f.as_ref().map_or(0, String::len))
+            .sum();
+        if self.held > self.max_event {
+            return Err(self.too_large());
+        }
+        Ok(None)
     }
 
     fn dispatch(&mut self) -> Option<Event> {
+        self.held = self.id.as_ref().map_or(0, String::len);
         let event = self.event.take();
         let data = self.data.take()?;
         Some(Event {
@@ -139,6 +168,35 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_refused_at_the_limit() {
+        let mut p = EventParser::with_limit(1000);
+        // Short lines, but no blank line ending the event.
+        let mut failed = None;
+        for i in 0..100 {
+            if let Err(e) = p.push(b"data: 0123456789012345678901234567890123456789\n") {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        let (at, e) = failed.expect("refused");
+        assert!(at < 30, "refused only after {at} lines");
+        assert_eq!(e.to_string(), "event stream event larger than 1000 bytes");
+    }
+
+    #[test]
+    fn events_under_the_limit_pass_one_after_another() {
+        let mut p = EventParser::with_limit(100);
+        for _ in 0..50 {
+            let got = p
+                .push(b"id: 7\ndata: 0123456789012345678901234567890\n\n")
+                .unwrap();
+            assert_eq!(got.len(), 1);
+        }
+        // One line alone over the limit fails too.
+        assert!(p.push(&[b'x'; 200]).is_err());
     }
 
     #[test]

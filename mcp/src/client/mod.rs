@@ -57,7 +57,7 @@ use serde_json::Value;
 
 pub use crate::oauth::BearerChallenge;
 pub use error::McpError;
-pub use pool::McpClientPool;
+pub use pool::{DEFAULT_IDLE_SESSION_TTL, DEFAULT_MAX_SESSIONS, McpClientPool};
 pub use session::{PROTOCOL_VERSION, ServerInfo, Session};
 
 use crate::tool_config::McpToolConfig;

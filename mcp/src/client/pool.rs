@@ -13,14 +13,23 @@
 //! keep apart). Its session is cached under the tool id alone, started
 //! when the agent lists its tools at start and kept for the agent's life.
 //!
+//! Sessions are bounded: one that no call has used for the idle lifetime
+//! (default [`DEFAULT_IDLE_SESSION_TTL`]) is closed and forgotten by
+//! [`McpClientPool::evict_idle`], which the agent's sweeper calls, and at
+//! most [`DEFAULT_MAX_SESSIONS`] are kept (the least recently used idle one
+//! goes first when a new (server, user) pair comes). A session a call is
+//! still using is never closed under it. Without this, every user who ever
+//! called a tool would keep a session, and for legacy SSE an open
+//! connection and a reader task, for the agent's life.
+//!
 //! TLS verification is always on, except for a server whose config says
 //! `tls_insecure_skip_verify: true`: that one gets a separate client, so
 //! the exemption cannot leak to other servers, and a warning once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::error::McpError;
 use super::http::BearerToken;
@@ -33,12 +42,57 @@ use crate::tool_config::McpToolConfig;
 /// bounded by each tool's `connection_params.timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A (server, user) session nobody called for this long is closed.
+pub const DEFAULT_IDLE_SESSION_TTL: Duration = Duration::from_secs(300);
+
+/// At most this many (server, user) sessions are kept.
+pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+
 type SessionKey = (String, String);
 
 /// The cached session of one (tool, user) and the token it was opened with.
 struct Slot {
     session: Arc<Session>,
     token: Option<BearerToken>,
+}
+
+/// One (tool, user) key: its session behind an async lock (two calls for
+/// the same key open one session, other keys proceed) and when a call last
+/// asked for it.
+struct Entry {
+    slot: tokio::sync::Mutex<Option<Slot>>,
+    /// Milliseconds since the pool's `epoch`.
+    last_used: AtomicU64,
+}
+
+impl Entry {
+    fn new(now: u64) -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(None),
+            last_used: AtomicU64::new(now),
+        }
+    }
+
+    /// Empties the slot if nothing uses it: nobody is opening it (the lock
+    /// is free) and no call holds its session (only the pool's reference).
+    /// `None` when in use; else the session to close, if one was open.
+    fn take_unused(&self) -> Option<Option<Arc<Session>>> {
+        let mut slot = self.slot.try_lock().ok()?;
+        if slot
+            .as_ref()
+            .is_some_and(|s| Arc::strong_count(&s.session) > 1)
+        {
+            return None;
+        }
+        Some(slot.take().map(|s| s.session))
+    }
+}
+
+/// The bounds of the session cache.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    idle_ttl: Duration,
+    max_sessions: usize,
 }
 
 /// Shared by all of an agent's MCP tools; cloning is shallow.
@@ -51,9 +105,10 @@ struct Inner {
     verified: reqwest::Client,
     insecure: OnceLock<reqwest::Client>,
     warned_insecure: Mutex<HashSet<String>>,
-    /// Per-key async locks so two calls for the same (tool, user) open one
-    /// session, while other keys proceed.
-    sessions: Mutex<HashMap<SessionKey, Arc<tokio::sync::Mutex<Option<Slot>>>>>,
+    sessions: Mutex<HashMap<SessionKey, Arc<Entry>>>,
+    bounds: Mutex<Bounds>,
+    /// `Entry::last_used` counts from here.
+    epoch: Instant,
     /// The longest message line a stdio server may send.
     max_stdio_message: AtomicUsize,
 }
@@ -84,6 +139,11 @@ impl McpClientPool {
                 insecure: OnceLock::new(),
                 warned_insecure: Mutex::new(HashSet::new()),
                 sessions: Mutex::new(HashMap::new()),
+                bounds: Mutex::new(Bounds {
+                    idle_ttl: DEFAULT_IDLE_SESSION_TTL,
+                    max_sessions: DEFAULT_MAX_SESSIONS,
+                }),
+                epoch: Instant::now(),
                 max_stdio_message: AtomicUsize::new(super::http::MAX_BODY_BYTES),
             }),
         }
@@ -138,15 +198,8 @@ impl McpClientPool {
         // One process per server for the whole agent: no user in the key.
         let user_key = if stdio { "" } else { user_id };
         let key = (cfg.tool_id(), user_key.to_owned());
-        let slot = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default()
-            .clone();
-        let mut slot = slot.lock().await;
+        let entry = self.entry(key);
+        let mut slot = entry.slot.lock().await;
         if stdio {
             if let Some(existing) = slot.as_ref() {
                 return Ok(existing.session.clone());
@@ -190,11 +243,88 @@ impl McpClientPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(tool_id.to_owned(), user_id.to_owned()));
-        if let Some(slot) = slot
-            && let Some(old) = slot.lock().await.take()
+        if let Some(entry) = slot
+            && let Some(old) = entry.slot.lock().await.take()
         {
             old.session.close().await;
         }
+    }
+
+    /// Sets how long an unused (server, user) session is kept and how many
+    /// are kept at most (the agent's `limits:`).
+    pub fn set_session_bounds(&self, idle_ttl: Duration, max_sessions: usize) {
+        *self.inner.bounds.lock().unwrap_or_else(|p| p.into_inner()) = Bounds {
+            idle_ttl,
+            max_sessions: max_sessions.max(1),
+        };
+    }
+
+    fn bounds(&self) -> Bounds {
+        *self.inner.bounds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The entry of `key`, created (after making room) if new, marked used.
+    fn entry(&self, key: SessionKey) -> Arc<Entry> {
+        let now = self.now_ms();
+        let max = self.bounds().max_sessions;
+        let mut closing = Vec::new();
+        let entry = {
+            let mut sessions = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !sessions.contains_key(&key) && sessions.len() >= max {
+                closing.extend(make_room(&mut sessions, max - 1));
+            }
+            let entry = sessions
+                .entry(key)
+                .or_insert_with(|| Arc::new(Entry::new(now)))
+                .clone();
+            entry.last_used.store(now, Ordering::Relaxed);
+            entry
+        };
+        close_later(closing);
+        entry
+    }
+
+    /// Closes and forgets the sessions no call asked for within the idle
+    /// lifetime (stdio servers' are kept: one per server, for the agent's
+    /// life). Returns how many were forgotten. The agent's sweeper calls
+    /// this every few seconds.
+    pub async fn evict_idle(&self) -> usize {
+        let ttl = u64::try_from(self.bounds().idle_ttl.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = self.now_ms().saturating_sub(ttl);
+        let mut closing = Vec::new();
+        let forgotten = {
+            let mut sessions = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let before = sessions.len();
+            sessions.retain(|(_, user), entry| {
+                if user.is_empty() || entry.last_used.load(Ordering::Relaxed) > cutoff {
+                    return true;
+                }
+                match entry.take_unused() {
+                    Some(session) => {
+                        closing.extend(session);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            before - sessions.len()
+        };
+        for session in closing {
+            session.close().await;
+        }
+        forgotten
     }
 
     /// Number of (tool, user) keys with a cached or opening session.
@@ -235,6 +365,41 @@ impl McpClientPool {
         };
         Ok(apply_filters(cfg, tools))
     }
+}
+
+/// Forgets the least recently used unused sessions until at most `keep`
+/// remain (or none is left that may go); returns the sessions to close.
+fn make_room(sessions: &mut HashMap<SessionKey, Arc<Entry>>, keep: usize) -> Vec<Arc<Session>> {
+    let mut by_age: Vec<(u64, SessionKey)> = sessions
+        .iter()
+        .filter(|((_, user), _)| !user.is_empty())
+        .map(|(key, e)| (e.last_used.load(Ordering::Relaxed), key.clone()))
+        .collect();
+    by_age.sort_unstable_by_key(|(used, _)| *used);
+    let mut closing = Vec::new();
+    for (_, key) in by_age {
+        if sessions.len() <= keep {
+            break;
+        }
+        if let Some(taken) = sessions.get(&key).and_then(|e| e.take_unused()) {
+            sessions.remove(&key);
+            closing.extend(taken);
+        }
+    }
+    closing
+}
+
+/// Closes sessions in the background (a caller holding no lock must not
+/// wait for a server's answer to a DELETE).
+fn close_later(sessions: Vec<Arc<Session>>) {
+    if sessions.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for session in sessions {
+            session.close().await;
+        }
+    });
 }
 
 /// Redirects followed within one origin only (servers mounted at `/mcp`

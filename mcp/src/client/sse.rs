@@ -242,7 +242,7 @@ impl LegacySse {
             let chunk = chunk.map_err(|e| self.endpoint.transport_error(e))?;
             let events = parser
                 .push(&chunk)
-                .map_err(|_| self.endpoint.protocol_error("event stream line too long"))?;
+                .map_err(|e| self.endpoint.protocol_error(e.to_string()))?;
             let mut events = events.into_iter();
             while let Some(event) = events.next() {
                 if event.event == "endpoint" {
@@ -310,8 +310,8 @@ async fn read_loop(
         match next {
             Some(Ok(chunk)) => match parser.push(&chunk) {
                 Ok(events) => events.into_iter().for_each(|e| dispatch(&waiters, e)),
-                Err(_) => {
-                    tracing::warn!(%tool_id, "MCP event stream line too long; closing");
+                Err(e) => {
+                    tracing::warn!(%tool_id, error = %e, "MCP event stream refused; closing");
                     break;
                 }
             },

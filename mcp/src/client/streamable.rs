@@ -223,7 +223,7 @@ impl Streamable {
             }
             let events = parser
                 .push(&chunk)
-                .map_err(|_| self.endpoint.protocol_error("event stream line too long"))?;
+                .map_err(|e| self.endpoint.protocol_error(e.to_string()))?;
             for event in events {
                 if event.event != "message" || event.data.trim().is_empty() {
                     continue;

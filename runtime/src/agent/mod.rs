@@ -287,7 +287,13 @@ async fn start_mcp(
         cfg.max_message_size_bytes,
     )
     .await
-    .map(Some)
+    .map(|tools| {
+        tools.bound_sessions(
+            Duration::from_secs(cfg.limits.mcp_session_idle_seconds),
+            cfg.limits.max_mcp_sessions,
+        );
+        Some(tools)
+    })
 }
 
 impl AgentInner {
@@ -324,7 +330,8 @@ async fn drain(inner: &Arc<AgentInner>) {
 const WAIT_SWEEP: Duration = Duration::from_secs(15);
 
 /// Ends tasks whose user never completed the authorization they wait for,
-/// and forgets finished tasks past their retention.
+/// forgets finished tasks past their retention, and closes MCP sessions no
+/// call used for a while.
 async fn sweep_waiting(inner: Arc<AgentInner>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(WAIT_SWEEP);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -334,6 +341,9 @@ async fn sweep_waiting(inner: Arc<AgentInner>, stop: CancellationToken) {
             _ = tick.tick() => {
                 pause::expire_waiting(&inner).await;
                 inner.tasks.purge(std::time::Instant::now());
+                if let Some(mcp) = &inner.mcp {
+                    mcp.evict_idle_sessions().await;
+                }
             }
         }
     }

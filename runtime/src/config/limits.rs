@@ -112,6 +112,12 @@ pub struct AgentLimits {
     /// Peers (agents, gateways) the agent knows; cards of further names are
     /// ignored.
     pub max_agents: usize,
+    /// A user's session with an MCP server that no call used for this long
+    /// is closed (the next call opens a new one).
+    pub mcp_session_idle_seconds: u64,
+    /// (server, user) MCP sessions kept open at most; the least recently
+    /// used idle one is closed to make room.
+    pub max_mcp_sessions: usize,
 }
 
 impl Default for AgentLimits {
@@ -121,6 +127,8 @@ impl Default for AgentLimits {
             finished_tasks_ttl_seconds: 3600,
             max_agent_card_bytes: DEFAULT_MAX_CARD_BYTES,
             max_agents: DEFAULT_MAX_AGENTS,
+            mcp_session_idle_seconds: amesh_mcp::client::DEFAULT_IDLE_SESSION_TTL.as_secs(),
+            max_mcp_sessions: amesh_mcp::client::DEFAULT_MAX_SESSIONS,
         }
     }
 }

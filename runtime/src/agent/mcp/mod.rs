@@ -136,6 +136,19 @@ impl std::fmt::Debug for McpTools {
 }
 
 impl McpTools {
+    /// Bounds the per-user MCP sessions (the agent's `limits:`).
+    pub(crate) fn bound_sessions(&self, idle: std::time::Duration, max: usize) {
+        self.inner.pool.set_session_bounds(idle, max);
+    }
+
+    /// Closes the MCP sessions no call used within the idle lifetime.
+    pub(crate) async fn evict_idle_sessions(&self) {
+        let closed = self.inner.pool.evict_idle().await;
+        if closed > 0 {
+            tracing::debug!(agent = %self.inner.agent, closed, "idle MCP sessions closed");
+        }
+    }
+
     /// Builds the exposed tools: oauth2 tools from their manifest, tools
     /// without auth from the server's `tools/list` (asked now; stdio
     /// servers are started for it). `max_message_bytes` (the agent's
