@@ -18,10 +18,14 @@ use crate::config::{AgentConfig, SessionServiceKind, ToolConfig};
 pub(crate) fn needed(cfg: &AgentConfig) -> bool {
     cfg.session_service.kind == SessionServiceKind::Sql
         || cfg.model.is_some()
-        || cfg
-            .tools
-            .iter()
-            .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
+        || has_oauth_tools(cfg)
+}
+
+/// Whether `cfg` has a tool that acts with users' own OAuth2 credentials.
+fn has_oauth_tools(cfg: &AgentConfig) -> bool {
+    cfg.tools
+        .iter()
+        .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
 }
 
 /// The store configuration for `cfg`, creating a missing SQLite file and
@@ -106,6 +110,14 @@ pub(crate) async fn open(cfg: &AgentConfig) -> anyhow::Result<Option<CredentialS
         return Ok(None);
     }
     let config = store_config(cfg)?;
+    if cfg.session_service.kind == SessionServiceKind::Memory && has_oauth_tools(cfg) {
+        // The guide's "credentials not persisting across restarts": said at
+        // start, where the operator looks, rather than found by users.
+        tracing::warn!(
+            agent = %cfg.agent_name,
+            "session_service type is memory: users' tool credentials are lost when this agent stops and everyone must authorize again; set session_service.type: sql with a database_url for production"
+        );
+    }
     if cfg.agent_secret_default
         && std::env::var_os(amesh_credentials::AGENT_SECRET_ENV).is_none()
         && let Some(file) = &cfg.agent_secret_file

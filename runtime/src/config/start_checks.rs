@@ -105,6 +105,14 @@ fn check_agent(
                     "this tool acts with each user's OAuth2 credentials, so the agent needs the redirect URI users come back to: set {REDIRECT_URI_VAR} (or oauth_tool_redirect_uri) to the gateway's /api/v1/auth/tool/callback URL"
                 ),
             )),
+            // `oauth_tool_redirect_uri: ${OAUTH_TOOL_REDIRECT_URI}` with the
+            // variable unset reads as empty: name the variable, not a URL error.
+            Some(uri) if uri.trim().is_empty() => errors.push(app.error(
+                &[cfg, Key("oauth_tool_redirect_uri")],
+                format!(
+                    "the redirect URI is empty ({REDIRECT_URI_VAR} not set?): set it to the gateway's /api/v1/auth/tool/callback URL, https://<gateway domain>/api/v1/auth/tool/callback"
+                ),
+            )),
             Some(uri) => {
                 if let Err(e) = amesh_mcp::oauth::validate_redirect_uri(uri) {
                     let written = app
