@@ -458,7 +458,7 @@ async fn stream_until_prompt(base: &str, tool: &str) -> (SseReader, url::Url) {
         .expect("stream starts");
     assert_eq!(resp.status(), 200);
     let mut events = SseReader::new(resp);
-    while let Some(ev) = events.next_event().await.expect("event") {
+    while let Some(ev) = next_event(&mut events).await {
         if ev.event == "status" && ev.data["status"]["state"] == "auth-required" {
             let url = ev.data["status"]["message"]["parts"]
                 .as_array()
@@ -496,9 +496,18 @@ async fn alice_cookie(base: &str) -> String {
         .to_string()
 }
 
+/// The next event of a stream; a minute without one fails the test rather
+/// than leaving it waiting for a task that waits for a user.
+async fn next_event(events: &mut SseReader) -> Option<amesh_tests::stack::SseEvent> {
+    tokio::time::timeout(Duration::from_secs(60), events.next_event())
+        .await
+        .expect("an event within a minute")
+        .expect("a readable event")
+}
+
 /// The final task of a stream.
 async fn final_task(events: &mut SseReader) -> Value {
-    while let Some(ev) = events.next_event().await.expect("event") {
+    while let Some(ev) = next_event(events).await {
         match ev.event.as_str() {
             "task" => return ev.data,
             "error" => panic!("error event: {}", ev.data),
@@ -884,11 +893,12 @@ async fn callback_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_refresh_token() {
     let mq = broker();
-    // Access tokens within 60 s of expiry are renewed before use: with 65 s
-    // the token is good for the first call and due a few seconds later.
+    // Access tokens within 60 s of expiry are renewed before use: with 70 s
+    // the token is good for the first call (10 s of margin for a loaded
+    // machine) and due a little later.
     let provider = demo(DemoOptions {
         issue_refresh_tokens: false,
-        access_ttl: Duration::from_secs(65),
+        access_ttl: Duration::from_secs(70),
         ..DemoOptions::default()
     })
     .await;
@@ -898,7 +908,6 @@ async fn no_refresh_token() {
     let base = format!("http://127.0.0.1:{port}");
     gateway_listing_billing(&base, Some("alice-token"), &run).await;
     let (mut stream, authorize) = stream_until_prompt(&base, "crm_whoami").await;
-    let issued = Instant::now();
     let callback = consent_as(&authorize, "alice", true)
         .await
         .expect("consent");
@@ -909,12 +918,14 @@ async fn no_refresh_token() {
         .await
         .expect("callback answers");
     assert_eq!(page.status(), 200);
+    // The code was exchanged (the token issued) before the page answered.
+    let issued = Instant::now();
     let task = final_task(&mut stream).await;
     assert_eq!(task["status"]["state"], "completed", "{task}");
     run.wait_for("the provider issued no refresh token");
     // Once the token is due, the next call cannot refresh it: the user is
     // asked again.
-    tokio::time::sleep(Duration::from_secs(6).saturating_sub(issued.elapsed())).await;
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(issued.elapsed())).await;
     let (_again, _) = stream_until_prompt(&base, "crm_whoami").await;
     let out = run.wait_for("credential unusable; starting a new authorization");
     assert_prints("no-refresh-token", &out);
