@@ -10,13 +10,13 @@
 //! quote. A reworded message fails here until the doc says the same.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
-use amesh_tests::amesh_bin::{amesh, workspace_root};
+use amesh_tests::amesh_bin::workspace_root;
+use amesh_tests::amesh_run::{AmeshRun, config_check, free_port};
+use amesh_tests::doc_table::{anchored_rows, code_spans};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::stack::SseReader;
 use serde_json::{Value, json};
@@ -42,15 +42,6 @@ const CHECKED: [&str; 14] = [
 
 const NS: &str = "acme/prod";
 const REDIRECT: &str = "https://agents.example.com/api/v1/auth/tool/callback";
-/// Variables of the test's own environment that would change what amesh does.
-const CLEARED_VARS: [&str; 5] = [
-    "SECRETS_TTL_SECONDS",
-    "OAUTH_TOOL_REDIRECT_URI",
-    "AMESH_AGENT_SECRET",
-    "RUST_LOG",
-    "NO_COLOR",
-];
-
 // ---------------------------------------------------------------------------
 // The doc
 
@@ -58,30 +49,11 @@ fn doc_path() -> PathBuf {
     workspace_root().join("docs/operations.md")
 }
 
-/// The table's entries: anchor id -> the code spans of the "what amesh
-/// prints" column.
+/// The table's entries: anchor id -> the code spans of its "what amesh
+/// prints" column (the second).
 fn table() -> BTreeMap<String, Vec<String>> {
     let doc = std::fs::read_to_string(doc_path()).expect("docs/operations.md");
-    let section = doc
-        .split("\n## Troubleshooting")
-        .nth(1)
-        .expect("a Troubleshooting section");
-    let mut entries = BTreeMap::new();
-    for row in section.lines().filter(|l| l.starts_with("| <a id=\"")) {
-        let id = row["| <a id=\"".len()..]
-            .split('"')
-            .next()
-            .expect("anchor id")
-            .to_string();
-        let cells: Vec<&str> = row.split('|').collect();
-        assert!(cells.len() >= 6, "row {id} has four cells: {row}");
-        let quotes = code_spans(cells[2]);
-        assert!(
-            entries.insert(id.clone(), quotes).is_none(),
-            "two rows are {id}"
-        );
-    }
-    entries
+    anchored_rows(&doc, "Troubleshooting", 2)
 }
 
 /// The quotes of entry `id`.
@@ -89,50 +61,6 @@ fn quotes(id: &str) -> Vec<String> {
     table()
         .remove(id)
         .unwrap_or_else(|| panic!("docs/operations.md has no troubleshooting entry {id}"))
-}
-
-/// Markdown code spans of `text`: a run of n backticks up to the next run
-/// of exactly n, with one space of padding stripped on both sides.
-fn code_spans(text: &str) -> Vec<String> {
-    let bytes = text.as_bytes();
-    let run_end = |mut i: usize| {
-        while i < bytes.len() && bytes[i] == b'`' {
-            i += 1;
-        }
-        i
-    };
-    let mut spans = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'`' {
-            i += 1;
-            continue;
-        }
-        let open_end = run_end(i);
-        let n = open_end - i;
-        let mut j = open_end;
-        let mut close = None;
-        while j < bytes.len() {
-            if bytes[j] == b'`' {
-                let end = run_end(j);
-                if end - j == n {
-                    close = Some(j);
-                    break;
-                }
-                j = end;
-            } else {
-                j += 1;
-            }
-        }
-        let Some(close) = close else { break };
-        let mut content = &text[open_end..close];
-        if content.len() > 2 && content.starts_with(' ') && content.ends_with(' ') {
-            content = &content[1..content.len() - 1];
-        }
-        spans.push(content.to_string());
-        i = close + n;
-    }
-    spans
 }
 
 /// Asserts that `output` contains every quote of entry `id`.
@@ -171,131 +99,6 @@ fn code_spans_are_read_as_markdown_reads_them() {
         vec!["b".to_string(), "c `d` e".to_string()]
     );
     assert_eq!(code_spans("no spans, `unclosed"), Vec::<String>::new());
-}
-
-// ---------------------------------------------------------------------------
-// amesh, as an operator runs it
-
-/// Text without ANSI colour sequences (amesh colours its log even in a file).
-fn plain(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn amesh_command(dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(amesh());
-    cmd.current_dir(dir);
-    for var in CLEARED_VARS {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-/// `amesh config check` on `yaml` with `env`: its stdout and stderr.
-fn config_check(yaml: &str, env: &[(&str, &str)]) -> String {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("agent.yaml");
-    std::fs::write(&file, yaml).expect("write config");
-    let out = amesh_command(dir.path(), env)
-        .args(["config", "check"])
-        .arg(&file)
-        .output()
-        .expect("amesh config check runs");
-    assert!(
-        !out.status.success(),
-        "config check passed a config the doc says it refuses:\n{yaml}"
-    );
-    plain(&format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
-}
-
-/// `amesh run` on one config file, its output in a file. Killed on drop.
-struct AmeshRun {
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl AmeshRun {
-    fn start(yaml: &str, env: &[(&str, &str)]) -> AmeshRun {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("apps.yaml");
-        std::fs::write(&file, yaml).expect("write config");
-        let log = dir.path().join("amesh.log");
-        let out = File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log file");
-        let child = amesh_command(dir.path(), env)
-            .arg("run")
-            .arg(&file)
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("amesh run starts");
-        // The directory (config, log, databases) lives as long as the run.
-        AmeshRun {
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn output(&self) -> String {
-        plain(&std::fs::read_to_string(&self.log).unwrap_or_default())
-    }
-
-    /// The output once it contains `needle` (panics after 30 s, or when
-    /// amesh exits first).
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let output = self.output();
-            if output.contains(needle) {
-                return output;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("amesh exited ({status}) before printing {needle:?}:\n{output}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "amesh did not print {needle:?} within 30 s:\n{output}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for AmeshRun {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free loopback port (bound, read, released) for a gateway whose URL
-/// the test must know before it starts.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn broker() -> MosquittoBroker {
