@@ -52,9 +52,9 @@ fn amesh_command(dir: &Path, env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// `amesh config check` on `yaml` with `env`, which must fail: its stdout
-/// and stderr, without colours.
-pub fn config_check(yaml: &str, env: &[(&str, &str)]) -> String {
+/// `amesh config check` on `yaml` with `env`: whether it passed, and its
+/// stdout and stderr without colours.
+pub fn config_check_output(yaml: &str, env: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("agent.yaml");
     std::fs::write(&file, yaml).expect("write config");
@@ -63,15 +63,22 @@ pub fn config_check(yaml: &str, env: &[(&str, &str)]) -> String {
         .arg(&file)
         .output()
         .expect("amesh config check runs");
-    assert!(
-        !out.status.success(),
-        "config check passed a config the doc says it refuses:\n{yaml}"
-    );
-    plain(&format!(
+    let text = plain(&format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
-    ))
+    ));
+    (out.status.success(), text)
+}
+
+/// [`config_check_output`] of a config that must fail: its output.
+pub fn config_check(yaml: &str, env: &[(&str, &str)]) -> String {
+    let (passed, text) = config_check_output(yaml, env);
+    assert!(
+        !passed,
+        "config check passed a config the doc says it refuses:\n{yaml}"
+    );
+    text
 }
 
 /// `amesh run` on one config file, its output in a file. Killed on drop.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
 use amesh_tests::amesh_bin::workspace_root;
-use amesh_tests::amesh_run::{AmeshRun, config_check, free_port};
+use amesh_tests::amesh_run::{AmeshRun, config_check, config_check_output, free_port};
 use amesh_tests::doc_table::{anchored_rows, code_spans};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::stack::SseReader;
@@ -494,9 +494,17 @@ fn memory_store() {
         "{enabled: true}",
         &oauth_tool("https://mcp.example.com/mcp"),
     );
-    let mut run = AmeshRun::start(&apps(&[agent]), &[]);
+    let yaml = apps(&[agent]);
+    // `config check` passes the config, with the warning ...
+    let (passed, checked) = config_check_output(&yaml, &[]);
+    assert!(passed, "{checked}");
+    assert!(checked.contains("warning: "), "{checked}");
+    // ... which `run` logs before the store opens in memory.
+    let mut run = AmeshRun::start(&yaml, &[]);
     let out = run.wait_for("agent ready");
     assert_prints("memory-store", &out);
+    let warning = quotes("memory-store").remove(0);
+    assert!(checked.contains(&warning), "{checked}");
 }
 
 #[test]

@@ -22,7 +22,7 @@ pub(crate) fn needed(cfg: &AgentConfig) -> bool {
 }
 
 /// Whether `cfg` has a tool that acts with users' own OAuth2 credentials.
-fn has_oauth_tools(cfg: &AgentConfig) -> bool {
+pub(crate) fn has_oauth_tools(cfg: &AgentConfig) -> bool {
     cfg.tools
         .iter()
         .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
@@ -110,14 +110,6 @@ pub(crate) async fn open(cfg: &AgentConfig) -> anyhow::Result<Option<CredentialS
         return Ok(None);
     }
     let config = store_config(cfg)?;
-    if cfg.session_service.kind == SessionServiceKind::Memory && has_oauth_tools(cfg) {
-        // The guide's "credentials not persisting across restarts": said at
-        // start, where the operator looks, rather than found by users.
-        tracing::warn!(
-            agent = %cfg.agent_name,
-            "session_service type is memory: users' tool credentials are lost when this agent stops and everyone must authorize again; set session_service.type: sql with a database_url for production"
-        );
-    }
     if cfg.agent_secret_default
         && std::env::var_os(amesh_credentials::AGENT_SECRET_ENV).is_none()
         && let Some(file) = &cfg.agent_secret_file

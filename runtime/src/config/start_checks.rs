@@ -39,6 +39,28 @@ pub fn check(apps: &[LocatedApp], env: EnvLookup<'_>) -> Vec<ConfigError> {
     errors
 }
 
+/// What `run` starts but an operator should hear about before users do:
+/// warnings, which `config check` prints and `run` logs.
+pub fn warnings(apps: &[LocatedApp]) -> Vec<ConfigError> {
+    apps.iter()
+        .filter_map(|app| match &app.spec.kind {
+            // The guide's "credentials not persisting across restarts".
+            AppKind::Agent(agent)
+                if agent.session_service.kind == SessionServiceKind::Memory
+                    && crate::agent::store::has_oauth_tools(agent) =>
+            {
+                Some(app.error(
+                    &[Seg::Key("app_config"), Seg::Key("session_service")],
+                    "users' tool credentials are kept in memory (session_service type memory, the default): \
+                     they are lost when this agent stops and every user must authorize again; \
+                     set session_service: {type: sql, database_url: ...} in production",
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// An existing `trust_manager.key_file` must be a key amesh can read; a
 /// missing one is created at start.
 fn check_trust_key(app: &LocatedApp, trust: &TrustManagerConfig, errors: &mut Vec<ConfigError>) {
