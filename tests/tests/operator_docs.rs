@@ -453,6 +453,8 @@ fn manifest_format() {
               description: Search
             - description: Fetch
               inputSchema: {type: object}
+            - name: update
+              inputSchema: {type: object}
             - name: create
               description: Create
               inputSchema:
