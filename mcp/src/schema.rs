@@ -49,7 +49,17 @@ pub fn check_input_schema(schema: &Value) -> Result<(), Vec<String>> {
             meta.iter_errors(schema)
                 .map(|e| format!("{}: {e}", pointer_or_root(e.instance_path().as_str()))),
         ),
-        Err(e) => problems.push(format!("$schema: {e}")),
+        // An unknown URI (often a documentation link such as
+        // `https://json-schema.org/specification-links#2020-12`) would
+        // otherwise be reported as a failed remote lookup.
+        Err(e) => problems.push(match object.get("$schema") {
+            Some(Value::String(uri)) => format!(
+                "$schema: {uri:?} is not a JSON Schema dialect URI amesh knows; write \
+                 {DRAFT_07:?} (as MCP servers do) or {DRAFT_2020_12:?}, and set the tool's \
+                 schema_dialect if the model provider needs the other one"
+            ),
+            _ => format!("$schema: {e}"),
+        }),
     }
     if problems.is_empty()
         && let Err(e) = jsonschema::validator_for(schema)
@@ -250,7 +260,11 @@ mod tests {
     #[test]
     fn unknown_dialect_is_reported_not_panicked() {
         let schema = json!({"type": "object", "$schema": "https://example.invalid/my-schema"});
-        assert!(check_input_schema(&schema).is_err());
+        let problems = check_input_schema(&schema).unwrap_err();
+        assert!(
+            problems[0].contains("is not a JSON Schema dialect URI amesh knows"),
+            "{problems:?}"
+        );
     }
 
     #[test]

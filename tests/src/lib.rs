@@ -2,6 +2,8 @@
 //! and HTTP servers, scripted model servers).
 
 pub mod amesh_bin;
+pub mod amesh_run;
+pub mod doc_table;
 pub mod model_server;
 pub mod mosquitto;
 pub mod oauth;

@@ -15,7 +15,10 @@ pub const CALLBACK_PATH: &str = "/api/v1/auth/tool/callback";
 /// Parses and checks `OAUTH_TOOL_REDIRECT_URI`; the error says what is wrong.
 pub fn validate_redirect_uri(uri: &str) -> Result<Url, String> {
     let url = Url::parse(uri).map_err(|e| format!("redirect URI {uri:?} is not a URL: {e}"))?;
-    if url.path().trim_end_matches('/') != CALLBACK_PATH {
+    // Exactly the route: the gateway serves no other spelling (a trailing
+    // slash is a 404 there), and providers compare redirect URIs byte for
+    // byte against what was registered.
+    if url.path() != CALLBACK_PATH {
         return Err(format!(
             "redirect URI {uri:?} must end in {CALLBACK_PATH}, found path {:?}",
             url.path()
@@ -71,6 +74,10 @@ mod tests {
     fn refuses_wrong_path_plain_http_and_other_schemes() {
         for (bad, needle) in [
             ("https://gw.example.com/callback", "must end in"),
+            (
+                "https://gw.example.com/api/v1/auth/tool/callback/",
+                "must end in",
+            ),
             (
                 "http://gw.example.com/api/v1/auth/tool/callback",
                 "must use https",

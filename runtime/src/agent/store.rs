@@ -18,10 +18,14 @@ use crate::config::{AgentConfig, SessionServiceKind, ToolConfig};
 pub(crate) fn needed(cfg: &AgentConfig) -> bool {
     cfg.session_service.kind == SessionServiceKind::Sql
         || cfg.model.is_some()
-        || cfg
-            .tools
-            .iter()
-            .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
+        || has_oauth_tools(cfg)
+}
+
+/// Whether `cfg` has a tool that acts with users' own OAuth2 credentials.
+pub(crate) fn has_oauth_tools(cfg: &AgentConfig) -> bool {
+    cfg.tools
+        .iter()
+        .any(|t| matches!(t, ToolConfig::Mcp(m) if m.requires_user_auth()))
 }
 
 /// The store configuration for `cfg`, creating a missing SQLite file and

@@ -345,6 +345,7 @@ impl<'e> Loader<'e> {
         self.errors.extend(validate(&self.apps));
         self.errors
             .extend(start_checks::check(&self.apps, self.env));
+        self.warnings.extend(start_checks::warnings(&self.apps));
         // One error per key: an empty value from an unset variable is
         // reported while typing and would be again by the semantic checks.
         let mut seen = std::collections::HashSet::new();

@@ -39,6 +39,28 @@ pub fn check(apps: &[LocatedApp], env: EnvLookup<'_>) -> Vec<ConfigError> {
     errors
 }
 
+/// What `run` starts but an operator should hear about before users do:
+/// warnings, which `config check` prints and `run` logs.
+pub fn warnings(apps: &[LocatedApp]) -> Vec<ConfigError> {
+    apps.iter()
+        .filter_map(|app| match &app.spec.kind {
+            // The guide's "credentials not persisting across restarts".
+            AppKind::Agent(agent)
+                if agent.session_service.kind == SessionServiceKind::Memory
+                    && crate::agent::store::has_oauth_tools(agent) =>
+            {
+                Some(app.error(
+                    &[Seg::Key("app_config"), Seg::Key("session_service")],
+                    "users' tool credentials are kept in memory (session_service type memory, the default): \
+                     they are lost when this agent stops and every user must authorize again; \
+                     set session_service: {type: sql, database_url: ...} in production",
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// An existing `trust_manager.key_file` must be a key amesh can read; a
 /// missing one is created at start.
 fn check_trust_key(app: &LocatedApp, trust: &TrustManagerConfig, errors: &mut Vec<ConfigError>) {
@@ -103,6 +125,14 @@ fn check_agent(
                 &[cfg, Key("tools"), Seg::Index(index), Key("auth")],
                 format!(
                     "this tool acts with each user's OAuth2 credentials, so the agent needs the redirect URI users come back to: set {REDIRECT_URI_VAR} (or oauth_tool_redirect_uri) to the gateway's /api/v1/auth/tool/callback URL"
+                ),
+            )),
+            // `oauth_tool_redirect_uri: ${OAUTH_TOOL_REDIRECT_URI}` with the
+            // variable unset reads as empty: name the variable, not a URL error.
+            Some(uri) if uri.trim().is_empty() => errors.push(app.error(
+                &[cfg, Key("oauth_tool_redirect_uri")],
+                format!(
+                    "the redirect URI is empty ({REDIRECT_URI_VAR} not set?): set it to the gateway's /api/v1/auth/tool/callback URL, https://<gateway domain>/api/v1/auth/tool/callback"
                 ),
             )),
             Some(uri) => {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
@@ -25,7 +25,12 @@ use super::http::{AuthUser, ask_agent_with_token};
 use super::pending::Event;
 use crate::a2a::jsonrpc;
 use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
+use crate::logging::Throttle;
 use crate::oauth_state::FlowState;
+
+/// Callbacks that arrive without a session are logged at most once per
+/// 10 s: the route is open to anyone, so its refusals must not flood the log.
+static SESSIONLESS_CALLBACKS: Throttle = Throttle::new(Duration::from_secs(10));
 
 /// Query of the provider's redirect (RFC 6749 4.1.2 and 4.1.2.1).
 #[derive(Deserialize)]
@@ -59,13 +64,37 @@ fn escape(s: &str) -> String {
 pub(crate) async fn callback(
     State(inner): State<Arc<GatewayInner>>,
     user: Result<AuthUser, super::http::ApiError>,
+    headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let Ok(AuthUser(user)) = user else {
+        // The usual cause besides an expired session: the provider sent the
+        // browser to another origin than the one the user signed in at
+        // (http vs https, a port, localhost vs 127.0.0.1), so the session
+        // cookie stayed behind. Say so, since nothing else will.
+        if let Some(held_back) = SESSIONLESS_CALLBACKS.allow() {
+            let host = headers
+                .get(header::HOST)
+                .map(|h| {
+                    String::from_utf8_lossy(h.as_bytes())
+                        .chars()
+                        .take(100)
+                        .collect::<String>()
+                })
+                .unwrap_or_default();
+            tracing::warn!(
+                gateway = %inner.id,
+                host = ?host,
+                held_back,
+                "tool authorization callback without a signed-in session: either the user is not signed in here, or OAUTH_TOOL_REDIRECT_URI names another origin (scheme, host, port) than the one users open the gateway at, so the browser sent no session cookie"
+            );
+        }
         return page(
             StatusCode::UNAUTHORIZED,
             "Please sign in",
-            "Sign in to the gateway in this browser, then start the authorization again.",
+            "Sign in to the gateway in this browser, then start the authorization again. \
+             If you are signed in already, this page's address differs from the one you use \
+             for the gateway: tell the operator (OAUTH_TOOL_REDIRECT_URI).",
         );
     };
     let Some(state) = q.state.as_deref().and_then(FlowState::parse) else {

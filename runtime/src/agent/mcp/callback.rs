@@ -154,6 +154,17 @@ impl McpTools {
         }
         lock(&inner.auth_servers).insert(tool.clone(), resume.auth_server);
         tracing::info!(agent, user, %tool, scopes = %tokens.scopes.join(" "), "tool authorized; credential stored");
+        if tokens.refresh_token.is_none() {
+            // Without one, the user is asked again at every expiry of the
+            // access token; the operator can usually fix that with a scope.
+            tracing::warn!(
+                agent,
+                user,
+                %tool,
+                requested = %resume.scopes.join(" "),
+                "the provider issued no refresh token: this user must authorize again when the access token expires; if the provider offers refresh tokens, request them (add offline_access, or the provider's equivalent, to auth.scopes)"
+            );
+        }
         Ok(Authorized {
             task: ctx,
             tool_id: tool,
