@@ -67,6 +67,8 @@ impl AuthServer {
                 grant_types_supported: None,
                 code_challenge_methods_supported: Some(vec!["S256".into()]),
                 token_endpoint_auth_methods_supported: None,
+                authorization_response_iss_parameter_supported: None,
+                client_id_metadata_document_supported: None,
             },
             resource_metadata: None,
             challenge_scopes: Vec::new(),
