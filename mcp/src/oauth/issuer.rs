@@ -9,7 +9,9 @@
 //! string comparison (no normalisation: a near-miss is an impostor or a
 //! server this check cannot vouch for); an absent `iss` is refused when the
 //! server's metadata promised it (`authorization_response_iss_parameter_supported`),
-//! else accepted, since most servers do not send it yet.
+//! else accepted, since most servers do not send it yet. With configured
+//! endpoints the issuer is not known, only assumed, so there is nothing to
+//! compare with: the check is skipped.
 
 use super::discover::AuthServer;
 use super::error::OAuthError;
@@ -20,6 +22,9 @@ const MAX_SHOWN: usize = 256;
 /// Checks the `iss` of an authorization response (success or error) of a
 /// flow started at `server`.
 pub fn check_response_issuer(server: &AuthServer, iss: Option<&str>) -> Result<(), OAuthError> {
+    if server.issuer_assumed {
+        return Ok(());
+    }
     let expected = server.issuer();
     let promised = server
         .metadata
@@ -46,6 +51,7 @@ mod tests {
         let url = |p: &str| Url::parse(&format!("https://auth.example{p}")).unwrap();
         let mut server = AuthServer::configured(&url("/mcp"), url("/authorize"), url("/token"));
         server.metadata.issuer = "https://auth.example".into();
+        server.issuer_assumed = false;
         server
             .metadata
             .authorization_response_iss_parameter_supported = promised;
@@ -69,6 +75,14 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn configured_endpoints_have_no_issuer_to_check_against() {
+        let mut configured = server(Some(true));
+        configured.issuer_assumed = true;
+        assert!(check_response_issuer(&configured, Some("https://login.example/tenant")).is_ok());
+        assert!(check_response_issuer(&configured, None).is_ok());
     }
 
     #[test]
