@@ -27,6 +27,11 @@ use super::tools::Server;
 use super::{McpCall, McpOutcome, McpTools, lock, store_failure};
 use crate::oauth_state;
 
+/// How long the check of a stored client at the authorization endpoint may
+/// delay a prompt; an endpoint only browsers can reach must not eat the
+/// call's time.
+const CLIENT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The `resume` document of a pending flow: what finishing the flow
 /// needs, and the paused task's own state, opaque here.
 #[derive(Serialize, Deserialize)]
@@ -370,11 +375,16 @@ impl McpTools {
     ) -> Option<String> {
         let http = server.oauth_http().ok()?;
         let scopes = auth_server.select_scopes(configured_scopes(&server.cfg));
-        match oauth::check_client(http, auth_server, client, redirect, &scopes).await {
-            Ok(oauth::ClientStatus::Known) => None,
-            Ok(oauth::ClientStatus::Unknown { evidence }) => Some(evidence),
-            Err(e) => {
+        let check = oauth::check_client(http, auth_server, client, redirect, &scopes);
+        match tokio::time::timeout(CLIENT_CHECK_TIMEOUT, check).await {
+            Ok(Ok(oauth::ClientStatus::Known)) => None,
+            Ok(Ok(oauth::ClientStatus::Unknown { evidence })) => Some(evidence),
+            Ok(Err(e)) => {
                 tracing::debug!(agent = %self.inner.agent, tool = %server.tool_id, error = %e, "could not check the stored OAuth client at the authorization endpoint; using it");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(agent = %self.inner.agent, tool = %server.tool_id, "the authorization endpoint did not answer the client check in time; using the stored client");
                 None
             }
         }

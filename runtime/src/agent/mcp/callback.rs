@@ -7,9 +7,9 @@
 //! unexpired, same user — the response's `iss` is checked (RFC 9207) and
 //! the code is exchanged with the client and authorization server stored
 //! in the flow. A response saying the server no longer knows the client
-//! drops the stored registration, so the next attempt registers again. The caller gets back the
-//! paused task's state to resume, or an error with that state so it can
-//! end the waiting task with the message.
+//! drops the stored registration, so the next attempt registers again.
+//! The caller gets back the paused task's state to resume, or an error
+//! with that state so it can end the waiting task with the message.
 
 use amesh_credentials::{CredentialError, CredentialKey};
 use amesh_mcp::oauth::{self, OAuthError, PkceVerifier};

@@ -178,3 +178,37 @@ async fn an_authorization_response_of_another_issuer_is_refused_before_redemptio
     let done = rig.authorize("t3", "whoami", "alice").await;
     assert!(text_of(&done).contains("alice"));
 }
+
+#[tokio::test]
+async fn a_grant_of_another_issuer_is_never_refreshed_here_but_authorized_again() {
+    let rig = rig(Transport::Streamable).await;
+    assert!(text_of(&rig.authorize("t1", "whoami", "alice").await).contains("alice"));
+    // As if the MCP server had moved to another authorization server since
+    // the grant was made: its refresh token must not go to the new one.
+    let key = CredentialKey::new("alice", "demo");
+    let mut credential = rig
+        .store
+        .get(&key, &who("alice"))
+        .await
+        .expect("store")
+        .expect("stored");
+    credential.issuer = Some("https://old-issuer.example".into());
+    credential.expires_at = Some(SystemTime::now() + Duration::from_secs(10));
+    rig.store
+        .put(&key, &who("alice"), &credential)
+        .await
+        .expect("store");
+    let again = rig
+        .tools
+        .call_as(&ctx("t2", "whoami", json!({})), &verified("alice"))
+        .await;
+    auth_url(&again);
+    assert_eq!(rig.demo.refreshes(), 0);
+    assert!(
+        rig.store
+            .get(&key, &who("alice"))
+            .await
+            .expect("store")
+            .is_none()
+    );
+}
