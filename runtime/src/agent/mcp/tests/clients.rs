@@ -37,7 +37,10 @@ async fn a_provider_that_forgot_its_clients_gets_a_new_registration_before_the_p
         .callback_as(params, &verified("alice"))
         .await
         .expect("alice authorized");
-    assert_eq!(stored_client_ids(&rig).await, [old_client.clone()]);
+    assert_eq!(
+        stored_client_ids(&rig).await,
+        std::slice::from_ref(&old_client)
+    );
 
     rig.demo.forget_registrations();
     // Bob's prompt would lead to the provider's "unknown client" page: amesh
