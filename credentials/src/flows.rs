@@ -16,7 +16,7 @@ use amesh_trust::VerifiedIdentity;
 use crate::crypto::{Purpose, lookup_hash};
 use crate::error::CredentialError;
 use crate::model::{
-    ClientRegistration, CredentialKey, EventKind, NewFlow, PendingFlow, from_ms, now_ms,
+    ClientInfo, ClientRegistration, CredentialKey, EventKind, NewFlow, PendingFlow, from_ms, now_ms,
 };
 use crate::sealed::{FlowIdentity, Unsealed, open_client, open_flow, seal_client, seal_flow};
 use crate::storage::sql::migration::{MAX_ID_LEN, MAX_TOOL_LEN};
@@ -185,6 +185,40 @@ impl CredentialStore {
             }
             Err(Unsealed::Corrupt(err)) => Err(err),
         }
+    }
+
+    /// This agent's client registrations, by server: for operators
+    /// (`amesh credentials clients list`), without secrets.
+    pub async fn list_clients(&self) -> Result<Vec<ClientInfo>, CredentialError> {
+        let s = self.open_shared()?;
+        let rows = s.storage.client_list(&s.agent_id).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| ClientInfo {
+                agent_id: s.agent_id.clone(),
+                server: row.server,
+                client_id: row.client_id,
+                created_at: from_ms(row.created_at),
+                updated_at: from_ms(row.updated_at),
+            })
+            .collect())
+    }
+
+    /// Audits an authorization response for `key` that was refused before
+    /// its code was redeemed (RFC 9207 issuer mismatch); `reason` names the
+    /// issuers, never a code or a token.
+    pub fn audit_refused_authorization(
+        &self,
+        key: &CredentialKey,
+        reason: String,
+    ) -> Result<(), CredentialError> {
+        let s = self.open_shared()?;
+        s.storage.record(vec![s.event(
+            key,
+            EventKind::AuthorizationRefused,
+            Some(reason),
+        )]);
+        Ok(())
     }
 
     /// Removes this agent's client registration at `server`; whether there

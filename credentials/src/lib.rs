@@ -122,7 +122,7 @@ pub use conversations::{
 pub use error::{CredentialError, SecretError};
 pub use flows::MIN_STATE_LEN;
 pub use model::{
-    ClientRegistration, Conversation, ConversationInfo, Credential, CredentialEvent,
+    ClientInfo, ClientRegistration, Conversation, ConversationInfo, Credential, CredentialEvent,
     CredentialInfo, CredentialKey, DeleteReason, EventKind, Filter, NewFlow, PendingFlow,
     SecretJson,
 };

@@ -208,6 +208,9 @@ pub enum EventKind {
     AccessDenied,
     /// It did not decrypt (other agent secret, or altered/moved row).
     DecryptFailed,
+    /// An authorization response for it was refused before its code was
+    /// redeemed (RFC 9207 issuer mismatch).
+    AuthorizationRefused,
 }
 
 impl EventKind {
@@ -222,6 +225,7 @@ impl EventKind {
             Self::Revoked => "revoked",
             Self::AccessDenied => "access_denied",
             Self::DecryptFailed => "decrypt_failed",
+            Self::AuthorizationRefused => "authorization_refused",
         }
     }
 
@@ -235,6 +239,7 @@ impl EventKind {
             Self::Revoked,
             Self::AccessDenied,
             Self::DecryptFailed,
+            Self::AuthorizationRefused,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)
@@ -353,6 +358,22 @@ pub struct ClientRegistration {
     /// The full registration response (may hold a registration access
     /// token). Encrypted.
     pub registration: SecretJson,
+}
+
+/// What operators see of a client registration: where and under which
+/// `client_id`, never the secret or the registration response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The agent the registration belongs to.
+    pub agent_id: String,
+    /// The issuer it is registered with (the key).
+    pub server: String,
+    /// The client id the issuer gave.
+    pub client_id: String,
+    /// When it was first stored.
+    pub created_at: SystemTime,
+    /// When it was last replaced.
+    pub updated_at: SystemTime,
 }
 
 /// One conversation of a user with this agent (an A2A `contextId`): the

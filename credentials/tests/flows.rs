@@ -269,7 +269,7 @@ async fn pending_flow_survives_a_restart_and_any_replica_can_take_it() {
 }
 
 #[tokio::test]
-async fn client_registrations_round_trip_replace_expire_and_delete() {
+async fn client_registrations_round_trip_list_replace_expire_and_delete() {
     for db in all_backends().await {
         let l = db.label();
         let store = db.open("agent-a", secret(1)).await;
@@ -303,9 +303,29 @@ async fn client_registrations_round_trip_replace_expire_and_delete() {
             "rat-1"
         );
 
+        let listed = store.list_clients().await.expect("list");
+        assert_eq!(listed.len(), 1, "[{l}]");
+        assert_eq!(
+            (listed[0].agent_id.as_str(), listed[0].server.as_str()),
+            ("agent-a", server)
+        );
+        assert_eq!(listed[0].client_id, "client-1", "[{l}]");
+        let first_created = listed[0].created_at;
+        let other = db.open("agent-b", secret(2)).await;
+        assert!(
+            other.list_clients().await.expect("list").is_empty(),
+            "[{l}]"
+        );
+        other.close().await;
+
         reg.client_id = "client-2".into();
         reg.client_secret = None;
         store.put_client(&reg).await.expect("replace");
+        let listed = store.list_clients().await.expect("list");
+        assert_eq!(listed.len(), 1, "[{l}] replaced, not added");
+        assert_eq!(listed[0].client_id, "client-2", "[{l}]");
+        assert_eq!(listed[0].created_at, first_created, "[{l}]");
+        assert!(listed[0].updated_at >= first_created, "[{l}]");
         let got = store
             .get_client(server)
             .await
@@ -323,6 +343,10 @@ async fn client_registrations_round_trip_replace_expire_and_delete() {
 
         assert!(store.delete_client(server).await.expect("delete"), "[{l}]");
         assert!(!store.delete_client(server).await.expect("delete"), "[{l}]");
+        assert!(
+            store.list_clients().await.expect("list").is_empty(),
+            "[{l}]"
+        );
         store.close().await;
     }
 }

@@ -18,8 +18,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use amesh_mcp::oauth::{
-    OAuthError, authorization_request, client_name_for_agent, discover, exchange_code, refresh,
-    register,
+    ClientStatus, OAuthError, PkceVerifier, authorization_request, check_client,
+    check_response_issuer, client_name_for_agent, discover, exchange_code, refresh, register,
 };
 use oauth_support::{http, initialize, mcp_post, query, redirect_uri};
 use tokio::process::{Child, Command};
@@ -61,15 +61,16 @@ async fn start_sdk_server(dir: &std::path::Path, port: u16, auth_port: u16) -> C
     child
 }
 
-#[tokio::test]
-async fn code_flow_against_the_sdk_example_oauth_server() {
+/// The SDK's example server directory, or `None` (skip) when
+/// `MCP_TS_SDK_DIR` is not set outside CI.
+fn sdk_examples() -> Option<PathBuf> {
     let Ok(root) = std::env::var("MCP_TS_SDK_DIR") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "MCP_TS_SDK_DIR must be set under CI=true (scripts/test installs the SDK)"
         );
         eprintln!("MCP_TS_SDK_DIR not set: skipping the TypeScript SDK OAuth interop test");
-        return;
+        return None;
     };
     let dir =
         PathBuf::from(root).join("node_modules/@modelcontextprotocol/sdk/dist/esm/examples/server");
@@ -77,6 +78,14 @@ async fn code_flow_against_the_sdk_example_oauth_server() {
         dir.is_dir(),
         "MCP_TS_SDK_DIR has no SDK examples at {dir:?}"
     );
+    Some(dir)
+}
+
+#[tokio::test]
+async fn code_flow_against_the_sdk_example_oauth_server() {
+    let Some(dir) = sdk_examples() else {
+        return;
+    };
     let (port, auth_port) = (free_port(), free_port());
     let _server = start_sdk_server(&dir, port, auth_port).await;
     let http = http();
@@ -137,4 +146,69 @@ async fn code_flow_against_the_sdk_example_oauth_server() {
     let err = refresh(&http, &server, &client, &tokens).await.unwrap_err();
     assert!(matches!(err, OAuthError::NoRefreshToken));
     assert!(err.needs_reauthorization());
+}
+
+/// The SDK example keeps registered clients in memory: restarted, it
+/// refuses the old `client_id` at `/authorize` (an error page, no
+/// redirect) and at `/token`, which is what amesh must notice to register
+/// again instead of sending users to that page forever.
+#[tokio::test]
+async fn a_restarted_sdk_server_has_forgotten_the_client_and_both_endpoints_say_so() {
+    let Some(dir) = sdk_examples() else {
+        return;
+    };
+    let (port, auth_port) = (free_port(), free_port());
+    let mut sdk = start_sdk_server(&dir, port, auth_port).await;
+    let http = http();
+    let mcp_url = Url::parse(&format!("http://localhost:{port}/mcp")).unwrap();
+    let unauthorized = mcp_post(&http, &mcp_url, None, &initialize()).await;
+    let challenge = unauthorized.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let server = discover(&http, &mcp_url, Some(&challenge)).await.unwrap();
+    let client = register(
+        &http,
+        &server,
+        &redirect_uri(),
+        &client_name_for_agent("interop"),
+    )
+    .await
+    .unwrap()
+    .client();
+    let scopes = server.select_scopes(&[]);
+    let known = check_client(&http, &server, &client, &redirect_uri(), &scopes)
+        .await
+        .unwrap();
+    assert_eq!(known, ClientStatus::Known);
+    // Whatever it says of RFC 9207, its real response passes the check.
+    let (url, _) = authorization_request(&server, &client, &redirect_uri(), &scopes, "ts-state");
+    let approved = http.get(url).send().await.unwrap();
+    let callback = Url::parse(approved.headers()["location"].to_str().unwrap()).unwrap();
+    let iss = query(&callback).get("iss").cloned();
+    check_response_issuer(&server, iss.as_deref()).unwrap();
+
+    sdk.kill().await.unwrap();
+    let _restarted = start_sdk_server(&dir, port, auth_port).await;
+    let forgotten = check_client(&http, &server, &client, &redirect_uri(), &scopes)
+        .await
+        .unwrap();
+    match &forgotten {
+        ClientStatus::Unknown { evidence } => {
+            assert!(evidence.contains("client"), "{evidence}")
+        }
+        other => panic!("expected the client to be unknown, got {other:?}"),
+    }
+    let refused = exchange_code(
+        &http,
+        &server,
+        &client,
+        "no-such-code",
+        &PkceVerifier::new("v".repeat(64)),
+        &redirect_uri(),
+        &scopes,
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.is_client_rejected(), "{refused}");
 }

@@ -1,10 +1,12 @@
-//! `amesh credentials list|revoke`: what operators see and can revoke in
-//! agents' credential stores. Metadata only: no command prints a token.
+//! `amesh credentials list|revoke|clients`: what operators see and can
+//! revoke in agents' credential stores, and the OAuth client registrations
+//! they can make an agent forget. Metadata only: no command prints a token
+//! or a client secret.
 
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use amesh_credentials::{CredentialStore, Filter};
+use amesh_credentials::{ClientInfo, CredentialStore, Filter};
 
 use crate::config::{self, AppKind, SessionServiceKind};
 
@@ -100,6 +102,50 @@ pub async fn revoke(files: &[PathBuf], sel: &Selection, reason: &str) -> anyhow:
     let mut total = 0;
     for store in stores(files, sel).await? {
         total += store.revoke(&filter(store.agent_id(), sel), reason).await?;
+        store.close().await;
+    }
+    Ok(total)
+}
+
+/// The selected agents' client registrations (metadata only).
+pub async fn clients(files: &[PathBuf], sel: &Selection) -> anyhow::Result<Vec<ClientInfo>> {
+    let mut all = Vec::new();
+    for store in stores(files, sel).await? {
+        all.extend(store.list_clients().await?);
+        store.close().await;
+    }
+    Ok(all)
+}
+
+/// Prints one line per client registration (tab-separated, with a header).
+pub fn print_clients(clients: &[ClientInfo]) {
+    println!("agent\tissuer\tclient_id\tcreated\tupdated");
+    for c in clients {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            c.agent_id,
+            c.server,
+            c.client_id,
+            unix(c.created_at),
+            unix(c.updated_at)
+        );
+    }
+}
+
+/// Forgets the selected agents' registrations at `issuer`; returns how
+/// many there were. Users' credentials stay: their refresh goes on with
+/// the old client until the server refuses it.
+pub async fn forget_client(
+    files: &[PathBuf],
+    sel: &Selection,
+    issuer: &str,
+) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for store in stores(files, sel).await? {
+        if store.delete_client(issuer).await? {
+            tracing::info!(agent = %store.agent_id(), issuer, "client registration forgotten by an operator");
+            total += 1;
+        }
         store.close().await;
     }
     Ok(total)

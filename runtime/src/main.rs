@@ -165,6 +165,35 @@ enum CredentialsCommand {
         #[command(flatten)]
         select: CredentialsSelection,
     },
+    /// Agents' OAuth client registrations at authorization servers.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// List registrations: agent, issuer, client_id, created, updated.
+    List {
+        /// Agent configs (their session_service says where registrations live).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Forget the registration at an issuer: the agent registers again on
+    /// its next authorization there (for a provider that lost it).
+    Forget {
+        /// Agent configs (their session_service says where registrations live).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        agent: Option<String>,
+        /// The issuer, as `clients list` prints it.
+        #[arg(long)]
+        issuer: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -268,7 +297,9 @@ fn main() -> ExitCode {
 }
 
 fn credentials(command: CredentialsCommand) -> ExitCode {
-    use amesh_runtime::credentials_cli::{Selection, list, revoke};
+    use amesh_runtime::credentials_cli::{
+        Selection, clients, forget_client, list, print_clients, revoke,
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -296,6 +327,31 @@ fn credentials(command: CredentialsCommand) -> ExitCode {
             let (files, sel) = selection(select, false);
             rt.block_on(revoke(&files, &sel, "revoked by operator"))
                 .map(|n| println!("revoked {n} credential(s)"))
+        }
+        CredentialsCommand::Clients {
+            command: ClientsCommand::List { files, agent },
+        } => {
+            let sel = Selection {
+                agent,
+                ..Selection::default()
+            };
+            rt.block_on(clients(&files, &sel))
+                .map(|c| print_clients(&c))
+        }
+        CredentialsCommand::Clients {
+            command:
+                ClientsCommand::Forget {
+                    files,
+                    agent,
+                    issuer,
+                },
+        } => {
+            let sel = Selection {
+                agent,
+                ..Selection::default()
+            };
+            rt.block_on(forget_client(&files, &sel, &issuer))
+                .map(|n| println!("forgot {n} client registration(s)"))
         }
     };
     match result {

@@ -553,3 +553,108 @@ async fn connected_accounts_are_listed_disconnected_with_revocation_and_connecte
         .await;
     assert_eq!(status, 400);
 }
+
+/// The `client_id` an authorization URL carries.
+fn client_id(url: &url::Url) -> String {
+    url.query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .map(|(_, v)| v.into_owned())
+        .expect("client_id")
+}
+
+#[tokio::test]
+async fn a_provider_that_forgot_its_clients_gets_a_new_registration_and_operators_see_it() {
+    use amesh_runtime::credentials_cli::{Selection, clients, forget_client};
+    let w = World::start().await;
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let first_client = client_id(&url);
+    // The demo promises RFC 9207 `iss`: the gateway must forward it.
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    assert!(
+        callback.query_pairs().any(|(k, _)| k == "iss"),
+        "{callback}"
+    );
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+
+    let config = w.data.path().join("agent.yaml");
+    std::fs::write(
+        &config,
+        agent_yaml(&w._mq, &w.demo, &w.gw.url(), w.data.path()),
+    )
+    .unwrap();
+    let files = [config];
+    let everyone = Selection::default();
+    let listed = clients(&files, &everyone).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].client_id, first_client);
+    assert_eq!(listed[0].agent_id, "tools");
+
+    // The provider restarts with an in-memory store: alice's token, her
+    // refresh token and amesh's client are all unknown to it now.
+    w.demo.forget_registrations();
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    let second_client = client_id(&url);
+    assert_ne!(second_client, first_client);
+    assert_eq!(w.demo.registrations(), 2);
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+    let listed = clients(&files, &everyone).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].client_id, second_client);
+
+    // An operator makes the agent forget it: the next new authorization
+    // registers a third client.
+    let issuer = listed[0].server.clone();
+    assert_eq!(forget_client(&files, &everyone, &issuer).await.unwrap(), 1);
+    assert!(clients(&files, &everyone).await.unwrap().is_empty());
+    assert_eq!(forget_client(&files, &everyone, &issuer).await.unwrap(), 0);
+    let mut events = w.stream("bob-token", "sse_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    assert_ne!(client_id(&url), second_client);
+    assert_eq!(w.demo.registrations(), 3);
+}
+
+#[tokio::test]
+async fn a_server_reading_client_metadata_documents_gets_the_gateways_document_url_as_client_id() {
+    let w = World::start().await;
+    w.demo.set_client_id_metadata_documents(true);
+    let document_url = format!("{}/api/v1/auth/tool/client-metadata", w.gw.url());
+    let document: Value =
+        w.gw.http
+            .get(&document_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(document["client_id"], document_url.as_str(), "{document}");
+    assert_eq!(
+        document["redirect_uris"],
+        json!([format!("{}/api/v1/auth/tool/callback", w.gw.url())])
+    );
+    assert_eq!(document["token_endpoint_auth_method"], "none");
+
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    let url = until_auth_required(&mut events).await;
+    assert_eq!(client_id(&url), document_url);
+    let callback = consent_as(&url, "alice", true).await.unwrap();
+    let (status, page) = w.callback(&callback, &w.session("alice-token").await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+    assert_eq!(w.demo.registrations(), 0, "no dynamic registration");
+    assert_eq!(w.demo.metadata_documents(), 1);
+
+    // The refresh authenticates as the same URL client.
+    w.demo.expire_access_tokens();
+    let mut events = w.stream("alice-token", "http_whoami").await;
+    assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+    assert!(w.demo.refreshes() >= 1);
+    assert_eq!(w.demo.registrations(), 0);
+}

@@ -18,8 +18,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use self::conversations::Conversations;
 use super::{
-    ClientRow, ConvMeta, ConvRow, ConvStored, ConvWrite, CredRow, FlowRow, PutOutcome, Result,
-    RowKey, Take,
+    ClientListed, ClientRow, ConvMeta, ConvRow, ConvStored, ConvWrite, CredRow, FlowRow,
+    PutOutcome, Result, RowKey, Take,
 };
 use crate::error::CredentialError;
 use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, Filter, from_ms};
@@ -78,6 +78,17 @@ struct MemFlow {
     used: bool,
 }
 
+/// A client registration row: the agent, what operators may list, and
+/// the sealed rest.
+struct MemClient {
+    agent_id: String,
+    server: String,
+    client_id: String,
+    sealed: Vec<u8>,
+    created_at: i64,
+    updated_at: i64,
+}
+
 #[derive(Default)]
 struct State {
     /// Live rows by key hash (the hash covers the agent).
@@ -85,7 +96,7 @@ struct State {
     /// Rows marked deleted, oldest first.
     deleted: VecDeque<MemCred>,
     flows: HashMap<String, MemFlow>,
-    clients: HashMap<String, (String, Vec<u8>)>,
+    clients: HashMap<String, MemClient>,
     events: VecDeque<CredentialEvent>,
     next_event_id: i64,
 }
@@ -313,9 +324,21 @@ impl MemoryStorage {
 
     pub(crate) fn client_put(&self, row: ClientRow<'_>) {
         let mut state = self.lock();
+        let created_at = state
+            .clients
+            .get(row.key_hash)
+            .filter(|c| c.agent_id == row.agent_id)
+            .map_or(row.now, |c| c.created_at);
         state.clients.insert(
             row.key_hash.to_owned(),
-            (row.agent_id.to_owned(), row.sealed),
+            MemClient {
+                agent_id: row.agent_id.to_owned(),
+                server: row.server.to_owned(),
+                client_id: row.client_id.to_owned(),
+                sealed: row.sealed,
+                created_at,
+                updated_at: row.now,
+            },
         );
     }
 
@@ -324,13 +347,34 @@ impl MemoryStorage {
         state
             .clients
             .get(key_hash)
-            .filter(|(a, _)| a == agent)
-            .map(|(_, sealed)| sealed.clone())
+            .filter(|c| c.agent_id == agent)
+            .map(|c| c.sealed.clone())
+    }
+
+    pub(crate) fn client_list(&self, agent: &str) -> Vec<ClientListed> {
+        let state = self.lock();
+        let mut listed: Vec<ClientListed> = state
+            .clients
+            .values()
+            .filter(|c| c.agent_id == agent)
+            .map(|c| ClientListed {
+                server: c.server.clone(),
+                client_id: c.client_id.clone(),
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.server.cmp(&b.server));
+        listed
     }
 
     pub(crate) fn client_delete(&self, agent: &str, key_hash: &str) -> bool {
         let mut state = self.lock();
-        if state.clients.get(key_hash).is_some_and(|(a, _)| a == agent) {
+        if state
+            .clients
+            .get(key_hash)
+            .is_some_and(|c| c.agent_id == agent)
+        {
             state.clients.remove(key_hash);
             true
         } else {

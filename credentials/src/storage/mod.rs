@@ -83,6 +83,14 @@ pub(crate) struct ClientRow<'a> {
     pub(crate) now: i64,
 }
 
+/// A client registration as listed for operators: no sealed part.
+pub(crate) struct ClientListed {
+    pub(crate) server: String,
+    pub(crate) client_id: String,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+}
+
 /// A conversation to store under (agent, `context_id`), for `user_id`.
 pub(crate) struct ConvRow<'a> {
     pub(crate) agent_id: &'a str,
@@ -246,6 +254,14 @@ impl Storage {
         match self {
             Self::Memory(m) => Ok(m.client_get(agent, key_hash)),
             Self::Sql(s) => s.client_get(agent, key_hash).await,
+        }
+    }
+
+    /// `agent`'s registrations, by server.
+    pub(crate) async fn client_list(&self, agent: &str) -> Result<Vec<ClientListed>> {
+        match self {
+            Self::Memory(m) => Ok(m.client_list(agent)),
+            Self::Sql(s) => s.client_list(agent).await,
         }
     }
 

@@ -20,7 +20,7 @@ use super::store::{DemoState, Issued, SCOPES, TokenError};
 /// `GET /.well-known/oauth-authorization-server`
 pub(crate) async fn server_metadata(State(state): State<Arc<DemoState>>) -> Json<Value> {
     let base = &state.base;
-    Json(json!({
+    let mut metadata = json!({
         "issuer": base,
         "authorization_endpoint": format!("{}/authorize", state.browser_base),
         "token_endpoint": format!("{base}/token"),
@@ -32,7 +32,85 @@ pub(crate) async fn server_metadata(State(state): State<Arc<DemoState>>) -> Json
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-    }))
+        "authorization_response_iss_parameter_supported": true,
+    });
+    if state.settings().client_id_metadata_documents {
+        metadata["client_id_metadata_document_supported"] = json!(true);
+    }
+    Json(metadata)
+}
+
+/// The longest Client ID Metadata Document the demo reads.
+const MAX_CLIENT_DOCUMENT: usize = 16 * 1024;
+
+/// When Client ID Metadata Documents are on and `client_id` is a URL the
+/// demo does not know yet, fetches the document there and adopts the
+/// client it describes (as a server supporting the draft does on first
+/// sight). The document must name that very URL as its `client_id` and be
+/// a public client; http is accepted only on this machine. A refusal is
+/// the reason, for the error page or `invalid_client`.
+pub(crate) async fn adopt_client_document(
+    state: &DemoState,
+    client_id: Option<&str>,
+) -> Result<(), String> {
+    let Some(client_id) = client_id else {
+        return Ok(());
+    };
+    if !state.settings().client_id_metadata_documents || state.client(client_id).is_some() {
+        return Ok(());
+    }
+    let Ok(url) = url::Url::parse(client_id) else {
+        return Ok(()); // not a URL: an ordinary (unknown) client id
+    };
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    if !(url.scheme() == "https" || (url.scheme() == "http" && local)) {
+        return Err(format!("client_id {client_id:?} must be an https URL"));
+    }
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| format!("cannot fetch the client metadata document: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "the client metadata document answered HTTP {}",
+            response.status()
+        ));
+    }
+    let body = response.bytes().await.map_err(|e| e.to_string())?;
+    if body.len() > MAX_CLIENT_DOCUMENT {
+        return Err("the client metadata document is too large".into());
+    }
+    let document: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("the client metadata document is not JSON: {e}"))?;
+    if document.get("client_id").and_then(Value::as_str) != Some(client_id) {
+        return Err("the client metadata document names another client_id".into());
+    }
+    let method = document
+        .get("token_endpoint_auth_method")
+        .and_then(Value::as_str);
+    if method.is_some_and(|m| m != "none") {
+        return Err("the client metadata document must describe a public client".into());
+    }
+    let redirect_uris: Vec<String> = document
+        .get("redirect_uris")
+        .and_then(Value::as_array)
+        .map(|uris| {
+            uris.iter()
+                .filter_map(|u| u.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if redirect_uris.is_empty() {
+        return Err("the client metadata document lists no redirect_uris".into());
+    }
+    state.adopt_metadata_client(client_id, redirect_uris);
+    Ok(())
 }
 
 /// RFC 9728 metadata for the resource at `path` ("" for the whole provider).
@@ -128,6 +206,15 @@ pub(crate) async fn token(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
+    if let Err(description) =
+        adopt_client_document(&state, form.get("client_id").map(String::as_str)).await
+    {
+        return token_error(TokenError {
+            error: "invalid_client",
+            description,
+            status: 401,
+        });
+    }
     match token_grant(&state, &headers, &form) {
         Ok(issued) => {
             let mut body = json!({

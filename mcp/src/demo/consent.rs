@@ -18,6 +18,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use url::Url;
 
+use super::auth_server::adopt_client_document;
 use super::store::{DemoState, Grant, PendingCode, SCOPES};
 
 type Params = HashMap<String, String>;
@@ -33,6 +34,8 @@ struct Checked {
     code_challenge: String,
     scopes: Vec<String>,
     resource: Option<String>,
+    /// RFC 9207 `iss`, sent with every response that goes back.
+    issuer: String,
 }
 
 /// `GET /authorize`
@@ -40,6 +43,11 @@ pub(crate) async fn show(
     State(state): State<Arc<DemoState>>,
     Query(params): Query<Params>,
 ) -> Response {
+    if let Err(why) =
+        adopt_client_document(&state, params.get("client_id").map(String::as_str)).await
+    {
+        return error_page(&why).into_response();
+    }
     match check(&state, &params) {
         Ok(_) => page(&params, None, StatusCode::OK),
         Err(refusal) => refusal.into_response(),
@@ -51,6 +59,11 @@ pub(crate) async fn decide(
     State(state): State<Arc<DemoState>>,
     Form(params): Form<Params>,
 ) -> Response {
+    if let Err(why) =
+        adopt_client_document(&state, params.get("client_id").map(String::as_str)).await
+    {
+        return error_page(&why).into_response();
+    }
     let checked = match check(&state, &params) {
         Ok(checked) => checked,
         Err(refusal) => return refusal.into_response(),
@@ -84,8 +97,7 @@ pub(crate) async fn decide(
         code_challenge: checked.code_challenge.clone(),
         expires: Instant::now() + CODE_TTL,
     });
-    let issuer = state.base.clone();
-    back(&checked, &[("code", &code), ("iss", &issuer)]).into_response()
+    back(&checked, &[("code", &code)]).into_response()
 }
 
 fn check(state: &DemoState, params: &Params) -> Result<Checked, Bounce> {
@@ -116,6 +128,7 @@ fn check(state: &DemoState, params: &Params) -> Result<Checked, Bounce> {
         code_challenge: String::new(),
         scopes: Vec::new(),
         resource: get("resource").map(str::to_owned),
+        issuer: state.base.clone(),
     };
     // From here on, errors go back to the client.
     if get("response_type") != Some("code") {
@@ -198,7 +211,7 @@ impl IntoResponse for Bounce {
     }
 }
 
-/// Redirects to the client's redirect URI with `pairs` and `state`.
+/// Redirects to the client's redirect URI with `pairs`, `state` and `iss`.
 fn back(checked: &Checked, pairs: &[(&str, &str)]) -> Bounce {
     let Ok(mut url) = Url::parse(&checked.redirect_uri) else {
         return error_page("redirect_uri is not a URL");
@@ -211,6 +224,7 @@ fn back(checked: &Checked, pairs: &[(&str, &str)]) -> Bounce {
         if let Some(state) = &checked.state {
             query.append_pair("state", state);
         }
+        query.append_pair("iss", &checked.issuer);
     }
     Bounce::Redirect(url)
 }

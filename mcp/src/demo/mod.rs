@@ -129,6 +129,7 @@ impl DemoProvider {
                 access_ttl: options.access_ttl,
                 issue_refresh_tokens: options.issue_refresh_tokens,
                 require_resource: options.require_resource,
+                client_id_metadata_documents: false,
             },
         );
         let app = App {
@@ -200,6 +201,13 @@ impl DemoHandle {
         self.state.revoke_user(user);
     }
 
+    /// Test hook: forgets every registered client, code and token, as a
+    /// provider keeping them in memory does when it restarts; the next
+    /// request with an old `client_id` is refused as an unknown client.
+    pub fn forget_registrations(&self) {
+        self.state.forget_registrations();
+    }
+
     /// Requests to `/token` so far (any grant, success or not).
     pub fn token_requests(&self) -> usize {
         self.state.counters().token_requests
@@ -245,6 +253,18 @@ impl DemoHandle {
     pub fn set_issue_refresh_tokens(&self, issue: bool) {
         self.state
             .update_settings(|s| s.issue_refresh_tokens = issue);
+    }
+
+    /// Changes whether URL client ids with a Client ID Metadata Document
+    /// are accepted (and advertised) from now on.
+    pub fn set_client_id_metadata_documents(&self, accept: bool) {
+        self.state
+            .update_settings(|s| s.client_id_metadata_documents = accept);
+    }
+
+    /// Client ID Metadata Documents fetched and accepted so far.
+    pub fn metadata_documents(&self) -> usize {
+        self.state.counters().metadata_documents
     }
 
     /// Changes whether `resource` is required from now on.

@@ -25,6 +25,9 @@ pub(crate) struct Settings {
     pub access_ttl: Duration,
     pub issue_refresh_tokens: bool,
     pub require_resource: bool,
+    /// Whether a URL `client_id` is accepted and its Client ID Metadata
+    /// Document fetched (and advertised in the server metadata).
+    pub client_id_metadata_documents: bool,
 }
 
 /// A client registered through `/register`.
@@ -100,6 +103,8 @@ pub(crate) struct Counters {
     /// `/revoke` requests that named a token the server knew.
     pub revocations: usize,
     pub registrations: usize,
+    /// Client ID Metadata Documents fetched and accepted.
+    pub metadata_documents: usize,
     /// `tools/call` requests that reached a tool (authorized ones).
     pub tool_calls: usize,
     pub last_resource: Option<String>,
@@ -198,6 +203,30 @@ impl DemoState {
             },
         );
         (client_id, secret)
+    }
+
+    /// Knows the client of an accepted Client ID Metadata Document (a
+    /// public client) until the provider forgets its clients.
+    pub fn adopt_metadata_client(&self, client_id: &str, redirect_uris: Vec<String>) {
+        let mut inner = self.inner();
+        inner.counters.metadata_documents += 1;
+        inner.clients.insert(
+            client_id.to_owned(),
+            Client {
+                redirect_uris,
+                secret: None,
+            },
+        );
+    }
+
+    /// Forgets every registered client and what was issued to them, as a
+    /// provider with an in-memory store does when it restarts.
+    pub fn forget_registrations(&self) {
+        let mut inner = self.inner();
+        inner.clients.clear();
+        inner.codes.clear();
+        inner.access.clear();
+        inner.refresh.clear();
     }
 
     pub fn client(&self, client_id: &str) -> Option<Client> {
@@ -452,6 +481,7 @@ mod tests {
             access_ttl: Duration::from_secs(60),
             issue_refresh_tokens: true,
             require_resource: true,
+            client_id_metadata_documents: false,
         };
         assert!(check_resource(&strict, None, Some("http://h/mcp")).is_err());
         assert!(check_resource(&strict, Some("http://h/sse"), Some("http://h/mcp")).is_err());

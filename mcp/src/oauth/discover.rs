@@ -46,6 +46,12 @@ pub struct AuthServer {
     pub resource_metadata: Option<ProtectedResourceMetadata>,
     /// Scopes named by the server's challenge (`scope` in `WWW-Authenticate`).
     pub challenge_scopes: Vec<String>,
+    /// The issuer was not discovered but assumed (the authorization
+    /// endpoint's origin, for configured endpoints): an `iss` in the
+    /// authorization response cannot be checked against it
+    /// ([`super::check_response_issuer`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub issuer_assumed: bool,
 }
 
 impl AuthServer {
@@ -67,9 +73,12 @@ impl AuthServer {
                 grant_types_supported: None,
                 code_challenge_methods_supported: Some(vec!["S256".into()]),
                 token_endpoint_auth_methods_supported: None,
+                authorization_response_iss_parameter_supported: None,
+                client_id_metadata_document_supported: None,
             },
             resource_metadata: None,
             challenge_scopes: Vec::new(),
+            issuer_assumed: true,
         }
     }
 
@@ -187,6 +196,7 @@ pub async fn discover(
         metadata,
         resource_metadata: resource_metadata.map(|(_, prm)| prm),
         challenge_scopes,
+        issuer_assumed: false,
     })
 }
 

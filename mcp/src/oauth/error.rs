@@ -246,6 +246,23 @@ pub enum OAuthError {
     /// A refresh was asked for, but the stored token set has no refresh token.
     #[error("no refresh token is stored; the user must authorize again")]
     NoRefreshToken,
+    /// RFC 9207: the authorization response names another issuer than the
+    /// one the flow was started with (a mix-up attack, or a misrouted
+    /// redirect), or none although the server promised to send it. The code
+    /// was not redeemed.
+    #[error(
+        "the authorization response {}, expected the issuer {expected:?} the flow was started with; the code was not redeemed",
+        match found {
+            Some(found) => format!("names the issuer {found:?}"),
+            None => "carries no `iss` although the server's metadata sets authorization_response_iss_parameter_supported".to_owned(),
+        }
+    )]
+    ResponseIssuerMismatch {
+        /// The issuer of the flow's authorization server.
+        expected: String,
+        /// The `iss` of the response, if it had one.
+        found: Option<String>,
+    },
 }
 
 impl OAuthError {
@@ -310,6 +327,12 @@ impl OAuthError {
                 "the authorization server issued a token type amesh does not support".into()
             }
             Self::NoRefreshToken => "no refresh token is stored".into(),
+            Self::ResponseIssuerMismatch { found: Some(_), .. } => {
+                "the sign-in came back from another authorization server than the one amesh sent you to, so it was refused".into()
+            }
+            Self::ResponseIssuerMismatch { found: None, .. } => {
+                "the sign-in came back without the authorization server's name, which that server promised to send, so it was refused".into()
+            }
         };
         format!("{reason}; the operator can find details in the agent's log")
     }
@@ -320,6 +343,27 @@ impl OAuthError {
         match self {
             Self::NoRefreshToken => true,
             Self::TokenRefused { error, .. } => error == "invalid_grant",
+            _ => false,
+        }
+    }
+
+    /// True when the token endpoint refused the client itself (RFC 6749
+    /// §5.2 `invalid_client`, or an error naming an unknown client). For a
+    /// dynamically registered public client there is no secret to be
+    /// wrong: the provider forgot the registration (a restart with an
+    /// in-memory store), so it must be dropped and made again. For a
+    /// configured client it is the operator's to fix, never the user's.
+    pub fn is_client_rejected(&self) -> bool {
+        match self {
+            Self::TokenRefused {
+                error, description, ..
+            } => super::names_unknown_client(error, description.as_deref()),
+            Self::Status {
+                step: OAuthStep::Token,
+                status: 400 | 401,
+                body,
+                ..
+            } => super::names_unknown_client("", Some(body)),
             _ => false,
         }
     }

@@ -224,6 +224,41 @@ pub(crate) async fn get_json<T: DeserializeOwned>(
         })
 }
 
+/// What a GET of a page answered, for callers that judge the answer
+/// themselves: the status, the `Location` of a redirect (never followed)
+/// and the body, bounded like every other answer.
+pub(crate) struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Bytes,
+}
+
+/// GETs `url` as a browser would load it (HTML accepted), without
+/// following a redirect; `document` names the answer in errors.
+pub(crate) async fn get_page(
+    http: &OAuthHttp,
+    url: &Url,
+    document: &'static str,
+) -> Result<Page, OAuthError> {
+    let request = http
+        .client
+        .get(url.clone())
+        .header(reqwest::header::ACCEPT, "text/html, application/json");
+    let response = http.send(url, request).await?;
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read(url, document, response).await?;
+    Ok(Page {
+        status,
+        location,
+        body,
+    })
+}
+
 /// POSTs a JSON body and returns (status, body) for the caller to judge;
 /// `document` names the answer in errors.
 pub(crate) async fn post_json(

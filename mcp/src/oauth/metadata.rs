@@ -75,6 +75,14 @@ pub struct AuthorizationServerMetadata {
     /// `none`, `client_secret_basic`, `client_secret_post`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    /// RFC 9207: the server puts `iss` in every authorization response, so
+    /// a response without it is refused ([`super::check_response_issuer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// The server accepts a URL `client_id` and fetches the client's
+    /// metadata there ([`super::client_metadata_url`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id_metadata_document_supported: Option<bool>,
 }
 
 impl AuthorizationServerMetadata {

@@ -10,9 +10,13 @@
 //! 1. the MCP server answers 401 → [`discover`] with its `WWW-Authenticate`
 //!    (or [`AuthServer::configured`] when the tool's `auth:` block names the
 //!    endpoints; [`AuthServer::with_overrides`] when it names one);
-//! 2. no configured `client_id` → [`register`] (RFC 7591), stored per server;
+//! 2. no configured `client_id` → the gateway's Client ID Metadata Document
+//!    ([`client_metadata_url`]) where the server supports it, else
+//!    [`register`] (RFC 7591), stored per issuer;
+//!    A stored registration is first checked with [`check_client`]: a
+//!    provider that forgot it gets a new one;
 //! 3. [`authorization_request`] with the pending flow's `state` → URL for the user;
-//! 4. callback → [`exchange_code`] → [`TokenSet`];
+//! 4. callback → [`check_response_issuer`] (RFC 9207) → [`exchange_code`] → [`TokenSet`];
 //! 5. access token near expiry → [`refresh`]; [`OAuthError::needs_reauthorization`]
 //!    says when only a new flow helps.
 //!
@@ -29,11 +33,14 @@
 //! [`OAuthError::user_reason`].
 
 mod challenge;
+mod client_check;
+mod client_metadata;
 mod discover;
 mod endpoint;
 mod error;
 mod flow;
 mod http;
+mod issuer;
 mod metadata;
 mod redirect;
 mod register;
@@ -42,11 +49,14 @@ mod secret;
 mod target;
 
 pub use challenge::{BearerChallenge, Challenge, parse_www_authenticate, split_scopes};
+pub use client_check::{ClientStatus, check_client, names_unknown_client};
+pub use client_metadata::{CLIENT_METADATA_PATH, client_metadata_document, client_metadata_url};
 pub use discover::{AuthServer, discover};
 pub use endpoint::endpoint_url;
 pub use error::{OAuthError, OAuthStep};
 pub use flow::{PkceVerifier, Refreshed, TokenSet, authorization_request, exchange_code, refresh};
 pub use http::{AdapterError, MAX_OAUTH_BODY, OAuthHttp, ReqwestAdapter};
+pub use issuer::check_response_issuer;
 pub use metadata::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, authorization_server_metadata_urls,
     canonical_resource, protected_resource_metadata_urls, resource_covers,

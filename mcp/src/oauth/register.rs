@@ -11,6 +11,7 @@ use url::Url;
 use super::discover::AuthServer;
 use super::error::{OAuthError, OAuthStep, excerpt};
 use super::http::{OAuthHttp, post_json};
+use super::redirect::is_loopback;
 use super::secret::Secret;
 
 /// How the client proves itself at the token endpoint (RFC 7591 §2).
@@ -125,6 +126,7 @@ pub async fn register(
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "client_name": client_name,
+        "application_type": application_type(redirect_uri),
     });
     let (status, body) = post_json(http, endpoint, &request, "client registration answer").await?;
     let url = endpoint.to_string();
@@ -177,10 +179,45 @@ pub async fn register(
     })
 }
 
+/// OpenID Connect Registration `application_type`, which MCP 2026-07-28
+/// asks registering clients to send: the gateway's callback is a web
+/// server (`web`); only a redirect to this machine (`http://localhost`, a
+/// developer's setup) is `native`, because OpenID providers refuse
+/// loopback redirect URIs for `web` clients.
+pub(crate) fn application_type(redirect_uri: &Url) -> &'static str {
+    if is_loopback(redirect_uri) {
+        "native"
+    } else {
+        "web"
+    }
+}
+
 fn invalid(url: &str, reason: String) -> OAuthError {
     OAuthError::InvalidDocument {
         url: url.to_owned(),
         document: "client registration response",
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_is_a_web_client_and_a_loopback_redirect_a_native_one() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(
+            application_type(&url("https://gw.example/api/v1/auth/tool/callback")),
+            "web"
+        );
+        assert_eq!(
+            application_type(&url("http://localhost:8000/api/v1/auth/tool/callback")),
+            "native"
+        );
+        assert_eq!(
+            application_type(&url("http://127.0.0.1:8000/api/v1/auth/tool/callback")),
+            "native"
+        );
     }
 }

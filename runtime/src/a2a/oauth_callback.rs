@@ -18,6 +18,10 @@ pub struct CallbackParams {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
+    /// RFC 9207 `iss` of the authorization response, checked by the agent
+    /// against the flow's issuer before the code is redeemed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
 }
 
 impl std::fmt::Debug for CallbackParams {
@@ -26,6 +30,7 @@ impl std::fmt::Debug for CallbackParams {
             .field("state", &"[redacted]")
             .field("code", &self.code.as_ref().map(|_| "[redacted]"))
             .field("error", &self.error)
+            .field("iss", &self.iss)
             .finish()
     }
 }

@@ -66,6 +66,10 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
         .route("/api/v1/auth/logout", post(auth_routes::logout))
         .route("/api/v1/auth/me", get(auth_routes::me))
         .route("/api/v1/auth/tool/callback", get(tool_callback::callback))
+        .route(
+            amesh_mcp::oauth::CLIENT_METADATA_PATH,
+            get(tool_callback::client_metadata),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             body_rules,

@@ -6,7 +6,7 @@
 //! when the browser's session belongs to another user, and with 404 when
 //! `state` names an agent it does not know (no accepted agent card: the
 //! user's identity goes to no topic an unknown party may be reading), and
-//! otherwise forwards code and state to the agent (any replica) with an
+//! otherwise forwards code, state and `iss` to the agent (any replica) with an
 //! assertion of the session user good for this one callback only (audience
 //! that agent, scope `oauth/callback` and the hash of this `state`, two
 //! minutes). The agent checks the flow, exchanges the code and resumes the
@@ -15,10 +15,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use amesh_mcp::oauth::{CALLBACK_PATH, client_metadata_document, client_metadata_url};
+use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::header::{CACHE_CONTROL, HOST};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
+use url::Url;
 
 use super::GatewayInner;
 use super::http::{AuthUser, ask_agent_with_token};
@@ -39,6 +43,7 @@ pub(crate) struct CallbackQuery {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    iss: Option<String>,
 }
 
 pub(crate) fn page(status: StatusCode, title: &str, text: &str) -> Response {
@@ -61,6 +66,33 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// `GET /api/v1/auth/tool/client-metadata`: amesh's OAuth Client ID
+/// Metadata Document, whose URL agents use as `client_id` with
+/// authorization servers that fetch client metadata instead of taking
+/// registrations. It describes this gateway's callback on the origin the
+/// server asked by (its `Host`): https, or plain http for a gateway on this
+/// machine. Public data, the same for every agent and every caller.
+pub(crate) async fn client_metadata(headers: HeaderMap) -> Response {
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let for_scheme = |scheme: &str| {
+        Url::parse(&format!("{scheme}://{host}{CALLBACK_PATH}"))
+            .ok()
+            .and_then(|callback| client_metadata_url(&callback))
+    };
+    // Plain http only where `client_metadata_url` allows it (loopback).
+    let Some(client_id) = for_scheme("http").or_else(|| for_scheme("https")) else {
+        return (StatusCode::BAD_REQUEST, "no usable Host header").into_response();
+    };
+    (
+        [(CACHE_CONTROL, "public, max-age=3600")],
+        Json(client_metadata_document(&client_id)),
+    )
+        .into_response()
+}
+
 pub(crate) async fn callback(
     State(inner): State<Arc<GatewayInner>>,
     user: Result<AuthUser, super::http::ApiError>,
@@ -74,7 +106,7 @@ pub(crate) async fn callback(
         // cookie stayed behind. Say so, since nothing else will.
         if let Some(held_back) = SESSIONLESS_CALLBACKS.allow() {
             let host = headers
-                .get(header::HOST)
+                .get(HOST)
                 .map(|h| {
                     String::from_utf8_lossy(h.as_bytes())
                         .chars()
@@ -145,6 +177,7 @@ pub(crate) async fn callback(
         code: q.code,
         error: q.error,
         error_description: q.error_description,
+        iss: q.iss,
     };
     // The agent exchanges the code with the provider before it answers.
     let answer = ask_agent_with_token(

@@ -7,13 +7,14 @@
 
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
 };
 
 use super::entity::{client, flow};
 use super::{SqlStorage, errors};
 use crate::error::CredentialError;
-use crate::storage::{ClientRow, FlowRow, Result, Take};
+use crate::storage::{ClientListed, ClientRow, FlowRow, Result, Take};
 
 impl SqlStorage {
     pub(crate) async fn flow_insert(&self, row: FlowRow) -> Result<()> {
@@ -150,6 +151,32 @@ impl SqlStorage {
             .one(&self.db)
             .await
             .map_err(|e| self.err(e))
+    }
+
+    pub(crate) async fn client_list(&self, agent: &str) -> Result<Vec<ClientListed>> {
+        self.check_file()?;
+        use client::Column as K;
+        let rows = client::Entity::find()
+            .select_only()
+            .column(K::Server)
+            .column(K::ClientId)
+            .column(K::CreatedAt)
+            .column(K::UpdatedAt)
+            .filter(K::AgentId.eq(agent))
+            .order_by_asc(K::Server)
+            .into_tuple::<(String, String, i64, i64)>()
+            .all(&self.db)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(server, client_id, created_at, updated_at)| ClientListed {
+                server,
+                client_id,
+                created_at,
+                updated_at,
+            })
+            .collect())
     }
 
     pub(crate) async fn client_delete(&self, agent: &str, key_hash: &str) -> Result<bool> {

@@ -27,6 +27,11 @@ use super::tools::Server;
 use super::{McpCall, McpOutcome, McpTools, lock, store_failure};
 use crate::oauth_state;
 
+/// How long the check of a stored client at the authorization endpoint may
+/// delay a prompt; an endpoint only browsers can reach must not eat the
+/// call's time.
+const CLIENT_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The `resume` document of a pending flow: what finishing the flow
 /// needs, and the paused task's own state, opaque here.
 #[derive(Serialize, Deserialize)]
@@ -291,9 +296,12 @@ impl McpTools {
         }
     }
 
-    /// The client a new flow uses: configured, else this agent's stored
-    /// registration at the issuer (for the current redirect URI), else a
-    /// new dynamic registration, stored for every replica.
+    /// The client a new flow uses: configured, else the gateway's Client ID
+    /// Metadata Document where the server supports one, else this agent's stored
+    /// registration at the issuer (for the current redirect URI, and still
+    /// known to the server), else a new dynamic registration, stored for
+    /// every replica. Registrations are keyed by issuer: one is never used
+    /// with another.
     async fn flow_client(
         &self,
         server: &Server,
@@ -304,11 +312,28 @@ impl McpTools {
         if let Some(client) = configured_client(&server.cfg) {
             return Ok(client);
         }
+        // MCP 2026-07-28 prefers a Client ID Metadata Document: nothing to
+        // register, store, or lose when the provider restarts.
+        if auth_server.metadata.client_id_metadata_document_supported == Some(true)
+            && let Some(client_id) = oauth::client_metadata_url(redirect)
+        {
+            return Ok(OAuthClient::configured(client_id.as_str(), None));
+        }
         let issuer = auth_server.issuer().to_owned();
         let _one_at_a_time = self.inner.registration.lock().await;
         match store.get_client(&issuer).await {
             Ok(Some(stored)) if registered_for(&stored, redirect) => {
-                return Ok(registered_client(&stored));
+                let client = registered_client(&stored);
+                match self
+                    .check_registration(server, auth_server, &client, redirect)
+                    .await
+                {
+                    None => return Ok(client),
+                    Some(evidence) => {
+                        self.forget_registration(auth_server, &client, &server.tool_id, &evidence)
+                            .await;
+                    }
+                }
             }
             Ok(_) => {}
             Err(e) => return Err(store_failure(&e)),
@@ -333,6 +358,75 @@ impl McpTools {
             .map_err(|e| store_failure(&e))?;
         tracing::info!(agent = %self.inner.agent, tool = %server.tool_id, %issuer, "registered an OAuth client with the authorization server");
         Ok(registration.client())
+    }
+}
+
+impl McpTools {
+    /// Loads the authorization URL a prompt with the stored `client` would
+    /// show ([`oauth::check_client`]); the evidence when the server refused
+    /// the client as unknown. A check that fails says nothing: the client
+    /// is used as before.
+    async fn check_registration(
+        &self,
+        server: &Server,
+        auth_server: &AuthServer,
+        client: &OAuthClient,
+        redirect: &Url,
+    ) -> Option<String> {
+        let http = server.oauth_http().ok()?;
+        let scopes = auth_server.select_scopes(configured_scopes(&server.cfg));
+        let check = oauth::check_client(http, auth_server, client, redirect, &scopes);
+        match tokio::time::timeout(CLIENT_CHECK_TIMEOUT, check).await {
+            Ok(Ok(oauth::ClientStatus::Known)) => None,
+            Ok(Ok(oauth::ClientStatus::Unknown { evidence })) => Some(evidence),
+            Ok(Err(e)) => {
+                tracing::debug!(agent = %self.inner.agent, tool = %server.tool_id, error = %e, "could not check the stored OAuth client at the authorization endpoint; using it");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(agent = %self.inner.agent, tool = %server.tool_id, "the authorization endpoint did not answer the client check in time; using the stored client");
+                None
+            }
+        }
+    }
+
+    /// Drops this agent's registration at the flow's issuer after the
+    /// server refused `client` as unknown (a provider restarted with an
+    /// in-memory store), so the next flow registers again. Only the
+    /// registration that was refused is dropped: a configured client, or
+    /// one another replica already replaced, stays. Logged at warn with
+    /// the server's words: the operator should know a provider forgets.
+    pub(super) async fn forget_registration(
+        &self,
+        auth_server: &AuthServer,
+        client: &OAuthClient,
+        tool_id: &str,
+        evidence: &str,
+    ) {
+        let agent = &self.inner.agent;
+        let issuer = auth_server.issuer();
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let stored = match store.get_client(issuer).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(%agent, tool = %tool_id, %issuer, error = %e, "could not read the client registration to drop");
+                return;
+            }
+        };
+        if stored.is_none_or(|s| s.client_id != client.client_id) {
+            tracing::warn!(%agent, tool = %tool_id, %issuer, client_id = %client.client_id, %evidence, "the authorization server refused an OAuth client amesh did not register (configured, or already replaced); nothing dropped");
+            return;
+        }
+        match store.delete_client(issuer).await {
+            Ok(_) => {
+                tracing::warn!(%agent, tool = %tool_id, %issuer, client_id = %client.client_id, %evidence, "the authorization server no longer knows amesh's registered OAuth client (restarted with an in-memory store?); registration dropped, the next authorization registers again");
+            }
+            Err(e) => {
+                tracing::warn!(%agent, tool = %tool_id, %issuer, error = %e, "could not drop the refused client registration");
+            }
+        }
     }
 }
 

@@ -4,10 +4,12 @@
 //! The gateway has already checked that the browser session belongs to the
 //! flow's user (by the user tag in `state`); here the flow itself is taken
 //! from the store with the forwarded, verified identity — single use,
-//! unexpired, same user — and the code is exchanged with the client and
-//! authorization server stored in the flow. The caller gets back the
-//! paused task's state to resume, or an error with that state so it can
-//! end the waiting task with the message.
+//! unexpired, same user — the response's `iss` is checked (RFC 9207) and
+//! the code is exchanged with the client and authorization server stored
+//! in the flow. A response saying the server no longer knows the client
+//! drops the stored registration, so the next attempt registers again.
+//! The caller gets back the paused task's state to resume, or an error
+//! with that state so it can end the waiting task with the message.
 
 use amesh_credentials::{CredentialError, CredentialKey};
 use amesh_mcp::oauth::{self, OAuthError, PkceVerifier};
@@ -91,8 +93,35 @@ impl McpTools {
             }
         };
         let ctx = resume.task;
+        // RFC 9207, before anything of the response is believed.
+        if let Err(e) = oauth::check_response_issuer(&resume.auth_server, params.iss.as_deref()) {
+            tracing::warn!(agent, user, %tool, error = %e, "tool authorization callback refused: issuer check failed");
+            let key = CredentialKey::new(user, tool.clone());
+            if let Err(audit) = store.audit_refused_authorization(&key, e.to_string()) {
+                tracing::warn!(agent, user, %tool, error = %audit, "could not audit the refused authorization");
+            }
+            let text = format!(
+                "the authorization of {tool} was refused and nothing was stored: {}; ask again",
+                e.user_reason()
+            );
+            return Err((Some(ctx), RpcError::new(INVALID_PARAMS, text)));
+        }
         if let Some(error) = params.error {
-            tracing::info!(agent, user, %tool, %error, "provider refused the tool authorization");
+            if oauth::names_unknown_client(&error, params.error_description.as_deref()) {
+                let evidence = format!("the authorization endpoint answered {error}");
+                self.forget_registration(&resume.auth_server, &resume.client, &tool, &evidence)
+                    .await;
+                let text = format!(
+                    "the authorization server at {} no longer knows amesh's client (it may have restarted); amesh will register again: ask again",
+                    issuer_host(resume.auth_server.issuer())
+                );
+                return Err((Some(ctx), RpcError::new(INVALID_PARAMS, text)));
+            }
+            if error == "access_denied" {
+                tracing::info!(agent, user, %tool, %error, "the user refused the tool authorization");
+            } else {
+                tracing::warn!(agent, user, %tool, %error, description = params.error_description.as_deref().unwrap_or(""), "provider refused the tool authorization");
+            }
             let text = match params.error_description {
                 Some(d) => format!("the provider refused the authorization: {error} ({d})"),
                 None => format!("the provider refused the authorization: {error}"),
@@ -136,6 +165,15 @@ impl McpTools {
             Ok(tokens) => tokens,
             Err(e) => {
                 let reason = self.oauth_failure(&tool, "authorization code exchange", &e);
+                if e.is_client_rejected() {
+                    self.forget_registration(
+                        &resume.auth_server,
+                        &resume.client,
+                        &tool,
+                        &e.to_string(),
+                    )
+                    .await;
+                }
                 let code = match e {
                     OAuthError::TokenRefused { .. } => INVALID_PARAMS,
                     _ => INTERNAL_ERROR,

@@ -132,6 +132,17 @@ impl McpTools {
             Err(text) if forced => return Access::Reauthorize(text),
             Err(text) => return still_valid_or(credential, agent, user, tool, &text, text.clone()),
         };
+        // The grant belongs to the issuer that made it: its refresh token
+        // and client are never sent to another one.
+        if let Some(issued_by) = credential.issuer.as_deref()
+            && issued_by != auth_server.issuer()
+        {
+            tracing::warn!(agent, user, tool, issued_by, issuer = %auth_server.issuer(), "the MCP server's authorization server changed; the grant is not sent to the new one");
+            return Access::Reauthorize(format!(
+                "the grant was issued by {issued_by}, but the MCP server now names {}",
+                auth_server.issuer()
+            ));
+        }
         let http = match server.oauth_http() {
             Ok(http) => http,
             Err(text) => return Access::Failed(AccessError::Setup(text)),
@@ -159,6 +170,13 @@ impl McpTools {
                     "access token refreshed"
                 );
                 Access::Token(renewed)
+            }
+            Err(e) if e.is_client_rejected() && auth::configured_client(&server.cfg).is_none() => {
+                self.forget_registration(&auth_server, &client, tool, &e.to_string())
+                    .await;
+                Access::Reauthorize(format!(
+                    "the authorization server no longer knows the client: {e}"
+                ))
             }
             Err(e) if e.needs_reauthorization() => {
                 Access::Reauthorize(format!("the provider refused the refresh: {e}"))

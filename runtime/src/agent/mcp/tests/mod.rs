@@ -4,6 +4,7 @@
 //! and every way a call or a callback is refused (`refusals.rs`). This
 //! file holds the rig both use.
 
+mod clients;
 mod disclosure;
 mod journey;
 mod refusals;
@@ -211,6 +212,7 @@ fn params_of(callback: &Url) -> CallbackParams {
         code: get("code"),
         error: get("error"),
         error_description: get("error_description"),
+        iss: get("iss"),
     }
 }
 

@@ -11,6 +11,7 @@ async fn callbacks_that_cannot_complete_are_refused_clearly() {
         code: Some("code".into()),
         error: None,
         error_description: None,
+        iss: None,
     };
     let (ctx_back, e) = rig
         .tools
@@ -31,6 +32,7 @@ async fn callbacks_that_cannot_complete_are_refused_clearly() {
         code: params.code.clone(),
         error: None,
         error_description: None,
+        iss: params.iss.clone(),
     };
     // Another user's identity: refused, and the flow stays usable.
     let (_, e) = rig
