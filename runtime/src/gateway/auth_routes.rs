@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::GatewayInner;
+use super::api_error::ApiError;
 use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, now_secs, session_cookie};
-use super::http::{ApiError, AuthUser, ClientIp};
+use super::extract::{AuthUser, ClientIp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

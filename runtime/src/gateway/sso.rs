@@ -51,9 +51,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
 use super::GatewayInner;
+use super::api_error::ApiError;
 use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, User, cookie, now_secs};
 use super::auth_routes::attributes;
-use super::http::{ApiError, ClientIp};
+use super::extract::ClientIp;
 use super::tool_callback::page;
 use crate::config::SsoConfig;
 

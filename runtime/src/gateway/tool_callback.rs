@@ -21,8 +21,9 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::GatewayInner;
-use super::http::{AuthUser, ask_agent_with_token};
-use super::pending::Event;
+use super::agent_requests::ask_agent_with_token;
+use super::extract::AuthUser;
+use crate::a2a::client::Event;
 use crate::a2a::jsonrpc;
 use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
 use crate::oauth_state::FlowState;
@@ -58,7 +59,7 @@ fn escape(s: &str) -> String {
 
 pub(crate) async fn callback(
     State(inner): State<Arc<GatewayInner>>,
-    user: Result<AuthUser, super::http::ApiError>,
+    user: Result<AuthUser, super::api_error::ApiError>,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let Ok(AuthUser(user)) = user else {
