@@ -201,7 +201,7 @@ impl A2aClient {
                 .with(props::DELEGATING_AGENT, self.me.clone())
                 .with(props::CALL_DEPTH, envelope.call_depth.to_string());
         }
-        user_props = user_props.with(props::TIMESTAMP, crate::cards::now_millis().to_string());
+        user_props = user_props.with(props::TIMESTAMP, amesh_trust::now_unix_millis().to_string());
         if let Some(token) = &envelope.token {
             user_props.push(props::AUTH_TOKEN, token.clone());
         }
@@ -316,5 +316,181 @@ impl Call {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::a2a::{Task, TaskState};
+    use crate::broker::{DevBus, Incoming};
+    use crate::config::TrustManagerConfig;
+
+    const NS: &str = "test";
+
+    /// A trust manager that takes every answer (trust off), so these tests
+    /// are about the waiter; who may answer is proven in `trust_e2e`.
+    fn trust_off() -> Arc<TrustManager> {
+        let cfg = TrustManagerConfig {
+            enabled: false,
+            ..TrustManagerConfig::default()
+        };
+        TrustManager::new(
+            &cfg,
+            amesh_trust::ComponentKind::Gateway,
+            "gw",
+            NS,
+            "gw",
+            Default::default(),
+        )
+        .expect("trust manager")
+    }
+
+    /// A client on the dev bus, subscribed to its reply topics, and the
+    /// connection its answers arrive on.
+    async fn client(bus: &DevBus, me: &str, requester: Requester) -> (A2aClient, Incoming) {
+        let (conn, incoming) = bus.client(me, None);
+        let client = A2aClient::new(Broker::Dev(conn), NS, me, requester, 1 << 20);
+        client.subscribe().await.expect("subscribe");
+        (client, incoming)
+    }
+
+    fn envelope(to: &str) -> Envelope<'_> {
+        Envelope {
+            to,
+            user_id: "alice",
+            token: Some("tok".into()),
+            call_depth: 2,
+            budget: 1 << 16,
+        }
+    }
+
+    /// An agent that answers every request at once with a completed task,
+    /// and hands back the request it saw.
+    async fn instant_agent(bus: &DevBus, name: &str) -> tokio::task::JoinHandle<Message> {
+        let (conn, mut incoming) = bus.client(name, None);
+        conn.subscribe(&topics::agent_request(NS, name))
+            .await
+            .expect("subscribe");
+        tokio::spawn(async move {
+            let request = incoming.recv().await.expect("a request");
+            let reply_to = request.props.get(props::REPLY_TO).expect("replyTo");
+            let task = Task::new("t", "c", TaskState::Completed);
+            let answer = Response::ok(Value::from("t"), task).to_bytes();
+            conn.publish(reply_to, answer, UserProperties::new(), false)
+                .await
+                .expect("publish answer");
+            request
+        })
+    }
+
+    /// Feeds the client's connection to `on_reply`, as a pump does.
+    fn pump(client: Arc<A2aClient>, mut incoming: Incoming) -> tokio::task::JoinHandle<()> {
+        let trust = trust_off();
+        tokio::spawn(async move {
+            while let Some(msg) = incoming.recv().await {
+                assert!(client.on_reply(&msg, &trust, |_, _, _| {}));
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn an_instant_answer_reaches_the_waiter_registered_before_publish() {
+        let bus = DevBus::new();
+        let agent = instant_agent(&bus, "echo").await;
+        let (client, incoming) = client(&bus, "gw", Requester::Gateway).await;
+        let client = Arc::new(client);
+        let _pump = pump(client.clone(), incoming);
+        let call = client
+            .send(envelope("echo"), "t".into(), "message/send", json_params())
+            .await
+            .expect("sent");
+        let answer = call.final_answer(Duration::from_secs(5)).await;
+        assert!(
+            matches!(answer, Ok(StreamResult::Task(ref t)) if t.status.state == TaskState::Completed),
+            "{answer:?}"
+        );
+        let request = agent.await.expect("agent");
+        assert_eq!(request.props.get(props::USER_ID), Some("alice"));
+        assert_eq!(request.props.get(props::CLIENT_ID), Some("gw"));
+        assert_eq!(request.props.get(props::AUTH_TOKEN), Some("tok"));
+        assert_eq!(
+            request.props.get(props::REPLY_TO),
+            Some(topics::gateway_response(NS, "gw", "t").as_str())
+        );
+        assert!(request.props.get(props::TIMESTAMP).is_some());
+        // A gateway's request is no delegation.
+        assert_eq!(request.props.get(props::CALL_DEPTH), None);
+        assert_eq!(client.waiters.len(), 0, "the final answer unregisters");
+    }
+
+    #[tokio::test]
+    async fn a_delegation_names_the_delegating_agent_and_the_call_depth() {
+        let bus = DevBus::new();
+        let agent = instant_agent(&bus, "peer").await;
+        let (client, incoming) = client(&bus, "planner", Requester::Agent).await;
+        let client = Arc::new(client);
+        let _pump = pump(client.clone(), incoming);
+        let call = client
+            .send(
+                envelope("peer"),
+                "sub-1".into(),
+                "message/send",
+                json_params(),
+            )
+            .await
+            .expect("sent");
+        call.final_answer(Duration::from_secs(5))
+            .await
+            .expect("answered");
+        let request = agent.await.expect("agent");
+        assert_eq!(request.props.get(props::DELEGATING_AGENT), Some("planner"));
+        assert_eq!(request.props.get(props::CALL_DEPTH), Some("2"));
+        assert_eq!(
+            request.props.get(props::REPLY_TO),
+            Some(topics::agent_response(NS, "planner", "sub-1").as_str())
+        );
+    }
+
+    #[tokio::test]
+    async fn every_exit_path_unregisters_the_waiter() {
+        let bus = DevBus::new();
+        let (client, _incoming) = client(&bus, "gw", Requester::Gateway).await;
+        // Timed out: nobody answers.
+        let call = client
+            .send(envelope("nobody"), "a".into(), "tasks/get", json_params())
+            .await
+            .expect("sent");
+        assert_eq!(client.waiters.len(), 1, "registered while in flight");
+        let waited = call.final_answer(Duration::from_millis(20)).await;
+        assert!(
+            matches!(waited, Err(CallError::TimedOut { .. })),
+            "{waited:?}"
+        );
+        assert_eq!(client.waiters.len(), 0);
+        // Abandoned: the caller goes away (an HTTP client hung up).
+        let call = client
+            .send(envelope("nobody"), "b".into(), "tasks/get", json_params())
+            .await
+            .expect("sent");
+        drop(call);
+        assert_eq!(client.waiters.len(), 0);
+        // Refused before publishing: too large.
+        let big = "x".repeat(2 << 20);
+        let refused = client
+            .send(envelope("nobody"), "c".into(), "tasks/get", big)
+            .await;
+        assert!(matches!(refused, Err(SendError::TooLarge { .. })));
+        // Failed to publish: the connection is gone.
+        client.broker.disconnect().await;
+        let failed = client
+            .send(envelope("nobody"), "d".into(), "tasks/get", json_params())
+            .await;
+        assert!(matches!(failed, Err(SendError::Publish(_))));
+        assert_eq!(client.waiters.len(), 0);
+    }
+
+    fn json_params() -> Value {
+        serde_json::json!({ "id": "t" })
     }
 }

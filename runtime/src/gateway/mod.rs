@@ -155,8 +155,7 @@ fn authenticator(
     sso: Option<&sso::Sso>,
 ) -> anyhow::Result<Arc<dyn Authenticator>> {
     if cfg.frontend_use_authorization {
-        let mut auth =
-            TokenAuthenticator::new(&cfg.users, sessions.clone()).map_err(anyhow::Error::msg)?;
+        let mut auth = TokenAuthenticator::new(&cfg.users, sessions.clone())?;
         if let Some(sso) = sso {
             auth = auth.with_sso(sso.issuer());
         }

@@ -170,7 +170,7 @@ impl TaskEvents {
             agent: agent.to_owned(),
             context_id,
             started: Instant::now(),
-            started_ms: now_ms(),
+            started_ms: amesh_trust::now_unix_millis(),
             state: Mutex::default(),
             seq: watch::Sender::new(0),
         });
@@ -284,11 +284,6 @@ impl TaskEvents {
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    u64::try_from(crate::cards::now_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
