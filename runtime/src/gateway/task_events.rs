@@ -3,7 +3,7 @@
 //! web page asks `GET /api/v1/tasks/{id}/events` with `Last-Event-ID` and
 //! gets what it missed, then the rest as it comes.
 //!
-//! A recorder (one per `message:stream` task, see `http.rs`) owns the
+//! A recorder (one per `message:stream` task, see `stream.rs`) owns the
 //! task's reply registration and appends every answer here, whether or
 //! not a browser is connected; SSE responses only read. So a client that
 //! goes away no longer cuts the task off from its result, and a client
