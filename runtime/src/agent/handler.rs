@@ -1,5 +1,7 @@
-//! Handling of one A2A request: validation in the pump, execution in a
-//! task ([`super::reasoning`]).
+//! Handling of one A2A request, the mini-redis way: one admission step in
+//! the pump (`admit`: size, parse, depth, identity), then one function
+//! per method (`dispatch`); a task's execution runs in its own tokio task
+//! ([`super::reasoning`]).
 
 use std::sync::Arc;
 
@@ -299,6 +301,8 @@ fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
     })
 }
 
+/// `message/send` and `message/stream`: registers the task and starts its
+/// loop (with a model) or its one tool call (without).
 fn start_task(
     inner: &Arc<AgentInner>,
     req: Request,
