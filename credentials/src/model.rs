@@ -457,8 +457,9 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
+/// Now, as the store keeps times (unix milliseconds, signed for SQL).
 pub(crate) fn now_ms() -> i64 {
-    to_ms(SystemTime::now())
+    i64::try_from(amesh_trust::now_unix_millis()).unwrap_or(i64::MAX)
 }
 
 /// A duration in whole milliseconds, at least 1.

@@ -81,8 +81,10 @@ pub fn spawn(
             let Some(payload) = (card.payload)() else {
                 continue;
             };
-            let mut props =
-                UserProperties::new().with(crate::a2a::props::TIMESTAMP, now_millis().to_string());
+            let mut props = UserProperties::new().with(
+                crate::a2a::props::TIMESTAMP,
+                amesh_trust::now_unix_millis().to_string(),
+            );
             if let Some(signature) = card.sign.as_ref().and_then(|s| s(&card.topic, &payload)) {
                 props.push(crate::a2a::props::SIGNATURE, signature);
             }
@@ -94,12 +96,4 @@ pub fn spawn(
             }
         }
     })
-}
-
-/// Milliseconds since the Unix epoch (the `timestamp` user property).
-pub fn now_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
 }

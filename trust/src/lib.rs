@@ -81,7 +81,7 @@ pub use registry::{
     CardUpdate, KeyLookupError, MAX_KEYS_PER_COMPONENT, NameError, TrustRegistry, TrustedKey,
 };
 pub use scope::TokenScope;
-pub use time::now_unix;
+pub use time::{now_unix, now_unix_millis};
 pub use verified::{
     Assurance, RequestIdentity, TrustDisabled, UnverifiedIdentity, VerifiedIdentity,
 };

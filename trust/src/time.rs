@@ -12,3 +12,14 @@ pub fn now_unix() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
 }
+
+/// The current time in unix milliseconds (0 if the clock is before 1970):
+/// the one wall clock of the workspace for what is kept or sent in
+/// milliseconds (the A2A `timestamp` property, stored rows, task logs).
+pub fn now_unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        })
+}

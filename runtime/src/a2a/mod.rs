@@ -1,11 +1,13 @@
 //! A2A 0.3.0 over MQTT v5: protocol types, JSON-RPC envelopes, and the user
 //! property names shared with Solace Agent Mesh.
 
+pub(crate) mod client;
 pub mod connections;
 pub mod jsonrpc;
 pub mod oauth_callback;
 pub mod sessions;
 pub mod types;
+pub(crate) mod waiters;
 
 pub use types::*;
 

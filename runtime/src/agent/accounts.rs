@@ -111,7 +111,7 @@ async fn answer(
             let marker = json!({ super::pause::CONNECT_MARKER: tool_id });
             mcp.record_flow(&prompt, &task_id, who, marker)
                 .await
-                .map_err(|e| RpcError::new(jsonrpc::INTERNAL_ERROR, e))?;
+                .map_err(|e| RpcError::new(jsonrpc::INTERNAL_ERROR, e.to_string()))?;
             Ok(json!({
                 "toolId": tool_id,
                 "authorization_url": prompt.authorization_url,

@@ -9,81 +9,17 @@
 //! one per hop, so a loop of delegations ends at `max_call_depth` with an
 //! error instead of running forever.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 use super::AgentInner;
 use super::handler::Caller;
-use crate::a2a::jsonrpc::{Request, Response};
-use crate::a2a::{Message, MessageSendParams, Part, StreamResult, TaskState, methods, props};
-use crate::broker::{Message as BrokerMessage, UserProperties};
+use crate::a2a::client::{CallError, Envelope, SendError};
+use crate::a2a::{Message, MessageSendParams, Part, StreamResult, TaskState, methods};
 use crate::topics;
-use crate::trust_manager::{DelegationPermit, TrustManager, policy_allows};
-
-/// A sub-task waiting for its final response, and the peer it was sent to.
-struct Waiting {
-    tx: oneshot::Sender<Bytes>,
-    peer: String,
-}
-
-/// Sub-tasks waiting for their final response, by sub-task id.
-#[derive(Default)]
-pub(crate) struct Delegations {
-    pending: Mutex<HashMap<String, Waiting>>,
-}
-
-impl Delegations {
-    fn register(&self, id: &str, peer: &str) -> oneshot::Receiver<Bytes> {
-        let (tx, rx) = oneshot::channel();
-        let peer = peer.to_string();
-        self.lock().insert(id.to_string(), Waiting { tx, peer });
-        rx
-    }
-
-    fn forget(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Called by the pump with a message from our response topic. Only the
-    /// peer the sub-task went to may answer it; anything else is dropped
-    /// and the sub-task keeps waiting.
-    pub(crate) fn on_response(&self, sub_task: &str, msg: BrokerMessage, trust: &TrustManager) {
-        let mut pending = self.lock();
-        let Some(waiting) = pending.get(sub_task) else {
-            tracing::debug!(sub_task, "response for an unknown or finished sub-task");
-            return;
-        };
-        if let Err(why) = trust.check_answer(&msg, &waiting.peer) {
-            tracing::warn!(sub_task, peer = %waiting.peer, reason = %why,
-                "sub-task answer ignored: not from the agent that was asked");
-            return;
-        }
-        if let Some(waiting) = pending.remove(sub_task) {
-            let _ = waiting.tx.send(msg.payload);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiting>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Removes the pending entry however the call ends (answer, timeout, cancel).
-struct PendingGuard<'a> {
-    delegations: &'a Delegations,
-    id: String,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.delegations.forget(&self.id);
-    }
-}
+use crate::trust_manager::{DelegationPermit, policy_allows};
 
 /// Whether `inter_agent_communication` lets this agent call `peer`
 /// (allow list minus deny list, globs as in Solace Agent Mesh).
@@ -138,19 +74,11 @@ pub(crate) enum DelegateError {
         source: crate::trust_manager::DelegationError,
     },
     #[error("delegate to {peer}: {source}")]
-    Publish {
-        peer: String,
-        source: crate::broker::PublishError,
-    },
+    Send { peer: String, source: SendError },
     #[error("delegate to {0}: agent stopped waiting")]
     Abandoned(String),
     #[error("delegate to {peer}: no answer within {seconds}s")]
     Timeout { peer: String, seconds: u64 },
-    #[error("delegate to {peer}: malformed response: {source}")]
-    Malformed {
-        peer: String,
-        source: serde_json::Error,
-    },
     #[error("agent {peer} refused: {message} (code {code})")]
     Refused {
         peer: String,
@@ -197,30 +125,6 @@ pub(crate) async fn call(
         (None, None) => return Err(DelegateError::MissingArgument("text` or `data")),
     };
 
-    let sub_task = uuid::Uuid::new_v4().to_string();
-    let request = Request::new(
-        sub_task.clone(),
-        methods::SEND,
-        MessageSendParams {
-            message,
-            configuration: None,
-            metadata: None,
-        },
-    );
-    let mut user_props = UserProperties::new()
-        .with(
-            props::REPLY_TO,
-            topics::agent_response(&inner.ns, &inner.name, &sub_task),
-        )
-        .with(
-            props::STATUS_TOPIC,
-            topics::agent_status(&inner.ns, &inner.name, &sub_task),
-        )
-        .with(props::USER_ID, caller.user_id.clone())
-        .with(props::CLIENT_ID, inner.name.clone())
-        .with(props::DELEGATING_AGENT, inner.name.clone())
-        .with(props::CALL_DEPTH, (caller.call_depth + 1).to_string())
-        .with(props::TIMESTAMP, crate::cards::now_millis().to_string());
     let token = inner
         .trust
         .delegate(&caller.identity, caller.auth_token.as_deref(), &permit)
@@ -228,57 +132,45 @@ pub(crate) async fn call(
             peer: peer.to_owned(),
             source,
         })?;
-    if let Some(token) = token {
-        user_props.push(props::AUTH_TOKEN, token);
-    }
-
-    let rx = inner.delegations.register(&sub_task, peer);
-    let _guard = PendingGuard {
-        delegations: &inner.delegations,
-        id: sub_task.clone(),
+    let envelope = Envelope {
+        to: peer,
+        user_id: &caller.user_id,
+        token,
+        call_depth: caller.call_depth + 1,
+        budget: inner.cfg.max_message_size_bytes,
     };
-    let payload = serde_json::to_vec(&request).map_err(|source| DelegateError::Malformed {
-        peer: peer.to_owned(),
-        source,
-    })?;
-    inner
-        .broker
-        .publish(
-            &topics::agent_request(&inner.ns, peer),
-            payload,
-            user_props,
-            false,
-        )
+    let params = MessageSendParams {
+        message,
+        configuration: None,
+        metadata: None,
+    };
+    let sub_task = uuid::Uuid::new_v4().to_string();
+    let call = inner
+        .client
+        .send(envelope, sub_task, methods::SEND, params)
         .await
-        .map_err(|source| DelegateError::Publish {
+        .map_err(|source| DelegateError::Send {
             peer: peer.to_owned(),
             source,
         })?;
     let timeout = Duration::from_secs(policy.request_timeout_seconds);
-    let payload = match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(_)) => return Err(DelegateError::Abandoned(peer.to_owned())),
-        Err(_) => {
+    let result = match call.final_answer(timeout).await {
+        Ok(result) => result,
+        Err(CallError::Refused { error, .. }) => {
+            return Err(DelegateError::Refused {
+                peer: peer.to_owned(),
+                code: error.code,
+                message: error.message,
+            });
+        }
+        Err(CallError::Closed(_)) => return Err(DelegateError::Abandoned(peer.to_owned())),
+        Err(CallError::TimedOut { wait, .. }) => {
             return Err(DelegateError::Timeout {
                 peer: peer.to_owned(),
-                seconds: timeout.as_secs(),
+                seconds: wait.as_secs(),
             });
         }
     };
-    let malformed = |source| DelegateError::Malformed {
-        peer: peer.to_owned(),
-        source,
-    };
-    let response: Response = serde_json::from_slice(&payload).map_err(malformed)?;
-    if let Some(err) = response.error {
-        return Err(DelegateError::Refused {
-            peer: peer.to_owned(),
-            code: err.code,
-            message: err.message,
-        });
-    }
-    let result: StreamResult =
-        serde_json::from_value(response.result.unwrap_or(Value::Null)).map_err(malformed)?;
     match result {
         StreamResult::Task(task) if task.status.state == TaskState::Completed => {
             Ok(task.artifacts.into_iter().flat_map(|a| a.parts).collect())

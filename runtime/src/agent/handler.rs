@@ -1,5 +1,7 @@
-//! Handling of one A2A request: validation in the pump, execution in a
-//! task ([`super::reasoning`]).
+//! Handling of one A2A request, the mini-redis way: one admission step in
+//! the pump (`admit`: size, parse, depth, identity), then one function
+//! per method (`dispatch`); a task's execution runs in its own tokio task
+//! ([`super::reasoning`]).
 
 use std::sync::Arc;
 
@@ -56,7 +58,7 @@ const ANONYMOUS: &str = "anonymous";
 /// happens in a spawned task.
 pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
     let reply_to = msg.props.get(props::REPLY_TO).map(str::to_string);
-    let result = accept(inner, &msg, reply_to.as_deref());
+    let result = admit(inner, &msg, reply_to.as_deref()).and_then(|req| dispatch(inner, req));
     if let Err((id, error)) = result {
         tracing::info!(
             agent = %inner.name,
@@ -73,54 +75,78 @@ pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
     }
 }
 
+/// A refused request: the JSON-RPC id to answer, and why.
 type Refusal = (Value, RpcError);
 
-fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Result<(), Refusal> {
+fn refusal(id: &Value, code: i64, text: String) -> Refusal {
+    (id.clone(), RpcError::new(code, text))
+}
+
+/// A request that passed admission: within the size limit, a JSON-RPC
+/// request with an id, within `max_call_depth`, from an identity the trust
+/// manager admits for this method, with somewhere to answer.
+struct Admitted<'m> {
+    req: Request,
+    id: Value,
+    caller: Caller,
+    reply_to: &'m str,
+    status_topic: Option<&'m str>,
+}
+
+/// The admission step, in order: size, parse, id, draining, depth,
+/// identity, reply topic. Cheap and in the pump, so the order of requests
+/// is the order they are admitted in.
+fn admit<'m>(
+    inner: &Arc<AgentInner>,
+    msg: &'m Message,
+    reply_to: Option<&'m str>,
+) -> Result<Admitted<'m>, Refusal> {
     let max = inner.cfg.max_message_size_bytes;
     if msg.payload.len() > max {
-        return Err((
-            Value::Null,
-            RpcError::new(
-                jsonrpc::MESSAGE_TOO_LARGE,
-                format!(
-                    "message of {} bytes exceeds max_message_size_bytes ({max})",
-                    msg.payload.len()
-                ),
+        return Err(refusal(
+            &Value::Null,
+            jsonrpc::MESSAGE_TOO_LARGE,
+            format!(
+                "message of {} bytes exceeds max_message_size_bytes ({max})",
+                msg.payload.len()
             ),
         ));
     }
     let req = jsonrpc::parse_request(&msg.payload)?;
     let id = req.id.clone().unwrap_or(Value::Null);
-    let refuse = |code, text: String| Err((id.clone(), RpcError::new(code, text)));
     if req.id.is_none() {
-        return refuse(jsonrpc::INVALID_REQUEST, "A2A requests need an id".into());
+        return Err(refusal(
+            &id,
+            jsonrpc::INVALID_REQUEST,
+            "A2A requests need an id".into(),
+        ));
     }
     if inner.draining.is_cancelled() {
-        return refuse(
+        return Err(refusal(
+            &id,
             jsonrpc::INTERNAL_ERROR,
             format!("agent {} is shutting down; retry", inner.name),
-        );
+        ));
     }
     let call_depth = match msg.props.get(props::CALL_DEPTH) {
         None => 0,
-        Some(v) => match v.parse::<u32>() {
-            Ok(d) => d,
-            Err(_) => {
-                return refuse(
-                    jsonrpc::INVALID_REQUEST,
-                    format!("callDepth `{v}` is not a number"),
-                );
-            }
-        },
+        Some(v) => v.parse::<u32>().map_err(|_| {
+            refusal(
+                &id,
+                jsonrpc::INVALID_REQUEST,
+                format!("callDepth `{v}` is not a number"),
+            )
+        })?,
     };
     if call_depth > inner.cfg.max_call_depth {
-        return refuse(
+        return Err(refusal(
+            &id,
             jsonrpc::CALL_DEPTH_EXCEEDED,
             format!(
                 "call depth {call_depth} exceeds max_call_depth {} of agent {}",
                 inner.cfg.max_call_depth, inner.name
             ),
-        );
+        ));
     }
     let claimed = msg.props.get(props::USER_ID).unwrap_or(ANONYMOUS);
     let token = msg.props.get(props::AUTH_TOKEN);
@@ -130,7 +156,7 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
         .admit(token, claimed, sender, |who| admissible(inner, &req, who))
     {
         Admission::Run(identity) => identity,
-        Admission::Refuse(why) => return refuse(jsonrpc::UNAUTHENTICATED, why),
+        Admission::Refuse(why) => return Err(refusal(&id, jsonrpc::UNAUTHENTICATED, why)),
     };
     // A chain of n delegations is n hops deep, whatever callDepth says.
     let hops = identity.verified().map_or(0, |v| v.actors().len());
@@ -141,84 +167,106 @@ fn accept(inner: &Arc<AgentInner>, msg: &Message, reply_to: Option<&str>) -> Res
         call_depth: call_depth.max(u32::try_from(hops).unwrap_or(u32::MAX)),
     };
     let Some(reply_to) = reply_to else {
-        return refuse(
+        return Err(refusal(
+            &id,
             jsonrpc::INVALID_REQUEST,
             "request has no replyTo user property".into(),
-        );
+        ));
     };
-    match req.method.as_str() {
-        methods::SEND | methods::STREAM => {
-            let streaming = req.method == methods::STREAM;
-            let status_topic = msg.props.get(props::STATUS_TOPIC).map(str::to_string);
-            start_task(
-                inner,
-                req,
-                caller,
-                reply_to,
-                streaming.then_some(status_topic).flatten(),
-            )
+    Ok(Admitted {
+        req,
+        id,
+        caller,
+        reply_to,
+        status_topic: msg.props.get(props::STATUS_TOPIC),
+    })
+}
+
+/// One function per A2A method (and per amesh method).
+fn dispatch(inner: &Arc<AgentInner>, a: Admitted<'_>) -> Result<(), Refusal> {
+    match a.req.method.as_str() {
+        methods::SEND => start_task(inner, a.req, a.caller, a.reply_to, None),
+        methods::STREAM => {
+            let status_topic = a.status_topic.map(str::to_string);
+            start_task(inner, a.req, a.caller, a.reply_to, status_topic)
         }
-        methods::GET => {
-            let p: TaskQueryParams = params(&req)?;
-            match inner.tasks.get(&p.id, &caller.user_id) {
-                Some(task) => {
-                    spawn_reply(inner, reply_to.to_string(), Response::ok(id, task));
-                    Ok(())
-                }
-                None => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
-            }
-        }
-        methods::CANCEL => {
-            let p: TaskIdParams = params(&req)?;
-            match inner.tasks.cancel(&p.id, &caller.user_id) {
-                Ok(_) => {
-                    let status = TaskStatus::new(
-                        TaskState::Canceled,
-                        Some(agent_text(&p.id, "", "canceled at the user's request")),
-                    );
-                    // Taken before the status ends the wait: a task waiting
-                    // for its user's authorization has no loop that would
-                    // report the cancel on its stream.
-                    let waiting = inner.tasks.take_wait(&p.id);
-                    let task = inner.tasks.set_status(&p.id, status.clone());
-                    spawn_reply(inner, reply_to.to_string(), Response::ok(id, task));
-                    if let Some(route) = waiting {
-                        let inner = inner.clone();
-                        tokio::spawn(async move {
-                            super::reasoning::report::finish(&inner, &route, status, None).await
-                        });
-                    }
-                    Ok(())
-                }
-                Err(TaskStoreError::NotCancelable(state)) => refuse(
-                    jsonrpc::TASK_NOT_CANCELABLE,
-                    format!("task {} is already {state:?} and cannot be canceled", p.id),
-                ),
-                Err(_) => refuse(jsonrpc::TASK_NOT_FOUND, format!("task {} not found", p.id)),
-            }
-        }
+        methods::GET => get_task(inner, a),
+        methods::CANCEL => cancel_task(inner, a),
         m if super::accounts::is_method(m) => {
             super::accounts::handle(
                 inner,
                 m,
-                id,
-                req.params.clone(),
-                caller,
-                reply_to.to_string(),
+                a.id,
+                a.req.params.clone(),
+                a.caller,
+                a.reply_to.to_string(),
             );
             Ok(())
         }
         OAUTH_CALLBACK_METHOD => {
-            let p: CallbackParams = params(&req)?;
-            super::pause::on_callback(inner, id, p, caller, reply_to.to_string());
+            let p: CallbackParams = params(&a.req)?;
+            super::pause::on_callback(inner, a.id, p, a.caller, a.reply_to.to_string());
             Ok(())
         }
-        other => refuse(
+        other => Err(refusal(
+            &a.id,
             jsonrpc::METHOD_NOT_FOUND,
             format!(
                 "method `{other}` not found; supported: message/send, message/stream, tasks/get, tasks/cancel"
             ),
-        ),
+        )),
+    }
+}
+
+/// `tasks/get`: the task as it is now, for its own user only.
+fn get_task(inner: &Arc<AgentInner>, a: Admitted<'_>) -> Result<(), Refusal> {
+    let p: TaskQueryParams = params(&a.req)?;
+    match inner.tasks.get(&p.id, &a.caller.user_id) {
+        Some(task) => {
+            spawn_reply(inner, a.reply_to.to_string(), Response::ok(a.id, task));
+            Ok(())
+        }
+        None => Err(refusal(
+            &a.id,
+            jsonrpc::TASK_NOT_FOUND,
+            format!("task {} not found", p.id),
+        )),
+    }
+}
+
+/// `tasks/cancel`: ends the task (its own user only) and answers with it.
+fn cancel_task(inner: &Arc<AgentInner>, a: Admitted<'_>) -> Result<(), Refusal> {
+    let p: TaskIdParams = params(&a.req)?;
+    match inner.tasks.cancel(&p.id, &a.caller.user_id) {
+        Ok(_) => {
+            let status = TaskStatus::new(
+                TaskState::Canceled,
+                Some(agent_text(&p.id, "", "canceled at the user's request")),
+            );
+            // Taken before the status ends the wait: a task waiting
+            // for its user's authorization has no loop that would
+            // report the cancel on its stream.
+            let waiting = inner.tasks.take_wait(&p.id);
+            let task = inner.tasks.set_status(&p.id, status.clone());
+            spawn_reply(inner, a.reply_to.to_string(), Response::ok(a.id, task));
+            if let Some(route) = waiting {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    super::reasoning::report::finish(&inner, &route, status, None).await
+                });
+            }
+            Ok(())
+        }
+        Err(TaskStoreError::NotCancelable(state)) => Err(refusal(
+            &a.id,
+            jsonrpc::TASK_NOT_CANCELABLE,
+            format!("task {} is already {state:?} and cannot be canceled", p.id),
+        )),
+        Err(_) => Err(refusal(
+            &a.id,
+            jsonrpc::TASK_NOT_FOUND,
+            format!("task {} not found", p.id),
+        )),
     }
 }
 
@@ -253,6 +301,8 @@ fn params<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, Refusal> {
     })
 }
 
+/// `message/send` and `message/stream`: registers the task and starts its
+/// loop (with a model) or its one tool call (without).
 fn start_task(
     inner: &Arc<AgentInner>,
     req: Request,

@@ -33,12 +33,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::a2a::client::{A2aClient, Requester};
 use crate::broker::{Broker, Incoming, Message};
 use crate::config::AgentConfig;
 use crate::discovery::Directory;
 use crate::topics;
 
-use delegate::Delegations;
 use tasks::TaskStore;
 use tools::ToolSet;
 
@@ -55,7 +55,8 @@ pub(crate) struct AgentInner {
     /// itself).
     pub(crate) peers: Directory,
     gateways: Directory,
-    pub(crate) delegations: Delegations,
+    /// Sends delegations to peers and routes their answers back.
+    pub(crate) client: A2aClient,
     pub(crate) tracker: TaskTracker,
     pub(crate) trust: Arc<crate::trust_manager::TrustManager>,
     /// The agent's credential store, when it has tools that act with
@@ -71,8 +72,6 @@ pub(crate) struct AgentInner {
     /// Set once shutdown starts: new requests are refused with an error.
     pub(crate) draining: CancellationToken,
     request_topic: String,
-    response_prefix: String,
-    status_prefix: String,
     agent_discovery: String,
     gateway_discovery: String,
     /// Wakes the card publisher when a new gateway or peer appears.
@@ -149,9 +148,6 @@ pub async fn start(
     )?;
     let inner = Arc::new(AgentInner {
         request_topic: topics::agent_request(&ns, &name),
-        // Per-sub-task topics with an empty last level: the common prefix.
-        response_prefix: topics::agent_response(&ns, &name, ""),
-        status_prefix: topics::agent_status(&ns, &name, ""),
         agent_discovery: topics::agent_discovery(&ns),
         gateway_discovery: topics::gateway_discovery(&ns),
         name: name.clone(),
@@ -164,7 +160,13 @@ pub async fn start(
         tools,
         peers: Directory::with_limits(peer_ttl, directory_limits),
         gateways: Directory::with_limits(peer_ttl, directory_limits),
-        delegations: Delegations::default(),
+        client: A2aClient::new(
+            broker.clone(),
+            &ns,
+            &name,
+            Requester::Agent,
+            cfg.max_message_size_bytes,
+        ),
         tracker: TaskTracker::new(),
         trust,
         store,
@@ -181,16 +183,7 @@ pub async fn start(
     let trust_stop = CancellationToken::new();
     let trust_task = inner.trust.start(&broker, trust_stop.clone()).await?;
     // Replies to our own delegations next, so no answer can be missed.
-    broker
-        .subscribe(&topics::wildcard_last(&topics::agent_response(
-            &ns, &name, "x",
-        )))
-        .await?;
-    broker
-        .subscribe(&topics::wildcard_last(&topics::agent_status(
-            &ns, &name, "x",
-        )))
-        .await?;
+    inner.client.subscribe().await?;
     broker.subscribe(&inner.gateway_discovery).await?;
     if inner.cfg.agent_discovery.enabled {
         broker.subscribe(&inner.agent_discovery).await?;
@@ -216,16 +209,12 @@ pub async fn start(
         async move {
             shutdown.cancelled().await;
             drain(&inner).await;
-            publisher_stop.cancel();
-            let _ = publisher.await;
-            trust_stop.cancel();
-            if let Some(t) = trust_task {
-                let _ = t.await;
-            }
-            pump_stop.cancel();
-            let _ = pump.await;
-            let _ = sweeper.await;
-            inner.broker.disconnect().await;
+            crate::stop::StopSequence::new(inner.broker.clone())
+                .then(publisher_stop, [publisher])
+                .then(trust_stop, trust_task)
+                .then(pump_stop, [pump, sweeper])
+                .run()
+                .await;
             if let Some(store) = &inner.store {
                 store.close().await;
             }
@@ -369,13 +358,8 @@ fn route(inner: &Arc<AgentInner>, msg: Message) {
     }
     if msg.topic == inner.request_topic {
         handler::on_request(inner, msg);
-    } else if let Some(sub_task) = msg.topic.strip_prefix(&inner.response_prefix) {
-        let sub_task = sub_task.to_string();
-        inner.delegations.on_response(&sub_task, msg, &inner.trust);
-    } else if msg.topic.starts_with(&inner.status_prefix) {
-        // Sub-task progress: delegations are made with message/send, so
-        // status updates are informational only.
-        tracing::trace!(topic = %msg.topic, "sub-task status");
+    } else if inner.client.on_reply(&msg, &inner.trust, |_, _, _| {}) {
+        // An answer to one of our delegations, now with its caller.
     } else if msg.topic == inner.agent_discovery {
         // Only a card signed by the agent's own account counts; refused
         // cards (too large, too many names, not the agent's) are logged there.

@@ -223,7 +223,7 @@ impl DevClient {
         let payload = payload.into();
         filter::validate_topic(topic).map_err(|_| PublishError::InvalidTopic(topic.to_string()))?;
         self.check_connected()
-            .map_err(|_| PublishError::Disconnected("dev bus client disconnected".into()))?;
+            .map_err(|e| PublishError::Disconnected(e.to_string()))?;
         let bus = &self.inner.bus.inner;
         let targets = if retain {
             let mut routes = bus.write();
@@ -262,11 +262,10 @@ impl DevClient {
             filter: filter.to_string(),
             reason: format!("filter {e}"),
         })?;
-        self.check_connected()
-            .map_err(|reason| BrokerError::Subscribe {
-                filter: filter.to_string(),
-                reason,
-            })?;
+        self.check_connected().map_err(|e| BrokerError::Subscribe {
+            filter: filter.to_string(),
+            reason: e.to_string(),
+        })?;
         let bus = &self.inner.bus.inner;
         let id = self.inner.id;
         let (tx, retained) = {
@@ -352,14 +351,19 @@ impl DevClient {
         }
     }
 
-    fn check_connected(&self) -> Result<(), String> {
+    fn check_connected(&self) -> Result<(), ClientDisconnected> {
         if self.inner.disconnected.load(Ordering::Acquire) {
-            Err("dev bus client disconnected".into())
+            Err(ClientDisconnected)
         } else {
             Ok(())
         }
     }
 }
+
+/// A client that left the bus (see [`DevClient::disconnect`]).
+#[derive(Debug, thiserror::Error)]
+#[error("dev bus client disconnected")]
+struct ClientDisconnected;
 
 impl Routes {
     /// The channels a message on `topic` goes to: every client with a

@@ -299,31 +299,37 @@ impl MqttClient {
             }
             added
         };
-        let result = self.subscribe_on_broker(filter).await.map_err(sub_err);
+        let result = self
+            .subscribe_on_broker(filter)
+            .await
+            .map_err(|e| sub_err(e.to_string()));
         if result.is_err() && added {
             self.inner.state.filters().retain(|f| f != filter);
         }
         result
     }
 
-    async fn subscribe_on_broker(&self, filter: &str) -> Result<(), String> {
+    async fn subscribe_on_broker(&self, filter: &str) -> Result<(), SubscribeFailure> {
         let mut offline = OfflineBudget::default();
         loop {
             self.wait_connected(&mut offline)
                 .await
-                .map_err(str::to_string)?;
+                .map_err(SubscribeFailure::Offline)?;
             let mut tok = self.inner.cli.subscribe(filter, QOS_1);
             match self.while_connected(&mut tok).await {
                 Race::Done(Ok(rsp)) if rsp.reason_code().is_err() => {
-                    return Err(describe_reason(rsp.reason_code(), rsp.properties()));
+                    return Err(SubscribeFailure::Refused(describe_reason(
+                        rsp.reason_code(),
+                        rsp.properties(),
+                    )));
                 }
                 Race::Done(Ok(_)) => return Ok(()),
                 Race::Done(Err(e)) if is_retryable(&e) => {
                     self.pause_after_race(&mut offline)
                         .await
-                        .map_err(str::to_string)?;
+                        .map_err(SubscribeFailure::Offline)?;
                 }
-                Race::Done(Err(e)) => return Err(describe(&e)),
+                Race::Done(Err(e)) => return Err(SubscribeFailure::Failed(describe(&e))),
                 // Subscribing is idempotent: ask again once reconnected.
                 Race::Lost => {}
             }
@@ -414,6 +420,20 @@ impl MqttClient {
             _ = rx.wait_for(|c| !*c) => Race::Lost,
         }
     }
+}
+
+/// Why the broker did not take a subscription.
+#[derive(Debug, thiserror::Error)]
+enum SubscribeFailure {
+    /// Not connected, and no reconnect within the offline budget.
+    #[error("{0}")]
+    Offline(&'static str),
+    /// The SUBACK refused it (reason code and the broker's reason string).
+    #[error("{0}")]
+    Refused(String),
+    /// The client library failed the request.
+    #[error("{0}")]
+    Failed(String),
 }
 
 enum Race<T> {

@@ -241,13 +241,46 @@ const OPENAI_COMPATIBLE_AT_BASE: &[&str] = &[
     "lm_studio",
 ];
 
+/// Why a `model:` block cannot be used. The messages are for the operator
+/// (`amesh config check` shows them at the block's key).
+#[derive(Debug, thiserror::Error)]
+pub enum ModelConfigError {
+    #[error("model name is empty (set it, e.g. openai/gpt-4o)")]
+    EmptyName,
+    #[error("model {model}: provider `{provider}` needs api_base (the server's URL)")]
+    NoApiBase { model: String, provider: String },
+    #[error("model {model}: api_base {raw:?} is not a URL: {source}")]
+    BadApiBase {
+        model: String,
+        raw: String,
+        source: url::ParseError,
+    },
+    #[error("model {model}: api_base {raw:?} must be an http(s) URL")]
+    NotHttp { model: String, raw: String },
+    #[error(
+        "model {model}: provider `{provider}` is not supported by amesh; it speaks the OpenAI \
+         Chat Completions API (openai/, azure/, ollama/, hosted_vllm/, litellm_proxy/, ...) \
+         and the Anthropic Messages API (anthropic/). Put a LiteLLM proxy in front of \
+         other providers and use litellm_proxy/{name} with its api_base"
+    )]
+    Unsupported {
+        model: String,
+        provider: String,
+        name: String,
+    },
+    #[error("temperature {0} is outside 0..=2")]
+    Temperature(f64),
+    #[error("timeout {0} must be between 0 and 3600 seconds")]
+    Timeout(f64),
+}
+
 impl ModelConfig {
     /// The protocol, model name and base URL, from the LiteLLM prefix (or
-    /// `model_provider` when the name has none). Errors are operator text.
-    pub fn resolve(&self, model_provider: Option<&str>) -> Result<ResolvedModel, String> {
+    /// `model_provider` when the name has none).
+    pub fn resolve(&self, model_provider: Option<&str>) -> Result<ResolvedModel, ModelConfigError> {
         let written = self.model.trim();
         if written.is_empty() {
-            return Err("model name is empty (set it, e.g. openai/gpt-4o)".into());
+            return Err(ModelConfigError::EmptyName);
         }
         let (provider, name) = match written.split_once('/') {
             Some((p, n)) if is_provider(p) => (Some(p.to_ascii_lowercase()), n.to_owned()),
@@ -263,22 +296,32 @@ impl ModelConfig {
                 "openai".into()
             }
         });
-        let base = |default: Option<&str>| -> Result<Url, String> {
+        let base = |default: Option<&str>| -> Result<Url, ModelConfigError> {
             let raw = match (&self.api_base, default) {
                 (Some(b), _) if !b.trim().is_empty() => b.trim().to_owned(),
                 (_, Some(d)) => d.to_owned(),
                 _ => {
-                    return Err(format!(
-                        "model {written}: provider `{provider}` needs api_base (the server's URL)"
-                    ));
+                    return Err(ModelConfigError::NoApiBase {
+                        model: written.to_owned(),
+                        provider: provider.clone(),
+                    });
                 }
             };
-            let url = Url::parse(&raw)
-                .map_err(|e| format!("model {written}: api_base {raw:?} is not a URL: {e}"))?;
+            let url = match Url::parse(&raw) {
+                Ok(url) => url,
+                Err(source) => {
+                    return Err(ModelConfigError::BadApiBase {
+                        model: written.to_owned(),
+                        raw,
+                        source,
+                    });
+                }
+            };
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!(
-                    "model {written}: api_base {raw:?} must be an http(s) URL"
-                ));
+                return Err(ModelConfigError::NotHttp {
+                    model: written.to_owned(),
+                    raw,
+                });
             }
             Ok(url)
         };
@@ -300,24 +343,23 @@ impl ModelConfig {
                 } else if OPENAI_COMPATIBLE_AT_BASE.contains(&p) {
                     (ModelApi::OpenAiChat, base(None)?, None)
                 } else {
-                    return Err(format!(
-                        "model {written}: provider `{p}` is not supported by amesh; it speaks the OpenAI \
-                         Chat Completions API (openai/, azure/, ollama/, hosted_vllm/, litellm_proxy/, ...) \
-                         and the Anthropic Messages API (anthropic/). Put a LiteLLM proxy in front of \
-                         other providers and use litellm_proxy/{name} with its api_base"
-                    ));
+                    return Err(ModelConfigError::Unsupported {
+                        model: written.to_owned(),
+                        provider: p.to_owned(),
+                        name,
+                    });
                 }
             }
         };
         if let Some(t) = self.temperature
             && !(0.0..=2.0).contains(&t)
         {
-            return Err(format!("temperature {t} is outside 0..=2"));
+            return Err(ModelConfigError::Temperature(t));
         }
         if let Some(t) = self.timeout
             && !(t > 0.0 && t <= 3600.0)
         {
-            return Err(format!("timeout {t} must be between 0 and 3600 seconds"));
+            return Err(ModelConfigError::Timeout(t));
         }
         Ok(ResolvedModel {
             api,
@@ -401,6 +443,7 @@ mod tests {
             model("gemini/gemini-2.5-pro", None)
                 .resolve(None)
                 .unwrap_err()
+                .to_string()
                 .contains("litellm_proxy")
         );
     }

@@ -27,7 +27,7 @@ mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, Pos};
 pub use limits::{AgentLimits, GatewayLimits};
-pub use llm::{ModelApi, ModelConfig, ResolvedModel};
+pub use llm::{ModelApi, ModelConfig, ModelConfigError, ResolvedModel};
 pub use loader::{load_files, load_files_with, load_files_with_env, load_str, load_str_with_env};
 pub use model::*;
 pub use scalar::EnvLookup;

@@ -22,6 +22,33 @@ use super::yaml::TreeLoader;
 /// config, low enough that a file including itself many times over stops.
 const MAX_TEXT: usize = 16 << 20;
 
+/// Why an `!include` could not be pasted; reported as a config error at
+/// the include's line.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum IncludeError {
+    #[error("include cycle: {}", .0.join(" -> "))]
+    Cycle(Vec<String>),
+    #[error("includes make this config longer than {} MiB", MAX_TEXT >> 20)]
+    TooLong,
+    #[error("cannot read included file {}: {source}", .path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot include {}: it is {kind}, not a regular file", .path.display())]
+    NotAFile { path: PathBuf, kind: &'static str },
+}
+
+/// An include line with more than the file name on it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unexpected text {tail:?} after `!include {name}`; an include line holds only the file name"
+)]
+pub(super) struct TrailingText {
+    tail: String,
+    name: String,
+}
+
 /// Where one line of pasted text was written.
 #[derive(Debug, Clone)]
 pub struct LineOrigin {
@@ -65,21 +92,20 @@ impl TreeLoader<'_> {
                         line: i + 1,
                         column: lead.chars().count() + 1,
                     };
-                    if let Err(message) =
-                        self.paste_file(name, &site, &format!("{indent}{lead}"), out)
-                    {
-                        self.errors.push(ConfigError::at(&site, "", message));
+                    if let Err(e) = self.paste_file(name, &site, &format!("{indent}{lead}"), out) {
+                        self.errors.push(ConfigError::at(&site, "", e.to_string()));
                     }
                     // The include line itself stays, blank, so line counts match.
                     ""
                 }
-                Some(Err(message)) => {
+                Some(Err(trailing)) => {
                     let site = Pos {
                         file: file.clone(),
                         line: i + 1,
                         column: 1,
                     };
-                    self.errors.push(ConfigError::at(&site, "", message));
+                    self.errors
+                        .push(ConfigError::at(&site, "", trailing.to_string()));
                     ""
                 }
                 None => line,
@@ -100,7 +126,7 @@ impl TreeLoader<'_> {
         site: &Pos,
         indent: &str,
         out: &mut Pasted,
-    ) -> Result<(), String> {
+    ) -> Result<(), IncludeError> {
         let dir = site.file.parent().map(PathBuf::from).unwrap_or_default();
         let target = lexically_normal(&dir.join(name));
         let canonical = std::fs::canonicalize(&target).unwrap_or_else(|_| target.clone());
@@ -112,14 +138,11 @@ impl TreeLoader<'_> {
                 .map(|(_, shown)| shown.display().to_string())
                 .chain(std::iter::once(target.display().to_string()))
                 .collect();
-            return Err(format!("include cycle: {}", chain.join(" -> ")));
+            return Err(IncludeError::Cycle(chain));
         }
         let text = read_included(&target)?;
         if out.text.len().saturating_add(text.len()) > MAX_TEXT {
-            return Err(format!(
-                "includes make this config longer than {} MiB",
-                MAX_TEXT >> 20
-            ));
+            return Err(IncludeError::TooLong);
         }
         self.include_stack.push((canonical, target.clone()));
         self.paste_into(&text, &Arc::new(target), indent, out);
@@ -136,16 +159,15 @@ impl TreeLoader<'_> {
 /// attack. So the file type is checked with `stat` before anything is
 /// opened, the file is opened non-blocking, and the type checked again on
 /// the open file in case the path was swapped in between.
-pub(super) fn read_included(path: &Path) -> Result<String, String> {
+pub(super) fn read_included(path: &Path) -> Result<String, IncludeError> {
     use std::io::Read as _;
-    let unreadable =
-        |e: std::io::Error| format!("cannot read included file {}: {e}", path.display());
-    let refused = |meta: &std::fs::Metadata| {
-        format!(
-            "cannot include {}: it is {}, not a regular file",
-            path.display(),
-            file_kind(&meta.file_type())
-        )
+    let unreadable = |source: std::io::Error| IncludeError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let refused = |meta: &std::fs::Metadata| IncludeError::NotAFile {
+        path: path.to_path_buf(),
+        kind: file_kind(&meta.file_type()),
     };
     let meta = std::fs::metadata(path).map_err(unreadable)?;
     if !meta.is_file() {
@@ -214,7 +236,7 @@ fn lexically_normal(path: &Path) -> PathBuf {
 
 /// `Some(Ok((indentation, file name)))` for a line SAM treats as an include,
 /// `Some(Err(..))` for one that names a file but has more on the line.
-fn include_line(line: &str) -> Option<Result<(&str, &str), String>> {
+fn include_line(line: &str) -> Option<Result<(&str, &str), TrailingText>> {
     let line = line.strip_suffix('\r').unwrap_or(line);
     let body = line.trim_start_matches([' ', '\t']);
     let lead = &line[..line.len() - body.len()];
@@ -236,9 +258,10 @@ fn include_line(line: &str) -> Option<Result<(&str, &str), String>> {
         .unwrap_or(&unquoted[end..]);
     let tail = tail.trim();
     if !tail.is_empty() && !tail.starts_with('#') {
-        return Some(Err(format!(
-            "unexpected text {tail:?} after `!include {name}`; an include line holds only the file name"
-        )));
+        return Some(Err(TrailingText {
+            tail: tail.to_owned(),
+            name: name.to_owned(),
+        }));
     }
     Some(Ok((lead, name)))
 }

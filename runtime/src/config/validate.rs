@@ -300,7 +300,7 @@ fn check_agent(app: &LocatedApp, agent: &AgentConfig, errors: &mut Vec<ConfigErr
     if let Some(model) = &agent.model
         && let Err(problem) = model.resolve(agent.model_provider.as_deref())
     {
-        errors.push(app.error(&[cfg, Key("model")], problem));
+        errors.push(app.error(&[cfg, Key("model")], problem.to_string()));
     }
     if agent.max_llm_calls_per_task < 1 {
         errors.push(app.error(

@@ -76,8 +76,8 @@ impl<'e> TreeLoader<'e> {
     fn load_include(&mut self, target: &Path, key_path: &str, site: &Pos) -> Option<Node> {
         let text = match read_included(target) {
             Ok(text) => text,
-            Err(message) => {
-                self.error(site, key_path, message);
+            Err(e) => {
+                self.error(site, key_path, e.to_string());
                 return None;
             }
         };

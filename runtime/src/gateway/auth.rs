@@ -92,18 +92,27 @@ pub struct TokenAuthenticator {
     sso_issuer: Option<String>,
 }
 
+/// A configured user whose token cannot be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum UserTokenError {
+    #[error("user {0}: token_sha256 must be 64 hex characters")]
+    BadSha256(String),
+    #[error("user {0} has no token or token_sha256")]
+    NoToken(String),
+}
+
 impl TokenAuthenticator {
     /// `users` come from config; each has `token_sha256` (hex) or `token`
     /// (plain, hashed here and dropped).
-    pub fn new(users: &[UserConfig], sessions: SessionCodec) -> Result<Self, String> {
+    pub fn new(users: &[UserConfig], sessions: SessionCodec) -> Result<Self, UserTokenError> {
         let mut out = Vec::new();
         for u in users {
             let hash = match (&u.token_sha256, &u.token) {
-                (Some(hex), _) => decode_hex32(hex).ok_or_else(|| {
-                    format!("user {}: token_sha256 must be 64 hex characters", u.id)
-                })?,
+                (Some(hex), _) => {
+                    decode_hex32(hex).ok_or_else(|| UserTokenError::BadSha256(u.id.clone()))?
+                }
                 (None, Some(token)) => sha256(token.as_bytes()),
-                (None, None) => return Err(format!("user {} has no token or token_sha256", u.id)),
+                (None, None) => return Err(UserTokenError::NoToken(u.id.clone())),
             };
             out.push((hash, User::from(u)));
         }
@@ -145,7 +154,7 @@ impl Authenticator for TokenAuthenticator {
             return self.by_token(token.trim()).ok_or(AuthError::Invalid);
         }
         let cookie = session_cookie(headers).ok_or(AuthError::Missing)?;
-        let claims = self.sessions.verify(&cookie, now_secs())?;
+        let claims = self.sessions.verify(&cookie, amesh_trust::now_unix())?;
         if let Some(issuer) = &claims.sso {
             // The provider vouched for this user at sign-in; a session of
             // another (or a since removed) provider is not taken.
@@ -326,11 +335,6 @@ fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Unix seconds (the same clock the trust tokens use).
-pub fn now_secs() -> u64 {
-    amesh_trust::now_unix()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,8 +427,12 @@ mod tests {
             name: Some("Carol".into()),
             email: None,
         };
-        let sso = codec.issue_for(&carol, now_secs(), Some("https://idp.example"));
-        let other = codec.issue_for(&carol, now_secs(), Some("https://other.example"));
+        let sso = codec.issue_for(&carol, amesh_trust::now_unix(), Some("https://idp.example"));
+        let other = codec.issue_for(
+            &carol,
+            amesh_trust::now_unix(),
+            Some("https://other.example"),
+        );
         let with_cookie = |v: &str| {
             let mut h = HeaderMap::new();
             h.insert(
@@ -447,7 +455,7 @@ mod tests {
             Err(AuthError::Invalid)
         );
         // A token session of an unknown user is still refused.
-        let token_session = codec.issue(&carol, now_secs());
+        let token_session = codec.issue(&carol, amesh_trust::now_unix());
         assert_eq!(
             auth.authenticate(&with_cookie(&token_session)),
             Err(AuthError::Invalid)

@@ -14,8 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::GatewayInner;
-use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, now_secs, session_cookie};
-use super::http::{ApiError, AuthUser, ClientIp};
+use super::api_error::ApiError;
+use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, session_cookie};
+use super::extract::{AuthUser, ClientIp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +50,7 @@ pub(crate) async fn login(
         }
         ApiError::new(StatusCode::UNAUTHORIZED, e.to_string())
     })?;
-    let value = inner.sessions.issue(&user, now_secs());
+    let value = inner.sessions.issue(&user, amesh_trust::now_unix());
     let cookie = format!(
         "{SESSION_COOKIE}={value}; {}; Max-Age={SESSION_TTL_SECONDS}",
         attributes(&inner)
@@ -69,7 +70,7 @@ pub(crate) async fn login(
 /// session as well (RP-initiated logout), and comes back to
 /// `post_logout_redirect_uri`. Otherwise the answer is 204.
 pub(crate) async fn logout(State(inner): State<Arc<GatewayInner>>, headers: HeaderMap) -> Response {
-    let now = now_secs();
+    let now = amesh_trust::now_unix();
     let mut sso_session = false;
     if let Some(value) = session_cookie(&headers)
         && let Ok(claims) = inner.sessions.verify(&value, now)

@@ -62,7 +62,7 @@ pub(crate) async fn timely_body(
 }
 
 fn refusal(status: StatusCode, message: String) -> Response {
-    super::http::ApiError::new(status, message).into_response()
+    super::api_error::ApiError::new(status, message).into_response()
 }
 
 #[cfg(test)]

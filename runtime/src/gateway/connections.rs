@@ -12,8 +12,10 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use super::GatewayInner;
-use super::http::{ApiError, AuthUser, ask_agent_for};
-use super::pending::Event;
+use super::agent_requests::ask_agent_for;
+use super::api_error::ApiError;
+use super::extract::AuthUser;
+use crate::a2a::client::Event;
 use crate::a2a::connections::{self, ToolParams};
 use crate::a2a::{Part, StreamResult};
 

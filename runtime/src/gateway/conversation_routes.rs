@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::GatewayInner;
-use super::http::{ApiError, AuthUser, ask_agent_for};
-use super::pending::Event;
+use super::agent_requests::ask_agent_for;
+use super::api_error::ApiError;
+use super::extract::AuthUser;
+use crate::a2a::client::Event;
 use crate::a2a::sessions::{self, ContextParams};
 use crate::a2a::{Part, StreamResult};
 

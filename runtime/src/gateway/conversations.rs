@@ -171,7 +171,7 @@ impl Conversations {
 
     /// A new, empty conversation of `user` with `agent`.
     pub(crate) fn create(&self, user: &str, agent: &str, title: Option<&str>) -> Summary {
-        let now = now_ms();
+        let now = amesh_trust::now_unix_millis();
         let mut inner = self.lock();
         let touched = inner.tick();
         let conv = Conversation {
@@ -263,7 +263,7 @@ impl Conversations {
         agent: &str,
         prompt: &str,
     ) {
-        let now = now_ms();
+        let now = amesh_trust::now_unix_millis();
         let mut inner = self.lock();
         let touched = inner.tick();
         let Some(conv) = inner.users.get_mut(user).and_then(|c| c.get_mut(id)) else {
@@ -318,7 +318,7 @@ impl Conversations {
             turn.answer = Some(cut(answer, MAX_TEXT_CHARS));
         }
         turn.tools.truncate(MAX_TOOLS);
-        conv.updated_ms = now_ms();
+        conv.updated_ms = amesh_trust::now_unix_millis();
         let after = conv.bytes();
         inner.bytes = (inner.bytes + after).saturating_sub(before);
         self.trim(&mut inner, user);
@@ -374,11 +374,6 @@ fn summary(c: &Conversation) -> Summary {
         updated_ms: c.updated_ms,
         turns: c.turns.len(),
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    u64::try_from(crate::cards::now_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -4,17 +4,25 @@
 //! topic, with `replyTo` and `a2aStatusTopic` pointing at per-task topics of
 //! this gateway. One pump task reads the gateway's broker connection and
 //! routes each answer to the HTTP request waiting for it by task id.
+//!
+//! Layout: `http.rs` is the route table; `task_routes.rs`, `stream.rs`,
+//! `auth_routes.rs`, `sso.rs`, `connections.rs`, `conversation_routes.rs`
+//! and `tool_callback.rs` serve the routes; `agent_requests.rs` asks agents
+//! through the A2A client; `pump.rs` reads the broker.
 
+mod agent_requests;
+mod api_error;
 pub mod auth;
 mod auth_routes;
 mod body;
 mod connections;
 mod conversation_routes;
 mod conversations;
+mod extract;
 mod http;
 mod links;
 mod page;
-mod pending;
+mod pump;
 mod quota;
 mod revocation;
 mod serve;
@@ -23,6 +31,7 @@ mod sso;
 mod stream;
 mod task_events;
 mod task_index;
+mod task_routes;
 mod throttle;
 mod tokens;
 pub mod tool_callback;
@@ -37,6 +46,7 @@ use bytes::Bytes;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::a2a::client::{A2aClient, Requester};
 use crate::a2a::{AgentCapabilities, AgentCard, PROTOCOL_VERSION};
 use crate::broker::{Broker, Incoming};
 use crate::config::{GatewayConfig, SecretText};
@@ -44,7 +54,6 @@ use crate::discovery::Directory;
 use crate::topics;
 
 use auth::{Authenticator, DevAuthenticator, SessionCodec, TokenAuthenticator, User};
-use pending::Pending;
 use task_index::{IndexLimits, TaskIndex};
 
 /// Shared state of one gateway; handlers hold it through an `Arc`.
@@ -62,7 +71,8 @@ pub(crate) struct GatewayInner {
     /// Which sites browsers may reach the gateway from; cookie flags.
     pub(crate) site: site::SitePolicy,
     pub(crate) agents: Directory,
-    pub(crate) pending: Pending,
+    /// Sends the requests to agents and routes their answers back.
+    pub(crate) client: A2aClient,
     pub(crate) tasks: TaskIndex,
     /// What streamed tasks said, for clients that come back.
     pub(crate) events: task_events::TaskEvents,
@@ -145,8 +155,7 @@ fn authenticator(
     sso: Option<&sso::Sso>,
 ) -> anyhow::Result<Arc<dyn Authenticator>> {
     if cfg.frontend_use_authorization {
-        let mut auth =
-            TokenAuthenticator::new(&cfg.users, sessions.clone()).map_err(anyhow::Error::msg)?;
+        let mut auth = TokenAuthenticator::new(&cfg.users, sessions.clone())?;
         if let Some(sso) = sso {
             auth = auth.with_sso(sso.issuer());
         }
@@ -214,7 +223,13 @@ pub async fn start(
                 max_entries: cfg.limits.max_agents,
             },
         ),
-        pending: Pending::default(),
+        client: A2aClient::new(
+            broker.clone(),
+            &ns,
+            &id,
+            Requester::Gateway,
+            cfg.max_message_size_bytes,
+        ),
         tasks: TaskIndex::new(IndexLimits {
             max_tasks: cfg.limits.task_index_max_tasks.max(1),
             ttl: Duration::from_secs(cfg.limits.task_index_ttl_seconds.max(1)),
@@ -249,16 +264,7 @@ pub async fn start(
 
     let trust_stop = CancellationToken::new();
     let trust_task = inner.trust.start(&broker, trust_stop.clone()).await?;
-    broker
-        .subscribe(&topics::wildcard_last(&topics::gateway_response(
-            &ns, &id, "x",
-        )))
-        .await?;
-    broker
-        .subscribe(&topics::wildcard_last(&topics::gateway_status(
-            &ns, &id, "x",
-        )))
-        .await?;
+    inner.client.subscribe().await?;
     broker.subscribe(&topics::agent_discovery(&ns)).await?;
 
     let addr: SocketAddr = format!("{}:{}", inner.cfg.host, inner.cfg.port)
@@ -292,7 +298,7 @@ pub async fn start(
         publisher_stop.clone(),
     );
     let pump_stop = CancellationToken::new();
-    let pump = tokio::spawn(pending::pump(inner.clone(), incoming, pump_stop.clone()));
+    let pump = tokio::spawn(pump::pump(inner.clone(), incoming, pump_stop.clone()));
 
     let router = http::router(inner.clone());
     let server_shutdown = shutdown.clone();
@@ -319,15 +325,12 @@ pub async fn start(
                     tracing::warn!(gateway = %inner.id, "open streams did not end in time; closing")
                 }
             }
-            publisher_stop.cancel();
-            let _ = publisher.await;
-            trust_stop.cancel();
-            if let Some(t) = trust_task {
-                let _ = t.await;
-            }
-            pump_stop.cancel();
-            let _ = pump.await;
-            inner.broker.disconnect().await;
+            crate::stop::StopSequence::new(inner.broker.clone())
+                .then(publisher_stop, [publisher])
+                .then(trust_stop, trust_task)
+                .then(pump_stop, [pump])
+                .run()
+                .await;
             tracing::info!(gateway = %inner.id, "gateway stopped");
         }
     });

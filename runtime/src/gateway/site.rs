@@ -36,8 +36,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::GatewayInner;
+use super::api_error::ApiError;
 use super::auth::session_cookie;
-use super::http::ApiError;
 use crate::config::GatewayConfig;
 use crate::logging::Throttle;
 

@@ -51,9 +51,10 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Mutex;
 
 use super::GatewayInner;
-use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, User, cookie, now_secs};
+use super::api_error::ApiError;
+use super::auth::{SESSION_COOKIE, SESSION_TTL_SECONDS, User, cookie};
 use super::auth_routes::attributes;
-use super::http::{ApiError, ClientIp};
+use super::extract::ClientIp;
 use super::tool_callback::page;
 use crate::config::SsoConfig;
 
@@ -410,7 +411,7 @@ pub(crate) async fn login(
         .return_to
         .filter(|p| local_path(p))
         .unwrap_or_else(|| "/".to_owned());
-    let now = now_secs();
+    let now = amesh_trust::now_unix();
     let (url, pending) = match sso.start(back, now).await {
         Ok(v) => v,
         Err(e) => {
@@ -465,9 +466,10 @@ pub(crate) async fn callback(
     }
     let mut resp = match callback_inner(&inner, sso, &headers, q).await {
         Ok((user, back)) => {
-            let value = inner
-                .sessions
-                .issue_for(&user, now_secs(), Some(sso.issuer()));
+            let value =
+                inner
+                    .sessions
+                    .issue_for(&user, amesh_trust::now_unix(), Some(sso.issuer()));
             tracing::info!(gateway = %inner.id, user = %user.id, "user signed in with SSO");
             let mut resp = redirect(&back);
             set_cookie(
@@ -549,7 +551,7 @@ async fn callback_inner(
                 true,
             )
         })?;
-    if pending.exp <= now_secs() {
+    if pending.exp <= amesh_trust::now_unix() {
         return Err(no_login());
     }
     let state_matches = q

@@ -19,10 +19,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::GatewayInner;
-use super::http::{ApiError, AuthUser, SendBody, Sent, start_task, timeout};
-use super::pending::Event;
+use super::agent_requests::{SendBody, start_task, timeout};
+use super::api_error::ApiError;
+use super::extract::AuthUser;
 use super::quota::Slot;
 use super::task_events::TaskLog;
+use crate::a2a::client::Call;
+use crate::a2a::client::Event;
 use crate::a2a::jsonrpc;
 use crate::a2a::{Part, StreamResult, TaskState, methods};
 
@@ -39,8 +42,8 @@ pub(crate) async fn message_stream(
     let sent = start_task(&inner, &user, body, methods::STREAM).await?;
     let log = inner
         .events
-        .open(&sent.task_id, &user.id, &sent.agent, context.clone());
-    let first = json!({ "taskId": sent.task_id, "agent": sent.agent, "contextId": context });
+        .open(&sent.id, &user.id, &sent.peer, context.clone());
+    let first = json!({ "taskId": sent.id, "agent": sent.peer, "contextId": context });
     inner.events.append(
         &log,
         "submitted",
@@ -53,7 +56,7 @@ pub(crate) async fn message_stream(
     if let Some(conv) = &conversation {
         inner
             .conversations
-            .start_turn(&user.id, conv, &sent.task_id, &sent.agent, &prompt);
+            .start_turn(&user.id, conv, &sent.id, &sent.peer, &prompt);
     }
     let conversation = conversation.map(|c| (user.id.clone(), c));
     tokio::spawn(record(inner.clone(), sent, log.clone(), conversation));
@@ -168,7 +171,7 @@ fn follow(log: Arc<TaskLog>, after: u64, slot: Slot) -> Response {
 /// is connected.
 async fn record(
     inner: Arc<GatewayInner>,
-    mut sent: Sent,
+    mut sent: Call,
     log: Arc<TaskLog>,
     conversation: Option<(String, String)>,
 ) {
@@ -182,7 +185,7 @@ async fn record(
         }
     };
     loop {
-        let event = match tokio::time::timeout_at(deadline, sent.rx.recv()).await {
+        let event = match tokio::time::timeout_at(deadline, sent.recv()).await {
             Ok(Some(event)) => event,
             Ok(None) => {
                 inner.events.close(&log);

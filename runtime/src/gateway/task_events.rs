@@ -3,7 +3,7 @@
 //! web page asks `GET /api/v1/tasks/{id}/events` with `Last-Event-ID` and
 //! gets what it missed, then the rest as it comes.
 //!
-//! A recorder (one per `message:stream` task, see `http.rs`) owns the
+//! A recorder (one per `message:stream` task, see `stream.rs`) owns the
 //! task's reply registration and appends every answer here, whether or
 //! not a browser is connected; SSE responses only read. So a client that
 //! goes away no longer cuts the task off from its result, and a client
@@ -170,7 +170,7 @@ impl TaskEvents {
             agent: agent.to_owned(),
             context_id,
             started: Instant::now(),
-            started_ms: now_ms(),
+            started_ms: amesh_trust::now_unix_millis(),
             state: Mutex::default(),
             seq: watch::Sender::new(0),
         });
@@ -284,11 +284,6 @@ impl TaskEvents {
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    u64::try_from(crate::cards::now_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

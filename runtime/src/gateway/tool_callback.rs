@@ -25,8 +25,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::GatewayInner;
-use super::http::{AuthUser, ask_agent_with_token};
-use super::pending::Event;
+use super::agent_requests::ask_agent_with_token;
+use super::extract::AuthUser;
+use crate::a2a::client::Event;
 use crate::a2a::jsonrpc;
 use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
 use crate::logging::Throttle;
@@ -95,7 +96,7 @@ pub(crate) async fn client_metadata(headers: HeaderMap) -> Response {
 
 pub(crate) async fn callback(
     State(inner): State<Arc<GatewayInner>>,
-    user: Result<AuthUser, super::http::ApiError>,
+    user: Result<AuthUser, super::api_error::ApiError>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {

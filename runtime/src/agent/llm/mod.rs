@@ -155,7 +155,9 @@ impl Model {
         cfg: &ModelConfig,
         model_provider: Option<&str>,
     ) -> Result<Model, ModelError> {
-        let resolved = cfg.resolve(model_provider).map_err(ModelError::Config)?;
+        let resolved = cfg
+            .resolve(model_provider)
+            .map_err(|e| ModelError::Config(e.to_string()))?;
         let key = cfg.api_key(&resolved);
         let sampling = Sampling {
             temperature: cfg.temperature,

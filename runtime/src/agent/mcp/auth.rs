@@ -23,8 +23,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::McpCallError;
+use super::error::OAuthSetupError;
 use super::tools::Server;
-use super::{McpCall, McpOutcome, McpTools, lock, store_failure};
+use super::{McpCall, McpOutcome, McpTools, lock};
 use crate::oauth_state;
 
 /// How long the check of a stored client at the authorization endpoint may
@@ -103,10 +104,10 @@ impl McpTools {
                 agent: inner.agent.clone(),
             });
         };
-        let cannot = |why: String| {
+        let cannot = |why: OAuthSetupError| {
             McpOutcome::Failed(McpCallError::CannotAuthorize {
                 tool: ctx.tool.clone(),
-                why,
+                why: Box::new(why),
             })
         };
         let auth_server = match self.auth_server(server, challenge).await {
@@ -162,12 +163,9 @@ impl McpTools {
         task_id: &str,
         who: &VerifiedIdentity,
         task: Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), OAuthSetupError> {
         let Some(store) = &self.inner.store else {
-            return Err(format!(
-                "agent {} has no credential store configured",
-                self.inner.agent
-            ));
+            return Err(OAuthSetupError::NoStore(self.inner.agent.clone()));
         };
         let resume = FlowResume {
             task,
@@ -176,8 +174,7 @@ impl McpTools {
             scopes: prompt.scopes.clone(),
             step_up: prompt.step_up,
         };
-        let resume = serde_json::to_value(&resume)
-            .map_err(|e| format!("the flow could not be recorded: {e}"))?;
+        let resume = serde_json::to_value(&resume).map_err(OAuthSetupError::Record)?;
         let flow = NewFlow {
             state: prompt.state.clone(),
             tool_id: prompt.tool_id.clone(),
@@ -190,7 +187,7 @@ impl McpTools {
             .start_flow(flow, who)
             .await
             .map(drop)
-            .map_err(|e| store_failure(&e))
+            .map_err(OAuthSetupError::Store)
     }
 
     /// After a 403 `insufficient_scope`: one authorization for the union
@@ -236,17 +233,14 @@ impl McpTools {
         &self,
         server: &Server,
         challenge: Option<&str>,
-    ) -> Result<AuthServer, String> {
+    ) -> Result<AuthServer, OAuthSetupError> {
         if challenge.is_none()
             && let Some(cached) = lock(&self.inner.auth_servers).get(&server.tool_id)
         {
             return Ok(cached.clone());
         }
         let Some(mcp_url) = server.mcp_url.as_ref() else {
-            return Err(format!(
-                "MCP tool `{}` is a stdio server; it has no OAuth",
-                server.tool_id
-            ));
+            return Err(OAuthSetupError::Stdio(server.tool_id.clone()));
         };
         let (authorization_url, token_url) = configured_endpoints(&server.cfg)?;
         let found = match (authorization_url, token_url) {
@@ -267,7 +261,11 @@ impl McpTools {
                 oauth::discover(http, mcp_url, challenge.as_deref())
                     .await
                     .map_err(|e| {
-                        self.oauth_failure(&server.tool_id, "authorization server discovery", &e)
+                        OAuthSetupError::Provider(self.oauth_failure(
+                            &server.tool_id,
+                            "authorization server discovery",
+                            &e,
+                        ))
                     })?
                     .with_overrides(authorization_url, token_url)
             }
@@ -308,7 +306,7 @@ impl McpTools {
         store: &CredentialStore,
         auth_server: &AuthServer,
         redirect: &Url,
-    ) -> Result<OAuthClient, String> {
+    ) -> Result<OAuthClient, OAuthSetupError> {
         if let Some(client) = configured_client(&server.cfg) {
             return Ok(client);
         }
@@ -336,12 +334,18 @@ impl McpTools {
                 }
             }
             Ok(_) => {}
-            Err(e) => return Err(store_failure(&e)),
+            Err(e) => return Err(OAuthSetupError::Store(e)),
         }
         let name = oauth::client_name_for_agent(&self.inner.agent);
         let registration = oauth::register(server.oauth_http()?, auth_server, redirect, &name)
             .await
-            .map_err(|e| self.oauth_failure(&server.tool_id, "client registration", &e))?;
+            .map_err(|e| {
+                OAuthSetupError::Provider(self.oauth_failure(
+                    &server.tool_id,
+                    "client registration",
+                    &e,
+                ))
+            })?;
         let stored = ClientRegistration {
             server: issuer.clone(),
             client_id: registration.client_id.clone(),
@@ -355,7 +359,7 @@ impl McpTools {
         store
             .put_client(&stored)
             .await
-            .map_err(|e| store_failure(&e))?;
+            .map_err(OAuthSetupError::Store)?;
         tracing::info!(agent = %self.inner.agent, tool = %server.tool_id, %issuer, "registered an OAuth client with the authorization server");
         Ok(registration.client())
     }
@@ -502,7 +506,9 @@ fn configured_scopes(cfg: &McpToolConfig) -> &[String] {
 }
 
 /// `authorization_url` and `token_url` of the `auth:` block, parsed.
-fn configured_endpoints(cfg: &McpToolConfig) -> Result<(Option<Url>, Option<Url>), String> {
+fn configured_endpoints(
+    cfg: &McpToolConfig,
+) -> Result<(Option<Url>, Option<Url>), OAuthSetupError> {
     let Some(AuthConfig::OAuth2 {
         authorization_url,
         token_url,
@@ -511,11 +517,15 @@ fn configured_endpoints(cfg: &McpToolConfig) -> Result<(Option<Url>, Option<Url>
     else {
         return Ok((None, None));
     };
-    let parse = |key: &str, value: &Option<String>| {
+    let parse = |key: &'static str, value: &Option<String>| {
         value
             .as_deref()
             .map(|v| {
-                Url::parse(v.trim()).map_err(|e| format!("auth.{key} {v:?} is not a URL: {e}"))
+                Url::parse(v.trim()).map_err(|source| OAuthSetupError::BadEndpoint {
+                    key,
+                    value: v.to_owned(),
+                    source,
+                })
             })
             .transpose()
     };

@@ -15,7 +15,7 @@ use amesh_mcp::oauth;
 use amesh_trust::VerifiedIdentity;
 use serde::Serialize;
 
-use super::error::ConnectionError;
+use super::error::{ConnectionError, OAuthSetupError};
 use super::refresh::token_set;
 use super::{AuthPrompt, McpCall, McpOutcome, McpTools};
 
@@ -122,7 +122,9 @@ impl McpTools {
                 .refresh_client(server, store, &auth_server, &credential)
                 .await?;
             let http = server.oauth_http()?;
-            oauth::revoke(http, &auth_server, &client, &token_set(&credential)).await
+            oauth::revoke(http, &auth_server, &client, &token_set(&credential))
+                .await
+                .map_err(OAuthSetupError::Provider)
         }
         .await;
         store.delete(&key, who, DeleteReason::Revoked).await?;

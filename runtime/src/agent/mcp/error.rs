@@ -3,9 +3,9 @@
 //! way); a task without a model ends `failed` with it. Messages name tools,
 //! agents and scopes, never a token.
 //!
-//! Reasons that come from discovery and client registration are still
-//! carried as text (`why`): they are worded where they arise, deep in the
-//! OAuth layer.
+//! A provider's failure in discovery, registration or refresh is carried
+//! as the reason the user may read ([`OAuthSetupError::Provider`]); the
+//! details went to the log where it arose.
 
 use amesh_credentials::CredentialError;
 use amesh_mcp::client::McpError;
@@ -47,7 +47,10 @@ pub(crate) enum McpCallError {
         path: &'static str,
     },
     #[error("cannot start the authorization of tool {tool}: {why}")]
-    CannotAuthorize { tool: String, why: String },
+    CannotAuthorize {
+        tool: String,
+        why: Box<OAuthSetupError>,
+    },
     #[error(
         "tool {tool} was refused for insufficient scope, and the server did not say which scope it needs"
     )]
@@ -79,8 +82,37 @@ pub(crate) enum AccessError {
     #[error("refreshing the access token failed: {0}")]
     RefreshAborted(String),
     /// The OAuth client for the refresh could not be set up.
+    #[error(transparent)]
+    Setup(#[from] OAuthSetupError),
+}
+
+/// Why the agent could not prepare an OAuth step for a tool: find its
+/// authorization server, pick the client, record a flow. The messages are
+/// what the user may read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum OAuthSetupError {
+    #[error("MCP tool `{0}` is a stdio server; it has no OAuth")]
+    Stdio(String),
+    #[error("MCP tool `{0}` has no `auth: {{type: oauth2}}` block")]
+    NotOAuth(String),
+    #[error("auth.{key} {value:?} is not a URL: {source}")]
+    BadEndpoint {
+        key: &'static str,
+        value: String,
+        source: url::ParseError,
+    },
+    /// The provider refused or failed a step: its user-facing reason (the
+    /// details were logged by `oauth_failure`).
     #[error("{0}")]
-    Setup(String),
+    Provider(String),
+    #[error("{}", store_failure(.0))]
+    Store(CredentialError),
+    #[error("agent {0} has no credential store configured")]
+    NoStore(String),
+    #[error("the flow could not be recorded: {0}")]
+    Record(serde_json::Error),
+    #[error("the stored credential for {0} names no OAuth client; disconnect and authorize again")]
+    NoClient(String),
 }
 
 impl From<CredentialError> for AccessError {

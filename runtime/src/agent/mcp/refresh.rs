@@ -17,6 +17,7 @@ use amesh_credentials::{Credential, CredentialKey, CredentialStore, SecretString
 use amesh_mcp::oauth::{self, AuthServer, OAuthClient, Secret, TokenSet};
 use amesh_trust::VerifiedIdentity;
 
+use super::error::OAuthSetupError;
 use super::tools::Server;
 use super::{AccessError, McpTools, RefreshLock, auth, lock};
 
@@ -129,8 +130,8 @@ impl McpTools {
         }
         let auth_server = match self.auth_server(server, None).await {
             Ok(found) => found,
-            Err(text) if forced => return Access::Reauthorize(text),
-            Err(text) => return still_valid_or(credential, agent, user, tool, &text, text.clone()),
+            Err(e) if forced => return Access::Reauthorize(e.to_string()),
+            Err(e) => return still_valid_or(credential, agent, user, tool, &e, e.to_string()),
         };
         // The grant belongs to the issuer that made it: its refresh token
         // and client are never sent to another one.
@@ -145,14 +146,14 @@ impl McpTools {
         }
         let http = match server.oauth_http() {
             Ok(http) => http,
-            Err(text) => return Access::Failed(AccessError::Setup(text)),
+            Err(e) => return Access::Failed(AccessError::Setup(e)),
         };
         let client = match self
             .refresh_client(server, store, &auth_server, &credential)
             .await
         {
             Ok(client) => client,
-            Err(text) => return Access::Failed(AccessError::Setup(text)),
+            Err(e) => return Access::Failed(AccessError::Setup(e)),
         };
         tracing::info!(agent, user, tool, forced, "refreshing the access token");
         let previous = token_set(&credential);
@@ -195,22 +196,19 @@ impl McpTools {
         store: &CredentialStore,
         auth_server: &AuthServer,
         credential: &Credential,
-    ) -> Result<OAuthClient, String> {
+    ) -> Result<OAuthClient, OAuthSetupError> {
         if let Some(client) = auth::configured_client(&server.cfg) {
             return Ok(client);
         }
         let Some(client_id) = credential.client_id.clone() else {
-            return Err(format!(
-                "the stored credential for {} names no OAuth client; disconnect and authorize again",
-                server.tool_id
-            ));
+            return Err(OAuthSetupError::NoClient(server.tool_id.clone()));
         };
         match store.get_client(auth_server.issuer()).await {
             Ok(Some(registration)) if registration.client_id == client_id => {
                 Ok(auth::registered_client(&registration))
             }
             Ok(_) => Ok(OAuthClient::configured(client_id, None)),
-            Err(e) => Err(super::store_failure(&e)),
+            Err(e) => Err(OAuthSetupError::Store(e)),
         }
     }
 

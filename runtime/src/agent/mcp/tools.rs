@@ -18,6 +18,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use url::Url;
 
+use super::error::OAuthSetupError;
 use crate::a2a::Part;
 
 /// One configured MCP server.
@@ -35,13 +36,10 @@ pub(super) struct Server {
 
 impl Server {
     /// The OAuth client, or the user-facing reason there is none.
-    pub fn oauth_http(&self) -> Result<&OAuthHttp, String> {
-        self.oauth.as_ref().ok_or_else(|| {
-            format!(
-                "MCP tool `{}` has no `auth: {{type: oauth2}}` block",
-                self.tool_id
-            )
-        })
+    pub fn oauth_http(&self) -> Result<&OAuthHttp, OAuthSetupError> {
+        self.oauth
+            .as_ref()
+            .ok_or_else(|| OAuthSetupError::NotOAuth(self.tool_id.clone()))
     }
 }
 
