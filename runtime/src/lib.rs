@@ -15,5 +15,6 @@ pub mod glob;
 pub mod logging;
 pub mod oauth_state;
 pub mod run;
+pub mod telemetry;
 pub mod topics;
 pub mod trust_manager;

@@ -84,6 +84,7 @@ pub struct AgentHandle {
     name: String,
     join: JoinHandle<()>,
     tasks: TaskStore,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl AgentHandle {
@@ -95,6 +96,11 @@ impl AgentHandle {
     /// `tasks/get` (bounded by `limits.finished_tasks_max_bytes`).
     pub fn retained_task_bytes(&self) -> usize {
         self.tasks.retained_bytes()
+    }
+
+    /// Where the agent serves `/metrics` (`app_config.metrics`), if it does.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// Waits until the agent has drained and disconnected.
@@ -176,6 +182,19 @@ pub async fn start(
         cfg,
     });
 
+    // Served until the agent has stopped, so a scrape sees the drain; a
+    // failed start below drops the guard and stops it too.
+    let metrics_stop = CancellationToken::new().drop_guard();
+    let metrics = match &inner.cfg.metrics {
+        Some(m) => Some(
+            crate::telemetry::endpoint::start(m.addr(), metrics_stop.token().clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("agent {name}: metrics port {}: {e}", m.addr()))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|m| m.addr);
+
     // Trust cards first: a request can only be verified once the gateway's
     // card is known, and it is retained, so it arrives right away.
     let trust_stop = CancellationToken::new();
@@ -229,6 +248,10 @@ pub async fn start(
             if let Some(store) = &inner.store {
                 store.close().await;
             }
+            drop(metrics_stop);
+            if let Some(m) = metrics {
+                let _ = m.task.await;
+            }
             tracing::info!(agent = %inner.name, "agent stopped");
         }
     });
@@ -237,6 +260,7 @@ pub async fn start(
         name,
         join,
         tasks: inner.tasks.clone(),
+        metrics_addr,
     })
 }
 

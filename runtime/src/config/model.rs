@@ -391,6 +391,9 @@ pub struct AgentConfig {
     /// Retained tasks and peer cards (see `limits.rs`).
     #[serde(default)]
     pub limits: super::limits::AgentLimits,
+    /// Where the agent serves Prometheus `/metrics`; none when absent.
+    #[serde(default)]
+    pub metrics: Option<super::telemetry::MetricsConfig>,
 }
 
 /// `model_provider: openai`, or SAM's list of model aliases, which names

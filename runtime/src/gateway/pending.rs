@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -25,6 +26,7 @@ use super::{GatewayInner, links};
 use crate::a2a::StreamResult;
 use crate::a2a::jsonrpc::{Response, RpcError};
 use crate::broker::{Incoming, Message};
+use crate::telemetry::metrics;
 use crate::topics;
 
 /// One thing an agent said about a request.
@@ -47,6 +49,8 @@ struct Waiter {
     tx: mpsc::UnboundedSender<(Event, usize)>,
     agent: String,
     queue: Arc<Queue>,
+    /// When the request was sent: the round trip ends at its final answer.
+    sent: Instant,
 }
 
 /// What one request's queue holds, shared by the pump and the reader.
@@ -111,6 +115,7 @@ impl Pending {
             tx,
             agent: agent.to_string(),
             queue: queue.clone(),
+            sent: Instant::now(),
         };
         self.lock().insert(id.to_string(), waiter);
         EventRx { rx, queue }
@@ -124,6 +129,20 @@ impl Pending {
     /// The agent request `id` went to, while someone waits for it.
     fn agent_of(&self, id: &str) -> Option<String> {
         self.lock().get(id).map(|w| w.agent.clone())
+    }
+
+    /// Counts `event`, the final answer to request `id`, and its round
+    /// trip (for the metrics; nothing when nobody waits for it any more).
+    fn observe_final(&self, gateway: &str, id: &str, event: &Event) {
+        let Some((agent, sent)) = self.lock().get(id).map(|w| (w.agent.clone(), w.sent)) else {
+            return;
+        };
+        let state = match event {
+            Event::Final(StreamResult::Task(t)) => metrics::state_name(t.status.state),
+            Event::Final(_) | Event::Update(_) => "message",
+            Event::Error(_) => "error",
+        };
+        metrics::gateway_answer(gateway, &agent, state, sent);
     }
 
     pub(crate) fn remove(&self, id: &str) {
@@ -291,6 +310,9 @@ fn on_answer(inner: &GatewayInner, id: &str, payload: &Bytes, on_response_topic:
             "",
         ))),
     };
+    if on_response_topic {
+        inner.pending.observe_final(&inner.id, id, &event);
+    }
     inner
         .pending
         .deliver(id, event, on_response_topic, payload.len());
