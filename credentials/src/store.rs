@@ -16,8 +16,8 @@ use crate::config::{StoreBackend, StoreConfig};
 use crate::crypto::{Keys, OpenError, Purpose, lookup_hash};
 use crate::error::CredentialError;
 use crate::model::{
-    Credential, CredentialEvent, CredentialInfo, CredentialKey, DeleteReason, EventKind, Filter,
-    duration_ms, from_ms, now_ms, to_ms,
+    Credential, CredentialEvent, CredentialInfo, CredentialKey, DeleteReason, EventKind,
+    ExportCursor, Filter, duration_ms, from_ms, now_ms, to_ms,
 };
 use crate::sealed::{Unsealed, open_credential, seal_credential};
 use crate::storage::sql::migration::{MAX_ID_LEN, MAX_TOOL_LEN};
@@ -288,6 +288,19 @@ impl CredentialStore {
     ) -> Result<Vec<CredentialEvent>, CredentialError> {
         let s = self.open_shared()?;
         s.storage.events(filter, limit).await
+    }
+
+    /// One page of an audit export (for a SIEM): up to `limit` events
+    /// matching `filter` from `cursor`, oldest first. The next page starts
+    /// after the last event's id ([`ExportCursor::after`]).
+    pub async fn export_events(
+        &self,
+        filter: &Filter,
+        cursor: ExportCursor,
+        limit: u64,
+    ) -> Result<Vec<CredentialEvent>, CredentialError> {
+        let s = self.open_shared()?;
+        s.storage.events_from(filter, cursor, limit).await
     }
 
     /// Runs one sweep now (the sweeper does this every `sweep_interval`):
