@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod anomaly;
 mod config;
 mod conversations;
 mod crypto;

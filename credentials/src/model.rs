@@ -208,6 +208,9 @@ pub enum EventKind {
     AccessDenied,
     /// It did not decrypt (other agent secret, or altered/moved row).
     DecryptFailed,
+    /// A user's tool authorization did not complete (the callback was
+    /// refused: unknown, expired or reused flow, code exchange failed).
+    AuthorizationFailed,
 }
 
 impl EventKind {
@@ -222,6 +225,7 @@ impl EventKind {
             Self::Revoked => "revoked",
             Self::AccessDenied => "access_denied",
             Self::DecryptFailed => "decrypt_failed",
+            Self::AuthorizationFailed => "authorization_failed",
         }
     }
 
@@ -235,6 +239,7 @@ impl EventKind {
             Self::Revoked,
             Self::AccessDenied,
             Self::DecryptFailed,
+            Self::AuthorizationFailed,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)

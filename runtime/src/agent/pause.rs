@@ -203,6 +203,9 @@ pub(crate) fn on_callback(
             }
             Err((task, error)) => {
                 tracing::info!(agent = %inner.name, user = %caller.user_id, error = %error.message, "tool authorization callback refused");
+                if let Some(store) = &inner.store {
+                    store.authorization_failed(&caller.user_id, &tool_of(task.as_ref()), &error.message);
+                }
                 let text = error.message.clone();
                 spawn_reply(&inner, reply_to, Response::err(id, error));
                 if let Some(state) = task.and_then(|t| serde_json::from_value::<LoopState>(t).ok()) {
@@ -215,6 +218,14 @@ pub(crate) fn on_callback(
             }
         }
     });
+}
+
+/// The tool server a refused callback's paused task waited for (empty when
+/// the flow was not found), for the audit event.
+fn tool_of(task: Option<&Value>) -> String {
+    task.and_then(|t| serde_json::from_value::<LoopState>(t.clone()).ok())
+        .and_then(|s| s.unfinished().next().map(|(_, p)| p.call.name.clone()))
+        .unwrap_or_default()
 }
 
 /// Who the resumed task runs as: the identity it started with when its
