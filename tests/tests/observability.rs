@@ -10,10 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_runtime::a2a::jsonrpc::UNAUTHENTICATED;
 use amesh_runtime::broker::UserProperties;
 use amesh_tests::model_server::{Protocol, ScriptedModel, Turn};
 use amesh_tests::mosquitto::MosquittoBroker;
+use amesh_tests::oauth::call_authorizing;
 use amesh_tests::raw::{RawClient, tool_request};
 use amesh_tests::stack::Stack;
 use serde_json::{Value, json};
@@ -184,6 +186,116 @@ async fn gateway_and_agent_metrics_count_a_task_a_model_call_a_trust_denial_and_
         }
         assert!(Instant::now() < deadline, "no reconnect counted: {agent}");
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.stop().await;
+}
+
+/// A gateway and an agent whose one MCP tool needs each user's OAuth grant.
+fn oauth_yaml(mq: &MosquittoBroker, demo: &DemoHandle, data: &std::path::Path) -> String {
+    format!(
+        r#"apps:
+  - name: gw2
+    app_module: gateway
+    broker: {{broker_url: "{url}", broker_username: gateway, broker_password: gw-pass}}
+    app_config:
+      namespace: {NS}
+      gateway_id: obs-gw2
+      port: {port}
+      frontend_use_authorization: true
+      session_secret_key: test-session-key
+      users:
+        - {{id: alice, token: alice-token}}
+      trust_manager: {{card_publish_interval_seconds: 1}}
+  - name: agent2
+    app_module: agent
+    broker: {{broker_url: "{url}", broker_username: agent, broker_password: agent-pass}}
+    app_config:
+      namespace: {NS}
+      agent_name: keyed
+      agent_card_publishing: {{interval_seconds: 1}}
+      agent_secret_file: "{data}/agent.secret"
+      session_service: {{type: sql, database_url: "sqlite:///{data}/agent.db"}}
+      oauth_tool_redirect_uri: "http://127.0.0.1:{port}/api/v1/auth/tool/callback"
+      trust_manager: {{verification_mode: strict, card_publish_interval_seconds: 1}}
+      metrics: {{port: 0}}
+      tools:
+        - tool_type: mcp
+          id: demo-http
+          connection_params: {{type: streamable-http, url: "{mcp}"}}
+          auth: {{type: oauth2}}
+          tool_name_prefix: http_
+          manifest:
+            - name: whoami
+              description: Who the demo provider says you are.
+              inputSchema: {{type: object, properties: {{}}, additionalProperties: false}}
+"#,
+        url = mq.url(),
+        port = free_port(),
+        data = data.display(),
+        mcp = demo.mcp_url(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[tokio::test]
+async fn agent_metrics_count_an_authorization_prompt_its_grant_and_the_mcp_calls() {
+    let mq = MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto");
+    let demo = DemoProvider::start(DemoOptions::default())
+        .await
+        .expect("demo provider");
+    let data = tempfile::tempdir().expect("dir");
+    let mut stack = Stack::start(&oauth_yaml(&mq, &demo, data.path()))
+        .await
+        .expect("stack");
+    stack
+        .wait_for_agent_as("keyed", Duration::from_secs(10), Some("alice-token"))
+        .await
+        .expect("agent discovered");
+    let running = stack.running.as_ref().expect("running");
+    let agent_metrics = format!(
+        "http://{}/metrics",
+        running.agents[0].metrics_addr().expect("metrics")
+    );
+
+    let task = call_authorizing(&stack, "alice-token", "alice", "keyed", "http_whoami")
+        .await
+        .expect("authorized call");
+    assert_eq!(task["status"]["state"], "completed", "{task}");
+
+    let text = scrape(&stack.http, &agent_metrics).await;
+    let expect = |series: &str, value: f64| {
+        assert_eq!(sample(&text, series), value, "{series} in\n{text}");
+    };
+    expect(
+        r#"amesh_authorization_prompts_total{agent="keyed",tool="demo-http"}"#,
+        1.0,
+    );
+    expect(
+        r#"amesh_authorization_callbacks_total{agent="keyed",state="granted"}"#,
+        1.0,
+    );
+    expect(
+        r#"amesh_mcp_call_seconds_count{agent="keyed",tool="demo-http",outcome="auth_required"}"#,
+        1.0,
+    );
+    expect(
+        r#"amesh_mcp_call_seconds_count{agent="keyed",tool="demo-http",outcome="ok"}"#,
+        1.0,
+    );
+    expect(
+        r#"amesh_agent_tasks_total{agent="keyed",state="completed"}"#,
+        1.0,
+    );
+    for op in ["start_flow", "take_flow", "put", "get"] {
+        let series =
+            format!(r#"amesh_credential_store_seconds_count{{operation="{op}",outcome="ok"}}"#);
+        assert!(sample(&text, &series) >= 1.0, "{series} in\n{text}");
     }
     stack.stop().await;
 }

@@ -58,6 +58,12 @@ struct ToolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentToolLabels {
+    agent: String,
+    tool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     operation: &'static str,
     outcome: &'static str,
@@ -96,7 +102,7 @@ struct Metrics {
     model_calls: Histograms<ModelLabels>,
     mcp_calls: Histograms<ToolLabels>,
     store_ops: Histograms<StoreLabels>,
-    authorization_prompts: Family<ToolLabels, Counter>,
+    authorization_prompts: Family<AgentToolLabels, Counter>,
     authorization_callbacks: Family<AgentStateLabels, Counter>,
     token_refreshes: Family<ToolLabels, Counter>,
     broker_reconnects: Family<ClientLabels, Counter>,
@@ -265,10 +271,9 @@ pub async fn store_op<T, E>(
 pub fn authorization_prompt(agent: &str, tool: &str) {
     METRICS
         .authorization_prompts
-        .get_or_create(&ToolLabels {
+        .get_or_create(&AgentToolLabels {
             agent: agent.to_owned(),
             tool: tool.to_owned(),
-            outcome: "prompted",
         })
         .inc();
 }
