@@ -169,7 +169,10 @@ pub fn parse_since(given: &str, now: SystemTime) -> Result<SystemTime, SinceErro
             _ => 86_400,
         };
         let age = std::time::Duration::from_secs(n.checked_mul(per).ok_or_else(err)?);
-        return Ok(now.checked_sub(age).unwrap_or(UNIX_EPOCH));
+        return Ok(now
+            .checked_sub(age)
+            .filter(|t| *t >= UNIX_EPOCH)
+            .unwrap_or(UNIX_EPOCH));
     }
     time::OffsetDateTime::parse(given, &time::format_description::well_known::Rfc3339)
         .map(SystemTime::from)
@@ -195,7 +198,12 @@ mod tests {
             parse_since("2h", now).expect("age"),
             now - std::time::Duration::from_secs(7200)
         );
-        assert_eq!(parse_since("7d", now).expect("age"), UNIX_EPOCH);
+        assert_eq!(
+            parse_since("7d", now).expect("age"),
+            now - std::time::Duration::from_secs(7 * 86_400)
+        );
+        // An age beyond the epoch is the epoch.
+        assert_eq!(parse_since("30d", now).expect("age"), UNIX_EPOCH);
         let err = parse_since("yesterday", now).expect_err("words are refused");
         assert!(err.to_string().contains("\"yesterday\""), "{err}");
     }
