@@ -298,6 +298,43 @@ async fn agent_metrics_count_an_authorization_prompt_its_grant_and_the_mcp_calls
         assert!(sample(&text, &series) >= 1.0, "{series} in\n{text}");
     }
     stack.stop().await;
+
+    // The same grant in the audit trail, as an operator exports it for a SIEM.
+    let out = Command::new(amesh_tests::amesh_bin::amesh())
+        .args(["credentials", "audit", "export"])
+        .arg(stack.dir.path().join("apps.yaml"))
+        .args(["--agent", "keyed", "--since", "1h"])
+        .output()
+        .expect("amesh credentials audit export");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"acquired"), "{stdout}");
+    assert!(kinds.contains(&"used"), "{stdout}");
+    assert!(
+        events.iter().all(|e| e["agent_id"] == "keyed"
+            && e["user_id"] == "alice"
+            && e["tool_id"] == "demo-http"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("access_token"),
+        "no token material: {stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("exported {} event(s)", events.len())),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
