@@ -129,7 +129,7 @@ async fn gateway_and_agent_metrics_count_a_task_a_model_call_a_trust_denial_and_
     assert_eq!(
         sample(
             &gw,
-            r#"amesh_gateway_requests_total{gateway="obs-gw",agent="watched",state="completed"}"#
+            r#"amesh_gateway_requests_total{gateway="obs-gw",agent="watched",method="message/send",state="completed"}"#
         ),
         1.0,
         "{gw}"

@@ -378,7 +378,7 @@ async fn send_with(
     }
     let rx = inner
         .pending
-        .register(&id, agent, inner.cfg.limits.stream_queue_bytes);
+        .register(&id, agent, method, inner.cfg.limits.stream_queue_bytes);
     let guard = PendingGuard {
         inner: inner.clone(),
         id: id.clone(),

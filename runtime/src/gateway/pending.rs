@@ -48,6 +48,8 @@ const MIN_EVENT_BYTES: usize = 256;
 struct Waiter {
     tx: mpsc::UnboundedSender<(Event, usize)>,
     agent: String,
+    /// The A2A method (`message/send`, `tasks/get`, ...), for the metrics.
+    method: String,
     queue: Arc<Queue>,
     /// When the request was sent: the round trip ends at its final answer.
     sent: Instant,
@@ -104,7 +106,7 @@ impl Pending {
 
     /// Registers a request; at most `budget` bytes of its answers may wait
     /// for the handler to take them.
-    pub(crate) fn register(&self, id: &str, agent: &str, budget: usize) -> EventRx {
+    pub(crate) fn register(&self, id: &str, agent: &str, method: &str, budget: usize) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Queue {
             budget,
@@ -114,6 +116,7 @@ impl Pending {
         let waiter = Waiter {
             tx,
             agent: agent.to_string(),
+            method: method.to_string(),
             queue: queue.clone(),
             sent: Instant::now(),
         };
@@ -134,7 +137,11 @@ impl Pending {
     /// Counts `event`, the final answer to request `id`, and its round
     /// trip (for the metrics; nothing when nobody waits for it any more).
     fn observe_final(&self, gateway: &str, id: &str, event: &Event) {
-        let Some((agent, sent)) = self.lock().get(id).map(|w| (w.agent.clone(), w.sent)) else {
+        let Some((agent, method, sent)) = self
+            .lock()
+            .get(id)
+            .map(|w| (w.agent.clone(), w.method.clone(), w.sent))
+        else {
             return;
         };
         let state = match event {
@@ -142,7 +149,7 @@ impl Pending {
             Event::Final(_) | Event::Update(_) => "message",
             Event::Error(_) => "error",
         };
-        metrics::gateway_answer(gateway, &agent, state, sent);
+        metrics::gateway_answer(gateway, &agent, &method, state, sent);
     }
 
     pub(crate) fn remove(&self, id: &str) {
@@ -334,7 +341,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_falls_behind_gets_an_error_and_nothing_more_is_kept() {
         let pending = Pending::default();
-        let mut rx = pending.register("t", "echo", 1000);
+        let mut rx = pending.register("t", "echo", "message/stream", 1000);
         for _ in 0..10 {
             pending.deliver("t", update(), false, 600);
         }
@@ -350,7 +357,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_keeps_up_gets_everything_even_one_big_answer() {
         let pending = Pending::default();
-        let mut rx = pending.register("t", "echo", 1000);
+        let mut rx = pending.register("t", "echo", "message/stream", 1000);
         for _ in 0..5 {
             pending.deliver("t", update(), false, 600);
             assert!(matches!(rx.recv().await, Some(Event::Update(_))));

@@ -35,6 +35,7 @@ struct GatewayLabels {
 struct GatewayStateLabels {
     gateway: String,
     agent: String,
+    method: String,
     state: &'static str,
 }
 
@@ -131,7 +132,7 @@ impl Metrics {
         };
         m.registry.register(
             "gateway_requests",
-            "Requests the gateway sent to agents, by the answer's final state",
+            "Requests the gateway sent to agents, by A2A method and the answer's final state",
             m.gateway_requests.clone(),
         );
         m.registry.register(
@@ -196,15 +197,23 @@ pub fn render() -> String {
     out
 }
 
-/// The gateway got the final answer to a request it sent `started` ago.
-/// `state` is the task's final state, `message` (a non-task answer) or
-/// `error` (the agent refused).
-pub fn gateway_answer(gateway: &str, agent: &str, state: &'static str, started: Instant) {
+/// The gateway got the final answer to a request (`method`, one of the
+/// few the gateway sends) it sent `started` ago. `state` is the task's
+/// final state, `message` (a non-task answer) or `error` (the agent
+/// refused).
+pub fn gateway_answer(
+    gateway: &str,
+    agent: &str,
+    method: &str,
+    state: &'static str,
+    started: Instant,
+) {
     let m = &*METRICS;
     m.gateway_requests
         .get_or_create(&GatewayStateLabels {
             gateway: gateway.to_owned(),
             agent: agent.to_owned(),
+            method: method.to_owned(),
             state,
         })
         .inc();
