@@ -256,7 +256,7 @@ impl Shared {
             who.user_id(),
             assurance(who)
         );
-        self.storage.record(vec![self.event(
+        self.record(vec![self.event(
             &audit_key(owner, context_id),
             EventKind::AccessDenied,
             Some(reason),

@@ -98,8 +98,7 @@ impl CredentialStore {
                     who.user_id()
                 );
                 tracing::warn!(agent = %s.agent_id, user = %key.user_id, tool = %key.tool_id, identity = %who.user_id(), "OAuth flow refused: identity is another user");
-                s.storage
-                    .record(vec![s.event(&key, EventKind::AccessDenied, Some(reason))]);
+                s.record(vec![s.event(&key, EventKind::AccessDenied, Some(reason))]);
                 return Err(CredentialError::FlowUserMismatch {
                     identity_user: who.user_id().to_owned(),
                 });

@@ -99,6 +99,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod anomaly;
 mod config;
 mod conversations;
 mod crypto;
@@ -123,8 +124,8 @@ pub use error::{CredentialError, SecretError};
 pub use flows::MIN_STATE_LEN;
 pub use model::{
     ClientInfo, ClientRegistration, Conversation, ConversationInfo, Credential, CredentialEvent,
-    CredentialInfo, CredentialKey, DeleteReason, EventKind, Filter, NewFlow, PendingFlow,
-    SecretJson,
+    CredentialInfo, CredentialKey, DeleteReason, EventKind, ExportCursor, Filter, NewFlow,
+    PendingFlow, SecretJson,
 };
 pub use secret::{AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, SecretString};
 pub use store::CredentialStore;

@@ -211,6 +211,9 @@ pub enum EventKind {
     /// An authorization response for it was refused before its code was
     /// redeemed (RFC 9207 issuer mismatch).
     AuthorizationRefused,
+    /// A user's tool authorization did not complete (the callback was
+    /// refused: unknown, expired or reused flow, code exchange failed).
+    AuthorizationFailed,
 }
 
 impl EventKind {
@@ -226,6 +229,7 @@ impl EventKind {
             Self::AccessDenied => "access_denied",
             Self::DecryptFailed => "decrypt_failed",
             Self::AuthorizationRefused => "authorization_refused",
+            Self::AuthorizationFailed => "authorization_failed",
         }
     }
 
@@ -240,6 +244,7 @@ impl EventKind {
             Self::AccessDenied,
             Self::DecryptFailed,
             Self::AuthorizationRefused,
+            Self::AuthorizationFailed,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == value)
@@ -269,6 +274,58 @@ pub struct CredentialEvent {
     pub kind: EventKind,
     /// Why, in words (who was denied, the revocation reason, ...).
     pub reason: Option<String>,
+}
+
+impl CredentialEvent {
+    /// The event as one JSON object for a SIEM: `id`, `time` (RFC 3339,
+    /// UTC, milliseconds), `agent_id`, `user_id`, `tool_id`, `event` (the
+    /// kind, e.g. `access_denied`) and `reason` (null when none).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "time": rfc3339_ms(self.at),
+            "agent_id": self.agent_id,
+            "user_id": self.user_id,
+            "tool_id": self.tool_id,
+            "event": self.kind.as_str(),
+            "reason": self.reason,
+        })
+    }
+}
+
+/// `2026-12-02T10:22:48.123Z`: what SIEMs parse without a format hint.
+fn rfc3339_ms(t: SystemTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from(t)
+        .format(&format)
+        .unwrap_or_else(|_| to_ms(t).to_string())
+}
+
+/// Where a page of an audit export starts: events at or after `since`
+/// whose id is above `after_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportCursor {
+    /// Events older than this are left out.
+    pub since: SystemTime,
+    /// The id of the last event already read (0: none).
+    pub after_id: i64,
+}
+
+impl ExportCursor {
+    /// The first page: everything from `since`.
+    pub fn since(since: SystemTime) -> Self {
+        Self { since, after_id: 0 }
+    }
+
+    /// The page after the one that ended with event `last_id`.
+    pub fn after(self, last_id: i64) -> Self {
+        Self {
+            after_id: last_id,
+            ..self
+        }
+    }
 }
 
 /// JSON that may hold personal or secret data (a conversation, a client

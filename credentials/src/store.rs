@@ -16,8 +16,8 @@ use crate::config::{StoreBackend, StoreConfig};
 use crate::crypto::{Keys, OpenError, Purpose, lookup_hash};
 use crate::error::CredentialError;
 use crate::model::{
-    Credential, CredentialEvent, CredentialInfo, CredentialKey, DeleteReason, EventKind, Filter,
-    duration_ms, from_ms, now_ms, to_ms,
+    Credential, CredentialEvent, CredentialInfo, CredentialKey, DeleteReason, EventKind,
+    ExportCursor, Filter, duration_ms, from_ms, now_ms, to_ms,
 };
 use crate::sealed::{Unsealed, open_credential, seal_credential};
 use crate::storage::sql::migration::{MAX_ID_LEN, MAX_TOOL_LEN};
@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// The sweeper logs an outage once, and its end.
     sweep_failing: AtomicBool,
     closed: AtomicBool,
+    /// Watches recorded events for the guide's anomalous patterns.
+    anomalies: crate::anomaly::AnomalyWatch,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -105,6 +107,7 @@ impl CredentialStore {
             foreign_key_logged: AtomicBool::new(false),
             sweep_failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            anomalies: Default::default(),
         });
         let guard = Arc::new(SweeperGuard::spawn(shared.clone(), config.sweep_interval));
         tracing::info!(
@@ -175,7 +178,7 @@ impl CredentialStore {
             PutOutcome::Acquired | PutOutcome::ReplacedExpired => EventKind::Acquired,
         };
         events.push(s.event(key, kind, None));
-        s.storage.record(events);
+        s.record(events);
         Ok(())
     }
 
@@ -196,7 +199,7 @@ impl CredentialStore {
         };
         match open_credential(&s.keys, &s.agent_id, key, &blob) {
             Ok(credential) => {
-                s.storage.record(vec![s.event(key, EventKind::Used, None)]);
+                s.record(vec![s.event(key, EventKind::Used, None)]);
                 Ok(Some(credential))
             }
             Err(Unsealed::Open(why)) => {
@@ -229,7 +232,7 @@ impl CredentialStore {
             .await?;
         if deleted {
             let event = s.event(key, EventKind::Deleted, Some(reason.as_str().into()));
-            s.storage.record(vec![event]);
+            s.record(vec![event]);
         }
         Ok(deleted)
     }
@@ -274,7 +277,7 @@ impl CredentialStore {
             })
             .collect::<Vec<_>>();
         let count = events.len() as u64;
-        s.storage.record(events);
+        s.record(events);
         tracing::info!(count, reason, "credentials revoked by operator");
         Ok(count)
     }
@@ -288,6 +291,31 @@ impl CredentialStore {
     ) -> Result<Vec<CredentialEvent>, CredentialError> {
         let s = self.open_shared()?;
         s.storage.events(filter, limit).await
+    }
+
+    /// One page of an audit export (for a SIEM): up to `limit` events
+    /// matching `filter` from `cursor`, oldest first. The next page starts
+    /// after the last event's id ([`ExportCursor::after`]).
+    pub async fn export_events(
+        &self,
+        filter: &Filter,
+        cursor: ExportCursor,
+        limit: u64,
+    ) -> Result<Vec<CredentialEvent>, CredentialError> {
+        let s = self.open_shared()?;
+        s.storage.events_from(filter, cursor, limit).await
+    }
+
+    /// Audits that `user_id`'s authorization of `tool_id` did not complete
+    /// (`reason` in words, no secrets). Repeated failures by one user are
+    /// logged as an anomaly. `tool_id` is empty when the flow was unknown.
+    pub fn authorization_failed(&self, user_id: &str, tool_id: &str, reason: &str) {
+        let Ok(s) = self.open_shared() else {
+            return;
+        };
+        let key = CredentialKey::new(clip(user_id, MAX_ID_LEN), clip(tool_id, MAX_TOOL_LEN));
+        let reason = Some(clip(reason, MAX_REASON_LEN));
+        s.record(vec![s.event(&key, EventKind::AuthorizationFailed, reason)]);
     }
 
     /// Runs one sweep now (the sweeper does this every `sweep_interval`):
@@ -327,6 +355,13 @@ impl Shared {
         )
     }
 
+    /// Records audit events, watching them for the anomalous patterns
+    /// first (`anomaly.rs`). Never waits.
+    pub(crate) fn record(&self, events: Vec<CredentialEvent>) {
+        self.anomalies.observe(&events);
+        self.storage.record(events);
+    }
+
     pub(crate) fn event(
         &self,
         key: &CredentialKey,
@@ -360,8 +395,7 @@ impl Shared {
             assurance(who)
         );
         tracing::warn!(agent = %self.agent_id, user = %key.user_id, tool = %key.tool_id, identity = %who.user_id(), operation, "credential access denied: identity is another user");
-        self.storage
-            .record(vec![self.event(key, EventKind::AccessDenied, Some(reason))]);
+        self.record(vec![self.event(key, EventKind::AccessDenied, Some(reason))]);
         Err(CredentialError::AccessDenied {
             agent_id: self.agent_id.clone(),
             key_user: key.user_id.clone(),
@@ -386,7 +420,7 @@ impl Shared {
             }
         }
         let reason = format!("{what}: {}", why.reason());
-        self.storage.record(vec![self.event(
+        self.record(vec![self.event(
             key,
             EventKind::DecryptFailed,
             Some(reason),
@@ -431,7 +465,7 @@ impl Shared {
                         reason: Some("ttl".into()),
                     })
                     .collect();
-                self.storage.record(events);
+                self.record(events);
                 Ok(count)
             }
             Err(err) => {
@@ -451,6 +485,15 @@ pub(crate) fn assurance(who: &VerifiedIdentity) -> &'static str {
         Assurance::TrustDisabled => "trust disabled",
         _ => "other",
     }
+}
+
+/// Longest `reason` of an audit event written from request data.
+const MAX_REASON_LEN: usize = 1000;
+
+/// At most `max` characters of a value that came with a request: it fits
+/// its column, and an audit row stays small whoever sent it.
+fn clip(value: &str, max: usize) -> String {
+    value.chars().take(max).collect()
 }
 
 pub(crate) fn check_id(

@@ -1,4 +1,4 @@
-//! `amesh credentials list|revoke|clients`: what operators see and can
+//! `amesh credentials list|revoke|clients|audit`: what operators see and can
 //! revoke in agents' credential stores, and the OAuth client registrations
 //! they can make an agent forget. Metadata only: no command prints a token
 //! or a client secret.
@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use amesh_credentials::{ClientInfo, CredentialStore, Filter};
+use amesh_credentials::{ClientInfo, CredentialStore, ExportCursor, Filter};
 
 use crate::config::{self, AppKind, SessionServiceKind};
 
@@ -149,4 +149,108 @@ pub async fn forget_client(
         store.close().await;
     }
     Ok(total)
+}
+
+/// Events read per query during an export: memory stays bounded however
+/// long the audit trail is.
+const EXPORT_PAGE: u64 = 1000;
+
+/// Writes the selected agents' audit events from `since` to `out`, one
+/// JSON object per line (see [`amesh_credentials::CredentialEvent::to_json`]),
+/// each agent's oldest first; returns how many. Never writes token material:
+/// events hold none.
+pub async fn export_audit(
+    files: &[PathBuf],
+    sel: &Selection,
+    since: SystemTime,
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for store in stores(files, sel).await? {
+        let filter = filter(store.agent_id(), sel);
+        let mut cursor = ExportCursor::since(since);
+        loop {
+            let page = store.export_events(&filter, cursor, EXPORT_PAGE).await?;
+            for event in &page {
+                writeln!(out, "{}", event.to_json())?;
+            }
+            total += page.len() as u64;
+            match page.last() {
+                Some(last) if page.len() as u64 == EXPORT_PAGE => cursor = cursor.after(last.id),
+                _ => break,
+            }
+        }
+        store.close().await;
+    }
+    out.flush()?;
+    Ok(total)
+}
+
+/// `--since` that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--since {given:?}: expected RFC 3339 (2026-12-01T00:00:00Z), Unix seconds, or an age such as 90m, 24h, 7d"
+)]
+pub struct SinceError {
+    given: String,
+}
+
+/// Reads `--since`: RFC 3339, Unix seconds, or an age before `now`
+/// (`s`, `m`, `h`, `d` suffixes).
+pub fn parse_since(given: &str, now: SystemTime) -> Result<SystemTime, SinceError> {
+    let err = || SinceError {
+        given: given.to_owned(),
+    };
+    let given = given.trim();
+    if let Ok(secs) = given.parse::<u64>() {
+        return Ok(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    }
+    if let Some(unit) = given.chars().last().filter(|c| "smhd".contains(*c))
+        && let Ok(n) = given[..given.len() - 1].parse::<u64>()
+    {
+        let per = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => 86_400,
+        };
+        let age = std::time::Duration::from_secs(n.checked_mul(per).ok_or_else(err)?);
+        return Ok(now
+            .checked_sub(age)
+            .filter(|t| *t >= UNIX_EPOCH)
+            .unwrap_or(UNIX_EPOCH));
+    }
+    time::OffsetDateTime::parse(given, &time::format_description::well_known::Rfc3339)
+        .map(SystemTime::from)
+        .map_err(|_| err())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_rfc3339_unix_seconds_and_ages() {
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        assert_eq!(
+            parse_since("2026-12-01T00:00:00Z", now).expect("rfc3339"),
+            UNIX_EPOCH + std::time::Duration::from_secs(1_796_083_200)
+        );
+        assert_eq!(
+            parse_since("1234", now).expect("unix"),
+            UNIX_EPOCH + std::time::Duration::from_secs(1234)
+        );
+        assert_eq!(
+            parse_since("2h", now).expect("age"),
+            now - std::time::Duration::from_secs(7200)
+        );
+        assert_eq!(
+            parse_since("7d", now).expect("age"),
+            now - std::time::Duration::from_secs(7 * 86_400)
+        );
+        // An age beyond the epoch is the epoch.
+        assert_eq!(parse_since("30d", now).expect("age"), UNIX_EPOCH);
+        let err = parse_since("yesterday", now).expect_err("words are refused");
+        assert!(err.to_string().contains("\"yesterday\""), "{err}");
+    }
 }

@@ -16,5 +16,6 @@ pub mod logging;
 pub mod oauth_state;
 pub mod run;
 mod stop;
+pub mod telemetry;
 pub mod topics;
 pub mod trust_manager;

@@ -1,13 +1,15 @@
 //! Log output as the `log:` block asks: stdout at one level, optionally a
-//! file at another. `RUST_LOG`, when set, overrides the stdout level.
+//! file at another, each as text or JSON lines. `RUST_LOG`, when set,
+//! overrides the stdout level; `AMESH_LOG_FORMAT` the formats.
 
 use std::fs::OpenOptions;
 
 use anyhow::Context;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::{Layer, Registry};
 
-use crate::config::{LogConfig, LogLevel};
+use crate::config::{LogConfig, LogFormat, LogLevel};
 
 fn level(l: LogLevel) -> LevelFilter {
     match l {
@@ -26,39 +28,74 @@ fn quiet_paho() -> tracing_subscriber::filter::Directive {
     "paho_mqtt=info".parse().expect("a valid static directive")
 }
 
+/// `AMESH_LOG_FORMAT` (`text` or `json`), when set, overrides the
+/// configured formats of both outputs: containers switch to JSON without
+/// editing the config.
+fn format_override() -> anyhow::Result<Option<LogFormat>> {
+    match std::env::var("AMESH_LOG_FORMAT") {
+        Ok(v) if v.eq_ignore_ascii_case("json") => Ok(Some(LogFormat::Json)),
+        Ok(v) if v.eq_ignore_ascii_case("text") => Ok(Some(LogFormat::Text)),
+        Ok(v) if v.is_empty() => Ok(None),
+        Ok(v) => anyhow::bail!("AMESH_LOG_FORMAT={v:?}: expected `text` or `json`"),
+        Err(_) => Ok(None),
+    }
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// One output: `writer` in `format`, through `filter`.
+fn output<W>(format: LogFormat, ansi: bool, writer: W, filter: EnvFilter) -> BoxedLayer
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => layer.with_target(false).with_filter(filter).boxed(),
+        // JSON lines for a collector: the event's fields at the top level,
+        // the target kept (it names the module a line came from).
+        LogFormat::Json => layer
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_filter(filter)
+            .boxed(),
+    }
+}
+
 /// Installs the global subscriber. Call once, before starting apps.
 pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
+    let forced = format_override()?;
     let stdout_filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(spec).context("RUST_LOG")?,
         _ => EnvFilter::default().add_directive(level(cfg.stdout_log_level).into()),
     }
     .add_directive(quiet_paho());
-    let stdout = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_filter(stdout_filter);
-    let file = match &cfg.log_file {
-        Some(path) => {
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("log_file {}", path.display()))?;
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(std::sync::Mutex::new(f))
-                    .with_filter(
-                        EnvFilter::default()
-                            .add_directive(level(cfg.log_file_level).into())
-                            .add_directive(quiet_paho()),
-                    ),
-            )
-        }
-        None => None,
-    };
+    let stdout_format = forced.unwrap_or(cfg.stdout_log_format);
+    let mut layers = vec![output(
+        stdout_format,
+        stdout_format == LogFormat::Text,
+        std::io::stdout,
+        stdout_filter,
+    )];
+    if let Some(path) = &cfg.log_file {
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("log_file {}", path.display()))?;
+        layers.push(output(
+            forced.unwrap_or(cfg.log_file_format),
+            false,
+            std::sync::Mutex::new(f),
+            EnvFilter::default()
+                .add_directive(level(cfg.log_file_level).into())
+                .add_directive(quiet_paho()),
+        ));
+    }
     tracing_subscriber::registry()
-        .with(stdout)
-        .with(file)
+        .with(layers)
         .try_init()
         .context("logging already initialised")?;
     Ok(())

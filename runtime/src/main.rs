@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 
@@ -170,6 +171,12 @@ enum CredentialsCommand {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// The credential audit trail (acquired, used, refreshed, expired,
+    /// deleted, revoked, access_denied, decrypt_failed).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -193,6 +200,20 @@ enum ClientsCommand {
         /// The issuer, as `clients list` prints it.
         #[arg(long)]
         issuer: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print audit events as JSON lines, oldest first, for a SIEM
+    /// (`amesh credentials audit export agents.yaml --since 24h > audit.jsonl`).
+    Export {
+        #[command(flatten)]
+        select: CredentialsSelection,
+        /// Only events from this time on: RFC 3339 (`2026-12-01T00:00:00Z`),
+        /// Unix seconds, or an age (`90m`, `24h`, `7d`). Default: all.
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -298,7 +319,7 @@ fn main() -> ExitCode {
 
 fn credentials(command: CredentialsCommand) -> ExitCode {
     use amesh_runtime::credentials_cli::{
-        Selection, clients, forget_client, list, print_clients, revoke,
+        Selection, clients, export_audit, forget_client, list, parse_since, print_clients, revoke,
     };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -352,6 +373,20 @@ fn credentials(command: CredentialsCommand) -> ExitCode {
             };
             rt.block_on(forget_client(&files, &sel, &issuer))
                 .map(|n| println!("forgot {n} client registration(s)"))
+        }
+        CredentialsCommand::Audit {
+            command: AuditCommand::Export { select, since },
+        } => {
+            let (files, sel) = selection(select, false);
+            match since.as_deref().map(|s| parse_since(s, SystemTime::now())) {
+                Some(Err(e)) => Err(e.into()),
+                since => {
+                    let since = since.and_then(Result::ok).unwrap_or(SystemTime::UNIX_EPOCH);
+                    let out = &mut std::io::stdout().lock();
+                    rt.block_on(export_audit(&files, &sel, since, out))
+                        .map(|n| eprintln!("exported {n} event(s)"))
+                }
+            }
         }
     };
     match result {

@@ -498,6 +498,7 @@ impl TrustManager {
                         code = u.reason().code(),
                         "identity refused (strict)"
                     );
+                    crate::telemetry::metrics::trust_denial(&self.id, u.reason().code(), true);
                     Admission::Refuse(format!("identity token refused: {}", u.reason()))
                 }
                 VerificationMode::Permissive => {
@@ -508,6 +509,7 @@ impl TrustManager {
                         reason = %u.reason(),
                         "identity not verified (permissive): running without access to stored credentials"
                     );
+                    crate::telemetry::metrics::trust_denial(&self.id, u.reason().code(), false);
                     Admission::Run(RequestIdentity::Unverified(u))
                 }
             },

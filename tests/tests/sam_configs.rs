@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use amesh_runtime::config::{
-    AgentConfig, AppKind, ConfigErrors, LoadOptions, LoadedConfig, LogLevel, ToolConfig,
+    AgentConfig, AppKind, ConfigErrors, LoadOptions, LoadedConfig, LogFormat, LogLevel, ToolConfig,
     load_files_with,
 };
 
@@ -408,6 +408,37 @@ fn logging_config_path_names_the_python_logging_config_as_in_sam() {
     assert!(
         errs[0].contains("LOGGING_CONFIG_PATH names this file"),
         "{errs:#?}"
+    );
+}
+
+#[test]
+fn a_json_formatter_in_the_python_logging_config_makes_that_output_json() {
+    let original = std::fs::read_to_string(fixture("preset/logging_config.yaml")).expect("fixture");
+    let file_handler =
+        "    class: logging.handlers.RotatingFileHandler\n    formatter: simpleFormatter";
+    assert!(original.contains(file_handler), "fixture changed");
+    let json_file = original.replace(
+        file_handler,
+        "    class: logging.handlers.RotatingFileHandler\n    formatter: jsonFormatter",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("logging_config.yaml");
+    std::fs::write(&path, json_file).expect("write");
+    let path = path.display().to_string();
+    let mut env = SAM_ENV.to_vec();
+    env.push(("LOGGING_CONFIG_PATH", &path));
+    let cfg = load_ok(&["preset/agents/basic/main_orchestrator.yaml"], &env);
+    assert_eq!(cfg.log.log_file_format, LogFormat::Json);
+    assert_eq!(cfg.log.stdout_log_format, LogFormat::Text);
+
+    let mut env = SAM_ENV.to_vec();
+    let plain = fixture("preset/logging_config.yaml").display().to_string();
+    env.push(("LOGGING_CONFIG_PATH", &plain));
+    let cfg = load_ok(&["preset/agents/basic/main_orchestrator.yaml"], &env);
+    assert_eq!(
+        cfg.log.log_file_format,
+        LogFormat::Text,
+        "simpleFormatter is text"
     );
 }
 

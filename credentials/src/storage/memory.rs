@@ -22,7 +22,7 @@ use super::{
     PutOutcome, Result, RowKey, Take,
 };
 use crate::error::CredentialError;
-use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, Filter, from_ms};
+use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, ExportCursor, Filter, from_ms};
 
 /// Most audit events kept; older ones are dropped first.
 const MAX_EVENTS: usize = 100_000;
@@ -400,6 +400,23 @@ impl MemoryStorage {
             .events
             .iter()
             .rev()
+            .filter(|e| filter.matches(&e.agent_id, &e.user_id, &e.tool_id))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn events_from(
+        &self,
+        filter: &Filter,
+        cursor: ExportCursor,
+        limit: u64,
+    ) -> Vec<CredentialEvent> {
+        let state = self.lock();
+        state
+            .events
+            .iter()
+            .filter(|e| e.id > cursor.after_id && e.at >= cursor.since)
             .filter(|e| filter.matches(&e.agent_id, &e.user_id, &e.tool_id))
             .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .cloned()

@@ -10,7 +10,7 @@ pub(crate) mod memory;
 pub(crate) mod sql;
 
 use crate::error::CredentialError;
-use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, Filter};
+use crate::model::{CredentialEvent, CredentialInfo, DeleteReason, ExportCursor, Filter};
 
 pub(crate) type Result<T> = std::result::Result<T, CredentialError>;
 
@@ -345,6 +345,19 @@ impl Storage {
         match self {
             Self::Memory(m) => Ok(m.events(filter, limit)),
             Self::Sql(s) => s.events(filter, limit).await,
+        }
+    }
+
+    /// Oldest first, from `cursor`; waits for queued events to be written.
+    pub(crate) async fn events_from(
+        &self,
+        filter: &Filter,
+        cursor: ExportCursor,
+        limit: u64,
+    ) -> Result<Vec<CredentialEvent>> {
+        match self {
+            Self::Memory(m) => Ok(m.events_from(filter, cursor, limit)),
+            Self::Sql(s) => s.events_from(filter, cursor, limit).await,
         }
     }
 

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::jsonrpc::{self, Request, Response, RpcError};
-use super::waiters::{EventRx, WaiterGuard, Waiters};
+use super::waiters::{Asked, EventRx, WaiterGuard, Waiters};
 use super::{Message as A2aMessage, Part, StreamResult, props};
 use crate::broker::{Broker, BrokerError, Message, PublishError, UserProperties};
 use crate::topics;
@@ -168,7 +168,9 @@ impl A2aClient {
             });
         }
         let user_props = self.user_properties(&envelope, &id);
-        let rx = self.waiters.register(&id, envelope.to, envelope.budget);
+        let rx = self
+            .waiters
+            .register(&id, envelope.to, method, envelope.budget);
         let guard = WaiterGuard {
             waiters: self.waiters.clone(),
             id: id.clone(),
@@ -215,13 +217,14 @@ impl A2aClient {
     /// peer the request went to (see `trust_manager::origin`); anything else,
     /// or an answer nobody waits for (whose sender cannot be checked), is
     /// dropped, and the real answer is still awaited. `inspect` sees each
-    /// accepted answer before it is queued (the gateway scrubs links and
-    /// notes task states there).
+    /// accepted answer before it is queued, with what was asked and whether
+    /// it is the final one (the gateway scrubs links, notes task states and
+    /// counts round trips there).
     pub(crate) fn on_reply(
         &self,
         msg: &Message,
         trust: &TrustManager,
-        inspect: impl FnOnce(&str, &str, &mut Event),
+        inspect: impl FnOnce(&Asked, &str, bool, &mut Event),
     ) -> bool {
         let (id, last) = if let Some(id) = msg.topic.strip_prefix(&self.response_prefix) {
             (id, true)
@@ -230,17 +233,18 @@ impl A2aClient {
         } else {
             return false;
         };
-        let Some(peer) = self.waiters.peer_of(id) else {
+        let Some(asked) = self.waiters.asked(id) else {
             tracing::debug!(request = id, "answer for a request nobody waits for");
             return true;
         };
-        if let Err(why) = trust.check_answer(msg, &peer) {
+        let peer = &asked.peer;
+        if let Err(why) = trust.check_answer(msg, peer) {
             tracing::warn!(me = %self.me, %peer, request = %id, reason = %why,
                 "answer ignored: not from the agent that was asked");
             return true;
         }
         let mut event = parse_answer(id, &msg.payload, last);
-        inspect(&peer, id, &mut event);
+        inspect(&asked, id, last, &mut event);
         self.waiters.deliver(id, event, last, msg.payload.len());
         true
     }
@@ -389,7 +393,7 @@ mod tests {
         let trust = trust_off();
         tokio::spawn(async move {
             while let Some(msg) = incoming.recv().await {
-                assert!(client.on_reply(&msg, &trust, |_, _, _| {}));
+                assert!(client.on_reply(&msg, &trust, |_, _, _, _| {}));
             }
         })
     }

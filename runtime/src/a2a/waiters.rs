@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -42,7 +43,20 @@ const MIN_EVENT_BYTES: usize = 256;
 struct Waiter {
     tx: mpsc::UnboundedSender<(Event, usize)>,
     peer: String,
+    /// The A2A method asked (`message/stream`, `tasks/get`, ...).
+    method: String,
+    /// When the request was sent: its round trip ends at the final answer.
+    sent: Instant,
     queue: Arc<Queue>,
+}
+
+/// What a waiting request asked, as its answers are checked and inspected.
+#[derive(Debug, Clone)]
+pub(crate) struct Asked {
+    /// The agent the request went to: only it may answer.
+    pub peer: String,
+    pub method: String,
+    pub sent: Instant,
 }
 
 /// What one request's queue holds, shared by the pump and the reader.
@@ -98,7 +112,7 @@ impl Waiters {
 
     /// Registers a request; at most `budget` bytes of its answers may wait
     /// for the handler to take them.
-    pub(crate) fn register(&self, id: &str, peer: &str, budget: usize) -> EventRx {
+    pub(crate) fn register(&self, id: &str, peer: &str, method: &str, budget: usize) -> EventRx {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Queue {
             budget,
@@ -108,6 +122,8 @@ impl Waiters {
         let waiter = Waiter {
             tx,
             peer: peer.to_string(),
+            method: method.to_string(),
+            sent: Instant::now(),
             queue: queue.clone(),
         };
         self.lock().insert(id.to_string(), waiter);
@@ -120,8 +136,12 @@ impl Waiters {
     }
 
     /// The peer request `id` went to, while someone waits for it.
-    pub(crate) fn peer_of(&self, id: &str) -> Option<String> {
-        self.lock().get(id).map(|w| w.peer.clone())
+    pub(crate) fn asked(&self, id: &str) -> Option<Asked> {
+        self.lock().get(id).map(|w| Asked {
+            peer: w.peer.clone(),
+            method: w.method.clone(),
+            sent: w.sent,
+        })
     }
 
     fn remove(&self, id: &str) {
@@ -190,7 +210,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_falls_behind_gets_an_error_and_nothing_more_is_kept() {
         let pending = Waiters::default();
-        let mut rx = pending.register("t", "echo", 1000);
+        let mut rx = pending.register("t", "echo", "message/stream", 1000);
         for _ in 0..10 {
             pending.deliver("t", update(), false, 600);
         }
@@ -206,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_keeps_up_gets_everything_even_one_big_answer() {
         let pending = Waiters::default();
-        let mut rx = pending.register("t", "echo", 1000);
+        let mut rx = pending.register("t", "echo", "message/stream", 1000);
         for _ in 0..5 {
             pending.deliver("t", update(), false, 600);
             assert!(matches!(rx.recv().await, Some(Event::Update(_))));

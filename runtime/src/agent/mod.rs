@@ -83,6 +83,7 @@ pub struct AgentHandle {
     name: String,
     join: JoinHandle<()>,
     tasks: TaskStore,
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl AgentHandle {
@@ -94,6 +95,11 @@ impl AgentHandle {
     /// `tasks/get` (bounded by `limits.finished_tasks_max_bytes`).
     pub fn retained_task_bytes(&self) -> usize {
         self.tasks.retained_bytes()
+    }
+
+    /// Where the agent serves `/metrics` (`app_config.metrics`), if it does.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// Waits until the agent has drained and disconnected.
@@ -178,6 +184,19 @@ pub async fn start(
         cfg,
     });
 
+    // Served until the agent has stopped, so a scrape sees the drain; a
+    // failed start below drops the guard and stops it too.
+    let metrics_stop = CancellationToken::new().drop_guard();
+    let metrics = match &inner.cfg.metrics {
+        Some(m) => Some(
+            crate::telemetry::endpoint::start(m.addr(), metrics_stop.token().clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("agent {name}: metrics port {}: {e}", m.addr()))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|m| m.addr);
+
     // Trust cards first: a request can only be verified once the gateway's
     // card is known, and it is retained, so it arrives right away.
     let trust_stop = CancellationToken::new();
@@ -218,6 +237,10 @@ pub async fn start(
             if let Some(store) = &inner.store {
                 store.close().await;
             }
+            drop(metrics_stop);
+            if let Some(m) = metrics {
+                let _ = m.task.await;
+            }
             tracing::info!(agent = %inner.name, "agent stopped");
         }
     });
@@ -226,6 +249,7 @@ pub async fn start(
         name,
         join,
         tasks: inner.tasks.clone(),
+        metrics_addr,
     })
 }
 
@@ -358,7 +382,7 @@ fn route(inner: &Arc<AgentInner>, msg: Message) {
     }
     if msg.topic == inner.request_topic {
         handler::on_request(inner, msg);
-    } else if inner.client.on_reply(&msg, &inner.trust, |_, _, _| {}) {
+    } else if inner.client.on_reply(&msg, &inner.trust, |_, _, _, _| {}) {
         // An answer to one of our delegations, now with its caller.
     } else if msg.topic == inner.agent_discovery {
         // Only a card signed by the agent's own account counts; refused

@@ -101,6 +101,7 @@ pub(crate) async fn pause(
         .wait_for_user(&route.task_id, Instant::now() + lifetime, route.clone());
     tracing::info!(agent = %inner.name, user = %caller.user_id, tool = %tool_id, task = %route.task_id,
         "task waits for the user's tool authorization");
+    crate::telemetry::metrics::authorization_prompt(&inner.name, &tool_id);
     match &route.status_topic {
         Some(topic) => {
             let ev = TaskStatusUpdateEvent::new(&route.task_id, &route.context_id, status, false);
@@ -155,7 +156,9 @@ pub(crate) fn on_callback(
             spawn_reply(&inner, reply_to, Response::err(id, error));
             return;
         };
-        match mcp.on_callback(params, &caller.identity).await {
+        let outcome = mcp.on_callback(params, &caller.identity).await;
+        crate::telemetry::metrics::authorization_callback(&inner.name, outcome.is_ok());
+        match outcome {
             Ok(done) => {
                 if let Some(tool) = done.task.get(CONNECT_MARKER).and_then(Value::as_str) {
                     tracing::info!(agent = %inner.name, user = %caller.user_id, tool, "account connected");
@@ -200,6 +203,9 @@ pub(crate) fn on_callback(
             }
             Err((task, error)) => {
                 tracing::info!(agent = %inner.name, user = %caller.user_id, error = %error.message, "tool authorization callback refused");
+                if let Some(store) = &inner.store {
+                    store.authorization_failed(&caller.user_id, &tool_of(task.as_ref()), &error.message);
+                }
                 let text = error.message.clone();
                 spawn_reply(&inner, reply_to, Response::err(id, error));
                 if let Some(state) = task.and_then(|t| serde_json::from_value::<LoopState>(t).ok()) {
@@ -212,6 +218,14 @@ pub(crate) fn on_callback(
             }
         }
     });
+}
+
+/// The tool server a refused callback's paused task waited for (empty when
+/// the flow was not found), for the audit event.
+fn tool_of(task: Option<&Value>) -> String {
+    task.and_then(|t| serde_json::from_value::<LoopState>(t.clone()).ok())
+        .and_then(|s| s.unfinished().next().map(|(_, p)| p.call.name.clone()))
+        .unwrap_or_default()
 }
 
 /// Who the resumed task runs as: the identity it started with when its

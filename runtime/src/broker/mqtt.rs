@@ -523,6 +523,7 @@ async fn reconnect_loop(
                             .events
                             .send(ConnectionEvent::Connected { session_present });
                         tracing::info!(session_present, "reconnected to the MQTT broker");
+                        crate::telemetry::metrics::broker_reconnect(&state.client_id);
                     }
                     break;
                 }

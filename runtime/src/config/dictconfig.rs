@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::de::from_node;
 use super::error::ConfigError;
-use super::model::{LogConfig, LogLevel};
+use super::model::{LogConfig, LogFormat, LogLevel};
 use super::node::Node;
 
 /// Top-level keys of a dictConfig file.
@@ -97,6 +97,8 @@ pub fn log_config(
         stdout_log_level: level,
         log_file_level: level,
         log_file: None,
+        stdout_log_format: LogFormat::Text,
+        log_file_format: LogFormat::Text,
     };
     for name in used {
         let Some(handler) = dict.handlers.get(name) else {
@@ -104,13 +106,18 @@ pub fn log_config(
         };
         let handler_level = handler.get("level").and_then(python_level);
         let max = |l: Option<LogLevel>| l.map_or(level, |l| l.max(level));
+        let format = handler_format(handler, dict.formatters.as_ref());
         match handler.get("filename").and_then(|f| f.as_str()) {
             Some(file) if cfg.log_file.is_none() => {
                 cfg.log_file = Some(file.into());
                 cfg.log_file_level = max(handler_level);
+                cfg.log_file_format = format;
             }
             Some(_) => {}
-            None => cfg.stdout_log_level = max(handler_level),
+            None => {
+                cfg.stdout_log_level = max(handler_level);
+                cfg.stdout_log_format = format;
+            }
         }
     }
     let unmapped = dict.formatters.is_some()
@@ -131,6 +138,31 @@ pub fn log_config(
         ));
     }
     Some(cfg)
+}
+
+/// `json` when the handler's formatter is a JSON formatter (SAM's
+/// `pythonjsonlogger.json.JsonFormatter`, or any class or factory whose
+/// name says JSON); amesh writes its own fields, not the format string.
+fn handler_format(
+    handler: &serde_json::Value,
+    formatters: Option<&serde_json::Value>,
+) -> LogFormat {
+    let formatter = handler
+        .get("formatter")
+        .and_then(|name| name.as_str())
+        .and_then(|name| formatters?.get(name));
+    let is_json = formatter.is_some_and(|f| {
+        ["()", "class"].iter().any(|key| {
+            f.get(*key)
+                .and_then(|c| c.as_str())
+                .is_some_and(|c| c.to_ascii_lowercase().contains("json"))
+        })
+    });
+    if is_json {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    }
 }
 
 /// A Python level name or number as amesh's level (`NOTSET` is everything).

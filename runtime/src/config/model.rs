@@ -40,6 +40,23 @@ pub struct LogConfig {
     /// When set, logs are also appended to this file.
     #[serde(default)]
     pub log_file: Option<PathBuf>,
+    /// `text` (default) or `json` (one object per line, for a log
+    /// collector). Env `AMESH_LOG_FORMAT` overrides both formats.
+    #[serde(default)]
+    pub stdout_log_format: LogFormat,
+    #[serde(default)]
+    pub log_file_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `fields`, `target`, spans).
+    Json,
 }
 
 impl Default for LogConfig {
@@ -48,6 +65,8 @@ impl Default for LogConfig {
             stdout_log_level: default_stdout_level(),
             log_file_level: default_file_level(),
             log_file: None,
+            stdout_log_format: LogFormat::Text,
+            log_file_format: LogFormat::Text,
         }
     }
 }
@@ -391,6 +410,9 @@ pub struct AgentConfig {
     /// Retained tasks and peer cards (see `limits.rs`).
     #[serde(default)]
     pub limits: super::limits::AgentLimits,
+    /// Where the agent serves Prometheus `/metrics`; none when absent.
+    #[serde(default)]
+    pub metrics: Option<super::telemetry::MetricsConfig>,
 }
 
 /// `model_provider: openai`, or SAM's list of model aliases, which names

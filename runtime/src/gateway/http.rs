@@ -23,6 +23,7 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
         .route("/", get(page::index))
         .route("/assets/{file}", get(page::asset))
         .route("/healthz", get(task_routes::healthz))
+        .route("/metrics", get(crate::telemetry::endpoint::scrape))
         .route("/api/v1/agents", get(task_routes::list_agents))
         .route("/api/v1/message:stream", post(stream::message_stream))
         .route("/api/v1/message:send", post(task_routes::message_send))

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use super::{GatewayInner, links};
 use crate::a2a::StreamResult;
 use crate::a2a::client::Event;
+use crate::a2a::waiters::Asked;
+use crate::telemetry::metrics;
 use crate::broker::{Incoming, Message};
 use crate::topics;
 
@@ -37,8 +39,11 @@ pub(crate) async fn pump(
         }
         if inner
             .client
-            .on_reply(&msg, &inner.trust, |agent, id, event| {
-                inspect(&inner, agent, id, event)
+            .on_reply(&msg, &inner.trust, |asked, id, last, event| {
+                if last {
+                    count(&inner, asked, event);
+                }
+                inspect(&inner, &asked.peer, id, event)
             })
         {
             continue;
@@ -56,6 +61,16 @@ pub(crate) async fn pump(
             tracing::debug!(topic = %msg.topic, "message on unexpected topic ignored");
         }
     }
+}
+
+/// Counts a final answer and its round trip (the metrics).
+fn count(inner: &GatewayInner, asked: &Asked, event: &Event) {
+    let state = match event {
+        Event::Final(StreamResult::Task(t)) => metrics::state_name(t.status.state),
+        Event::Final(_) | Event::Update(_) => "message",
+        Event::Error(_) => "error",
+    };
+    metrics::gateway_answer(&inner.id, &asked.peer, &asked.method, state, asked.sent);
 }
 
 /// What the gateway does with an agent's answer before anything keeps or

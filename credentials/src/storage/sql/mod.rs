@@ -31,7 +31,7 @@ use self::migration::Migrator;
 use super::Result;
 use crate::config::{DatabaseUrl, Dialect};
 use crate::error::CredentialError;
-use crate::model::{CredentialEvent, EventKind, Filter, from_ms};
+use crate::model::{CredentialEvent, EventKind, ExportCursor, Filter, from_ms, to_ms};
 
 /// Pool settings from the store configuration.
 pub(crate) struct PoolConfig {
@@ -173,20 +173,34 @@ impl SqlStorage {
         .all(&self.db)
         .await
         .map_err(|e| self.err(e))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                Some(CredentialEvent {
-                    id: row.id,
-                    at: from_ms(row.at),
-                    kind: EventKind::parse(&row.kind)?,
-                    agent_id: row.agent_id,
-                    user_id: row.user_id,
-                    tool_id: row.tool_id,
-                    reason: row.reason,
-                })
-            })
-            .collect())
+        Ok(rows.into_iter().filter_map(to_event).collect())
+    }
+
+    /// Oldest first from `cursor`: one page of an export.
+    pub(crate) async fn events_from(
+        &self,
+        filter: &Filter,
+        cursor: ExportCursor,
+        limit: u64,
+    ) -> Result<Vec<CredentialEvent>> {
+        self.check_file()?;
+        use event::Column as E;
+        self.audit.flush().await;
+        let rows = filtered(
+            event::Entity::find(),
+            filter,
+            E::AgentId,
+            E::UserId,
+            E::ToolId,
+        )
+        .filter(E::At.gte(to_ms(cursor.since)))
+        .filter(E::Id.gt(cursor.after_id))
+        .order_by(E::Id, Order::Asc)
+        .limit(limit)
+        .all(&self.db)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().filter_map(to_event).collect())
     }
 
     pub(crate) async fn close(&self) {
@@ -224,6 +238,19 @@ async fn migrate(db: &DatabaseConnection, url: &DatabaseUrl) -> Result<()> {
             Migrator::up(db, None).await.map_err(migration_err)
         }
     }
+}
+
+/// A stored event; `None` for a kind this version does not know.
+fn to_event(row: event::Model) -> Option<CredentialEvent> {
+    Some(CredentialEvent {
+        id: row.id,
+        at: from_ms(row.at),
+        kind: EventKind::parse(&row.kind)?,
+        agent_id: row.agent_id,
+        user_id: row.user_id,
+        tool_id: row.tool_id,
+        reason: row.reason,
+    })
 }
 
 fn filtered<E: EntityTrait>(

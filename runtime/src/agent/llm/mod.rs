@@ -195,9 +195,12 @@ impl Model {
                 Model::Anthropic(m) => m.complete(request, on_text).await,
             }
         };
-        tokio::time::timeout(timeout, call)
+        let started = std::time::Instant::now();
+        let reply = tokio::time::timeout(timeout, call)
             .await
-            .unwrap_or(Err(ModelError::Timeout(timeout)))
+            .unwrap_or(Err(ModelError::Timeout(timeout)));
+        crate::telemetry::metrics::model_call(self.name(), reply.is_ok(), started.elapsed());
+        reply
     }
 
     fn sampling(&self) -> &Sampling {

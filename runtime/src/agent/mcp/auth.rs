@@ -183,8 +183,7 @@ impl McpTools {
             redirect_uri: prompt.redirect_uri.clone(),
             resume: SecretJson::new(resume),
         };
-        store
-            .start_flow(flow, who)
+        crate::telemetry::metrics::store_op("start_flow", store.start_flow(flow, who))
             .await
             .map(drop)
             .map_err(OAuthSetupError::Store)

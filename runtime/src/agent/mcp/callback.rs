@@ -20,6 +20,7 @@ use super::auth::{FlowResume, issuer_host};
 use super::{McpTools, lock, refresh, store_failure};
 use crate::a2a::jsonrpc::{INTERNAL_ERROR, INVALID_PARAMS, RpcError, UNAUTHENTICATED};
 use crate::a2a::oauth_callback::CallbackParams;
+use crate::telemetry::metrics;
 
 /// A completed authorization: the credential is stored; the paused task's
 /// state comes back to its owner to resume.
@@ -72,7 +73,7 @@ impl McpTools {
                 ),
             ));
         };
-        let flow = match store.take_flow(&params.state, who).await {
+        let flow = match metrics::store_op("take_flow", store.take_flow(&params.state, who)).await {
             Ok(flow) => flow,
             Err(e) => {
                 let refusal = flow_refusal(&e);
@@ -187,7 +188,7 @@ impl McpTools {
         };
         let credential = refresh::to_credential(&tokens, &resume.auth_server, &resume.client);
         let key = CredentialKey::new(user, tool.clone());
-        if let Err(e) = store.put(&key, who, &credential).await {
+        if let Err(e) = metrics::store_op("put", store.put(&key, who, &credential)).await {
             return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, store_failure(&e))));
         }
         lock(&inner.auth_servers).insert(tool.clone(), resume.auth_server);

@@ -86,6 +86,17 @@ pub(crate) enum McpOutcome {
 
 pub(crate) use auth::AuthPrompt;
 
+impl McpOutcome {
+    /// The outcome as a metrics label.
+    fn label(&self) -> &'static str {
+        match self {
+            McpOutcome::Done(_) => "ok",
+            McpOutcome::Failed(_) => "failed",
+            McpOutcome::AuthRequired(_) => "auth_required",
+        }
+    }
+}
+
 impl std::fmt::Debug for McpOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -254,15 +265,25 @@ impl McpTools {
         }
         let stepped_up = ctx.stepped_up;
         let limit = server.cfg.connection_params.timeout() + AUTH_ALLOWANCE;
-        match tokio::time::timeout(limit, self.run(ctx, identity, server, binding, stepped_up))
-            .await
-        {
-            Ok(outcome) => outcome,
-            Err(_) => McpOutcome::Failed(McpCallError::Timeout {
-                tool: ctx.tool.clone(),
-                seconds: limit.as_secs(),
-            }),
-        }
+        let started = std::time::Instant::now();
+        let outcome =
+            match tokio::time::timeout(limit, self.run(ctx, identity, server, binding, stepped_up))
+                .await
+            {
+                Ok(outcome) => outcome,
+                Err(_) => McpOutcome::Failed(McpCallError::Timeout {
+                    tool: ctx.tool.clone(),
+                    seconds: limit.as_secs(),
+                }),
+            };
+        let took = started.elapsed();
+        crate::telemetry::metrics::mcp_call(
+            &self.inner.agent,
+            &server.tool_id,
+            outcome.label(),
+            took,
+        );
+        outcome
     }
 
     async fn run(

@@ -20,6 +20,7 @@ use amesh_trust::VerifiedIdentity;
 use super::error::OAuthSetupError;
 use super::tools::Server;
 use super::{AccessError, McpTools, RefreshLock, auth, lock};
+use crate::telemetry::metrics;
 
 /// An access token this close to its expiry is refreshed before use.
 pub(super) const REFRESH_LEEWAY: Duration = Duration::from_secs(60);
@@ -51,7 +52,7 @@ impl McpTools {
         who: &VerifiedIdentity,
     ) -> Access {
         let key = CredentialKey::new(who.user_id(), server.tool_id.clone());
-        let credential = match store.get(&key, who).await {
+        let credential = match metrics::store_op("get", store.get(&key, who)).await {
             Ok(Some(credential)) => credential,
             Ok(None) => return Access::Missing,
             Err(e) => return Access::Failed(e.into()),
@@ -157,10 +158,12 @@ impl McpTools {
         };
         tracing::info!(agent, user, tool, forced, "refreshing the access token");
         let previous = token_set(&credential);
-        match oauth::refresh(http, &auth_server, &client, &previous).await {
+        let result = oauth::refresh(http, &auth_server, &client, &previous).await;
+        crate::telemetry::metrics::token_refresh(agent, tool, refresh_outcome(&result));
+        match result {
             Ok(refreshed) => {
                 let renewed = to_credential(&refreshed.tokens, &auth_server, &client);
-                if let Err(e) = store.put(&key, who, &renewed).await {
+                if let Err(e) = metrics::store_op("put", store.put(&key, who, &renewed)).await {
                     return Access::Failed(e.into());
                 }
                 tracing::info!(
@@ -222,6 +225,16 @@ impl McpTools {
             .entry((user.to_owned(), tool.to_owned()))
             .or_default()
             .clone()
+    }
+}
+
+/// A refresh's outcome as a metrics label: `refused` when the grant is
+/// dead (the user must authorize again), `failed` otherwise.
+fn refresh_outcome<T>(result: &Result<T, oauth::OAuthError>) -> &'static str {
+    match result {
+        Ok(_) => "refreshed",
+        Err(e) if e.needs_reauthorization() => "refused",
+        Err(_) => "failed",
     }
 }
 

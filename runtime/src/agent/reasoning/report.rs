@@ -82,6 +82,7 @@ pub(crate) async fn finish(
     let Some(task) = inner.tasks.set_status(&route.task_id, status) else {
         return;
     };
+    crate::telemetry::metrics::task_ended(&inner.name, task.status.state);
     if let Some(topic) = &route.status_topic {
         if let Some(a) = artifact.filter(|_| task.status.state == TaskState::Completed) {
             let ev = TaskArtifactUpdateEvent::new(&route.task_id, &route.context_id, a);
