@@ -365,6 +365,20 @@ mod tests {
     }
 
     #[test]
+    fn pkcs8_pem_from_openssl_is_read() {
+        // `openssl pkcs8 -topk8 -nocrypt` of the SEC1 key above: key files
+        // written before keys moved to p256 (aws-lc's PKCS#8 v1) have this
+        // shape too.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+            MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg870MB6gfuTJ4HtUn\n\
+            UvYMyJpr5eUZNP4Bk43bVdj3eAGhRANCAAQwoEJM0hwpRIOKLXXJKzfnbqINnwCJ\n\
+            OjtO7oo8Cq/sPuBLZekkVtmIi1Kzeb371R7oae8fD8ZbZllpW2zOCBcj\n\
+            -----END PRIVATE KEY-----\n";
+        let key = SigningKey::from_pem(pem).expect("reads PKCS#8");
+        assert_eq!(key.kid(), "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s");
+    }
+
+    #[test]
     fn garbage_pem_is_refused_with_a_reason() {
         assert!(matches!(
             SigningKey::from_pem("hello"),
