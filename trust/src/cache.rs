@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use aws_lc_rs::digest;
+use sha2::{Digest as _, Sha256};
 
 use crate::verified::VerifiedIdentity;
 
@@ -67,10 +67,7 @@ impl TokenCache {
     }
 
     pub(crate) fn hash(token: &str) -> TokenHash {
-        let digest = digest::digest(&digest::SHA256, token.as_bytes());
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(digest.as_ref());
-        hash
+        Sha256::digest(token.as_bytes()).into()
     }
 
     pub(crate) fn get(&self, hash: &TokenHash) -> Option<CachedToken> {

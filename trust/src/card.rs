@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::jwk::{EcPublicJwk, JwkError, PublicKey};
-use crate::jws::{self, ES256, Segment, clip};
+use crate::jws::{self, Rejected, clip};
 use crate::key::{SignError, SigningKey};
 
 /// Media type of a trust card, in its JWS header `typ`.
@@ -158,6 +158,16 @@ pub enum CardError {
     },
 }
 
+impl From<Rejected> for CardError {
+    fn from(rejected: Rejected) -> Self {
+        match rejected {
+            Rejected::Malformed(reason) => Self::Malformed(reason),
+            Rejected::AlgorithmNotAllowed(found) => Self::AlgorithmNotAllowed { found },
+            Rejected::BadSignature => Self::BadSignature,
+        }
+    }
+}
+
 /// The claims of a trust card, as they travel.
 #[derive(Debug, Serialize, Deserialize)]
 struct CardClaims {
@@ -167,13 +177,6 @@ struct CardClaims {
     jwk: EcPublicJwk,
     iat: u64,
     exp: u64,
-}
-
-#[derive(Serialize)]
-struct CardHeader<'a> {
-    alg: &'static str,
-    typ: &'static str,
-    kid: &'a str,
 }
 
 /// A signed trust card, ready to publish.
@@ -206,11 +209,6 @@ impl TrustCard {
         let exp = now
             .checked_add(u64::from(expiration_days) * SECONDS_PER_DAY)
             .ok_or(SignError::InvalidInput("card expiration overflows"))?;
-        let header = CardHeader {
-            alg: ES256,
-            typ: TRUST_CARD_TYP,
-            kid: key.kid(),
-        };
         let claims = CardClaims {
             component_type: kind,
             component_id: component_id.to_owned(),
@@ -219,10 +217,9 @@ impl TrustCard {
             iat: now,
             exp,
         };
-        let header_b64 = jws::b64(serde_json::to_vec(&header).map_err(|_| SignError::Crypto)?);
-        let payload = serde_json::to_vec(&claims).map_err(|_| SignError::Crypto)?;
+        let header = jws::new_header(TRUST_CARD_TYP, key.kid());
         Ok(Self {
-            jws: key.sign_compact(&header_b64, &payload)?,
+            jws: key.sign(&header, &claims)?,
             expires_at: exp,
         })
     }
@@ -298,13 +295,7 @@ pub fn verify_card(
     skew: Duration,
 ) -> Result<VerifiedCard, CardError> {
     let skew_secs = skew.as_secs();
-    let compact = jws::parse(jws).map_err(|m| CardError::Malformed(m.0))?;
-    let header = &compact.header;
-    if header.alg != ES256 {
-        return Err(CardError::AlgorithmNotAllowed {
-            found: clip(&header.alg),
-        });
-    }
+    let header = jws::header(jws)?;
     if header.typ.as_deref() != Some(TRUST_CARD_TYP) {
         return Err(CardError::WrongType {
             found: header
@@ -317,22 +308,20 @@ pub fn verify_card(
         .kid
         .as_deref()
         .ok_or(CardError::MissingKid { location: "header" })?;
-    let claims: CardClaims = jws::decode_json(compact.payload_b64, Segment::Claims)
-        .map_err(|m| CardError::Malformed(m.0))?;
-    if claims.jwk.kid.is_none() {
+    // Self-signed: the key that checks the signature is in the claims.
+    let unverified: CardClaims = jws::unverified_claims(jws)?;
+    if unverified.jwk.kid.is_none() {
         return Err(CardError::MissingKid { location: "jwk" });
     }
     // Checks the JWK's own kid against the thumbprint.
-    let key = PublicKey::from_jwk(&claims.jwk)?;
+    let key = PublicKey::from_jwk(&unverified.jwk)?;
     if header_kid != key.kid() {
         return Err(CardError::KidMismatch {
             found: clip(header_kid),
             thumbprint: key.kid().to_owned(),
         });
     }
-    if !key.verifies(compact.signing_input.as_bytes(), compact.signature_b64) {
-        return Err(CardError::BadSignature);
-    }
+    let claims: CardClaims = jws::verify(jws, &key)?;
     // Signed by the key it carries: from here on the claims are the
     // publisher's own words, to be compared with where they arrived.
     if claims.component_type != expected_kind {
@@ -395,7 +384,7 @@ mod tests {
     /// Re-encodes the claims of `jws` after `edit`, keeping header and signature.
     fn with_claims(jws: &str, edit: impl FnOnce(&mut Value)) -> String {
         let parts: Vec<&str> = jws.split('.').collect();
-        let mut claims: Value = jws::decode_json(parts[1], Segment::Claims).expect("json");
+        let mut claims = jws::segment_json(jws, 1);
         edit(&mut claims);
         let payload = jws::b64(serde_json::to_vec(&claims).expect("json"));
         format!("{}.{}.{}", parts[0], payload, parts[2])
@@ -497,14 +486,8 @@ mod tests {
             verify_card(&swapped, ComponentKind::Gateway, "gw", NS, NOW, SKEW),
             Err(CardError::KidMismatch { .. })
         ));
-        let header = jws::b64(
-            serde_json::to_vec(&CardHeader {
-                alg: ES256,
-                typ: TRUST_CARD_TYP,
-                kid: b.kid(),
-            })
-            .expect("json"),
-        );
+        let header =
+            jws::b64(serde_json::to_vec(&jws::new_header(TRUST_CARD_TYP, b.kid())).expect("json"));
         let rest = swapped.split_once('.').expect("dots").1;
         let forged = format!("{header}.{rest}");
         assert_eq!(
@@ -568,11 +551,8 @@ mod tests {
         // Same key, same signature scheme, but typ JWT: refused by type
         // before its claims are even looked at.
         let key = SigningKey::generate().expect("key");
-        let header = jws::b64(format!(
-            r#"{{"alg":"ES256","typ":"JWT","kid":"{}"}}"#,
-            key.kid()
-        ));
-        let token = key.sign_compact(&header, b"{}").expect("signs");
+        let header = jws::new_header("JWT", key.kid());
+        let token = key.sign(&header, &serde_json::json!({})).expect("signs");
         assert_eq!(
             verify_card(&token, ComponentKind::Gateway, "gw", NS, NOW, SKEW).err(),
             Some(CardError::WrongType {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::jws::{self, ES256};
+use crate::jws;
 use crate::key::{SignError, SigningKey};
 use crate::scope::TokenScope;
 use crate::time::now_unix;
@@ -133,9 +133,8 @@ pub struct IdentitySigner {
     gateway_id: String,
     namespace: String,
     key: SigningKey,
-    /// `base64url({"alg":"ES256","typ":"JWT","kid":...})`, the same for
-    /// every token, so encoded once.
-    header_b64: String,
+    /// `{"alg":"ES256","typ":"JWT","kid":...}`, the same for every token.
+    header: jsonwebtoken::Header,
     default_ttl: u64,
     max_ttl: u64,
 }
@@ -168,22 +167,10 @@ impl IdentitySigner {
                 "default token lifetime above the maximum",
             ));
         }
-        #[derive(Serialize)]
-        struct Header<'a> {
-            alg: &'static str,
-            typ: &'static str,
-            kid: &'a str,
-        }
-        let header = serde_json::to_vec(&Header {
-            alg: ES256,
-            typ: "JWT",
-            kid: key.kid(),
-        })
-        .map_err(|_| SignError::Crypto)?;
         Ok(Self {
             gateway_id,
             namespace,
-            header_b64: jws::b64(header),
+            header: jws::new_header("JWT", key.kid()),
             key,
             default_ttl,
             max_ttl,
@@ -265,8 +252,7 @@ impl IdentitySigner {
             name: user.name.as_deref(),
             amesh_scope: scope,
         };
-        let payload = serde_json::to_vec(&claims).map_err(|_| SignError::Crypto)?;
-        self.key.sign_compact(&self.header_b64, &payload)
+        self.key.sign(&self.header, &claims)
     }
 
     /// The `kid` tokens carry.
@@ -305,7 +291,6 @@ impl fmt::Debug for IdentitySigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jws::Segment;
     use serde_json::Value;
 
     fn signer(default: u64, max: u64) -> IdentitySigner {
@@ -320,8 +305,7 @@ mod tests {
     }
 
     fn claims_of(token: &str) -> Value {
-        let payload = token.split('.').nth(1).expect("payload");
-        jws::decode_json(payload, Segment::Claims).expect("json")
+        jws::segment_json(token, 1)
     }
 
     #[test]
@@ -345,8 +329,7 @@ mod tests {
             uuid::Uuid::parse_str(jti).map(|u| u.get_version_num()),
             Ok(4)
         );
-        let header = token.split('.').next().expect("header");
-        let h: Value = jws::decode_json(header, Segment::Header).expect("json");
+        let h = jws::segment_json(&token, 0);
         assert_eq!(h["alg"], "ES256");
         assert_eq!(h["typ"], "JWT");
         assert_eq!(h["kid"], s.kid());

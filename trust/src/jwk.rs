@@ -2,17 +2,18 @@
 //! and the parsed form that verifies signatures.
 //!
 //! A public key reaches an agent only inside a trust card, as a JWK. It is
-//! checked and parsed once here ([`PublicKey::from_jwk`]) and then kept in
-//! the registry, so no JWK is decoded per message.
+//! checked once here ([`PublicKey::from_jwk`]: p256 decides whether the
+//! point is on the curve) and kept in the registry with the jsonwebtoken
+//! `DecodingKey` made from it, so no JWK is decoded per message.
 
 use std::fmt;
 use std::sync::Arc;
 
-use aws_lc_rs::digest;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ParsedPublicKey};
+use jsonwebtoken::DecodingKey;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
-use crate::jws::{self, ES256, clip};
+use crate::jws::{self, ES256_NAME, clip};
 
 /// Length of one P-256 coordinate in bytes.
 const COORD_LEN: usize = 32;
@@ -61,10 +62,7 @@ impl EcPublicJwk {
         });
         // serde_json's map is ordered by key and `to_string` is compact, so
         // this is exactly the RFC 7638 canonical form.
-        jws::b64(digest::digest(
-            &digest::SHA256,
-            canonical.to_string().as_bytes(),
-        ))
+        jws::b64(Sha256::digest(canonical.to_string().as_bytes()))
     }
 }
 
@@ -128,7 +126,10 @@ struct PublicKeyInner {
     kid: String,
     x: String,
     y: String,
-    parsed: ParsedPublicKey,
+    /// SEC1 uncompressed point `0x04 || x || y`.
+    point: [u8; POINT_LEN],
+    /// What jsonwebtoken verifies with.
+    decoding: DecodingKey,
 }
 
 impl PublicKey {
@@ -146,7 +147,7 @@ impl PublicKey {
                 found: clip(&jwk.crv),
             });
         }
-        if let Some(alg) = jwk.alg.as_deref().filter(|alg| *alg != ES256) {
+        if let Some(alg) = jwk.alg.as_deref().filter(|alg| *alg != ES256_NAME) {
             return Err(JwkError::UnsupportedAlgorithm { found: clip(alg) });
         }
         if let Some(use_) = jwk.use_.as_deref().filter(|use_| *use_ != "sig") {
@@ -170,18 +171,25 @@ impl PublicKey {
         Ok(key)
     }
 
-    /// Parses a SEC1 uncompressed point (`0x04 || x || y`).
+    /// Parses a SEC1 uncompressed point (`0x04 || x || y`), which must be a
+    /// point of P-256 other than the identity.
     pub(crate) fn from_uncompressed_point(point: &[u8]) -> Result<Self, JwkError> {
-        if point.len() != POINT_LEN || point[0] != 0x04 {
+        let point: [u8; POINT_LEN] = point.try_into().map_err(|_| JwkError::NotOnCurve)?;
+        if point[0] != 0x04 || p256::PublicKey::from_sec1_bytes(&point).is_err() {
             return Err(JwkError::NotOnCurve);
         }
-        let parsed = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-            .map_err(|_| JwkError::NotOnCurve)?;
         let x = jws::b64(&point[1..=COORD_LEN]);
         let y = jws::b64(&point[1 + COORD_LEN..]);
         let kid = thumbprint_p256(&x, &y);
+        let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|_| JwkError::NotOnCurve)?;
         Ok(Self {
-            inner: Arc::new(PublicKeyInner { kid, x, y, parsed }),
+            inner: Arc::new(PublicKeyInner {
+                kid,
+                x,
+                y,
+                point,
+                decoding,
+            }),
         })
     }
 
@@ -198,27 +206,19 @@ impl PublicKey {
             x: self.inner.x.clone(),
             y: self.inner.y.clone(),
             kid: Some(self.inner.kid.clone()),
-            alg: Some(ES256.to_owned()),
+            alg: Some(ES256_NAME.to_owned()),
             use_: Some("sig".to_owned()),
         }
     }
 
     /// The SEC1 uncompressed point `0x04 || x || y`.
     pub fn to_uncompressed_point(&self) -> Vec<u8> {
-        self.inner.parsed.as_ref().to_vec()
+        self.inner.point.to_vec()
     }
 
-    /// Whether `signature_b64` is a valid ES256 signature of `signing_input`
-    /// by this key. A signature of the wrong shape is simply not valid.
-    pub(crate) fn verifies(&self, signing_input: &[u8], signature_b64: &str) -> bool {
-        match jws::decode_signature(signature_b64) {
-            Ok(signature) => self
-                .inner
-                .parsed
-                .verify_sig(signing_input, &signature)
-                .is_ok(),
-            Err(_) => false,
-        }
+    /// The key as jsonwebtoken verifies with it, made once with the key.
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.inner.decoding
     }
 }
 
@@ -242,7 +242,7 @@ impl fmt::Debug for PublicKey {
 /// the caller has produced itself (so they need no JSON escaping).
 fn thumbprint_p256(x: &str, y: &str) -> String {
     let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-    jws::b64(digest::digest(&digest::SHA256, canonical.as_bytes()))
+    jws::b64(Sha256::digest(canonical.as_bytes()))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! A component's own P-256 private key: made once, kept in a 0600 PEM file,
 //! used to sign its trust card and (for a gateway) user identity tokens.
 //!
-//! The key is parsed once into an aws-lc key pair; signing never re-reads
-//! PKCS#8. Nothing here prints key material: `Debug` shows the `kid` only,
-//! and the PEM text handed out is wiped from memory when dropped.
+//! The key is p256's (generation, PKCS#8 and SEC1 decoding, PKCS#8 PEM
+//! encoding); signatures are made by `jsonwebtoken` from the PKCS#8 DER
+//! kept beside it. Nothing here prints key material: `Debug` shows the
+//! `kid` only, the secret scalar and the DER are wiped on drop, and so is
+//! the PEM text handed out.
 
 use std::fmt;
 use std::fs;
@@ -11,14 +13,16 @@ use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{EncodingKey, Header};
+use p256::elliptic_curve::Generate as _;
+use p256::elliptic_curve::sec1::ToSec1Point as _;
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::jwk::{EcPublicJwk, PublicKey};
-use crate::jws;
 
 const PKCS8_LABEL: &str = "PRIVATE KEY";
 const SEC1_LABEL: &str = "EC PRIVATE KEY";
@@ -83,23 +87,24 @@ pub struct SigningKey {
 }
 
 struct SigningKeyInner {
-    pair: EcdsaKeyPair,
+    secret: p256::SecretKey,
+    /// The same key as PKCS#8 DER, the form jsonwebtoken signs with.
+    encoding: EncodingKey,
     public: PublicKey,
 }
 
 impl SigningKey {
     /// Generates a fresh key from the operating system's randomness.
     pub fn generate() -> Result<Self, KeyError> {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map_err(|_| KeyError::Crypto("generation"))?;
-        Self::from_pair(pair)
+        let secret = p256::SecretKey::try_generate().map_err(|_| KeyError::Crypto("generation"))?;
+        Self::from_secret(secret)
     }
 
     /// Reads a DER PKCS#8 (`PrivateKeyInfo`) P-256 key.
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|e| KeyError::InvalidKey(e.description_()))?;
-        Self::from_pair(pair)
+        let secret = p256::SecretKey::from_pkcs8_der(der)
+            .map_err(|_| KeyError::InvalidKey("PKCS#8 DER of a P-256 key expected"))?;
+        Self::from_secret(secret)
     }
 
     /// Reads a PEM `PRIVATE KEY` (PKCS#8) or, as `openssl ecparam -genkey`
@@ -113,9 +118,9 @@ impl SigningKey {
             return Self::from_pkcs8_der(&der);
         }
         if let Some(der) = pem_block(pem, SEC1_LABEL)? {
-            let pair = EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                .map_err(|e| KeyError::InvalidKey(e.description_()))?;
-            return Self::from_pair(pair);
+            let secret = p256::SecretKey::from_sec1_der(&der)
+                .map_err(|_| KeyError::InvalidKey("SEC1 DER of a P-256 key expected"))?;
+            return Self::from_secret(secret);
         }
         Err(KeyError::Pem(
             "no \"PRIVATE KEY\" or \"EC PRIVATE KEY\" block",
@@ -169,22 +174,10 @@ impl SigningKey {
 
     /// The private key as PKCS#8 PEM. The returned text is wiped on drop.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
-        // `Document` wipes the DER on drop.
-        let der = self
-            .inner
-            .pair
-            .to_pkcs8v1()
-            .map_err(|_| KeyError::Crypto("encoding"))?;
-        let body = Zeroizing::new(STANDARD.encode(der.as_ref()));
-        let mut pem = Zeroizing::new(String::with_capacity(body.len() + body.len() / 64 + 64));
-        pem.push_str("-----BEGIN PRIVATE KEY-----\n");
-        for line in body.as_bytes().chunks(64) {
-            // base64 output is ASCII, so every chunk is valid UTF-8.
-            pem.push_str(std::str::from_utf8(line).map_err(|_| KeyError::Crypto("encoding"))?);
-            pem.push('\n');
-        }
-        pem.push_str("-----END PRIVATE KEY-----\n");
-        Ok(pem)
+        self.inner
+            .secret
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| KeyError::Crypto("encoding"))
     }
 
     /// The public half.
@@ -202,32 +195,39 @@ impl SigningKey {
         self.inner.public.kid()
     }
 
-    /// Signs `header_b64 '.' base64url(payload)` and returns the compact JWS.
-    pub(crate) fn sign_compact(
+    /// Signs `claims` under `header` (ES256, see [`crate::jws::new_header`])
+    /// and returns the compact JWS.
+    pub(crate) fn sign<T: Serialize>(
         &self,
-        header_b64: &str,
-        payload: &[u8],
+        header: &Header,
+        claims: &T,
     ) -> Result<String, SignError> {
-        // 64-byte signature -> 86 base64url characters.
-        let mut token = String::with_capacity(header_b64.len() + payload.len() * 4 / 3 + 92);
-        token.push_str(header_b64);
-        token.push('.');
-        jws::b64_into(payload, &mut token);
-        let signature = self
-            .inner
-            .pair
-            .sign(&SystemRandom::new(), token.as_bytes())
-            .map_err(|_| SignError::Crypto)?;
-        token.push('.');
-        jws::b64_into(signature.as_ref(), &mut token);
-        Ok(token)
+        jsonwebtoken::encode(header, claims, &self.inner.encoding).map_err(|_| SignError::Crypto)
     }
 
-    fn from_pair(pair: EcdsaKeyPair) -> Result<Self, KeyError> {
-        let public = PublicKey::from_uncompressed_point(pair.public_key().as_ref())
+    /// The base64url ES256 signature of arbitrary bytes, for tests that
+    /// forge tokens with headers the signers never write.
+    #[cfg(test)]
+    pub(crate) fn sign_raw(&self, signing_input: &[u8]) -> Result<String, SignError> {
+        jsonwebtoken::crypto::sign(signing_input, &self.inner.encoding, crate::jws::ES256)
+            .map_err(|_| SignError::Crypto)
+    }
+
+    fn from_secret(secret: p256::SecretKey) -> Result<Self, KeyError> {
+        // `SecretDocument` wipes the DER on drop; `EncodingKey` its copy.
+        let der = secret
+            .to_pkcs8_der()
+            .map_err(|_| KeyError::Crypto("encoding"))?;
+        let encoding = EncodingKey::from_ec_der(der.as_bytes());
+        let point = secret.public_key().to_sec1_point(false);
+        let public = PublicKey::from_uncompressed_point(point.as_bytes())
             .map_err(|_| KeyError::InvalidKey("public key is not an uncompressed P-256 point"))?;
         Ok(Self {
-            inner: Arc::new(SigningKeyInner { pair, public }),
+            inner: Arc::new(SigningKeyInner {
+                secret,
+                encoding,
+                public,
+            }),
         })
     }
 
@@ -361,6 +361,20 @@ mod tests {
             iItSs3m9+9Ue6GnvHw/GW2ZZaVtszggXIw==\n\
             -----END EC PRIVATE KEY-----\n";
         let key = SigningKey::from_pem(pem).expect("reads SEC1");
+        assert_eq!(key.kid(), "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s");
+    }
+
+    #[test]
+    fn pkcs8_pem_from_openssl_is_read() {
+        // `openssl pkcs8 -topk8 -nocrypt` of the SEC1 key above: key files
+        // written before keys moved to p256 (aws-lc's PKCS#8 v1) have this
+        // shape too.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+            MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg870MB6gfuTJ4HtUn\n\
+            UvYMyJpr5eUZNP4Bk43bVdj3eAGhRANCAAQwoEJM0hwpRIOKLXXJKzfnbqINnwCJ\n\
+            OjtO7oo8Cq/sPuBLZekkVtmIi1Kzeb371R7oae8fD8ZbZllpW2zOCBcj\n\
+            -----END PRIVATE KEY-----\n";
+        let key = SigningKey::from_pem(pem).expect("reads PKCS#8");
         assert_eq!(key.kid(), "cn-I_WNMClehiVp51i_0VpOENW1upEerA8sEam5hn-s");
     }
 

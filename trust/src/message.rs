@@ -20,11 +20,11 @@
 
 use std::fmt;
 
-use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::card::ComponentKind;
-use crate::jws::{self, ES256, Segment, clip};
+use crate::jws::{self, Rejected, clip};
 use crate::key::{SignError, SigningKey};
 use crate::registry::TrustRegistry;
 
@@ -129,6 +129,16 @@ impl MessageError {
     }
 }
 
+impl From<Rejected> for MessageError {
+    fn from(rejected: Rejected) -> Self {
+        match rejected {
+            Rejected::Malformed(reason) => Self::Malformed(reason),
+            Rejected::AlgorithmNotAllowed(found) => Self::AlgorithmNotAllowed { found },
+            Rejected::BadSignature => Self::BadSignature,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct MessageClaims {
     iss: String,
@@ -143,8 +153,8 @@ struct MessageClaims {
 pub struct MessageSigner {
     key: SigningKey,
     component_id: String,
-    /// `base64url({"alg":"ES256","typ":"amesh-msg+jwt","kid":...})`.
-    header_b64: String,
+    /// `{"alg":"ES256","typ":"amesh-msg+jwt","kid":...}`.
+    header: jsonwebtoken::Header,
 }
 
 impl MessageSigner {
@@ -155,12 +165,8 @@ impl MessageSigner {
         if component_id.is_empty() {
             return Err(SignError::InvalidInput("component id is empty"));
         }
-        let header = serde_json::to_vec(&serde_json::json!({
-            "alg": ES256, "typ": MESSAGE_SIGNATURE_TYP, "kid": key.kid(),
-        }))
-        .map_err(|_| SignError::Crypto)?;
         Ok(Self {
-            header_b64: jws::b64(header),
+            header: jws::new_header(MESSAGE_SIGNATURE_TYP, key.kid()),
             key,
             component_id,
         })
@@ -175,8 +181,7 @@ impl MessageSigner {
             sha256: payload_hash(payload),
             iat: now,
         };
-        let claims = serde_json::to_vec(&claims).map_err(|_| SignError::Crypto)?;
-        self.key.sign_compact(&self.header_b64, &claims)
+        self.key.sign(&self.header, &claims)
     }
 }
 
@@ -211,13 +216,7 @@ pub fn verify_message(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or(MessageError::Unsigned)?;
-    let compact = jws::parse(signature).map_err(|m| MessageError::Malformed(m.0))?;
-    let header = &compact.header;
-    if header.alg != ES256 {
-        return Err(MessageError::AlgorithmNotAllowed {
-            found: clip(&header.alg),
-        });
-    }
+    let header = jws::header(signature)?;
     if header.typ.as_deref() != Some(MESSAGE_SIGNATURE_TYP) {
         return Err(MessageError::WrongType {
             found: header
@@ -237,14 +236,7 @@ pub fn verify_message(
             expired_at: key.expires_at(),
         });
     }
-    if !key
-        .public_key()
-        .verifies(compact.signing_input.as_bytes(), compact.signature_b64)
-    {
-        return Err(MessageError::BadSignature);
-    }
-    let claims: MessageClaims = jws::decode_json(compact.payload_b64, Segment::Claims)
-        .map_err(|m| MessageError::Malformed(m.0))?;
+    let claims: MessageClaims = jws::verify(signature, key.public_key())?;
     if claims.iss != key.component_id() {
         return Err(MessageError::IssuerMismatch {
             expected: key.component_id().to_owned(),
@@ -273,7 +265,7 @@ pub fn verify_message(
 }
 
 fn payload_hash(payload: &[u8]) -> String {
-    jws::b64(digest::digest(&digest::SHA256, payload))
+    jws::b64(Sha256::digest(payload))
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! scoped token is refused for any other method or value, and cannot be
 //! delegated.
 
-use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::jws;
 
@@ -41,7 +41,7 @@ impl TokenScope {
 }
 
 fn hash(value: &str) -> String {
-    jws::b64(digest::digest(&digest::SHA256, value.as_bytes()))
+    jws::b64(Sha256::digest(value.as_bytes()))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::cache::{CachedToken, KeyCheck, TokenCache, TokenHash};
 use crate::card::ComponentKind;
 use crate::identity::{IncomingClaims, agent_audience};
-use crate::jws::{self, ES256, Segment, clip};
+use crate::jws::{self, Rejected, clip};
 use crate::registry::{KeyLookupError, TrustRegistry, TrustedKey};
 use crate::verified::{Assurance, RequestIdentity, UnverifiedIdentity, Verified, VerifiedIdentity};
 
@@ -228,6 +228,16 @@ pub enum VerifyError {
         /// The agent it delegated to.
         to: String,
     },
+}
+
+impl From<Rejected> for VerifyError {
+    fn from(rejected: Rejected) -> Self {
+        match rejected {
+            Rejected::Malformed(reason) => Self::Malformed(reason),
+            Rejected::AlgorithmNotAllowed(found) => Self::AlgorithmNotAllowed { found },
+            Rejected::BadSignature => Self::BadSignature,
+        }
+    }
 }
 
 fn position_name(position: usize) -> String {
@@ -516,13 +526,7 @@ impl VerifierInner {
         token: &str,
         now: u64,
     ) -> Result<GatewayToken, VerifyError> {
-        let compact = jws::parse(token).map_err(|m| VerifyError::Malformed(m.0))?;
-        let header = &compact.header;
-        if header.alg != ES256 {
-            return Err(VerifyError::AlgorithmNotAllowed {
-                found: clip(&header.alg),
-            });
-        }
+        let header = jws::header(token)?;
         if let Some(typ) = header
             .typ
             .as_deref()
@@ -535,16 +539,8 @@ impl VerifierInner {
         }
         let kid = header.kid.as_deref().ok_or(VerifyError::MissingKid)?;
         let key = self.gateway_key(kid, now)?;
-        if !key
-            .public_key()
-            .verifies(compact.signing_input.as_bytes(), compact.signature_b64)
-        {
-            return Err(VerifyError::BadSignature);
-        }
-
+        let claims: IncomingClaims = jws::verify(token, key.public_key())?;
         // Signed by a gateway we trust: the claims are that gateway's words.
-        let claims: IncomingClaims = jws::decode_json(compact.payload_b64, Segment::Claims)
-            .map_err(|m| VerifyError::Malformed(m.0))?;
         if claims.iss != key.component_id() {
             return Err(VerifyError::IssuerMismatch {
                 expected: key.component_id().to_owned(),

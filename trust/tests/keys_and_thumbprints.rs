@@ -1,5 +1,6 @@
 //! Key files on disk and key ids, checked against independent
-//! implementations (sha2 + hand-written canonical JSON, jsonwebtoken's JWK).
+//! implementations (sha2 + hand-written canonical JSON, jsonwebtoken's JWK,
+//! aws-lc's PKCS#8).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -121,4 +122,19 @@ fn missing_key_file_is_an_error_for_load() {
         SigningKey::load(dir.path().join("absent.pem")),
         Err(KeyError::Io { action: "read", .. })
     ));
+}
+
+#[test]
+fn key_written_by_aws_lc_before_keys_moved_to_p256_still_loads() {
+    // Key files made before p256 held the keys are aws-lc's PKCS#8 v1.
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("generates");
+    let der = pair.to_pkcs8v1().expect("encodes");
+    let key = SigningKey::from_pkcs8_der(der.as_ref()).expect("p256 reads aws-lc's PKCS#8");
+    let point = pair.public_key().as_ref();
+    let (x, y) = (
+        URL_SAFE_NO_PAD.encode(&point[1..33]),
+        URL_SAFE_NO_PAD.encode(&point[33..]),
+    );
+    assert_eq!(key.kid(), independent_thumbprint(&x, &y));
 }

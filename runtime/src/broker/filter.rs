@@ -1,9 +1,9 @@
 //! MQTT topic names and topic filters: validation and matching.
 //!
-//! Both transports need the same rules: the dev bus matches filters itself,
-//! and the MQTT client checks topics and filters before they reach paho
-//! (whose C strings cannot hold NUL, and which panics on one). The rules are
-//! those of MQTT v5 §4.7:
+//! Both transports need the same rules: the dev bus matches filters itself
+//! (with paho's matcher), and the MQTT client checks topics and filters
+//! before they reach paho (whose C strings cannot hold NUL, and which panics
+//! on one). The rules are those of MQTT v5 §4.7:
 //!
 //! - a topic name (publish) is non-empty and has no wildcard;
 //! - `+` matches exactly one level, `#` the parent level and every level
@@ -99,22 +99,12 @@ pub fn validate_filter(filter: &str) -> Result<(), TopicError> {
 
 /// True if `topic` (a topic name) matches `filter` (a plain topic filter,
 /// without `$share/`). Does not validate either; pass validated strings.
+///
+/// The matching is paho's own (`topic_matches`: `+`, `#` including the
+/// parent level, and no leading wildcard for `$` topics); what paho does not
+/// do — validating, and taking `$share/{group}/` off a filter — is above.
 pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
-        return false;
-    }
-    let mut filter_levels = filter.split('/');
-    let mut topic_levels = topic.split('/');
-    loop {
-        match (filter_levels.next(), topic_levels.next()) {
-            // `#` also matches the parent level: `a/#` matches `a`.
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(f), Some(t)) if f == t => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    paho_mqtt::topic_matcher::topic_matches(filter, topic)
 }
 
 fn check_string(s: &str) -> Result<(), TopicError> {
