@@ -298,7 +298,7 @@ impl McpClientPool {
     /// this every few seconds.
     pub async fn evict_idle(&self) -> usize {
         let ttl = u64::try_from(self.bounds().idle_ttl.as_millis()).unwrap_or(u64::MAX);
-        let cutoff = self.now_ms().saturating_sub(ttl);
+        let now = self.now_ms();
         let mut closing = Vec::new();
         let forgotten = {
             let mut sessions = self
@@ -308,7 +308,8 @@ impl McpClientPool {
                 .unwrap_or_else(|p| p.into_inner());
             let before = sessions.len();
             sessions.retain(|(_, user), entry| {
-                if user.is_empty() || entry.last_used.load(Ordering::Relaxed) > cutoff {
+                let idle = now.saturating_sub(entry.last_used.load(Ordering::Relaxed));
+                if user.is_empty() || idle < ttl {
                     return true;
                 }
                 match entry.take_unused() {
