@@ -281,6 +281,21 @@ fn syntax_errors_name_line_and_column() {
     assert!(errors[0].message.starts_with("YAML syntax error: "));
 }
 
+/// Found by `runtime/tests/fuzz.rs`: the parser reports an error at the
+/// end of the input on the line after the last, which a file without a
+/// final newline does not have (`fuzz.yaml:4:1` for three lines).
+#[test]
+fn syntax_error_at_the_end_of_a_file_without_final_newline_points_at_its_last_line() {
+    let (root, errors) = parse_in(Path::new("/nonexistent"), "key: |\n  text\né", &no_env);
+    assert!(root.is_none());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (3, 2), "{errors:?}");
+    // With the newline, the line after the last exists and is named.
+    let (_, errors) = parse_in(Path::new("/nonexistent"), "key: |\n  text\né\n", &no_env);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 4, "{errors:?}");
+}
+
 #[test]
 fn empty_file_is_a_null_document() {
     assert!(parse("").is_null());
