@@ -233,17 +233,26 @@ fn url_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// String lists: PKCE methods and such, or URLs (`authorization_servers`).
 fn strings() -> impl Strategy<Value = Value> {
-    prop::collection::vec(
-        prop::sample::select(vec!["S256", "plain", "code", "none", "", "é"]),
-        0..4,
-    )
+    prop_oneof![
+        prop::collection::vec(
+            prop::sample::select(vec!["S256", "plain", "code", "none", "", "é"])
+                .prop_map(str::to_owned),
+            0..4,
+        ),
+        prop::collection::vec(url_text(), 0..4),
+    ]
     .prop_map(|v| json!(v))
 }
 
-/// A metadata document: each known field present or not, with the right
-/// or a wrong type, plus an unknown field now and then.
-fn document(fields: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
+/// A metadata document: its required fields as URL-ish text (so most
+/// documents parse and reach the URL check), then known fields with the
+/// right or a wrong type, and an unknown field now and then.
+fn document(
+    required: &'static [&'static str],
+    fields: &'static [&'static str],
+) -> impl Strategy<Value = Vec<u8>> {
     let value = prop_oneof![
         4 => url_text().prop_map(Value::from),
         2 => strings(),
@@ -251,14 +260,17 @@ fn document(fields: &'static [&'static str]) -> impl Strategy<Value = Vec<u8>> {
         1 => any::<i64>().prop_map(Value::from),
         1 => Just(Value::Null),
     ];
-    let doc = prop::collection::vec((prop::sample::select(fields), value), 0..fields.len() + 2)
-        .prop_map(|entries| {
-            let object: serde_json::Map<String, Value> = entries
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect();
-            serde_json::to_vec(&object).expect("json")
-        });
+    let base = prop::collection::vec(url_text(), required.len()..=required.len());
+    let extra = prop::collection::vec((prop::sample::select(fields), value), 0..fields.len() + 2);
+    let doc = (base, extra).prop_map(move |(base, extra)| {
+        let object: serde_json::Map<String, Value> = required
+            .iter()
+            .map(|k| (*k).to_owned())
+            .zip(base.into_iter().map(Value::from))
+            .chain(extra.into_iter().map(|(k, v)| (k.to_owned(), v)))
+            .collect();
+        serde_json::to_vec(&object).expect("json")
+    });
     prop_oneof![
         8 => doc,
         1 => prop::collection::vec(any::<u8>(), 0..64),
@@ -382,7 +394,7 @@ proptest! {
 
     #[test]
     fn protected_resource_metadata_parses_to_checked_values(
-        body in document(PROTECTED_RESOURCE_FIELDS),
+        body in document(&["resource"], PROTECTED_RESOURCE_FIELDS),
     ) {
         let Ok(doc) = serde_json::from_slice::<ProtectedResourceMetadata>(&body) else {
             return Ok(());
@@ -399,7 +411,10 @@ proptest! {
 
     #[test]
     fn authorization_server_metadata_parses_to_checked_values(
-        body in document(AUTHORIZATION_SERVER_FIELDS),
+        body in document(
+            &["issuer", "authorization_endpoint", "token_endpoint"],
+            AUTHORIZATION_SERVER_FIELDS,
+        ),
     ) {
         let Ok(doc) = serde_json::from_slice::<AuthorizationServerMetadata>(&body) else {
             return Ok(());

@@ -130,6 +130,8 @@ enum Edit {
     Indent(usize, usize),
     Dedent(usize),
     Splice(usize, String),
+    /// Replace one character with one YAML gives meaning to.
+    SetChar(usize, char),
     Truncate(usize),
 }
 
@@ -149,6 +151,15 @@ fn edit() -> impl Strategy<Value = Edit> {
         (any::<usize>(), 1usize..5).prop_map(|(a, n)| Edit::Indent(a, n)),
         any::<usize>().prop_map(Edit::Dedent),
         (any::<usize>(), yaml_piece()).prop_map(|(a, p)| Edit::Splice(a, p)),
+        (
+            any::<usize>(),
+            prop::sample::select(
+                ":-[]{}\"'&*!|>#%@`,?\t é\u{feff}\r"
+                    .chars()
+                    .collect::<Vec<_>>()
+            )
+        )
+            .prop_map(|(a, c)| Edit::SetChar(a, c)),
         any::<usize>().prop_map(Edit::Truncate),
     ]
 }
@@ -184,6 +195,17 @@ fn apply(text: &str, edits: &[Edit]) -> String {
                 joined.insert_str(at, piece);
                 lines = joined.lines().map(str::to_owned).collect();
             }
+            Edit::SetChar(a, c) => {
+                let joined = lines.join("\n");
+                let count = joined.chars().count().max(1);
+                let at = a % count;
+                let replaced: String = joined
+                    .chars()
+                    .enumerate()
+                    .map(|(i, old)| if i == at { *c } else { old })
+                    .collect();
+                lines = replaced.lines().map(str::to_owned).collect();
+            }
             Edit::Truncate(a) if !lines.is_empty() => lines.truncate(a % n),
             _ => {}
         }
@@ -203,9 +225,12 @@ fn fuzzed_config() -> impl Strategy<Value = String> {
 }
 
 /// The error points into `text`: this file, a line of it, a column of
-/// that line (end of line included).
+/// that line (end of line included). Lines are YAML's: a lone CR ends one
+/// too, as it does in editors that show such a file.
 fn points_into(e: &ConfigError, text: &str) -> Result<(), TestCaseError> {
     prop_assert_eq!(e.file.as_path(), Path::new(NAME), "{}", e);
+    // Lines as YAML counts them: CR, LF and CRLF all end one.
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let lines: Vec<&str> = text.split('\n').collect();
     prop_assert!(
         e.line >= 1 && e.line <= lines.len(),
