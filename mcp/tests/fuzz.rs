@@ -109,7 +109,7 @@ fn event_size(e: &Event) -> usize {
 }
 
 proptest! {
-    #![proptest_config(config(2000))]
+    #![proptest_config(config(8000))]
 
     #[test]
     fn sse_events_do_not_depend_on_chunking(
@@ -390,7 +390,7 @@ fn render(challenges: &[WrittenChallenge]) -> String {
 }
 
 proptest! {
-    #![proptest_config(config(1000))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn protected_resource_metadata_parses_to_checked_values(

@@ -257,7 +257,7 @@ fn points_into(e: &ConfigError, text: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(300))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn config_errors_name_file_line_and_column(text in fuzzed_config()) {
@@ -371,7 +371,7 @@ fn reply_is_well_formed(id: Value, code: i64, message: String) -> Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(config(3000))]
+    #![proptest_config(config(8000))]
 
     #[test]
     fn any_payload_is_a_request_or_the_right_json_rpc_error(

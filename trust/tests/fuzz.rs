@@ -230,7 +230,7 @@ fn gateway() -> Gateway {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(4000))]
 
     #[test]
     fn mutated_card_is_refused_unless_unchanged(
