@@ -3,7 +3,8 @@
 //! run in `cargo test`; `PROPTEST_CASES=100000 cargo test -p amesh-trust
 //! --test fuzz` runs longer. Properties, beyond "never panics":
 //! - a card or token that verifies after a mutation is byte-identical to
-//!   the one that was signed (tokens: after the trim the verifier does);
+//!   the one that was signed (tokens and delegation chains: after the
+//!   trim the verifier does);
 //!   every other mutation is refused;
 //! - arbitrary text, and well-framed JWS with arbitrary JSON segments, are
 //!   refused with an error value whose message stays short (attacker
@@ -12,8 +13,8 @@
 use std::time::Duration;
 
 use amesh_trust::{
-    ComponentKind, IdentitySigner, IdentityVerifier, SigningKey, TrustCard, TrustRegistry,
-    UserClaims, VerifierConfig, now_unix, verify_card,
+    ComponentKind, DelegationSigner, IdentitySigner, IdentityVerifier, SigningKey, TrustCard,
+    TrustRegistry, UserClaims, VerifierConfig, now_unix, verify_card,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -198,6 +199,7 @@ struct Gateway {
     card: String,
     signer: IdentitySigner,
     verifier: IdentityVerifier,
+    registry: TrustRegistry,
     now: u64,
 }
 
@@ -219,12 +221,13 @@ fn gateway() -> Gateway {
         Duration::from_secs(3600),
     )
     .expect("signer");
-    let verifier = IdentityVerifier::new(registry, "weather", VerifierConfig::default());
+    let verifier = IdentityVerifier::new(registry.clone(), "weather", VerifierConfig::default());
     Gateway {
         key,
         card,
         signer,
         verifier,
+        registry,
         now,
     }
 }
@@ -257,6 +260,35 @@ proptest! {
         match gw.verifier.verify(&mutated, "alice", gw.now) {
             Ok(identity) => {
                 prop_assert_eq!(mutated.trim(), token.as_str());
+                prop_assert_eq!(identity.user_id(), "alice");
+            }
+            Err(e) => prop_assert!(e.to_string().len() <= MAX_ERROR_LEN, "{e}"),
+        }
+    }
+
+    #[test]
+    fn mutated_delegation_chain_is_refused_unless_unchanged(
+        mutations in prop::collection::vec(mutation(), 1..4),
+    ) {
+        // The gateway's token for `weather`, which delegates to `billing`.
+        let gw = gateway();
+        let agent_key = SigningKey::generate().expect("key");
+        let agent_card = TrustCard::sign(&agent_key, ComponentKind::Agent, "weather", NS, 30, gw.now)
+            .expect("card");
+        gw.registry
+            .accept_card(ComponentKind::Agent, "weather", agent_card.as_str(), gw.now)
+            .expect("agent card accepted");
+        let token = gw.signer.sign(&UserClaims::new("alice"), "weather", None).expect("token");
+        let identity = gw.verifier.verify(&token, "alice", gw.now).expect("verifies");
+        let delegator =
+            DelegationSigner::new("weather", "weather", NS, agent_key, Duration::from_secs(60))
+                .expect("delegator");
+        let chain = delegator.delegate(&identity, &token, "billing", gw.now).expect("delegates");
+        let billing = IdentityVerifier::new(gw.registry.clone(), "billing", VerifierConfig::default());
+        let mutated = apply(&chain, &mutations);
+        match billing.verify(&mutated, "alice", gw.now) {
+            Ok(identity) => {
+                prop_assert_eq!(mutated.trim(), chain.as_str());
                 prop_assert_eq!(identity.user_id(), "alice");
             }
             Err(e) => prop_assert!(e.to_string().len() <= MAX_ERROR_LEN, "{e}"),
