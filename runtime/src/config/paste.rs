@@ -66,6 +66,15 @@ pub struct Pasted {
     pub lines: Vec<LineOrigin>,
 }
 
+/// The lines of `text` as YAML counts them: LF, CRLF and a lone CR each
+/// end one. The pasted text joins them with LF, so the line numbers of
+/// the parser's positions index [`Pasted::lines`] even in files saved
+/// with CR line ends (a lone CR once shifted every later error).
+fn yaml_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n')
+        .flat_map(|line| line.strip_suffix('\r').unwrap_or(line).split('\r'))
+}
+
 impl TreeLoader<'_> {
     /// Pastes the `!include` lines of `text` (the content of `file`).
     pub(super) fn paste_includes(&mut self, text: &str, file: &Arc<PathBuf>) -> Pasted {
@@ -79,7 +88,7 @@ impl TreeLoader<'_> {
 
     fn paste_into(&mut self, text: &str, file: &Arc<PathBuf>, indent: &str, out: &mut Pasted) {
         let shift = indent.chars().count();
-        for (i, line) in text.split('\n').enumerate() {
+        for (i, line) in yaml_lines(text).enumerate() {
             let origin = LineOrigin {
                 file: file.clone(),
                 line: i + 1,

@@ -161,6 +161,10 @@ struct Builder<'l, 'e> {
     frames: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
+    /// The end of a text without a final newline. The parser reports
+    /// "end of input" on the line after the last, which such a file does
+    /// not have; `file:line:column` must name a place an editor can show.
+    end: Option<Pos>,
 }
 
 impl<'l, 'e> Builder<'l, 'e> {
@@ -178,6 +182,7 @@ impl<'l, 'e> Builder<'l, 'e> {
             frames: Vec::new(),
             anchors: HashMap::new(),
             root: None,
+            end: None,
         }
     }
 
@@ -189,12 +194,26 @@ impl<'l, 'e> Builder<'l, 'e> {
                 line: origin.line,
                 column: (m.col() + 1).saturating_sub(origin.shift).max(1),
             },
-            None => Pos {
+            None => self.end.clone().unwrap_or_else(|| Pos {
                 file: self.file.clone(),
                 line: m.line(),
                 column: m.col() + 1,
-            },
+            }),
         }
+    }
+
+    /// Where `text` ends, when it does not end with a newline.
+    fn end_of(&self, text: &str) -> Option<Pos> {
+        if text.is_empty() || text.ends_with('\n') {
+            return None;
+        }
+        let origin = self.lines.last()?;
+        let width = text.rsplit('\n').next().map_or(0, |l| l.chars().count());
+        Some(Pos {
+            file: origin.file.clone(),
+            line: origin.line,
+            column: (width + 1).saturating_sub(origin.shift).max(1),
+        })
     }
 
     /// Key path of the node about to be completed.
@@ -223,6 +242,7 @@ impl<'l, 'e> Builder<'l, 'e> {
     }
 
     fn run(mut self, text: &str) -> Option<Node> {
+        self.end = self.end_of(text);
         let mut documents = 0;
         for event in Parser::new_from_str(text) {
             let (event, span) = match event {

@@ -281,6 +281,45 @@ fn syntax_errors_name_line_and_column() {
     assert!(errors[0].message.starts_with("YAML syntax error: "));
 }
 
+/// Found by `runtime/tests/fuzz.rs`: the parser reports an error at the
+/// end of the input on the line after the last, which a file without a
+/// final newline does not have (`fuzz.yaml:4:1` for three lines).
+#[test]
+fn syntax_error_at_the_end_of_a_file_without_final_newline_points_at_its_last_line() {
+    let (root, errors) = parse_in(Path::new("/nonexistent"), "key: |\n  text\né", &no_env);
+    assert!(root.is_none());
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((errors[0].line, errors[0].column), (3, 2), "{errors:?}");
+    // With the newline, the line after the last exists and is named.
+    let (_, errors) = parse_in(Path::new("/nonexistent"), "key: |\n  text\né\n", &no_env);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].line, 4, "{errors:?}");
+}
+
+/// Found by `runtime/tests/fuzz.rs`: a lone CR is a line break to the
+/// parser, so errors after it were looked up one line off (and past the
+/// end, at a wrong column). CRLF and CR files give the LF file's positions.
+#[test]
+fn errors_in_files_with_cr_or_crlf_line_ends_have_the_lf_positions() {
+    for text in ["a: 1\n  b: 2\n", "a: 1\r\n  b: 2\r\n", "a: 1\r  b: 2\r"] {
+        let (_, errors) = parse_in(Path::new("/nonexistent"), text, &no_env);
+        assert_eq!(errors.len(), 1, "{text:?}: {errors:?}");
+        assert_eq!((errors[0].line, errors[0].column), (2, 4), "{text:?}");
+    }
+    let (node, errors) = parse_in(Path::new("/nonexistent"), "a: 1\rb:\r  c: x", &no_env);
+    assert!(errors.is_empty(), "{errors:?}");
+    let node = node.expect("tree");
+    let x = &node
+        .get("b")
+        .expect("b")
+        .value
+        .get("c")
+        .expect("c")
+        .value
+        .pos;
+    assert_eq!((x.line, x.column), (3, 6));
+}
+
 #[test]
 fn empty_file_is_a_null_document() {
     assert!(parse("").is_null());
