@@ -1,4 +1,4 @@
-//! The client against the demo provider (`amesh_mcp::demo`), a server
+//! The client against the demo provider (`amesh_demo`), a server
 //! written independently of this client: 401 and its challenge on both
 //! transports, then real per-user tokens obtained by driving the
 //! provider's OAuth endpoints by hand (registration, consent form POST,
@@ -8,8 +8,8 @@
 //! The OAuth client proper lives in `amesh_mcp::oauth`; this test uses raw
 //! HTTP on purpose so it checks the MCP client alone.
 
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_mcp::client::{BearerChallenge, McpClientPool, McpError};
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_mcp::tool_config::McpToolConfig;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

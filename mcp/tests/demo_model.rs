@@ -3,7 +3,7 @@
 //! and not), tool results reported back, the answer when no tool matches,
 //! the model list, and OpenAI-shaped refusals of bad requests.
 
-use amesh_mcp::demo::{DEMO_MODEL, DemoHandle, DemoOptions, DemoProvider};
+use amesh_demo::{DEMO_MODEL, DemoHandle, DemoOptions, DemoProvider};
 use serde_json::{Value, json};
 
 async fn demo() -> DemoHandle {

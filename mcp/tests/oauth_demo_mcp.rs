@@ -364,8 +364,8 @@ fn fake_tokens(access: &str) -> TokenSet {
 /// URL a browser opens) takes the browser URL.
 #[tokio::test]
 async fn browser_url_moves_only_the_authorization_endpoint() {
-    use amesh_mcp::demo::{DemoOptions, DemoProvider};
-    let metadata = |demo: &amesh_mcp::demo::DemoHandle| {
+    use amesh_demo::{DemoOptions, DemoProvider};
+    let metadata = |demo: &amesh_demo::DemoHandle| {
         let url = format!(
             "http://{}/.well-known/oauth-authorization-server",
             demo.local_addr

@@ -6,7 +6,7 @@ mod oauth_support;
 
 use std::time::Duration;
 
-use amesh_mcp::demo::DemoOptions;
+use amesh_demo::DemoOptions;
 use amesh_mcp::oauth::{
     AuthServer, BearerChallenge, OAuthClient, OAuthError, Secret, TokenEndpointAuth,
     authorization_request, discover, exchange_code, refresh, register,

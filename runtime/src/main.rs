@@ -404,7 +404,7 @@ fn demo_provider(
     public_url: Option<String>,
     browser_url: Option<String>,
 ) -> ExitCode {
-    use amesh_mcp::demo::{DemoOptions, serve};
+    use amesh_demo::{DemoOptions, serve};
     let public_url = match public_url.map(|u| u.parse()).transpose() {
         Ok(u) => u,
         Err(e) => {
@@ -444,8 +444,8 @@ fn demo_provider(
 /// The demo provider for the embedded dev config, on 127.0.0.1:9100 —
 /// unless the operator pointed the config elsewhere (`DEMO_MCP_URL`) or
 /// one already runs there (`amesh demo-provider` in another terminal).
-async fn embedded_demo_provider() -> Option<amesh_mcp::demo::DemoHandle> {
-    use amesh_mcp::demo::{DemoOptions, DemoProvider};
+async fn embedded_demo_provider() -> Option<amesh_demo::DemoHandle> {
+    use amesh_demo::{DemoOptions, DemoProvider};
     if std::env::var_os("DEMO_MCP_URL").is_some() {
         return None;
     }

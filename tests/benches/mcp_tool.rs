@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant};
 
+use amesh_demo::{DemoOptions, DemoProvider, consent_as};
 use amesh_mcp::client::McpClientPool;
-use amesh_mcp::demo::{DemoOptions, DemoProvider, consent_as};
 use amesh_mcp::oauth;
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_tests::mosquitto::MosquittoBroker;
@@ -204,7 +204,7 @@ async fn authorize(gw: &Stack, i: usize) {
 }
 
 /// The floor: an MCP client with its own token, calling the tool directly.
-async fn direct_calls(demo: &amesh_mcp::demo::DemoHandle) -> Vec<Duration> {
+async fn direct_calls(demo: &amesh_demo::DemoHandle) -> Vec<Duration> {
     let mcp_url = demo.mcp_url();
     let http = oauth::OAuthHttp::new(&mcp_url, &[]).expect("http");
     let server = oauth::discover(&http, &mcp_url, None)

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amesh_mcp::demo::{DemoOptions, DemoProvider, consent_as};
+use amesh_demo::{DemoOptions, DemoProvider, consent_as};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oauth::session_cookie;
 use amesh_tests::stack::{SseReader, Stack};

@@ -2,7 +2,7 @@
 //! ask through the gateway, follow the prompt's URL to the demo provider's
 //! consent page, come back to the gateway's callback in the user's session.
 
-use amesh_mcp::demo::consent_as;
+use amesh_demo::consent_as;
 use serde_json::{Value, json};
 
 use crate::stack::{SseReader, Stack};

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oidc::{self, OidcProvider};
 use amesh_tests::stack::Stack;

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use amesh_mcp::demo::consent_as;
+use amesh_demo::consent_as;
 use amesh_runtime::broker::{Broker, DevBus};
 use amesh_tests::amesh_bin::{amesh, workspace_root};
 use amesh_tests::mosquitto::MosquittoBroker;

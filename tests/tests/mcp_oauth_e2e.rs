@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::stack::{SseEvent, SseReader, Stack};
 use serde_json::{Value, json};

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
 use amesh_tests::model_server::{Protocol, ScriptedModel, Turn};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oauth::session_cookie;

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_runtime::a2a::jsonrpc::UNAUTHENTICATED;
 use amesh_runtime::broker::UserProperties;
 use amesh_tests::model_server::{Protocol, ScriptedModel, Turn};

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
 use amesh_tests::amesh_bin::workspace_root;
 use amesh_tests::amesh_run::{AmeshRun, config_check, config_check_output, free_port};
 use amesh_tests::doc_table::{anchored_rows, code_spans};

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use amesh_mcp::demo::{DemoOptions, DemoProvider};
+use amesh_demo::{DemoOptions, DemoProvider};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oauth::{answer, call_authorizing};
 use amesh_tests::stack::Stack;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_mcp::oauth::{
     AuthServer, OAuthClient, OAuthHttp, TokenSet, authorization_request, client_name_for_agent,
     discover, exchange_code, register,
@@ -39,14 +39,14 @@ pub async fn demo_with(options: DemoOptions) -> DemoHandle {
 }
 
 /// Does what a browser does on the consent page (see
-/// [`amesh_mcp::demo::consent_as`]); returns the callback URL.
+/// [`amesh_demo::consent_as`]); returns the callback URL.
 pub async fn consent(
     _http: &reqwest::Client,
     authorization_url: &Url,
     user: &str,
     approve: bool,
 ) -> Url {
-    amesh_mcp::demo::consent_as(authorization_url, user, approve)
+    amesh_demo::consent_as(authorization_url, user, approve)
         .await
         .unwrap()
 }

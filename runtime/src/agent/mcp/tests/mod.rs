@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use amesh_credentials::{
     AgentSecret, CredentialKey, CredentialStore, Filter, StoreBackend, StoreConfig,
 };
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider, consent_as};
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_trust::{
     RequestIdentity, TrustDisabled, UnverifiedIdentity, VerifiedIdentity, VerifyError,

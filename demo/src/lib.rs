@@ -20,6 +20,7 @@
 //! - `/mcp` — Streamable HTTP; `/sse` + `/messages` — HTTP+SSE
 //! - `/v1/chat/completions`, `/v1/models` — the demo model (no token needed)
 
+#![forbid(unsafe_code)]
 mod auth_server;
 mod browser;
 mod consent;

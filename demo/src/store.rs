@@ -17,7 +17,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::oauth::resource_covers;
+use amesh_mcp::oauth::resource_covers;
 
 /// Behaviour switches, changeable while the provider runs.
 #[derive(Debug, Clone)]
