@@ -320,13 +320,18 @@ impl DemoState {
         let mut inner = self.inner();
         inner.counters.token_requests += 1;
         inner.counters.last_resource = resource.map(str::to_owned);
-        if inner
+        // Rotated-away tokens whose reuse interval ended are dropped here,
+        // so the retiring set stays as small as the interval allows.
+        let now = Instant::now();
+        let ended: Vec<String> = inner
             .retiring
-            .get(refresh_token)
-            .is_some_and(|until| *until <= Instant::now())
-        {
-            inner.retiring.remove(refresh_token);
-            inner.refresh.remove(refresh_token);
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(token, _)| token.clone())
+            .collect();
+        for token in ended {
+            inner.retiring.remove(&token);
+            inner.refresh.remove(&token);
         }
         let grant = inner
             .refresh
