@@ -106,6 +106,7 @@ mod crypto;
 mod error;
 mod flows;
 mod model;
+mod refresh;
 mod sealed;
 mod secret;
 mod storage;
@@ -127,6 +128,7 @@ pub use model::{
     CredentialInfo, CredentialKey, DeleteReason, EventKind, ExportCursor, Filter, NewFlow,
     PendingFlow, SecretJson,
 };
+pub use refresh::{LeaseTiming, Refresh};
 pub use secret::{AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, SecretString};
 pub use store::CredentialStore;
 pub use ttl::{DEFAULT_TTL, MAX_TTL_SECONDS, SECRETS_TTL_VAR, parse_ttl, ttl_from_env};

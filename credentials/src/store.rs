@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     ttl_ms: i64,
     pub(crate) flow_ttl_ms: i64,
     pub(crate) conversation_ttl_ms: i64,
+    /// Names this store instance (one per replica process) as a refresh
+    /// lease holder; random, so two replicas never share it.
+    pub(crate) lease_holder: String,
     /// "Rows under another agent secret" is logged once per store.
     foreign_key_logged: AtomicBool,
     /// The sweeper logs an outage once, and its end.
@@ -104,6 +107,7 @@ impl CredentialStore {
             ttl_ms: duration_ms(ttl),
             flow_ttl_ms: duration_ms(config.flow_ttl),
             conversation_ttl_ms: duration_ms(config.conversation_ttl),
+            lease_holder: crate::refresh::new_holder(),
             foreign_key_logged: AtomicBool::new(false),
             sweep_failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -348,7 +352,7 @@ impl CredentialStore {
 }
 
 impl Shared {
-    fn key_hash(&self, key: &CredentialKey) -> String {
+    pub(crate) fn key_hash(&self, key: &CredentialKey) -> String {
         lookup_hash(
             Purpose::Credential,
             &[&self.agent_id, &key.user_id, &key.tool_id],

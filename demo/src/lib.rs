@@ -131,6 +131,7 @@ impl DemoProvider {
                 issue_refresh_tokens: options.issue_refresh_tokens,
                 require_resource: options.require_resource,
                 client_id_metadata_documents: false,
+                refresh_reuse_interval: Duration::ZERO,
             },
         );
         let app = App {
@@ -271,6 +272,13 @@ impl DemoHandle {
     /// Changes whether `resource` is required from now on.
     pub fn set_require_resource(&self, require: bool) {
         self.state.update_settings(|s| s.require_resource = require);
+    }
+
+    /// Honours a rotated-away refresh token for `interval` more (a
+    /// provider's reuse interval); zero (the default) is strict rotation.
+    pub fn set_refresh_reuse_interval(&self, interval: Duration) {
+        self.state
+            .update_settings(|s| s.refresh_reuse_interval = interval);
     }
 
     /// Changes the lifetime of access tokens issued from now on.

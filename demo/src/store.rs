@@ -28,6 +28,10 @@ pub(crate) struct Settings {
     /// Whether a URL `client_id` is accepted and its Client ID Metadata
     /// Document fetched (and advertised in the server metadata).
     pub client_id_metadata_documents: bool,
+    /// How long a rotated-away refresh token is still honoured (the
+    /// "reuse interval" / "grace period" of Auth0 and Okta); zero: strict
+    /// rotation, each refresh token works once.
+    pub refresh_reuse_interval: Duration,
 }
 
 /// A client registered through `/register`.
@@ -116,6 +120,9 @@ struct Inner {
     codes: HashMap<String, PendingCode>,
     access: HashMap<String, AccessToken>,
     refresh: HashMap<String, Grant>,
+    /// Rotated-away refresh tokens still in `refresh` during the reuse
+    /// interval, and when it ends.
+    retiring: HashMap<String, Instant>,
     counters: Counters,
 }
 
@@ -313,6 +320,19 @@ impl DemoState {
         let mut inner = self.inner();
         inner.counters.token_requests += 1;
         inner.counters.last_resource = resource.map(str::to_owned);
+        // Rotated-away tokens whose reuse interval ended are dropped here,
+        // so the retiring set stays as small as the interval allows.
+        let now = Instant::now();
+        let ended: Vec<String> = inner
+            .retiring
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(token, _)| token.clone())
+            .collect();
+        for token in ended {
+            inner.retiring.remove(&token);
+            inner.refresh.remove(&token);
+        }
         let grant = inner
             .refresh
             .get(refresh_token)
@@ -348,7 +368,15 @@ impl DemoState {
         // Rotation: a new refresh token replaces the old one; without a new
         // one the old stays valid (RFC 6749 §6).
         if issued.refresh_token.is_some() {
-            inner.refresh.remove(refresh_token);
+            if settings.refresh_reuse_interval.is_zero() {
+                inner.refresh.remove(refresh_token);
+            } else {
+                let until = Instant::now() + settings.refresh_reuse_interval;
+                inner
+                    .retiring
+                    .entry(refresh_token.to_owned())
+                    .or_insert(until);
+            }
         }
         Ok(issued)
     }
@@ -482,6 +510,7 @@ mod tests {
             issue_refresh_tokens: true,
             require_resource: true,
             client_id_metadata_documents: false,
+            refresh_reuse_interval: Duration::ZERO,
         };
         assert!(check_resource(&strict, None, Some("http://h/mcp")).is_err());
         assert!(check_resource(&strict, Some("http://h/sse"), Some("http://h/mcp")).is_err());

@@ -136,6 +136,15 @@ impl AmeshRun {
     }
 }
 
+impl AmeshRun {
+    /// Kills the process with SIGKILL (no shutdown of any kind, as when a
+    /// host dies) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for AmeshRun {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -44,6 +44,8 @@ struct MemCred {
     expires_at: i64,
     deleted_at: Option<i64>,
     delete_reason: Option<DeleteReason>,
+    /// Refresh lease: holder and until when (see `sql/lease.rs`).
+    lease: Option<(String, i64)>,
 }
 
 impl MemCred {
@@ -200,9 +202,32 @@ impl MemoryStorage {
                 expires_at: row.expires_at,
                 deleted_at: None,
                 delete_reason: None,
+                lease: None,
             },
         );
         outcome
+    }
+
+    /// Same rule as SQL's `lease_take`.
+    pub(crate) fn lease_take(&self, key_hash: &str, holder: &str, now: i64, until: i64) -> bool {
+        let mut state = self.lock();
+        let Some(row) = state.live.get_mut(key_hash) else {
+            return false;
+        };
+        if row.lease.as_ref().is_some_and(|(_, at)| *at > now) {
+            return false;
+        }
+        row.lease = Some((holder.to_owned(), until));
+        true
+    }
+
+    pub(crate) fn lease_release(&self, key_hash: &str, holder: &str) {
+        let mut state = self.lock();
+        if let Some(row) = state.live.get_mut(key_hash)
+            && row.lease.as_ref().is_some_and(|(h, _)| h == holder)
+        {
+            row.lease = None;
+        }
     }
 
     pub(crate) fn cred_delete(

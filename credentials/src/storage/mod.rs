@@ -169,6 +169,32 @@ impl Storage {
         }
     }
 
+    /// Takes the refresh lease of the live row of `key_hash` if it is free
+    /// or ran out at `now`; whether `holder` got it.
+    pub(crate) async fn lease_take(
+        &self,
+        key_hash: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool> {
+        match self {
+            Self::Memory(m) => Ok(m.lease_take(key_hash, holder, now, until)),
+            Self::Sql(s) => s.lease_take(key_hash, holder, now, until).await,
+        }
+    }
+
+    /// Frees the lease if `holder` holds it.
+    pub(crate) async fn lease_release(&self, key_hash: &str, holder: &str) -> Result<()> {
+        match self {
+            Self::Memory(m) => {
+                m.lease_release(key_hash, holder);
+                Ok(())
+            }
+            Self::Sql(s) => s.lease_release(key_hash, holder).await,
+        }
+    }
+
     /// Marks the live row of `key_hash` deleted; whether there was one.
     pub(crate) async fn cred_delete(
         &self,

@@ -187,6 +187,15 @@ fn notes(format: Format, model: &AclModel) -> Vec<String> {
         Format::Mosquitto | Format::SolaceSemp => {
             for p in model.principals.iter().filter(|p| p.bound_client_id().is_none()) {
                 let ids: Vec<&str> = p.client_ids.iter().map(String::as_str).collect();
+                if ids.is_empty() {
+                    notes.push(format!(
+                        "broker user {:?} runs as replicas ({} is set), each with its own client id, so it is \
+                         not bound to one and could connect with another account's client id",
+                        p.username,
+                        crate::broker::REPLICA_ID_ENV
+                    ));
+                    continue;
+                }
                 notes.push(format!(
                     "broker user {:?} connects with several client ids ({}), so it is not bound to one and \
                      could connect with another account's client id; give each replica its own broker_username",

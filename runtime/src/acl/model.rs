@@ -379,7 +379,12 @@ fn principal(spec: &AppSpec, app: &str) -> Result<Principal, Vec<ModelError>> {
             .clone()
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| DEFAULT_VPN.to_string()),
-        client_ids: BTreeSet::from([broker::client_id(&spec.broker, &spec.name)]),
+        // Replicas (AMESH_REPLICA_ID) each connect with their own id: the
+        // account cannot be bound to one of them.
+        client_ids: match broker::replica_id() {
+            Some(_) => BTreeSet::new(),
+            None => BTreeSet::from([broker::client_id_for(&spec.broker, &spec.name, None)]),
+        },
         max_message_size_bytes,
         apps: vec![app.to_string()],
     })

@@ -112,19 +112,54 @@ pub enum BrokerError {
     Other(String),
 }
 
-/// The MQTT client id an app connects with: `client_id` from its `broker:`
-/// block, else `{broker_username or app}-{app}` limited to characters every
-/// broker accepts. Stable across restarts so the broker keeps the session.
+/// Environment variable naming this process among the replicas of the
+/// same app (`weather-1`, a pod name, a hostname). Replicas run one config,
+/// so without it they would derive one client id, and the broker lets one
+/// connection hold a client id: each would keep kicking the other off
+/// (paho has aborted with a double free in that fight). Unset for a single
+/// replica, so its id, and the broker session kept under it, stay as they were.
+pub const REPLICA_ID_ENV: &str = "AMESH_REPLICA_ID";
+
+/// This process's replica id from [`REPLICA_ID_ENV`], if set and not blank.
+/// Explicit rather than a hostname or pid by default: the id must stay the
+/// same across restarts for the broker to keep the replica's session.
+pub fn replica_id() -> Option<String> {
+    std::env::var(REPLICA_ID_ENV)
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+}
+
+/// The MQTT client id an app connects with: [`client_id_for`] with this
+/// process's [`replica_id`].
+pub fn client_id(cfg: &BrokerConfig, app: &str) -> String {
+    client_id_for(cfg, app, replica_id().as_deref())
+}
+
+/// The MQTT client id of `app` in replica `replica`: `client_id` from its
+/// `broker:` block, else `{broker_username or app}-{app}` limited to
+/// characters every broker accepts, then `-{replica}` when there is one.
+/// Stable across restarts so the broker keeps the session.
 ///
 /// The one place ids are derived: the MQTT client connects with it and
 /// `amesh acl generate` binds each broker account to it, so the two cannot
 /// disagree.
-pub fn client_id(cfg: &BrokerConfig, app: &str) -> String {
-    if let Some(id) = &cfg.client_id {
-        return id.clone();
+pub fn client_id_for(cfg: &BrokerConfig, app: &str, replica: Option<&str>) -> String {
+    let base = match &cfg.client_id {
+        Some(id) => id.clone(),
+        None => sanitized(&format!(
+            "{}-{app}",
+            cfg.broker_username.as_deref().unwrap_or(app)
+        )),
+    };
+    match replica {
+        Some(replica) => format!("{base}-{}", sanitized(replica)),
+        None => base,
     }
-    format!("{}-{app}", cfg.broker_username.as_deref().unwrap_or(app))
-        .chars()
+}
+
+fn sanitized(id: &str) -> String {
+    id.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
                 c
@@ -242,11 +277,24 @@ mod tests {
             broker_username: Some("agent-1".into()),
             ..BrokerConfig::default()
         };
-        assert_eq!(client_id(&cfg, "weather"), "agent-1-weather");
+        assert_eq!(client_id_for(&cfg, "weather", None), "agent-1-weather");
         cfg.broker_username = None;
-        assert_eq!(client_id(&cfg, "my app/x"), "my_app_x-my_app_x");
+        assert_eq!(client_id_for(&cfg, "my app/x", None), "my_app_x-my_app_x");
         cfg.client_id = Some("replica 7".into());
-        assert_eq!(client_id(&cfg, "weather"), "replica 7");
+        assert_eq!(client_id_for(&cfg, "weather", None), "replica 7");
+    }
+
+    #[test]
+    fn replicas_of_one_app_get_distinct_stable_client_ids() {
+        let cfg = BrokerConfig {
+            broker_username: Some("agent-1".into()),
+            ..BrokerConfig::default()
+        };
+        let a = client_id_for(&cfg, "weather", Some("pod-a"));
+        let b = client_id_for(&cfg, "weather", Some("pod b"));
+        assert_eq!(a, "agent-1-weather-pod-a");
+        assert_eq!(b, "agent-1-weather-pod_b");
+        assert_eq!(a, client_id_for(&cfg, "weather", Some("pod-a")), "stable");
     }
 
     #[test]

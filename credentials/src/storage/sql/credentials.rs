@@ -90,6 +90,9 @@ impl SqlStorage {
                     .col_expr(C::TokenExpiresAt, Expr::value(row.token_expires_at))
                     .col_expr(C::UpdatedAt, Expr::value(row.now))
                     .col_expr(C::ExpiresAt, Expr::value(row.expires_at))
+                    // A new credential ends any refresh lease on the old one.
+                    .col_expr(C::RefreshLeaseUntil, Expr::value(Option::<i64>::None))
+                    .col_expr(C::RefreshLeaseHolder, Expr::value(Option::<String>::None))
                     .filter(C::Id.eq(id))
                     .exec(&txn)
                     .await?;

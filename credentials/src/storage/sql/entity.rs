@@ -37,6 +37,11 @@ pub(crate) mod credential {
         pub expires_at: i64,
         pub deleted_at: Option<i64>,
         pub delete_reason: Option<String>,
+        /// Until when (unix ms) one replica holds the right to refresh this
+        /// row's grant; `NULL` or past means nobody does. See `lease.rs`.
+        pub refresh_lease_until: Option<i64>,
+        /// The store instance (replica) holding the lease.
+        pub refresh_lease_holder: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

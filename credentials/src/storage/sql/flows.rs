@@ -109,6 +109,16 @@ impl SqlStorage {
 
     pub(crate) async fn client_put(&self, row: ClientRow<'_>) -> Result<()> {
         self.check_file()?;
+        match self.try_client_put(&row).await {
+            // A replica registered at the same server between our update
+            // and insert: its row is there now, so this becomes an update.
+            Err(e) if errors::is_unique_violation(&e) => self.try_client_put(&row).await,
+            other => other,
+        }
+        .map_err(|e| self.err(e))
+    }
+
+    async fn try_client_put(&self, row: &ClientRow<'_>) -> std::result::Result<(), sea_orm::DbErr> {
         use client::Column as K;
         let run = async {
             let txn = self.db.begin().await?;
@@ -136,7 +146,7 @@ impl SqlStorage {
             }
             txn.commit().await
         };
-        run.await.map_err(|e| self.err(e))
+        run.await
     }
 
     pub(crate) async fn client_get(&self, agent: &str, key_hash: &str) -> Result<Option<Vec<u8>>> {

@@ -30,7 +30,11 @@ pub(crate) struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(CreateConversations)]
+        vec![
+            Box::new(CreateTables),
+            Box::new(CreateConversations),
+            Box::new(AddRefreshLease),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -342,5 +346,56 @@ impl MigrationTrait for CreateConversations {
         manager
             .drop_table(Table::drop().table(conversation::Entity).take())
             .await
+    }
+}
+
+/// The refresh lease on a credential row: replicas sharing the database
+/// take it before spending a rotating refresh token (see
+/// `storage/sql/lease.rs`). Nullable columns, so rows written by an
+/// earlier version read as "not leased".
+struct AddRefreshLease;
+
+impl MigrationName for AddRefreshLease {
+    fn name(&self) -> &str {
+        "m0003_add_credential_refresh_lease"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddRefreshLease {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use credential::Column as C;
+        // One column per statement: SQLite's ALTER TABLE adds one at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(credential::Entity)
+                    .add_column(opt_millis(C::RefreshLeaseUntil))
+                    .take(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(credential::Entity)
+                    .add_column(ColumnDef::new(C::RefreshLeaseHolder).string_len(64).null())
+                    .take(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use credential::Column as C;
+        for col in [C::RefreshLeaseUntil, C::RefreshLeaseHolder] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(credential::Entity)
+                        .drop_column(col)
+                        .take(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

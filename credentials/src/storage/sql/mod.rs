@@ -13,6 +13,7 @@ mod entity;
 mod errors;
 mod file;
 mod flows;
+mod lease;
 pub(crate) mod migration;
 
 use std::sync::Arc;

@@ -5,6 +5,11 @@
 //! `tokio::sync::Mutex` per (user, tool id) — a tokio mutex because it is
 //! held across the token request — and each re-reads the credential after
 //! acquiring it, so only the first refreshes and the others use its result.
+//! Replicas of the agent share the credential rows, so the refresh also
+//! holds the row's lease in the store (`CredentialStore::refresh_serialized`):
+//! across replicas one refresh runs at a time, and a replica that loses
+//! the race uses the winner's token instead of spending the rotated
+//! refresh token again.
 //! The refresh runs in its own task: if the call that started it is
 //! cancelled or times out, a refresh that went through at the provider
 //! still reaches the store, because a rotated refresh token lost on the way
@@ -13,7 +18,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use amesh_credentials::{Credential, CredentialKey, CredentialStore, SecretString};
+use amesh_credentials::{
+    Credential, CredentialKey, CredentialStore, LeaseTiming, Refresh, SecretString,
+};
 use amesh_mcp::oauth::{self, AuthServer, OAuthClient, Secret, TokenSet};
 use amesh_trust::VerifiedIdentity;
 
@@ -24,6 +31,18 @@ use crate::telemetry::metrics;
 
 /// An access token this close to its expiry is refreshed before use.
 pub(super) const REFRESH_LEEWAY: Duration = Duration::from_secs(60);
+
+/// The credential row's refresh lease (one refresh across replicas). Held
+/// a little longer than the token request's 30 s timeout: a replica killed
+/// while holding it delays that user's refresh by at most this long, so it
+/// is kept short. A refresh slower than that (slow discovery too) may be
+/// raced by another replica; the loser is refused and then finds the
+/// winner's token in the store (`CredentialStore::refresh_serialized`).
+const REFRESH_LEASE: LeaseTiming = LeaseTiming {
+    hold: Duration::from_secs(35),
+    poll: Duration::from_millis(100),
+    max_wait: Duration::from_secs(45),
+};
 
 /// Past this many (user, tool) refresh locks, idle ones are dropped.
 const MAX_IDLE_LOCKS: usize = 4096;
@@ -95,8 +114,9 @@ impl McpTools {
         .unwrap_or_else(|e| Access::Failed(AccessError::RefreshAborted(e.to_string())))
     }
 
-    /// Refreshes under the (user, tool) lock, unless another caller did
-    /// while this one waited.
+    /// Refreshes under the (user, tool) lock of this process and the
+    /// credential row's lease across replicas, unless another caller or
+    /// replica did while this one waited.
     async fn refresh_once(
         &self,
         server: &Server,
@@ -110,29 +130,57 @@ impl McpTools {
         let gate = self.refresh_lock(user, tool);
         let _held = gate.lock().await;
         let key = CredentialKey::new(user, tool);
-        let credential = match store.get(&key, who).await {
-            Ok(Some(credential)) => credential,
-            Ok(None) => return Access::Missing,
-            Err(e) => return Access::Failed(e.into()),
+        let stale = |credential: &Credential| match rejected {
+            // Until another caller replaced the refused token.
+            Some(rejected) => credential.access_token.expose() == rejected,
+            None => near_expiry(credential),
         };
-        let fresh = match rejected {
-            // Another caller already replaced the refused token.
-            Some(rejected) => credential.access_token.expose() != rejected,
-            None => !near_expiry(&credential),
-        };
-        if fresh {
-            return Access::Token(credential); // refreshed by another caller
-        }
         let forced = rejected.is_some();
+        let outcome = store
+            .refresh_serialized(&key, who, REFRESH_LEASE, stale, |credential| {
+                self.refresh_grant(server, store, user, credential, forced)
+            })
+            .await;
+        match outcome {
+            Ok(Refresh::Missing) => Access::Missing,
+            // Fresh: refreshed by another caller or replica meanwhile.
+            Ok(Refresh::Fresh(credential) | Refresh::Refreshed(credential)) => {
+                Access::Token(credential)
+            }
+            Ok(Refresh::Failed(instead)) => instead,
+            Ok(Refresh::Busy(credential)) => {
+                let why = "another replica is still refreshing this access token";
+                still_valid_or(credential, agent, user, tool, &why, why.to_owned())
+            }
+            Err(e) => Access::Failed(e.into()),
+        }
+    }
+
+    /// One refresh_token grant at the provider for `credential` (held under
+    /// the lease). `Err` is what to answer instead of a new credential:
+    /// reauthorize, fail, or keep using the old token while it lasts.
+    async fn refresh_grant(
+        &self,
+        server: &Server,
+        store: &CredentialStore,
+        user: &str,
+        credential: Credential,
+        forced: bool,
+    ) -> Result<Credential, Access> {
+        let tool = server.tool_id.as_str();
+        let agent = self.inner.agent.as_str();
         if credential.refresh_token.is_none() {
-            return Access::Reauthorize(
+            return Err(Access::Reauthorize(
                 "the access token expires and no refresh token is stored".into(),
-            );
+            ));
         }
         let auth_server = match self.auth_server(server, None).await {
             Ok(found) => found,
-            Err(e) if forced => return Access::Reauthorize(e.to_string()),
-            Err(e) => return still_valid_or(credential, agent, user, tool, &e, e.to_string()),
+            Err(e) if forced => return Err(Access::Reauthorize(e.to_string())),
+            Err(e) => {
+                let reason = e.to_string();
+                return Err(still_valid_or(credential, agent, user, tool, &e, reason));
+            }
         };
         // The grant belongs to the issuer that made it: its refresh token
         // and client are never sent to another one.
@@ -140,32 +188,30 @@ impl McpTools {
             && issued_by != auth_server.issuer()
         {
             tracing::warn!(agent, user, tool, issued_by, issuer = %auth_server.issuer(), "the MCP server's authorization server changed; the grant is not sent to the new one");
-            return Access::Reauthorize(format!(
+            return Err(Access::Reauthorize(format!(
                 "the grant was issued by {issued_by}, but the MCP server now names {}",
                 auth_server.issuer()
-            ));
+            )));
         }
         let http = match server.oauth_http() {
             Ok(http) => http,
-            Err(e) => return Access::Failed(AccessError::Setup(e)),
+            Err(e) => return Err(Access::Failed(AccessError::Setup(e))),
         };
         let client = match self
             .refresh_client(server, store, &auth_server, &credential)
             .await
         {
             Ok(client) => client,
-            Err(e) => return Access::Failed(AccessError::Setup(e)),
+            Err(e) => return Err(Access::Failed(AccessError::Setup(e))),
         };
         tracing::info!(agent, user, tool, forced, "refreshing the access token");
         let previous = token_set(&credential);
         let result = oauth::refresh(http, &auth_server, &client, &previous).await;
-        crate::telemetry::metrics::token_refresh(agent, tool, refresh_outcome(&result));
-        match result {
+        metrics::token_refresh(agent, tool, refresh_outcome(&result));
+        let failed = match result {
             Ok(refreshed) => {
+                // Stored by the caller, which holds the lease.
                 let renewed = to_credential(&refreshed.tokens, &auth_server, &client);
-                if let Err(e) = metrics::store_op("put", store.put(&key, who, &renewed)).await {
-                    return Access::Failed(e.into());
-                }
                 tracing::info!(
                     agent,
                     user,
@@ -173,7 +219,7 @@ impl McpTools {
                     rotated = refreshed.rotated,
                     "access token refreshed"
                 );
-                Access::Token(renewed)
+                return Ok(renewed);
             }
             Err(e) if e.is_client_rejected() && auth::configured_client(&server.cfg).is_none() => {
                 self.forget_registration(&auth_server, &client, tool, &e.to_string())
@@ -187,7 +233,8 @@ impl McpTools {
             }
             Err(e) if forced => Access::Reauthorize(format!("the refresh failed: {e}")),
             Err(e) => still_valid_or(credential, agent, user, tool, &e, e.user_reason()),
-        }
+        };
+        Err(failed)
     }
 
     /// The client a refresh authenticates as: the configured one, else the
