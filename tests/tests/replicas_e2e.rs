@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amesh_mcp::demo::{DemoHandle, DemoOptions, DemoProvider};
+use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_tests::amesh_run::AmeshRun;
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oauth::{answer, call_authorizing};
