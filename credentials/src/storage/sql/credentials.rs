@@ -20,6 +20,10 @@ use crate::storage::{CredRow, PutOutcome, Result, RowKey};
 /// Rows marked deleted per sweep statement.
 const SWEEP_BATCH: u64 = 500;
 
+/// Times a write transaction refused as `SQLITE_BUSY` is started over
+/// (see [`errors::is_sqlite_busy`]).
+const SQLITE_BUSY_RETRIES: u64 = 8;
+
 impl SqlStorage {
     /// The sealed blob of the live row of `key_hash`, if it is `agent`'s
     /// and unexpired. The query names only the unique index's columns, so
@@ -54,13 +58,23 @@ impl SqlStorage {
 
     pub(crate) async fn cred_put(&self, row: CredRow<'_>) -> Result<PutOutcome> {
         self.check_file()?;
-        match self.try_put(&row).await {
-            // A replica inserted the same key between our check and insert:
-            // it is a live row now, so this becomes an update.
-            Err(e) if errors::is_unique_violation(&e) => self.try_put(&row).await,
-            other => other,
+        let mut attempt = 0;
+        loop {
+            match self.try_put(&row).await {
+                // A replica inserted the same key between our check and
+                // insert: it is a live row now, so this becomes an update.
+                Err(e) if errors::is_unique_violation(&e) => {
+                    return self.try_put(&row).await.map_err(|e| self.err(e));
+                }
+                // Another store wrote the SQLite file after our transaction
+                // read it: start the transaction over (a few times).
+                Err(e) if errors::is_sqlite_busy(&e) && attempt < SQLITE_BUSY_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+                }
+                other => return other.map_err(|e| self.err(e)),
+            }
         }
-        .map_err(|e| self.err(e))
     }
 
     async fn try_put(&self, row: &CredRow<'_>) -> std::result::Result<PutOutcome, DbErr> {

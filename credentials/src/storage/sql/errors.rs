@@ -172,6 +172,29 @@ fn unavailable_code(dialect: Dialect, code: &str) -> bool {
     }
 }
 
+/// Whether `err` is SQLite's "busy" (any extended code of
+/// `SQLITE_BUSY`). A write transaction that began by reading (SQLite's
+/// deferred `BEGIN`) gets `SQLITE_BUSY_SNAPSHOT` at once, without waiting
+/// for the busy timeout, when another connection to the same file wrote
+/// after its read: its snapshot is stale and only starting over helps.
+/// Several stores (replicas, or tests) sharing one SQLite file meet this.
+pub(crate) fn is_sqlite_busy(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        sqlx::Error::Database(db)
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() =>
+        {
+            db.code()
+                .and_then(|c| c.parse::<i64>().ok())
+                .is_some_and(|c| c & 0xff == 5)
+        }
+        _ => false,
+    }
+}
+
 /// Whether `err` is a unique-constraint violation (a concurrent insert won).
 pub(crate) fn is_unique_violation(err: &DbErr) -> bool {
     matches!(
