@@ -15,8 +15,8 @@ use super::{GatewayInner, links};
 use crate::a2a::StreamResult;
 use crate::a2a::client::Event;
 use crate::a2a::waiters::Asked;
-use crate::telemetry::metrics;
 use crate::broker::{Incoming, Message};
+use crate::telemetry::metrics;
 use crate::topics;
 
 /// Reads the gateway's broker connection until `stop`.

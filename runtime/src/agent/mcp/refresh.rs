@@ -13,8 +13,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use amesh_credentials::{Credential, CredentialKey, CredentialStore, SecretString};
-use amesh_mcp::oauth::{self, AuthServer, OAuthClient, Secret, TokenSet};
+use amesh_credentials::{
+    Credential, CredentialKey, CredentialStore, ExposeSecret as _, SecretString,
+};
+use amesh_mcp::oauth::{self, AuthServer, OAuthClient, TokenSet};
 use amesh_trust::VerifiedIdentity;
 
 use super::error::OAuthSetupError;
@@ -72,7 +74,7 @@ impl McpTools {
         server: &Arc<Server>,
         store: &CredentialStore,
         who: &VerifiedIdentity,
-        rejected: String,
+        rejected: SecretString,
     ) -> Access {
         self.spawn_refresh(server, store, who, Some(rejected)).await
     }
@@ -84,11 +86,11 @@ impl McpTools {
         server: &Arc<Server>,
         store: &CredentialStore,
         who: &VerifiedIdentity,
-        rejected: Option<String>,
+        rejected: Option<SecretString>,
     ) -> Access {
         let (this, server, store, who) = (self.clone(), server.clone(), store.clone(), who.clone());
         tokio::spawn(async move {
-            this.refresh_once(&server, &store, &who, rejected.as_deref())
+            this.refresh_once(&server, &store, &who, rejected.as_ref())
                 .await
         })
         .await
@@ -102,7 +104,7 @@ impl McpTools {
         server: &Server,
         store: &CredentialStore,
         who: &VerifiedIdentity,
-        rejected: Option<&str>,
+        rejected: Option<&SecretString>,
     ) -> Access {
         let user = who.user_id();
         let tool = server.tool_id.as_str();
@@ -117,7 +119,7 @@ impl McpTools {
         };
         let fresh = match rejected {
             // Another caller already replaced the refused token.
-            Some(rejected) => credential.access_token.expose() != rejected,
+            Some(rejected) => credential.access_token.expose_secret() != rejected.expose_secret(),
             None => !near_expiry(&credential),
         };
         if fresh {
@@ -271,11 +273,8 @@ pub(super) fn near_expiry(credential: &Credential) -> bool {
 /// A stored credential as the OAuth code's token set.
 pub(super) fn token_set(credential: &Credential) -> TokenSet {
     TokenSet {
-        access_token: Secret::new(credential.access_token.expose()),
-        refresh_token: credential
-            .refresh_token
-            .as_ref()
-            .map(|t| Secret::new(t.expose())),
+        access_token: credential.access_token.clone(),
+        refresh_token: credential.refresh_token.clone(),
         token_type: credential.token_type.clone(),
         expires_at: credential
             .expires_at
@@ -293,11 +292,8 @@ pub(super) fn to_credential(
     client: &OAuthClient,
 ) -> Credential {
     Credential {
-        access_token: SecretString::new(tokens.access_token.expose()),
-        refresh_token: tokens
-            .refresh_token
-            .as_ref()
-            .map(|t| SecretString::new(t.expose())),
+        access_token: tokens.access_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
         token_type: tokens.token_type.clone(),
         expires_at: tokens
             .expires_at
