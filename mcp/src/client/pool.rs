@@ -298,7 +298,10 @@ impl McpClientPool {
     /// this every few seconds.
     pub async fn evict_idle(&self) -> usize {
         let ttl = u64::try_from(self.bounds().idle_ttl.as_millis()).unwrap_or(u64::MAX);
-        let cutoff = self.now_ms().saturating_sub(ttl);
+        // Idle means unused for `ttl` by now; not a cutoff `now - ttl`, which
+        // saturates to 0 in a pool younger than `ttl` and then counted a
+        // session used at its first millisecond as idle.
+        let now = self.now_ms();
         let mut closing = Vec::new();
         let forgotten = {
             let mut sessions = self
@@ -308,7 +311,9 @@ impl McpClientPool {
                 .unwrap_or_else(|p| p.into_inner());
             let before = sessions.len();
             sessions.retain(|(_, user), entry| {
-                if user.is_empty() || entry.last_used.load(Ordering::Relaxed) > cutoff {
+                if user.is_empty()
+                    || now.saturating_sub(entry.last_used.load(Ordering::Relaxed)) < ttl
+                {
                     return true;
                 }
                 match entry.take_unused() {
