@@ -304,3 +304,41 @@ fn token_error(
         RequestTokenError::Other(reason) => OAuthError::TokenResponse { url, reason },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Token sets, verifiers and clients are stored (sealed) by the caller:
+    /// records written before the move to `secrecy` must read back, and new
+    /// ones keep the plain-string shape.
+    #[test]
+    fn stored_token_sets_and_clients_keep_their_json_shape() {
+        let stored = json!({
+            "access_token": "at-1",
+            "refresh_token": "rt-1",
+            "token_type": "Bearer",
+            "expires_at": 1_900_000_000u64,
+            "scopes": ["mcp"],
+        });
+        let tokens: TokenSet = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(tokens.access_token.expose_secret(), "at-1");
+        assert!(!format!("{tokens:?}").contains("at-1"));
+        assert_eq!(serde_json::to_value(&tokens).unwrap(), stored);
+
+        let client = json!({"client_id": "c", "client_secret": "s", "auth": "client_secret_basic"});
+        let back: OAuthClient = serde_json::from_value(client.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), client);
+        let public = json!({"client_id": "c", "client_secret": null, "auth": "none"});
+        let back: OAuthClient = serde_json::from_value(public.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), public);
+
+        let verifier = PkceVerifier::new("v".repeat(43));
+        assert_eq!(
+            serde_json::to_value(&verifier).unwrap(),
+            json!("v".repeat(43))
+        );
+    }
+}
