@@ -282,7 +282,7 @@ impl DatabaseUrl {
             secrets.push(password.to_owned());
             let decoded = percent_decode(password);
             secrets.push(decoded.clone());
-            driver_password = Some(SecretString::new(decoded));
+            driver_password = Some(SecretString::from(decoded));
         }
         let mut redacted_query = Vec::new();
         let mut driver_query = Vec::new();
@@ -293,7 +293,7 @@ impl DatabaseUrl {
                         secrets.push(v.to_owned());
                         secrets.push(percent_decode(v));
                         if k == "password" && driver_password.is_none() {
-                            driver_password = Some(SecretString::new(percent_decode(v)));
+                            driver_password = Some(SecretString::from(percent_decode(v)));
                         }
                     }
                     redacted_query.push(format!("{k}=[redacted]"));
@@ -416,6 +416,7 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::ExposeSecret as _;
 
     #[test]
     fn postgres_password_is_redacted_everywhere() {
@@ -437,7 +438,7 @@ mod tests {
             url.driver_url(),
             "postgres://amesh@db.internal:5432/creds?sslmode=require"
         );
-        assert_eq!(url.password().map(|p| p.expose()), Some("p@ss-w0rd"));
+        assert_eq!(url.password().map(|p| p.expose_secret()), Some("p@ss-w0rd"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::model::{
     ClientInfo, ClientRegistration, CredentialKey, EventKind, NewFlow, PendingFlow, from_ms, now_ms,
 };
 use crate::sealed::{FlowIdentity, Unsealed, open_client, open_flow, seal_client, seal_flow};
+use crate::secret::ExposeSecret as _;
 use crate::storage::sql::migration::{MAX_ID_LEN, MAX_TOOL_LEN};
 use crate::storage::{ClientRow, FlowRow, Take};
 use crate::store::{CredentialStore, check_id};
@@ -37,11 +38,11 @@ impl CredentialStore {
         who: &VerifiedIdentity,
     ) -> Result<SystemTime, CredentialError> {
         let s = self.open_shared()?;
-        check_state(flow.state.expose())?;
+        check_state(flow.state.expose_secret())?;
         check_id("tool_id", &flow.tool_id, MAX_TOOL_LEN)?;
         check_id("task_id", &flow.task_id, MAX_ID_LEN)?;
         check_id("user_id", who.user_id(), MAX_ID_LEN)?;
-        let state_hash = state_hash(&s.agent_id, flow.state.expose());
+        let state_hash = state_hash(&s.agent_id, flow.state.expose_secret());
         let id = FlowIdentity {
             agent_id: &s.agent_id,
             user_id: who.user_id(),

@@ -60,8 +60,8 @@
 //! let key = CredentialKey::new("alice", "https://mcp.example.com/mcp");
 //! store.put(&key, &alice, &Credential::bearer("access-token")).await?;
 //! let credential = store.get(&key, &alice).await?.expect("stored");
-//! assert_eq!(credential.access_token.expose(), "access-token");
-//! assert_eq!(format!("{:?}", credential.access_token), "[redacted]");
+//! assert_eq!(credential.access_token.expose_secret(), "access-token");
+//! assert!(!format!("{:?}", credential.access_token).contains("access-token"));
 //!
 //! // The agent keeps each conversation (A2A contextId) of each user.
 //! let history = Conversation {
@@ -129,6 +129,8 @@ pub use model::{
     PendingFlow, SecretJson,
 };
 pub use refresh::{LeaseTiming, Refresh};
-pub use secret::{AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, SecretString};
+pub use secret::{
+    AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, ExposeSecret, SecretString,
+};
 pub use store::CredentialStore;
 pub use ttl::{DEFAULT_TTL, MAX_TTL_SECONDS, SECRETS_TTL_VAR, parse_ttl, ttl_from_env};

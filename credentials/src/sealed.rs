@@ -17,7 +17,7 @@ use crate::model::{
     ClientRegistration, Conversation, Credential, CredentialKey, NewFlow, SecretJson, from_ms,
     to_ms,
 };
-use crate::secret::SecretString;
+use crate::secret::{ExposeSecret as _, SecretString};
 
 /// Why a sealed row could not be read back.
 #[derive(Debug)]
@@ -63,8 +63,8 @@ pub(crate) fn seal_credential(
     credential: &Credential,
 ) -> Result<Vec<u8>, CredentialError> {
     let doc = CredentialOut {
-        access_token: credential.access_token.expose(),
-        refresh_token: credential.refresh_token.as_ref().map(SecretString::expose),
+        access_token: credential.access_token.expose_secret(),
+        refresh_token: credential.refresh_token.as_ref().map(|s| s.expose_secret()),
         token_type: &credential.token_type,
         expires_at_ms: credential.expires_at.map(to_ms),
         scopes: &credential.scopes,
@@ -141,7 +141,7 @@ pub(crate) fn seal_flow(
     flow: &NewFlow,
 ) -> Result<Vec<u8>, CredentialError> {
     let doc = FlowOut {
-        pkce_verifier: flow.pkce_verifier.expose(),
+        pkce_verifier: flow.pkce_verifier.expose_secret(),
         redirect_uri: &flow.redirect_uri,
         resume: flow.resume.expose(),
     };
@@ -187,7 +187,7 @@ pub(crate) fn seal_client(
 ) -> Result<Vec<u8>, CredentialError> {
     let doc = ClientOut {
         client_id: &client.client_id,
-        client_secret: client.client_secret.as_ref().map(SecretString::expose),
+        client_secret: client.client_secret.as_ref().map(|s| s.expose_secret()),
         client_secret_expires_at_ms: client.client_secret_expires_at.map(to_ms),
         registration: client.registration.expose(),
     };

@@ -2,9 +2,9 @@
 //!
 //! Tokens, PKCE verifiers and client secrets pass through logs, error
 //! chains and `{:?}` all the time in a service like this; the types here
-//! make the safe thing the default: their `Debug` prints `[redacted]`, they
-//! have no `Display` and no `Serialize`, the bytes are zeroized on drop, and
-//! reading one takes an explicit [`SecretString::expose`].
+//! make the safe thing the default: their `Debug` is redacted, they have no
+//! `Display` and no `Serialize`, the bytes are zeroized on drop, and reading
+//! one takes an explicit [`ExposeSecret::expose_secret`].
 //!
 //! [`AgentSecret`] is the agent's *secret unique identifier*, the input to
 //! the key derivation in `crypto.rs`. It lives outside the database — in a
@@ -31,48 +31,10 @@ pub const AGENT_SECRET_ENV: &str = "AMESH_AGENT_SECRET";
 pub const AGENT_SECRET_MIN_BYTES: usize = 32;
 
 /// A string that must never reach a log: an access or refresh token, a PKCE
-/// verifier, a client secret, an OAuth `state`.
-///
-/// `Debug` prints `[redacted]`; there is no `Display`; the buffer is
-/// zeroized on drop. Read it with [`expose`](Self::expose), at the one place
-/// that sends it where it belongs.
-#[derive(Clone, Default)]
-pub struct SecretString(Zeroizing<String>);
-
-impl SecretString {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(Zeroizing::new(value.into()))
-    }
-
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl From<String> for SecretString {
-    fn from(value: String) -> Self {
-        Self::new(value)
-    }
-}
-
-impl From<&str> for SecretString {
-    fn from(value: &str) -> Self {
-        Self::new(value)
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// verifier, a client secret, an OAuth `state`, a database password. The
+/// workspace-wide type (see `amesh_mcp::secret` for why it is `secrecy`'s),
+/// re-exported so users of this crate name it from here.
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// The agent's secret unique identifier: key material for encryption at
 /// rest. Never written to the database.
@@ -274,10 +236,13 @@ mod tests {
 
     #[test]
     fn secret_string_debug_is_redacted() {
-        let s = SecretString::new("ya29.super-secret");
-        assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(format!("{:?}", Some(s.clone())), "Some([redacted])");
-        assert_eq!(s.expose(), "ya29.super-secret");
+        let s = SecretString::from("ya29.super-secret");
+        let text = format!("{:?}", Some(s.clone()));
+        assert!(
+            !text.contains("ya29") && text.contains("REDACTED"),
+            "{text}"
+        );
+        assert_eq!(s.expose_secret(), "ya29.super-secret");
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use amesh_credentials::ExposeSecret as _;
 use amesh_credentials::{
     Credential, CredentialError, CredentialKey, CredentialStore, DatabaseUrl, EventKind, Filter,
     StoreBackend, StoreConfig,
@@ -103,7 +104,7 @@ async fn recovers(
     loop {
         match store.get(key, &identity("alice")).await {
             Ok(Some(c)) => {
-                assert_eq!(c.access_token.expose(), "outage-token");
+                assert_eq!(c.access_token.expose_secret(), "outage-token");
                 eprintln!("[{backend}] recovered after {failures} failed calls");
                 return failures;
             }

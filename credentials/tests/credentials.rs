@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use amesh_credentials::ExposeSecret as _;
 use amesh_credentials::{
     ClientRegistration, Credential, CredentialError, CredentialKey, DeleteReason, EventKind,
     Filter, NewFlow, SecretJson,
@@ -49,9 +50,13 @@ async fn credential_round_trip_on_every_backend() {
             .expect("put");
 
         let got = store.get(&key, &alice).await.expect("get").expect("stored");
-        assert_eq!(got.access_token.expose(), "access-token-value-1", "[{l}]");
         assert_eq!(
-            got.refresh_token.as_ref().map(|t| t.expose()),
+            got.access_token.expose_secret(),
+            "access-token-value-1",
+            "[{l}]"
+        );
+        assert_eq!(
+            got.refresh_token.as_ref().map(|t| t.expose_secret()),
             Some("refresh-token-value-1"),
             "[{l}]"
         );
@@ -136,7 +141,7 @@ async fn second_put_is_a_refresh_and_keeps_one_live_row() {
             .await
             .expect("refresh");
         let got = store.get(&key, &alice).await.expect("get").expect("stored");
-        assert_eq!(got.access_token.expose(), "second-access", "[{l}]");
+        assert_eq!(got.access_token.expose_secret(), "second-access", "[{l}]");
         assert!(got.refresh_token.is_none(), "[{l}] replaced as a whole");
         let rows = store
             .list(&Filter::agent("agent-a").with_deleted())
@@ -184,7 +189,11 @@ async fn credentials_and_client_registrations_survive_a_process_restart() {
             .await
             .expect("get")
             .expect("persisted");
-        assert_eq!(got.access_token.expose(), "survives-restart", "[{l}]");
+        assert_eq!(
+            got.access_token.expose_secret(),
+            "survives-restart",
+            "[{l}]"
+        );
         let client = store
             .get_client("https://auth.example.com")
             .await
@@ -192,7 +201,7 @@ async fn credentials_and_client_registrations_survive_a_process_restart() {
             .expect("persisted");
         assert_eq!(client.client_id, "dyn-client");
         assert_eq!(
-            client.client_secret.as_ref().map(|s| s.expose()),
+            client.client_secret.as_ref().map(|s| s.expose_secret()),
             Some("dyn-secret")
         );
         assert_eq!(client.registration.expose()["client_id"], "dyn-client");
@@ -295,7 +304,11 @@ async fn another_users_identity_is_denied_and_audited() {
             .await
             .expect("get")
             .expect("kept");
-        assert_eq!(still.access_token.expose(), "alice-only-token", "[{l}]");
+        assert_eq!(
+            still.access_token.expose_secret(),
+            "alice-only-token",
+            "[{l}]"
+        );
 
         let denied: Vec<_> = store
             .events(&Filter::agent("agent-a").user("alice"), 20)
@@ -381,7 +394,7 @@ async fn expired_credentials_are_swept_kept_for_audit_and_never_read() {
             .await
             .expect("put");
         let got = store.get(&key, &alice).await.expect("get").expect("live");
-        assert_eq!(got.access_token.expose(), "fresh-again", "[{l}]");
+        assert_eq!(got.access_token.expose_secret(), "fresh-again", "[{l}]");
         let rows = store
             .list(&Filter::agent("agent-a").with_deleted())
             .await

@@ -4,6 +4,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use amesh_credentials::ExposeSecret as _;
 use amesh_credentials::{
     ClientRegistration, CredentialError, CredentialStore, EventKind, Filter, NewFlow, SecretJson,
 };
@@ -57,7 +58,10 @@ async fn pending_flow_is_single_use() {
             (taken.tool_id.as_str(), taken.task_id.as_str()),
             (TOOL, "task-42")
         );
-        assert_eq!(taken.pkce_verifier.expose(), "pkce-verifier-0123456789");
+        assert_eq!(
+            taken.pkce_verifier.expose_secret(),
+            "pkce-verifier-0123456789"
+        );
         assert_eq!(
             taken.redirect_uri,
             "https://gateway.example.com/api/v1/auth/tool/callback"
@@ -295,7 +299,7 @@ async fn client_registrations_round_trip_list_replace_expire_and_delete() {
             .expect("stored");
         assert_eq!(got.client_id, "client-1", "[{l}]");
         assert_eq!(
-            got.client_secret.as_ref().map(|s| s.expose()),
+            got.client_secret.as_ref().map(|s| s.expose_secret()),
             Some("client-secret-1")
         );
         assert_eq!(

@@ -3,6 +3,7 @@
 
 mod common;
 
+use amesh_credentials::ExposeSecret as _;
 use amesh_credentials::{Credential, CredentialKey, EventKind, Filter};
 use common::{TestDb, identity, secret, sql_backends};
 use sea_orm::Value;
@@ -66,7 +67,7 @@ async fn agents_sharing_a_database_cannot_read_each_others_rows() {
                 .expect("get")
                 .expect("b")
                 .access_token
-                .expose(),
+                .expose_secret(),
             "agent-b-token"
         );
 
@@ -103,7 +104,7 @@ async fn agents_sharing_a_database_cannot_read_each_others_rows() {
                 .expect("get")
                 .expect("a")
                 .access_token
-                .expose(),
+                .expose_secret(),
             "agent-a-token",
             "[{l}]"
         );
@@ -167,7 +168,7 @@ async fn ciphertext_moved_to_another_users_row_is_absent_and_audited() {
                 .expect("get")
                 .expect("alice")
                 .access_token
-                .expose(),
+                .expose_secret(),
             "alice-token"
         );
 
@@ -183,7 +184,7 @@ async fn ciphertext_moved_to_another_users_row_is_absent_and_audited() {
                 .expect("get")
                 .expect("bob")
                 .access_token
-                .expose(),
+                .expose_secret(),
             "bob-token-2",
             "[{l}]"
         );
@@ -237,7 +238,7 @@ async fn changed_agent_secret_makes_old_rows_absent_without_failing() {
                 .expect("get")
                 .expect("new")
                 .access_token
-                .expose(),
+                .expose_secret(),
             "new-secret-token"
         );
         after.close().await;

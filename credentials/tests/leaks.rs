@@ -12,6 +12,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use amesh_credentials::ExposeSecret as _;
 use amesh_credentials::{
     ClientRegistration, Conversation, Credential, CredentialKey, CredentialStore, DatabaseUrl,
     Filter, NewFlow, SecretJson, StoreBackend, StoreConfig,
@@ -86,7 +87,7 @@ async fn exercise(db: &TestDb) -> Vec<String> {
     store.put(&key, &alice, &credential).await.expect("put");
     store.put(&key, &alice, &credential).await.expect("refresh");
     let got = store.get(&key, &alice).await.expect("get").expect("stored");
-    assert_eq!(got.access_token.expose(), ACCESS);
+    assert_eq!(got.access_token.expose_secret(), ACCESS);
     debug.push(format!("{got:?} {:?}", Some(&got)));
 
     let flow = NewFlow {
@@ -105,7 +106,7 @@ async fn exercise(db: &TestDb) -> Vec<String> {
         .expect_err("wrong user");
     debug.push(format!("{wrong} {wrong:?}"));
     let taken = store.take_flow(STATE, &alice).await.expect("take");
-    assert_eq!(taken.pkce_verifier.expose(), PKCE);
+    assert_eq!(taken.pkce_verifier.expose_secret(), PKCE);
     debug.push(format!("{taken:?}"));
     let used = store.take_flow(STATE, &alice).await.expect_err("used");
     debug.push(format!("{used} {used:?}"));

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use amesh_credentials::{Credential, CredentialKey, CredentialStore, LeaseTiming, Refresh};
+use amesh_credentials::{
+    Credential, CredentialKey, CredentialStore, ExposeSecret, LeaseTiming, Refresh,
+};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Form, Json, Router};
@@ -102,7 +104,7 @@ async fn refresh_at(
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!(
             "grant_type=refresh_token&refresh_token={}",
-            refresh_token.expose()
+            refresh_token.expose_secret()
         ))
         .send()
         .await
@@ -155,9 +157,11 @@ async fn concurrent_replicas_refresh_a_rotating_grant_exactly_once() {
             match task.await.expect("join") {
                 Ok(Refresh::Refreshed(c)) => {
                     refreshed += 1;
-                    assert_eq!(c.access_token.expose(), "at-1", "[{label}]");
+                    assert_eq!(c.access_token.expose_secret(), "at-1", "[{label}]");
                 }
-                Ok(Refresh::Fresh(c)) => assert_eq!(c.access_token.expose(), "at-1", "[{label}]"),
+                Ok(Refresh::Fresh(c)) => {
+                    assert_eq!(c.access_token.expose_secret(), "at-1", "[{label}]")
+                }
                 other => panic!("[{label}] a replica ended with {other:?}"),
             }
         }
@@ -175,7 +179,10 @@ async fn concurrent_replicas_refresh_a_rotating_grant_exactly_once() {
             .expect("get")
             .expect("live");
         assert_eq!(
-            stored.refresh_token.as_ref().map(|t| t.expose().to_owned()),
+            stored
+                .refresh_token
+                .as_ref()
+                .map(|t| t.expose_secret().to_owned()),
             Some("rt-1".to_owned()),
             "[{label}] the winner's rotated token is stored"
         );
@@ -225,7 +232,7 @@ async fn a_replica_dying_with_the_lease_holds_others_up_only_until_it_runs_out()
         let Refresh::Refreshed(c) = outcome else {
             panic!("[{label}] expected the survivor to refresh, got {outcome:?}");
         };
-        assert_eq!(c.access_token.expose(), "at-1", "[{label}]");
+        assert_eq!(c.access_token.expose_secret(), "at-1", "[{label}]");
         assert!(
             started.elapsed() >= Duration::from_millis(500),
             "[{label}] the survivor waited for the lease to run out"

@@ -175,10 +175,7 @@ pub(crate) async fn register(
     let (client_id, secret) = state.register(redirect_uris.clone(), method != "none");
     let mut answer = json!({
         "client_id": client_id,
-        "client_id_issued_at": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        "client_id_issued_at": amesh_mcp::clock::unix_now(),
         "redirect_uris": redirect_uris,
         "token_endpoint_auth_method": method,
         "grant_types": request.get("grant_types").cloned().unwrap_or(json!(["authorization_code"])),

@@ -21,7 +21,6 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -182,9 +181,7 @@ pub(crate) async fn chat_completions(
     let number = app.model.completions.fetch_add(1, Ordering::Relaxed) + 1;
     let meta = Meta {
         id: format!("chatcmpl-demo-{number}"),
-        created: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        created: amesh_mcp::clock::unix_now(),
         usage: usage(&request, &answer),
     };
     if request.stream {

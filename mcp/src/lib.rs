@@ -7,7 +7,9 @@
 //! to lives in its own crate, `amesh-demo`, so nothing here is a server.
 #![forbid(unsafe_code)]
 pub mod client;
+pub mod clock;
 pub mod manifest;
 pub mod oauth;
 pub mod schema;
+pub mod secret;
 pub mod tool_config;

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::client::ToolDescriptor;
 use crate::schema;
+use crate::secret::ExposeSecret as _;
 use crate::tool_config::{AuthConfig, McpToolConfig};
 
 /// One declared tool, shaped like an entry of an MCP `tools/list` answer so
@@ -277,7 +278,7 @@ fn check_connection(cfg: &McpToolConfig, push: &mut Push<'_>) {
     }
     for (name, value) in &params.headers {
         let bad_name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err();
-        let bad_value = reqwest::header::HeaderValue::from_str(value.expose()).is_err();
+        let bad_value = reqwest::header::HeaderValue::from_str(value.expose_secret()).is_err();
         let field = format!("connection_params.headers.{name}");
         if bad_name || bad_value {
             push(

@@ -10,10 +10,11 @@
 //! [`McpToolConfig::validate`].
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::SecretString;
 
 use crate::manifest::{ManifestEntry, ManifestError};
 
@@ -25,7 +26,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Held by the runtime's agent config for the agent's lifetime; cheap enough
 /// to clone into the places (pool, OAuth flow) that need it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McpToolConfig {
     /// `mcp`. Optional because a loader that dispatches on `tool_type`
@@ -58,8 +59,12 @@ pub struct McpToolConfig {
     /// `HOME` (see [`crate::client::stdio`] for why nothing else is
     /// inherited). Values are often API keys: `Debug` redacts them and
     /// nothing logs them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub environment_variables: BTreeMap<String, Secret>,
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "crate::secret::map::serialize"
+    )]
+    pub environment_variables: BTreeMap<String, SecretString>,
 }
 
 /// The only accepted value of `tool_type` in this block.
@@ -70,7 +75,7 @@ pub enum McpToolType {
 }
 
 /// How to reach the server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionParams {
     #[serde(rename = "type")]
@@ -96,8 +101,12 @@ pub struct ConnectionParams {
     pub sse_read_timeout: Option<f64>,
     /// Static headers sent with every request (e.g. an API gateway key).
     /// `Authorization` is refused by validation when `auth` is set.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, Secret>,
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "crate::secret::map::serialize"
+    )]
+    pub headers: BTreeMap<String, SecretString>,
     /// Turns certificate verification off for this server only. Exists for
     /// test rigs with self-signed certificates; logged as a warning.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -152,7 +161,7 @@ impl TransportKind {
 }
 
 /// How users authorize the agent at this server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum AuthConfig {
     /// User delegated OAuth2. Every field is optional: what is missing is
@@ -162,8 +171,12 @@ pub enum AuthConfig {
     OAuth2 {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        client_secret: Option<Secret>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "crate::secret::option::serialize"
+        )]
+        client_secret: Option<SecretString>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         authorization_url: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,36 +219,6 @@ pub enum SchemaDialect {
     Draft07,
     #[serde(rename = "2020-12", alias = "draft-2020-12")]
     Draft202012,
-}
-
-/// A configured secret (client secret, static header value). Its `Debug`
-/// prints nothing so configs can be logged whole.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.0.zeroize();
-    }
 }
 
 impl McpToolConfig {
@@ -313,14 +296,14 @@ mod tests {
     fn secret_debug_is_redacted() {
         let auth = AuthConfig::OAuth2 {
             client_id: Some("cid".into()),
-            client_secret: Some(Secret::new("s3cr3t")),
+            client_secret: Some(SecretString::from("s3cr3t")),
             authorization_url: None,
             token_url: None,
             scopes: vec![],
             allowed_internal_hosts: vec![],
         };
         let shown = format!("{auth:?}");
-        assert!(shown.contains("[redacted]"));
+        assert!(shown.contains("REDACTED"));
         assert!(!shown.contains("s3cr3t"));
     }
 

@@ -32,21 +32,27 @@ async fn sessions_no_call_used_within_the_idle_lifetime_are_closed() {
         let fake = Fake::start(Options::default()).await;
         let cfg = config(&fake, transport, json!({"id": "fake"}));
         let pool = pool(Duration::from_millis(200), 100);
-        let alice = pool.session(&cfg, "alice", Some(GOOD)).await.unwrap();
+        let alice = pool
+            .session(&cfg, "alice", Some(&GOOD.into()))
+            .await
+            .unwrap();
         alice.call_tool("echo", json!({"n": 1})).await.unwrap();
         drop(alice);
-        let bob = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+        let bob = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
         assert_eq!(pool.evict_idle().await, 0, "{transport}: nothing idle yet");
 
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Bob's call is still running (he holds his session): kept.
         assert_eq!(pool.evict_idle().await, 1, "{transport}");
         assert_eq!(pool.session_count(), 1, "{transport}");
-        let bob_again = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+        let bob_again = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
         assert!(Arc::ptr_eq(&bob, &bob_again), "{transport}");
 
         // Alice's next call opens a new session, and works.
-        let alice = pool.session(&cfg, "alice", Some(GOOD)).await.unwrap();
+        let alice = pool
+            .session(&cfg, "alice", Some(&GOOD.into()))
+            .await
+            .unwrap();
         let out = alice.call_tool("echo", json!({"n": 2})).await.unwrap();
         assert_eq!(out.structured_content, Some(json!({"n": 2})), "{transport}");
         assert_eq!(fake.seen_method("initialize").len(), 3, "{transport}");
@@ -58,21 +64,30 @@ async fn at_the_cap_the_least_recently_used_idle_session_makes_room() {
     let fake = Fake::start(Options::default()).await;
     let cfg = config(&fake, "streamable-http", json!({"id": "fake"}));
     let pool = pool(Duration::from_secs(3600), 2);
-    let alice = pool.session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let alice = pool
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     drop(alice);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let bob = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+    let bob = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
     drop(bob);
     tokio::time::sleep(Duration::from_millis(5)).await;
     // Alice is the least recently used: she goes, Bob stays.
-    let carol = pool.session(&cfg, "carol", Some(GOOD)).await.unwrap();
+    let carol = pool
+        .session(&cfg, "carol", Some(&GOOD.into()))
+        .await
+        .unwrap();
     assert_eq!(pool.session_count(), 2);
-    pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+    pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
     assert_eq!(fake.seen_method("initialize").len(), 3, "bob's was kept");
     // Every session in use: the cap yields rather than close one under a
     // running call (the count is back under the cap once they are idle).
-    let bob = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
-    let dave = pool.session(&cfg, "dave", Some(GOOD)).await.unwrap();
+    let bob = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
+    let dave = pool
+        .session(&cfg, "dave", Some(&GOOD.into()))
+        .await
+        .unwrap();
     assert_eq!(pool.session_count(), 3);
     carol.call_tool("echo", json!({"n": 3})).await.unwrap();
     bob.call_tool("echo", json!({"n": 4})).await.unwrap();

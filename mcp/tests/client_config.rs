@@ -4,6 +4,7 @@
 use amesh_mcp::client::{ToolDescriptor, apply_filters};
 use amesh_mcp::manifest::{ManifestErrorKind, manifest_tools};
 use amesh_mcp::schema::{DRAFT_07, DRAFT_2020_12, ToolSchema, for_model, validate_arguments};
+use amesh_mcp::secret::ExposeSecret as _;
 use amesh_mcp::tool_config::{
     AuthConfig, McpToolConfig, SchemaDialect, TransportKind, normalize_url,
 };
@@ -66,7 +67,10 @@ fn sam_shaped_block_parses_and_validates() {
         panic!("oauth2 auth expected");
     };
     assert_eq!(scopes, &["read:jira-work", "offline_access"]);
-    assert_eq!(client_secret.as_ref().unwrap().expose(), "very-secret");
+    assert_eq!(
+        client_secret.as_ref().unwrap().expose_secret(),
+        "very-secret"
+    );
     assert!(!format!("{cfg:?}").contains("very-secret"));
     cfg.validate().expect("valid block");
     let tools = apply_filters(&cfg, manifest_tools(&cfg));

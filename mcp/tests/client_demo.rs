@@ -10,6 +10,7 @@
 
 use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
 use amesh_mcp::client::{BearerChallenge, McpClientPool, McpError};
+use amesh_mcp::secret::SecretString;
 use amesh_mcp::tool_config::McpToolConfig;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -114,8 +115,8 @@ async fn demo_provider_challenges_then_serves_each_user_with_their_token() {
             "{challenge}"
         );
 
-        let alice = token_for(&demo, "alice", "mcp", &url).await;
-        let bob = token_for(&demo, "bob", "mcp profile", &url).await;
+        let alice: SecretString = token_for(&demo, "alice", "mcp", &url).await.into();
+        let bob: SecretString = token_for(&demo, "bob", "mcp profile", &url).await.into();
 
         let session = pool.session(&cfg, "alice", Some(&alice)).await.unwrap();
         let tools = session.list_tools().await.unwrap();

@@ -18,7 +18,10 @@ fn pool() -> McpClientPool {
 /// what the server saw on each request.
 async fn round_trip(fake: &Fake, transport: &str) {
     let cfg = config(fake, transport, json!({}));
-    let session = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let session = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     assert_eq!(session.protocol_version(), "2025-06-18");
     assert_eq!(session.server_info().server_info["name"], "fake");
 
@@ -107,7 +110,10 @@ async fn older_protocol_version_answered_by_the_server_is_used() {
     })
     .await;
     let cfg = config(&fake, "streamable-http", json!({}));
-    let session = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let session = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     session.list_tools().await.unwrap();
     assert_eq!(session.protocol_version(), "2025-03-26");
     let last = fake.seen().pop().unwrap();
@@ -118,7 +124,10 @@ async fn older_protocol_version_answered_by_the_server_is_used() {
 async fn expired_streamable_session_is_reinitialized_once_and_the_call_retried() {
     let fake = Fake::start(Options::default()).await;
     let cfg = config(&fake, "streamable-http", json!({}));
-    let session = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let session = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     assert_eq!(session.session_id().as_deref(), Some("session-1"));
 
     fake.expire_sessions();
@@ -141,7 +150,10 @@ async fn expired_streamable_session_is_reinitialized_once_and_the_call_retried()
 async fn closed_legacy_stream_is_reopened_before_the_next_call() {
     let fake = Fake::start(Options::default()).await;
     let cfg = config(&fake, "sse", json!({}));
-    let session = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let session = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     fake.drop_legacy_streams();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let result = session.call_tool("echo", json!({"n": 2})).await.unwrap();
@@ -161,7 +173,7 @@ async fn unauthorized_carries_the_www_authenticate_challenge() {
     for transport in ["streamable-http", "sse"] {
         let cfg = config(&fake, transport, json!({}));
         let err = pool()
-            .session(&cfg, "alice", Some("stale-token-value"))
+            .session(&cfg, "alice", Some(&"stale-token-value".into()))
             .await
             .unwrap_err();
         let McpError::Unauthorized {
@@ -196,7 +208,10 @@ async fn unauthorized_without_challenge_header_is_still_unauthorized() {
     })
     .await;
     let cfg = config(&fake, "streamable-http", json!({}));
-    let err = pool().session(&cfg, "alice", Some("x")).await.unwrap_err();
+    let err = pool()
+        .session(&cfg, "alice", Some(&"x".into()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -215,7 +230,10 @@ async fn forbidden_insufficient_scope_is_parsed() {
     let fake = Fake::start(Options::default()).await;
     for transport in ["streamable-http", "sse"] {
         let cfg = config(&fake, transport, json!({}));
-        let session = pool().session(&cfg, "bob", Some(NARROW)).await.unwrap();
+        let session = pool()
+            .session(&cfg, "bob", Some(&NARROW.into()))
+            .await
+            .unwrap();
         let err = session.call_tool("echo", json!({})).await.unwrap_err();
         let McpError::Forbidden {
             error,
@@ -236,7 +254,10 @@ async fn forbidden_insufficient_scope_is_parsed() {
 async fn json_rpc_errors_and_timeouts_are_reported() {
     let fake = Fake::start(Options::default()).await;
     let cfg = config(&fake, "streamable-http", json!({"timeout": 0.5}));
-    let session = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let session = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     let err = session.call_tool("nope", json!({})).await.unwrap_err();
     assert!(
         matches!(&err, McpError::Rpc { code: -32602, method, .. } if method == "tools/call"),
@@ -253,7 +274,10 @@ async fn json_rpc_errors_and_timeouts_are_reported() {
 async fn invalid_arguments_are_refused_before_anything_is_sent() {
     let fake = Fake::start(Options::default()).await;
     let cfg = config(&fake, "sse", json!({}));
-    let session = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let session = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     let schema = json!({"type": "object", "properties": {"q": {"type": "string"}},
                         "required": ["q"]});
     let tool = ToolSchema::compile("x_echo", "echo", &schema).unwrap();
@@ -272,23 +296,33 @@ async fn pool_reuses_a_session_per_tool_and_user_and_separates_users() {
     let fake = Fake::start(Options::default()).await;
     let cfg = config(&fake, "streamable-http", json!({"id": "fake"}));
     let pool = pool();
-    let alice = pool.session(&cfg, "alice", Some(GOOD)).await.unwrap();
-    let again = pool.session(&cfg, "alice", Some(GOOD)).await.unwrap();
+    let alice = pool
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
+    let again = pool
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap();
     assert!(Arc::ptr_eq(&alice, &again));
-    let bob = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+    let bob = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
     assert!(!Arc::ptr_eq(&alice, &bob));
     assert_ne!(alice.session_id(), bob.session_id());
     assert_eq!(pool.session_count(), 2);
 
     // A new token (refresh) means a new session for that user only.
-    let refreshed = pool.session(&cfg, "alice", Some(NARROW)).await.unwrap();
+    let refreshed = pool
+        .session(&cfg, "alice", Some(&NARROW.into()))
+        .await
+        .unwrap();
     assert!(!Arc::ptr_eq(&alice, &refreshed));
-    let bob_again = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+    let bob_again = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
     assert!(Arc::ptr_eq(&bob, &bob_again));
     assert_eq!(fake.seen_method("initialize").len(), 3);
 
     // Concurrent first calls for one user open one session.
-    let carol = futures::future::join_all((0..4).map(|_| pool.session(&cfg, "carol", Some(GOOD))))
+    let good = GOOD.into();
+    let carol = futures::future::join_all((0..4).map(|_| pool.session(&cfg, "carol", Some(&good))))
         .await
         .into_iter()
         .map(Result::unwrap)
@@ -297,7 +331,7 @@ async fn pool_reuses_a_session_per_tool_and_user_and_separates_users() {
     assert_eq!(fake.seen_method("initialize").len(), 4);
 
     pool.invalidate("fake", "bob").await;
-    let bob_new = pool.session(&cfg, "bob", Some(GOOD)).await.unwrap();
+    let bob_new = pool.session(&cfg, "bob", Some(&GOOD.into())).await.unwrap();
     assert!(!Arc::ptr_eq(&bob, &bob_new));
 }
 
@@ -327,7 +361,10 @@ async fn endpoint_on_another_origin_is_refused() {
     })
     .await;
     let cfg = config(&fake, "sse", json!({}));
-    let err = pool().session(&cfg, "alice", Some(GOOD)).await.unwrap_err();
+    let err = pool()
+        .session(&cfg, "alice", Some(&GOOD.into()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, McpError::Protocol { message, .. } if message.contains("another origin")),
         "{err:?}"
@@ -343,7 +380,7 @@ async fn redirects_are_followed_within_the_origin_only() {
         .unwrap()
     };
     let session = pool()
-        .session(&at("/moved"), "alice", Some(GOOD))
+        .session(&at("/moved"), "alice", Some(&GOOD.into()))
         .await
         .unwrap();
     session.list_tools().await.unwrap();
@@ -352,7 +389,7 @@ async fn redirects_are_followed_within_the_origin_only() {
         Some(format!("Bearer {GOOD}").as_str())
     );
     let err = pool()
-        .session(&at("/moved-away"), "alice", Some(GOOD))
+        .session(&at("/moved-away"), "alice", Some(&GOOD.into()))
         .await
         .unwrap_err();
     assert!(matches!(err, McpError::Http { status: 307, .. }), "{err:?}");

@@ -7,8 +7,9 @@ mod oauth_support;
 use std::time::Duration;
 
 use amesh_mcp::oauth::{
-    AuthServer, BearerChallenge, OAuthClient, OAuthError, Secret, TokenSet, exchange_code, refresh,
+    AuthServer, BearerChallenge, OAuthClient, OAuthError, TokenSet, exchange_code, refresh,
 };
+use amesh_mcp::secret::{ExposeSecret as _, SecretString};
 use futures::StreamExt;
 use oauth_support::{
     Flow, call_tool, demo, doc_server, full_flow, http, initialize, mcp_post, redirect_uri,
@@ -179,7 +180,10 @@ async fn open_sse(http: &reqwest::Client, url: &Url, tokens: &TokenSet) -> (Even
     let response = http
         .get(url.clone())
         .header("accept", "text/event-stream")
-        .header("authorization", tokens.authorization_header().expose())
+        .header(
+            "authorization",
+            tokens.authorization_header().expose_secret(),
+        )
         .send()
         .await
         .unwrap();
@@ -203,7 +207,10 @@ async fn legacy_sse_transport_answers_on_the_stream_as_the_user() {
 
     let post = |body: Value| {
         http.post(post_url.clone())
-            .header("authorization", tokens.authorization_header().expose())
+            .header(
+                "authorization",
+                tokens.authorization_header().expose_secret(),
+            )
             .json(&body)
             .send()
     };
@@ -231,7 +238,7 @@ async fn legacy_sse_transport_answers_on_the_stream_as_the_user() {
         .post(post_url.clone())
         .header(
             "authorization",
-            other.tokens.authorization_header().expose(),
+            other.tokens.authorization_header().expose_secret(),
         )
         .json(&call_tool(3, "whoami", json!({})))
         .send()
@@ -270,7 +277,7 @@ async fn token_endpoint_failures_are_reported_precisely_without_secrets() {
     .await;
     let http = http();
     let mcp = docs.base.join("/mcp").unwrap();
-    let client = OAuthClient::configured("c", Some(Secret::new("client-secret-value")));
+    let client = OAuthClient::configured("c", Some(SecretString::from("client-secret-value")));
     let tokens = fake_tokens("old-access");
     for (path, check) in [
         ("/token500", "HTTP 500"),
@@ -326,7 +333,7 @@ async fn token_endpoint_words_are_kept_without_the_secrets_they_echo() {
     .await;
     let http = http();
     let mcp = docs.base.join("/mcp").unwrap();
-    let client = OAuthClient::configured("c", Some(Secret::new("client-secret-value")));
+    let client = OAuthClient::configured("c", Some(SecretString::from("client-secret-value")));
     for (path, kept) in [
         (
             "/token500",
@@ -351,8 +358,8 @@ async fn token_endpoint_words_are_kept_without_the_secrets_they_echo() {
 
 fn fake_tokens(access: &str) -> TokenSet {
     TokenSet {
-        access_token: Secret::new(access),
-        refresh_token: Some(Secret::new("old-refresh")),
+        access_token: SecretString::from(access),
+        refresh_token: Some(SecretString::from("old-refresh")),
         token_type: "Bearer".into(),
         expires_at: None,
         scopes: vec![],

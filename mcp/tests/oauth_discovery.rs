@@ -5,6 +5,7 @@
 mod oauth_support;
 
 use amesh_mcp::oauth::{OAuthError, TokenEndpointAuth, discover, register};
+use amesh_mcp::secret::ExposeSecret as _;
 use oauth_support::{as_metadata, doc_server, http, pr_metadata, redirect_uri};
 use serde_json::json;
 use url::Url;
@@ -268,7 +269,10 @@ async fn registration_sends_rfc7591_metadata_and_reads_the_answer() {
         .await
         .unwrap();
     assert_eq!(registration.client_id, "c-1");
-    assert_eq!(registration.client_secret.as_ref().unwrap().expose(), "s-1");
+    assert_eq!(
+        registration.client_secret.as_ref().unwrap().expose_secret(),
+        "s-1"
+    );
     assert_eq!(registration.auth, TokenEndpointAuth::ClientSecretPost);
     let debug = format!("{registration:?}");
     assert!(!debug.contains("s-1"), "{debug}");

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use amesh_demo::DemoOptions;
 use amesh_mcp::oauth::{
-    AuthServer, BearerChallenge, OAuthClient, OAuthError, Secret, TokenEndpointAuth,
-    authorization_request, discover, exchange_code, refresh, register,
+    AuthServer, BearerChallenge, OAuthClient, OAuthError, TokenEndpointAuth, authorization_request,
+    discover, exchange_code, refresh, register,
 };
+use amesh_mcp::secret::{ExposeSecret as _, SecretString};
 use oauth_support::{
     call_tool, consent, demo, demo_with, full_flow, http, initialize, mcp_post, query, redirect_uri,
 };
@@ -36,7 +37,7 @@ async fn full_code_flow_reaches_the_tools_as_the_consenting_user() {
     assert_eq!(flow.tokens.token_type, "Bearer");
     assert!(flow.tokens.refresh_token.is_some());
     assert!(!flow.tokens.expires_within(Duration::from_secs(60)));
-    assert!(!format!("{:?}", flow.tokens).contains(flow.tokens.access_token.expose()));
+    assert!(!format!("{:?}", flow.tokens).contains(flow.tokens.access_token.expose_secret()));
 
     let init = mcp_post(&http, &demo.mcp_url(), Some(&flow.tokens), &initialize()).await;
     assert_eq!(init.status(), 200);
@@ -109,7 +110,17 @@ async fn refresh_rotates_and_the_old_refresh_token_is_dead() {
         .await
         .unwrap();
     assert!(refreshed.rotated);
-    assert_ne!(refreshed.tokens.refresh_token, flow.tokens.refresh_token);
+    assert_ne!(
+        refreshed
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret()),
+        flow.tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret())
+    );
     assert_eq!(refreshed.tokens.scopes, ["mcp"]);
     assert_eq!(demo.refreshes(), 1);
     assert_eq!(
@@ -144,12 +155,25 @@ async fn refresh_without_a_new_refresh_token_keeps_the_old_one() {
         .await
         .unwrap();
     assert!(!first.rotated);
-    assert_eq!(first.tokens.refresh_token, flow.tokens.refresh_token);
+    assert_eq!(
+        first
+            .tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret()),
+        flow.tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret())
+    );
     let second = refresh(&http, &flow.server, &flow.client, &first.tokens)
         .await
         .unwrap();
     assert_eq!(demo.refreshes(), 2);
-    assert_ne!(second.tokens.access_token, first.tokens.access_token);
+    assert_ne!(
+        second.tokens.access_token.expose_secret(),
+        first.tokens.access_token.expose_secret()
+    );
 
     let no_refresh = amesh_mcp::oauth::TokenSet {
         refresh_token: None,
@@ -266,7 +290,7 @@ async fn resource_parameter_is_required_and_checked_by_the_demo() {
     let refresh_token = flow.tokens.refresh_token.clone().unwrap();
     let form = [
         ("grant_type", "refresh_token"),
-        ("refresh_token", refresh_token.expose()),
+        ("refresh_token", refresh_token.expose_secret()),
         ("client_id", flow.client.client_id.as_str()),
     ];
     let answer = http
@@ -283,7 +307,10 @@ async fn resource_parameter_is_required_and_checked_by_the_demo() {
     // A token for /mcp does not open /sse.
     let sse = http
         .get(demo.sse_url())
-        .header("authorization", flow.tokens.authorization_header().expose())
+        .header(
+            "authorization",
+            flow.tokens.authorization_header().expose_secret(),
+        )
         .send()
         .await
         .unwrap();
@@ -365,7 +392,9 @@ async fn configured_endpoints_and_confidential_client_skip_discovery_and_registr
         .unwrap();
     let client = OAuthClient::configured(
         registered["client_id"].as_str().unwrap(),
-        Some(Secret::new(registered["client_secret"].as_str().unwrap())),
+        Some(SecretString::from(
+            registered["client_secret"].as_str().unwrap(),
+        )),
     );
     assert_eq!(client.auth, TokenEndpointAuth::ClientSecretBasic);
     let server = AuthServer::configured(
@@ -391,7 +420,7 @@ async fn configured_endpoints_and_confidential_client_skip_discovery_and_registr
     assert!(!tokens.expires_within(Duration::from_secs(20)));
 
     // A wrong secret is invalid_client, not a reason to re-prompt the user.
-    let wrong = OAuthClient::configured(client.client_id.clone(), Some(Secret::new("nope")));
+    let wrong = OAuthClient::configured(client.client_id.clone(), Some(SecretString::from("nope")));
     let err = refresh(&http, &server, &wrong, &tokens).await.unwrap_err();
     assert!(
         matches!(&err, OAuthError::TokenRefused { error, .. } if error == "invalid_client"),

@@ -242,7 +242,7 @@ async fn direct_calls(demo: &amesh_demo::DemoHandle) -> Vec<Duration> {
     .expect("config");
     let pool = McpClientPool::new().expect("pool");
     let session = pool
-        .session(&cfg, "direct", Some(tokens.access_token.expose()))
+        .session(&cfg, "direct", Some(&tokens.access_token))
         .await
         .expect("session");
     let mut samples = Vec::with_capacity(SEQUENTIAL);

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use amesh_mcp::secret::ExposeSecret as _;
 use amesh_runtime::config::{
     AppKind, AppSpec, LoadedConfig, LogLevel, SessionServiceKind, VerificationMode, load_files,
     load_files_with_env,
@@ -136,7 +137,7 @@ fn env_defaults_are_substituted_then_typed() {
     assert_eq!(gw.host, "127.0.0.1");
     // Quoted: stays the string "0123", not the number 123.
     assert_eq!(
-        gw.session_secret_key.as_ref().map(|k| k.expose()),
+        gw.session_secret_key.as_ref().map(|k| k.expose_secret()),
         Some("0123")
     );
 }

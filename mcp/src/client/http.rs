@@ -1,8 +1,6 @@
 //! What both transports share about one (server, user) pair: the pooled
 //! HTTP client, the URL, the user's bearer token and the static headers.
 
-use std::fmt;
-
 use bytes::Bytes;
 use futures::Stream;
 use reqwest::RequestBuilder;
@@ -11,39 +9,12 @@ use url::Url;
 
 use super::body::{BodyError, read_bounded};
 use super::error::McpError;
+use crate::secret::{ExposeSecret as _, SecretString};
 use crate::tool_config::McpToolConfig;
 
 /// Largest answer (JSON body or one event stream answer) read into memory.
 /// Tool results can be big (documents, search hits) but not unbounded.
 pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
-/// A user's access token. `Debug` prints nothing and the memory is wiped on
-/// drop, so a session can be logged and dropped without leaking it.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct BearerToken(String);
-
-impl BearerToken {
-    pub fn new(token: &str) -> Self {
-        Self(token.to_owned())
-    }
-
-    pub fn is(&self, token: &str) -> bool {
-        self.0 == token
-    }
-}
-
-impl fmt::Debug for BearerToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Drop for BearerToken {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        self.0.zeroize();
-    }
-}
 
 /// One server as seen by one user's session.
 #[derive(Debug)]
@@ -51,7 +22,7 @@ pub(crate) struct Endpoint {
     pub tool_id: String,
     pub http: reqwest::Client,
     pub url: Url,
-    pub token: Option<BearerToken>,
+    pub token: Option<SecretString>,
     /// `connection_params.headers`, checked once here.
     pub headers: HeaderMap,
 }
@@ -60,7 +31,7 @@ impl Endpoint {
     pub fn new(
         cfg: &McpToolConfig,
         http: reqwest::Client,
-        access_token: Option<&str>,
+        access_token: Option<&SecretString>,
     ) -> Result<Self, McpError> {
         let tool_id = cfg.tool_id();
         let config_error = |message: String| McpError::Config {
@@ -79,7 +50,7 @@ impl Endpoint {
         for (name, value) in &cfg.connection_params.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| config_error(format!("header name `{name}` is not valid")))?;
-            let mut value = HeaderValue::from_str(value.expose())
+            let mut value = HeaderValue::from_str(value.expose_secret())
                 .map_err(|_| config_error(format!("header `{name}` has an invalid value")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
@@ -88,7 +59,7 @@ impl Endpoint {
             tool_id,
             http,
             url,
-            token: access_token.map(BearerToken::new),
+            token: access_token.cloned(),
             headers,
         })
     }
@@ -97,12 +68,10 @@ impl Endpoint {
     pub fn authorize(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, McpError> {
         rb = rb.headers(self.headers.clone());
         if let Some(token) = &self.token {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| {
-                    McpError::Config {
-                        tool_id: self.tool_id.clone(),
-                        message: "access token contains characters not allowed in a header".into(),
-                    }
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+                .map_err(|_| McpError::Config {
+                    tool_id: self.tool_id.clone(),
+                    message: "access token contains characters not allowed in a header".into(),
                 })?;
             value.set_sensitive(true);
             rb = rb.header(AUTHORIZATION, value);

@@ -32,10 +32,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::error::McpError;
-use super::http::BearerToken;
 use super::session::Session;
 use super::{ExposedTool, ToolDescriptor, apply_filters};
 use crate::manifest::manifest_tools;
+use crate::secret::{ExposeSecret as _, SecretString};
 use crate::tool_config::McpToolConfig;
 
 /// Time allowed to open a TCP/TLS connection; requests as a whole are
@@ -53,7 +53,7 @@ type SessionKey = (String, String);
 /// The cached session of one (tool, user) and the token it was opened with.
 struct Slot {
     session: Arc<Session>,
-    token: Option<BearerToken>,
+    token: Option<SecretString>,
 }
 
 /// One (tool, user) key: its session behind an async lock (two calls for
@@ -192,7 +192,7 @@ impl McpClientPool {
         &self,
         cfg: &McpToolConfig,
         user_id: &str,
-        access_token: Option<&str>,
+        access_token: Option<&SecretString>,
     ) -> Result<Arc<Session>, McpError> {
         let stdio = cfg.connection_params.transport.is_stdio();
         // One process per server for the whole agent: no user in the key.
@@ -214,7 +214,7 @@ impl McpClientPool {
         }
         if let Some(existing) = slot.as_ref() {
             let same_token = match (&existing.token, access_token) {
-                (Some(held), Some(given)) => held.is(given),
+                (Some(held), Some(given)) => held.expose_secret() == given.expose_secret(),
                 (None, None) => true,
                 _ => false,
             };
@@ -229,7 +229,7 @@ impl McpClientPool {
         let session = Arc::new(Session::connect(cfg, self.http_client(cfg)?, access_token).await?);
         *slot = Some(Slot {
             session: session.clone(),
-            token: access_token.map(BearerToken::new),
+            token: access_token.cloned(),
         });
         Ok(session)
     }
@@ -298,6 +298,9 @@ impl McpClientPool {
     /// this every few seconds.
     pub async fn evict_idle(&self) -> usize {
         let ttl = u64::try_from(self.bounds().idle_ttl.as_millis()).unwrap_or(u64::MAX);
+        // Idle means unused for `ttl` by now; not a cutoff `now - ttl`, which
+        // saturates to 0 in a pool younger than `ttl` and then counted a
+        // session used at its first millisecond as idle.
         let now = self.now_ms();
         let mut closing = Vec::new();
         let forgotten = {
@@ -308,8 +311,9 @@ impl McpClientPool {
                 .unwrap_or_else(|p| p.into_inner());
             let before = sessions.len();
             sessions.retain(|(_, user), entry| {
-                let idle = now.saturating_sub(entry.last_used.load(Ordering::Relaxed));
-                if user.is_empty() || idle < ttl {
+                if user.is_empty()
+                    || now.saturating_sub(entry.last_used.load(Ordering::Relaxed)) < ttl
+                {
                     return true;
                 }
                 match entry.take_unused() {
@@ -343,7 +347,7 @@ impl McpClientPool {
     pub async fn list_tools(
         &self,
         cfg: &McpToolConfig,
-        access_token: Option<&str>,
+        access_token: Option<&SecretString>,
     ) -> Result<Vec<ToolDescriptor>, McpError> {
         if cfg.connection_params.transport.is_stdio() {
             // Starts the agent's process for this server, kept for calls.

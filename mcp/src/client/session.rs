@@ -110,7 +110,7 @@ impl Session {
     pub async fn connect(
         cfg: &McpToolConfig,
         http: reqwest::Client,
-        access_token: Option<&str>,
+        access_token: Option<&crate::secret::SecretString>,
     ) -> Result<Self, McpError> {
         let transport = match cfg.connection_params.transport {
             TransportKind::StreamableHttp => {

@@ -68,7 +68,8 @@ use tokio::sync::oneshot;
 
 use super::error::McpError;
 use super::jsonrpc::{self, Incoming, Request, RpcError};
-use crate::tool_config::{McpToolConfig, Secret};
+use crate::secret::{ExposeSecret as _, SecretString};
+use crate::tool_config::McpToolConfig;
 
 type Answer = Result<Value, RpcError>;
 
@@ -107,8 +108,8 @@ struct Spawn {
     command: String,
     args: Vec<String>,
     cwd: Option<String>,
-    /// `Secret`: `Debug` prints `[redacted]`.
-    env: Vec<(String, Secret)>,
+    /// Secrets: `Debug` is redacted.
+    env: Vec<(String, SecretString)>,
 }
 
 /// Crash bookkeeping, shared with the reader task.
@@ -342,7 +343,7 @@ impl StdioTransport {
             }
         }
         for (key, value) in &spawn.env {
-            cmd.env(key, value.expose());
+            cmd.env(key, value.expose_secret());
         }
         if let Some(cwd) = &spawn.cwd {
             cmd.current_dir(cwd);
@@ -361,7 +362,7 @@ impl StdioTransport {
         let masks: Vec<String> = spawn
             .env
             .iter()
-            .map(|(_, v)| v.expose().to_owned())
+            .map(|(_, v)| v.expose_secret().to_owned())
             .filter(|v| v.len() >= MIN_MASKED_LEN)
             .collect();
         let stderr = tokio::spawn(log_stderr(

@@ -7,7 +7,7 @@
 //! [`TokenSet`]. Each request carries `resource` (the MCP server's canonical
 //! URI) so the token is bound to that server.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use oauth2::basic::{BasicClient, BasicErrorResponse, BasicTokenResponse};
 use oauth2::{
@@ -21,7 +21,8 @@ use super::discover::AuthServer;
 use super::error::{OAuthError, OAuthStep, excerpt};
 use super::http::{AdapterError, OAuthHttp, ReqwestAdapter, request_failed};
 use super::register::{OAuthClient, TokenEndpointAuth};
-use super::secret::Secret;
+use crate::clock::unix_now;
+use crate::secret::{ExposeSecret as _, SecretString};
 
 /// Random bytes behind a PKCE verifier: 64 bytes give 86 base64url
 /// characters (RFC 7636 allows 43 to 128).
@@ -29,29 +30,43 @@ const VERIFIER_BYTES: u32 = 64;
 
 /// The PKCE code verifier of one pending flow; kept by the caller until the
 /// callback and never sent anywhere but the token endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct PkceVerifier(Secret);
+pub struct PkceVerifier(#[serde(serialize_with = "crate::secret::serialize")] SecretString);
+
+impl From<SecretString> for PkceVerifier {
+    /// A verifier the credential store kept.
+    fn from(secret: SecretString) -> Self {
+        Self(secret)
+    }
+}
 
 impl PkceVerifier {
     /// Rebuilds a stored verifier.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(Secret::new(value))
+        Self(SecretString::from(value.into()))
     }
 
     /// The plain verifier, for the credential store.
     pub fn expose(&self) -> &str {
-        self.0.expose()
+        self.0.expose_secret()
+    }
+
+    /// The verifier as the secret the credential store keeps.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
     }
 }
 
 /// Tokens of one grant. The caller stores them encrypted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenSet {
     /// The bearer token for the MCP server.
-    pub access_token: Secret,
+    #[serde(serialize_with = "crate::secret::serialize")]
+    pub access_token: SecretString,
     /// The refresh token, if the server issued one.
-    pub refresh_token: Option<Secret>,
+    #[serde(serialize_with = "crate::secret::option::serialize")]
+    pub refresh_token: Option<SecretString>,
     /// Always "Bearer" (other types are refused).
     pub token_type: String,
     /// When the access token expires (Unix seconds), if the server said.
@@ -68,13 +83,13 @@ impl TokenSet {
     }
 
     /// The `Authorization` header value.
-    pub fn authorization_header(&self) -> Secret {
-        Secret::new(format!("Bearer {}", self.access_token.expose()))
+    pub fn authorization_header(&self) -> SecretString {
+        SecretString::from(format!("Bearer {}", self.access_token.expose_secret()))
     }
 }
 
 /// The result of a refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Refreshed {
     /// The new token set; its refresh token is the new one if the server
     /// rotated it, else the old one.
@@ -158,16 +173,17 @@ pub async fn refresh(
             .set_token_uri(TokenUrl::from_url(token_url.clone())),
         client,
     );
-    let secrets = std::iter::once(old_refresh.expose()).chain(client_secret(client));
+    let secrets = std::iter::once(old_refresh.expose_secret()).chain(client_secret(client));
     let adapter = ReqwestAdapter::new(http).redacting(secrets);
     let response = oauth
-        .exchange_refresh_token(&RefreshToken::new(old_refresh.expose().to_owned()))
+        .exchange_refresh_token(&RefreshToken::new(old_refresh.expose_secret().to_owned()))
         .add_extra_param("resource", server.resource.clone())
         .request_async(&adapter)
         .await
         .map_err(|e| token_error(token_url, e, &adapter))?;
     let tokens = token_set(&response, Some(old_refresh), &previous.scopes)?;
-    let rotated = tokens.refresh_token.as_ref() != Some(old_refresh);
+    let rotated = tokens.refresh_token.as_ref().map(|t| t.expose_secret())
+        != Some(old_refresh.expose_secret());
     Ok(Refreshed { tokens, rotated })
 }
 
@@ -195,7 +211,7 @@ where
         .filter(|_| client.auth != TokenEndpointAuth::None);
     match secret {
         Some(secret) => oauth
-            .set_client_secret(ClientSecret::new(secret.expose().to_owned()))
+            .set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
             .set_auth_type(match client.auth {
                 TokenEndpointAuth::ClientSecretPost => AuthType::RequestBody,
                 _ => AuthType::BasicAuth,
@@ -206,7 +222,7 @@ where
 
 fn token_set(
     response: &BasicTokenResponse,
-    old_refresh: Option<&Secret>,
+    old_refresh: Option<&SecretString>,
     requested_scopes: &[String],
 ) -> Result<TokenSet, OAuthError> {
     let token_type = response.token_type().as_ref().to_owned();
@@ -215,14 +231,14 @@ fn token_set(
     }
     let refresh_token = response
         .refresh_token()
-        .map(|t| Secret::new(t.secret().clone()))
+        .map(|t| SecretString::from(t.secret().clone()))
         .or_else(|| old_refresh.cloned());
     let scopes = match response.scopes() {
         Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
         None => requested_scopes.to_vec(),
     };
     Ok(TokenSet {
-        access_token: Secret::new(response.access_token().secret().clone()),
+        access_token: SecretString::from(response.access_token().secret().clone()),
         refresh_token,
         token_type: "Bearer".into(),
         expires_at: response
@@ -234,7 +250,7 @@ fn token_set(
 
 /// The client secret a token request sends, if any.
 fn client_secret(client: &OAuthClient) -> Option<&str> {
-    client.client_secret.as_ref().map(Secret::expose)
+    client.client_secret.as_ref().map(|s| s.expose_secret())
 }
 
 fn token_error(
@@ -289,9 +305,40 @@ fn token_error(
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// Token sets, verifiers and clients are stored (sealed) by the caller:
+    /// records written before the move to `secrecy` must read back, and new
+    /// ones keep the plain-string shape.
+    #[test]
+    fn stored_token_sets_and_clients_keep_their_json_shape() {
+        let stored = json!({
+            "access_token": "at-1",
+            "refresh_token": "rt-1",
+            "token_type": "Bearer",
+            "expires_at": 1_900_000_000u64,
+            "scopes": ["mcp"],
+        });
+        let tokens: TokenSet = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(tokens.access_token.expose_secret(), "at-1");
+        assert!(!format!("{tokens:?}").contains("at-1"));
+        assert_eq!(serde_json::to_value(&tokens).unwrap(), stored);
+
+        let client = json!({"client_id": "c", "client_secret": "s", "auth": "client_secret_basic"});
+        let back: OAuthClient = serde_json::from_value(client.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), client);
+        let public = json!({"client_id": "c", "client_secret": null, "auth": "none"});
+        let back: OAuthClient = serde_json::from_value(public.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&back).unwrap(), public);
+
+        let verifier = PkceVerifier::new("v".repeat(43));
+        assert_eq!(
+            serde_json::to_value(&verifier).unwrap(),
+            json!("v".repeat(43))
+        );
+    }
 }

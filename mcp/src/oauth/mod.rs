@@ -45,7 +45,6 @@ mod metadata;
 mod redirect;
 mod register;
 mod revoke;
-mod secret;
 mod target;
 
 pub use challenge::{BearerChallenge, Challenge, parse_www_authenticate, split_scopes};
@@ -67,5 +66,4 @@ pub use register::{
     ClientRegistration, OAuthClient, TokenEndpointAuth, client_name_for_agent, register,
 };
 pub use revoke::revoke;
-pub use secret::Secret;
 pub use target::{AddressClass, AllowedHost, TargetRefused, classify, permits};

@@ -12,7 +12,7 @@ use super::discover::AuthServer;
 use super::error::{OAuthError, OAuthStep, excerpt};
 use super::http::{OAuthHttp, post_json};
 use super::redirect::is_loopback;
-use super::secret::Secret;
+use crate::secret::SecretString;
 
 /// How the client proves itself at the token endpoint (RFC 7591 §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,12 +40,13 @@ impl TokenEndpointAuth {
 }
 
 /// The client identity used on authorization and token requests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OAuthClient {
     /// The client identifier.
     pub client_id: String,
     /// The client secret, for confidential clients.
-    pub client_secret: Option<Secret>,
+    #[serde(serialize_with = "crate::secret::option::serialize")]
+    pub client_secret: Option<SecretString>,
     /// How the client authenticates at the token endpoint.
     pub auth: TokenEndpointAuth,
 }
@@ -53,7 +54,7 @@ pub struct OAuthClient {
 impl OAuthClient {
     /// A client from the tool's `auth:` block: with a secret it
     /// authenticates with HTTP Basic, without one it is public.
-    pub fn configured(client_id: impl Into<String>, client_secret: Option<Secret>) -> Self {
+    pub fn configured(client_id: impl Into<String>, client_secret: Option<SecretString>) -> Self {
         let auth = TokenEndpointAuth::parse(None, client_secret.is_some());
         Self {
             client_id: client_id.into(),
@@ -64,12 +65,13 @@ impl OAuthClient {
 }
 
 /// What the registration endpoint issued.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ClientRegistration {
     /// The issued client identifier.
     pub client_id: String,
     /// The issued secret, if the server made a confidential client.
-    pub client_secret: Option<Secret>,
+    #[serde(serialize_with = "crate::secret::option::serialize")]
+    pub client_secret: Option<SecretString>,
     /// The auth method the server settled on.
     pub auth: TokenEndpointAuth,
     /// The whole response, for the caller to keep (it may hold
@@ -166,7 +168,7 @@ pub async fn register(
         .get("client_secret")
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
-        .map(Secret::new);
+        .map(SecretString::from);
     let method = raw
         .get("token_endpoint_auth_method")
         .and_then(|v| v.as_str());

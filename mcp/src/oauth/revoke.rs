@@ -14,6 +14,7 @@ use super::error::excerpt;
 use super::flow::TokenSet;
 use super::http::{OAuthHttp, ReqwestAdapter};
 use super::register::{OAuthClient, TokenEndpointAuth};
+use crate::secret::ExposeSecret as _;
 
 /// Asks the authorization server to revoke the grant of `tokens`: the
 /// refresh token when there is one (revoking it ends the grant, RFC 7009
@@ -30,13 +31,13 @@ pub async fn revoke(
         return Ok(false);
     };
     let (token, hint) = match &tokens.refresh_token {
-        Some(refresh) => (refresh.expose(), "refresh_token"),
-        None => (tokens.access_token.expose(), "access_token"),
+        Some(refresh) => (refresh.expose_secret(), "refresh_token"),
+        None => (tokens.access_token.expose_secret(), "access_token"),
     };
     let secret = client
         .client_secret
         .as_ref()
-        .map(|s| s.expose())
+        .map(|s| s.expose_secret())
         .filter(|_| client.auth != TokenEndpointAuth::None);
     let (body, basic) = form(client, secret, token, hint);
     let mut request = http::Request::builder()
@@ -106,7 +107,7 @@ fn form(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oauth::Secret;
+    use crate::secret::SecretString;
 
     #[test]
     fn clients_authenticate_as_at_the_token_endpoint() {
@@ -117,7 +118,7 @@ mod tests {
             "token=tok+en&token_type_hint=refresh_token&client_id=app"
         );
         assert!(basic.is_none());
-        let confidential = OAuthClient::configured("a:b", Some(Secret::new("s&t")));
+        let confidential = OAuthClient::configured("a:b", Some(SecretString::from("s&t")));
         let (body, basic) = form(&confidential, Some("s&t"), "x", "access_token");
         assert_eq!(body, "token=x&token_type_hint=access_token");
         let expected = base64::engine::general_purpose::STANDARD.encode("a%3Ab:s%26t");

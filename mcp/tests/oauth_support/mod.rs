@@ -11,6 +11,7 @@ use amesh_mcp::oauth::{
     AuthServer, OAuthClient, OAuthHttp, TokenSet, authorization_request, client_name_for_agent,
     discover, exchange_code, register,
 };
+use amesh_mcp::secret::ExposeSecret as _;
 use axum::Router;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -135,7 +136,10 @@ pub async fn mcp_post(
         .header("accept", "application/json, text/event-stream")
         .json(body);
     if let Some(tokens) = token {
-        request = request.header("authorization", tokens.authorization_header().expose());
+        request = request.header(
+            "authorization",
+            tokens.authorization_header().expose_secret(),
+        );
     }
     request.send().await.unwrap()
 }

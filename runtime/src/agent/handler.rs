@@ -12,7 +12,7 @@ use super::AgentInner;
 use super::llm::{ChatMessage, ToolCallRequest};
 use super::reasoning::{
     self,
-    state::{HeldToken, LoopState, Mode, PendingCall, TaskRoute},
+    state::{LoopState, Mode, PendingCall, TaskRoute},
 };
 use super::tasks::TaskStoreError;
 use super::tools;
@@ -388,7 +388,10 @@ fn start_task(
         llm_calls: 0,
         corrections: 0,
         stepped_up: None,
-        presented_token: caller.auth_token.as_deref().map(HeldToken::new),
+        presented_token: caller
+            .auth_token
+            .as_deref()
+            .map(secrecy::SecretString::from),
     };
     inner
         .tracker

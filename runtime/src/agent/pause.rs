@@ -15,6 +15,7 @@
 //! expires (the store's flow lifetime, 10 minutes by default): the agent's
 //! sweeper fails it and tells the requester.
 
+use secrecy::ExposeSecret as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -236,14 +237,16 @@ fn tool_of(task: Option<&Value>) -> String {
 fn resumed_caller(inner: &AgentInner, state: &mut LoopState, callback: Caller) -> Caller {
     let call_depth = state.route.call_depth;
     let started = state.presented_token.take().and_then(|token| {
-        let who = inner.trust.reverify(token.expose(), &callback.user_id)?;
+        let who = inner
+            .trust
+            .reverify(token.expose_secret(), &callback.user_id)?;
         let usable = who.user_id() == callback.user_id
             && who.check_use(crate::a2a::methods::STREAM, None).is_ok()
             && super::delegate::hops_permitted(inner, &who).is_ok();
         usable.then(|| Caller {
             user_id: callback.user_id.clone(),
             identity: RequestIdentity::Verified(who),
-            auth_token: Some(token.expose().to_owned()),
+            auth_token: Some(token.expose_secret().to_owned()),
             call_depth,
         })
     });

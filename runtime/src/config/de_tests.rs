@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use secrecy::ExposeSecret as _;
 use serde::Deserialize;
 
 use super::super::model::{TrustManagerConfig, UserConfig, VerificationMode};
@@ -199,7 +200,7 @@ fn session_secret_key_and_database_passwords_stay_out_of_debug() {
     let gw: super::super::model::GatewayConfig =
         load("namespace: n\nsession_secret_key: s3cr3t-session-key\n").unwrap();
     assert_eq!(
-        gw.session_secret_key.as_ref().map(|k| k.expose()),
+        gw.session_secret_key.as_ref().map(|k| k.expose_secret()),
         Some("s3cr3t-session-key")
     );
     assert!(!format!("{gw:?}").contains("s3cr3t"), "{gw:?}");

@@ -21,14 +21,14 @@
 //! Chat Completions or Anthropic Messages), the model name the API expects
 //! and its base URL. The API key comes from `api_key` (normally `${VAR}`)
 //! or the provider's conventional variable (`OPENAI_API_KEY`,
-//! `ANTHROPIC_API_KEY`, `AZURE_API_KEY`); it is a [`Secret`], so a config
+//! `ANTHROPIC_API_KEY`, `AZURE_API_KEY`); it is a [`SecretString`], so a config
 //! printed with `{:?}` shows no key.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use amesh_mcp::tool_config::Secret;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use url::Url;
@@ -39,7 +39,7 @@ pub struct ModelConfig {
     /// `provider/model` (LiteLLM naming) or a bare model name.
     pub model: String,
     pub api_base: Option<String>,
-    pub api_key: Option<Secret>,
+    pub api_key: Option<SecretString>,
     /// Azure OpenAI's `api-version` query parameter.
     pub api_version: Option<String>,
     pub temperature: Option<f64>,
@@ -47,7 +47,7 @@ pub struct ModelConfig {
     pub max_tokens: Option<u32>,
     pub parallel_tool_calls: Option<bool>,
     /// Sent with every model request (proxies that route by header).
-    pub extra_headers: BTreeMap<String, Secret>,
+    pub extra_headers: BTreeMap<String, SecretString>,
     /// Seconds one model request may take, first byte to last.
     pub timeout: Option<f64>,
     /// Retries of a request refused with 429 or 5xx, or not connected.
@@ -82,7 +82,7 @@ struct ModelFields {
     #[serde(default)]
     api_base: Option<String>,
     #[serde(default)]
-    api_key: Option<Secret>,
+    api_key: Option<SecretString>,
     #[serde(default)]
     api_version: Option<String>,
     #[serde(default)]
@@ -94,7 +94,7 @@ struct ModelFields {
     #[serde(default)]
     parallel_tool_calls: Option<bool>,
     #[serde(default)]
-    extra_headers: BTreeMap<String, Secret>,
+    extra_headers: BTreeMap<String, SecretString>,
     #[serde(default)]
     timeout: Option<f64>,
     #[serde(default, alias = "num_retries")]
@@ -379,14 +379,14 @@ impl ModelConfig {
     }
 
     /// The API key: `api_key`, else the provider's conventional variable.
-    pub fn api_key(&self, resolved: &ResolvedModel) -> Option<Secret> {
+    pub fn api_key(&self, resolved: &ResolvedModel) -> Option<SecretString> {
         match &self.api_key {
-            Some(k) if !k.expose().trim().is_empty() => Some(k.clone()),
+            Some(k) if !k.expose_secret().trim().is_empty() => Some(k.clone()),
             _ => resolved
                 .key_env
                 .and_then(|var| std::env::var(var).ok())
                 .filter(|v| !v.trim().is_empty())
-                .map(Secret::new),
+                .map(SecretString::from),
         }
     }
 }
@@ -465,9 +465,9 @@ mod tests {
     #[test]
     fn debug_never_shows_the_key() {
         let mut m = model("openai/gpt-4o", None);
-        m.api_key = Some(Secret::new("sk-very-secret"));
+        m.api_key = Some(SecretString::from("sk-very-secret"));
         m.extra_headers
-            .insert("x-token".into(), Secret::new("header-secret"));
+            .insert("x-token".into(), SecretString::from("header-secret"));
         let shown = format!("{m:?}");
         assert!(!shown.contains("sk-very-secret") && !shown.contains("header-secret"));
     }

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use secrecy::SecretString;
 use serde::Deserialize;
 
 pub use super::artifact_service::{ArtifactScope, ArtifactServiceConfig, ArtifactServiceKind};
@@ -570,7 +571,7 @@ pub struct GatewayConfig {
     /// share it; without it a random key is made at start (sessions end with
     /// the process).
     #[serde(default)]
-    pub session_secret_key: Option<SecretText>,
+    pub session_secret_key: Option<SecretString>,
     /// Origins (`scheme://host[:port]`) besides the gateway's own from which
     /// a browser may send requests that change state with the session
     /// cookie: the public URL of a reverse proxy, for instance. An `https`
@@ -625,7 +626,7 @@ pub struct SsoConfig {
     /// The client secret (from the environment: `${OIDC_CLIENT_SECRET}`);
     /// none for a public client, which PKCE alone protects.
     #[serde(default)]
-    pub client_secret: Option<SecretText>,
+    pub client_secret: Option<SecretString>,
     /// The gateway's callback as the provider knows it:
     /// `https://<gateway>/api/v1/auth/callback`.
     pub redirect_uri: String,
@@ -734,28 +735,6 @@ impl Default for UserConfig {
             token_sha256: None,
             token: None,
         }
-    }
-}
-
-/// A configured secret (a key, not a credential the store seals): read with
-/// [`SecretText::expose`] where it is used; `Debug` prints `[redacted]`.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
-#[serde(transparent)]
-pub struct SecretText(String);
-
-impl SecretText {
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretText(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for SecretText {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
     }
 }
 

@@ -5,6 +5,7 @@
 //! Each check points at the offending key in the YAML; when the value came
 //! from a default (no key written), it points at the nearest enclosing key.
 
+use secrecy::ExposeSecret as _;
 use std::collections::HashMap;
 
 use super::error::{ConfigError, Pos};
@@ -479,7 +480,7 @@ fn check_sso(
         && sso
             .client_secret
             .as_ref()
-            .is_none_or(|s| s.expose().trim().is_empty())
+            .is_none_or(|s| s.expose_secret().trim().is_empty())
     {
         errors.push(app.error(
             &at("client_secret"),

@@ -38,6 +38,7 @@ pub mod tool_callback;
 
 pub use serve::ConnectionStats;
 
+use secrecy::ExposeSecret as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +50,7 @@ use tokio_util::sync::CancellationToken;
 use crate::a2a::client::{A2aClient, Requester};
 use crate::a2a::{AgentCapabilities, AgentCard, PROTOCOL_VERSION};
 use crate::broker::{Broker, Incoming};
-use crate::config::{GatewayConfig, SecretText};
+use crate::config::GatewayConfig;
 use crate::discovery::Directory;
 use crate::topics;
 
@@ -189,7 +190,7 @@ pub async fn start(
     if cfg.session_secret_key.is_none() {
         tracing::info!(gateway = %id, "no session_secret_key: sessions end when the process does");
     }
-    let sessions = SessionCodec::new(cfg.session_secret_key.as_ref().map(SecretText::expose));
+    let sessions = SessionCodec::new(cfg.session_secret_key.as_ref().map(|k| k.expose_secret()));
     let sso = cfg
         .sso
         .as_ref()

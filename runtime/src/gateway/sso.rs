@@ -25,6 +25,7 @@
 //! endpoint are reported by their RFC 6749 code and description, never
 //! with the answer's body (it may hold tokens).
 
+use secrecy::ExposeSecret as _;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -208,7 +209,7 @@ impl Sso {
             self.cfg
                 .client_secret
                 .as_ref()
-                .map(|s| ClientSecret::new(s.expose().to_owned())),
+                .map(|s| ClientSecret::new(s.expose_secret().to_owned())),
         )
         .set_redirect_uri(self.redirect.clone())
         .set_auth_type(auth_type);

@@ -33,6 +33,7 @@ use super::Result;
 use crate::config::{DatabaseUrl, Dialect};
 use crate::error::CredentialError;
 use crate::model::{CredentialEvent, EventKind, ExportCursor, Filter, from_ms, to_ms};
+use crate::secret::ExposeSecret as _;
 
 /// Pool settings from the store configuration.
 pub(crate) struct PoolConfig {
@@ -72,10 +73,10 @@ impl SqlStorage {
             // Not in the URL: sea-orm traces its connect options, URL included.
             match url.dialect() {
                 Dialect::Postgres => {
-                    options.map_sqlx_postgres_opts(move |o| o.password(password.expose()));
+                    options.map_sqlx_postgres_opts(move |o| o.password(password.expose_secret()));
                 }
                 Dialect::MySql => {
-                    options.map_sqlx_mysql_opts(move |o| o.password(password.expose()));
+                    options.map_sqlx_mysql_opts(move |o| o.password(password.expose_secret()));
                 }
                 Dialect::Sqlite => {}
             }

@@ -5,6 +5,7 @@
 //! second reqwest major version, which the lean-build rule forbids, and
 //! the protocol is small — one POST, a fixed sequence of typed events.
 
+use secrecy::ExposeSecret as _;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -27,7 +28,7 @@ const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub(crate) struct AnthropicModel {
     http: reqwest::Client,
     url: url::Url,
-    key: Option<amesh_mcp::tool_config::Secret>,
+    key: Option<secrecy::SecretString>,
     name: String,
     host: String,
     sampling: Sampling,
@@ -37,7 +38,7 @@ impl AnthropicModel {
     pub(super) fn new(
         http: reqwest::Client,
         resolved: &ResolvedModel,
-        key: Option<amesh_mcp::tool_config::Secret>,
+        key: Option<secrecy::SecretString>,
         sampling: Sampling,
     ) -> AnthropicModel {
         let mut url = resolved.base_url.clone();
@@ -195,8 +196,8 @@ impl AnthropicModel {
                 .header("accept", "text/event-stream")
                 .json(body);
             if let Some(key) = &self.key {
-                let mut value =
-                    reqwest::header::HeaderValue::from_str(key.expose()).map_err(|_| {
+                let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret())
+                    .map_err(|_| {
                         ModelError::Config("the API key is not a valid header value".into())
                     })?;
                 value.set_sensitive(true);

@@ -19,6 +19,7 @@
 mod anthropic;
 mod openai;
 
+use secrecy::ExposeSecret as _;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -224,7 +225,7 @@ impl Model {
 /// checked as header values here so no request can fail on them later.
 fn http_client(
     cfg: &ModelConfig,
-    key: &Option<amesh_mcp::tool_config::Secret>,
+    key: &Option<secrecy::SecretString>,
     api: ModelApi,
     timeout: Duration,
 ) -> Result<reqwest::Client, ModelError> {
@@ -234,7 +235,7 @@ fn http_client(
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             ModelError::Config(format!("extra_headers: {name:?} is not a header name"))
         })?;
-        let mut value = HeaderValue::from_str(value.expose()).map_err(|_| {
+        let mut value = HeaderValue::from_str(value.expose_secret()).map_err(|_| {
             ModelError::Config(format!(
                 "extra_headers.{name}: the value is not a valid header value"
             ))
@@ -243,7 +244,7 @@ fn http_client(
         headers.insert(name, value);
     }
     if let Some(key) = key
-        && HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err()
+        && HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).is_err()
     {
         return Err(ModelError::Config(
             "the API key contains characters that cannot be sent in a header (a newline?)".into(),

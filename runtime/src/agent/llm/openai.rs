@@ -8,6 +8,7 @@
 //! it is good at: URLs and auth for OpenAI and Azure, SSE framing, and the
 //! retry loop, which here is a bounded policy of ours ([`BoundedRetry`]).
 
+use secrecy::ExposeSecret as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,10 +39,12 @@ impl OpenAiModel {
     pub(super) fn new(
         http: reqwest::Client,
         resolved: &ResolvedModel,
-        key: Option<amesh_mcp::tool_config::Secret>,
+        key: Option<secrecy::SecretString>,
         sampling: Sampling,
     ) -> OpenAiModel {
-        let key = key.map(|k| k.expose().to_owned()).unwrap_or_default();
+        let key = key
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default();
         let base = resolved.base_url.as_str().trim_end_matches('/').to_owned();
         let config: Arc<dyn Config> = match resolved.api {
             ModelApi::AzureOpenAi => Arc::new(
@@ -372,7 +375,7 @@ mod tests {
         let cfg = crate::config::ModelConfig {
             model: "azure/gpt4o-prod".into(),
             api_base: Some(format!("http://{addr}")),
-            api_key: Some(amesh_mcp::tool_config::Secret::new("azure-key")),
+            api_key: Some(secrecy::SecretString::from("azure-key")),
             api_version: Some("2024-10-21".into()),
             ..Default::default()
         };

@@ -145,8 +145,8 @@ impl McpTools {
             authorization_url: url.to_string(),
             tool_id: server.tool_id.clone(),
             message,
-            state: SecretString::new(state),
-            pkce_verifier: SecretString::new(verifier.expose()),
+            state: SecretString::from(state),
+            pkce_verifier: verifier.secret().clone(),
             redirect_uri: redirect.to_string(),
             auth_server,
             client,
@@ -348,10 +348,7 @@ impl McpTools {
         let stored = ClientRegistration {
             server: issuer.clone(),
             client_id: registration.client_id.clone(),
-            client_secret: registration
-                .client_secret
-                .as_ref()
-                .map(|s| SecretString::new(s.expose())),
+            client_secret: registration.client_secret.as_ref().cloned(),
             client_secret_expires_at: secret_expiry(&registration.raw),
             registration: SecretJson::new(registration.raw.clone()),
         };
@@ -445,19 +442,14 @@ pub(super) fn configured_client(cfg: &McpToolConfig) -> Option<OAuthClient> {
     };
     let client_id = client_id.trim();
     (!client_id.is_empty()).then(|| {
-        let secret = client_secret
-            .as_ref()
-            .map(|s| oauth::Secret::new(s.expose()));
+        let secret = client_secret.as_ref().cloned();
         OAuthClient::configured(client_id, secret)
     })
 }
 
 /// A stored registration as the client identity of a flow.
 pub(super) fn registered_client(stored: &ClientRegistration) -> OAuthClient {
-    let client_secret = stored
-        .client_secret
-        .as_ref()
-        .map(|s| oauth::Secret::new(s.expose()));
+    let client_secret = stored.client_secret.as_ref().cloned();
     let auth = stored
         .registration
         .expose()

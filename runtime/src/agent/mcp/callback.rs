@@ -151,7 +151,7 @@ impl McpTools {
             );
             return Err((Some(ctx), RpcError::new(INTERNAL_ERROR, text)));
         };
-        let verifier = PkceVerifier::new(flow.pkce_verifier.expose());
+        let verifier = PkceVerifier::from(flow.pkce_verifier.clone());
         let exchanged = oauth::exchange_code(
             http,
             &resume.auth_server,

@@ -42,7 +42,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use amesh_credentials::{CredentialError, CredentialKey, CredentialStore, DeleteReason};
+use amesh_credentials::{
+    CredentialError, CredentialKey, CredentialStore, DeleteReason, SecretString,
+};
 use amesh_mcp::client::{CallToolResult, McpClientPool, McpError};
 use amesh_mcp::oauth::AuthServer;
 use amesh_mcp::tool_config::McpToolConfig;
@@ -332,7 +334,7 @@ impl McpTools {
             }
             Access::Failed(why) => return McpOutcome::Failed(why.into()),
         };
-        let token = credential.access_token.expose().to_string();
+        let token = credential.access_token.clone();
         let mut result = self
             .send(server, binding, ctx, verified.user_id(), Some(&token))
             .await;
@@ -354,7 +356,7 @@ impl McpTools {
                             binding,
                             ctx,
                             verified.user_id(),
-                            Some(renewed.access_token.expose()),
+                            Some(&renewed.access_token),
                         )
                         .await;
                     credential = renewed;
@@ -393,7 +395,7 @@ impl McpTools {
         binding: &Binding,
         ctx: &McpCall,
         user_id: &str,
-        token: Option<&str>,
+        token: Option<&SecretString>,
     ) -> Result<CallToolResult, McpError> {
         let session = self.inner.pool.session(&server.cfg, user_id, token).await?;
         session.call(&binding.schema, ctx.arguments.clone()).await

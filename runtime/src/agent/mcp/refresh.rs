@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use amesh_credentials::{
-    Credential, CredentialKey, CredentialStore, LeaseTiming, Refresh, SecretString,
+    Credential, CredentialKey, CredentialStore, ExposeSecret as _, LeaseTiming, Refresh,
+    SecretString,
 };
-use amesh_mcp::oauth::{self, AuthServer, OAuthClient, Secret, TokenSet};
+use amesh_mcp::oauth::{self, AuthServer, OAuthClient, TokenSet};
 use amesh_trust::VerifiedIdentity;
 
 use super::error::OAuthSetupError;
@@ -91,7 +92,7 @@ impl McpTools {
         server: &Arc<Server>,
         store: &CredentialStore,
         who: &VerifiedIdentity,
-        rejected: String,
+        rejected: SecretString,
     ) -> Access {
         self.spawn_refresh(server, store, who, Some(rejected)).await
     }
@@ -103,11 +104,11 @@ impl McpTools {
         server: &Arc<Server>,
         store: &CredentialStore,
         who: &VerifiedIdentity,
-        rejected: Option<String>,
+        rejected: Option<SecretString>,
     ) -> Access {
         let (this, server, store, who) = (self.clone(), server.clone(), store.clone(), who.clone());
         tokio::spawn(async move {
-            this.refresh_once(&server, &store, &who, rejected.as_deref())
+            this.refresh_once(&server, &store, &who, rejected.as_ref())
                 .await
         })
         .await
@@ -122,7 +123,7 @@ impl McpTools {
         server: &Server,
         store: &CredentialStore,
         who: &VerifiedIdentity,
-        rejected: Option<&str>,
+        rejected: Option<&SecretString>,
     ) -> Access {
         let user = who.user_id();
         let tool = server.tool_id.as_str();
@@ -132,7 +133,7 @@ impl McpTools {
         let key = CredentialKey::new(user, tool);
         let stale = |credential: &Credential| match rejected {
             // Until another caller replaced the refused token.
-            Some(rejected) => credential.access_token.expose() == rejected,
+            Some(rejected) => credential.access_token.expose_secret() == rejected.expose_secret(),
             None => near_expiry(credential),
         };
         let forced = rejected.is_some();
@@ -318,11 +319,8 @@ pub(super) fn near_expiry(credential: &Credential) -> bool {
 /// A stored credential as the OAuth code's token set.
 pub(super) fn token_set(credential: &Credential) -> TokenSet {
     TokenSet {
-        access_token: Secret::new(credential.access_token.expose()),
-        refresh_token: credential
-            .refresh_token
-            .as_ref()
-            .map(|t| Secret::new(t.expose())),
+        access_token: credential.access_token.clone(),
+        refresh_token: credential.refresh_token.clone(),
         token_type: credential.token_type.clone(),
         expires_at: credential
             .expires_at
@@ -340,11 +338,8 @@ pub(super) fn to_credential(
     client: &OAuthClient,
 ) -> Credential {
     Credential {
-        access_token: SecretString::new(tokens.access_token.expose()),
-        refresh_token: tokens
-            .refresh_token
-            .as_ref()
-            .map(|t| SecretString::new(t.expose())),
+        access_token: tokens.access_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
         token_type: tokens.token_type.clone(),
         expires_at: tokens
             .expires_at

@@ -7,6 +7,7 @@
 //! (encrypted, in the agent's database), so the callback can continue the
 //! loop at the exact call, on any replica, after any restart.
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -112,30 +113,8 @@ pub(crate) struct LoopState {
     /// one, verified again, it acts with the authority it started with
     /// (peers included) until the token expires. Stored only inside the
     /// sealed flow record.
-    #[serde(default)]
-    pub presented_token: Option<HeldToken>,
-}
-
-/// A token held in the loop's state: serialized (the state is sealed with
-/// the flow), never printed.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct HeldToken(String);
-
-impl HeldToken {
-    pub(crate) fn new(token: &str) -> Self {
-        HeldToken(token.to_owned())
-    }
-
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for HeldToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
+    #[serde(default, serialize_with = "amesh_mcp::secret::option::serialize")]
+    pub presented_token: Option<SecretString>,
 }
 
 impl LoopState {
@@ -167,6 +146,7 @@ impl LoopState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret as _;
     use serde_json::json;
 
     #[test]
@@ -204,14 +184,14 @@ mod tests {
             llm_calls: 1,
             corrections: 0,
             stepped_up: Some("srv".into()),
-            presented_token: Some(HeldToken::new("tok.en.sig")),
+            presented_token: Some(SecretString::from("tok.en.sig")),
         };
         assert!(!format!("{s:?}").contains("tok.en.sig"), "token in Debug");
         let back: LoopState = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         let left: Vec<usize> = back.unfinished().map(|(i, _)| i).collect();
         assert_eq!(left, vec![1]);
         assert_eq!(back.stepped_up.as_deref(), Some("srv"));
-        assert_eq!(back.presented_token.unwrap().expose(), "tok.en.sig");
+        assert_eq!(back.presented_token.unwrap().expose_secret(), "tok.en.sig");
         s.pending[1].result = Some(CallResult::error("no"));
         s.commit_results();
         assert!(s.pending.is_empty());
