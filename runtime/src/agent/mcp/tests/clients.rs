@@ -32,11 +32,7 @@ async fn a_provider_that_forgot_its_clients_gets_a_new_registration_before_the_p
         .call_as(&ctx("t1", "whoami", json!({})), &verified("alice"))
         .await;
     let old_client = client_id_of(&first);
-    let params = consent(&first, "alice", true).await;
-    rig.tools
-        .callback_as(params, &verified("alice"))
-        .await
-        .expect("alice authorized");
+    rig.approve(&first, "alice").await;
     assert_eq!(
         stored_client_ids(&rig).await,
         std::slice::from_ref(&old_client)
@@ -53,12 +49,7 @@ async fn a_provider_that_forgot_its_clients_gets_a_new_registration_before_the_p
     assert_ne!(new_client, old_client);
     assert_eq!(rig.demo.registrations(), 2);
     assert_eq!(stored_client_ids(&rig).await, [new_client]);
-    let params = consent(&bobs, "bob", true).await;
-    let resumed = rig
-        .tools
-        .callback_as(params, &verified("bob"))
-        .await
-        .unwrap_or_else(|(_, e)| panic!("callback refused: {e}"));
+    let resumed = rig.approve(&bobs, "bob").await;
     let done = rig.tools.call_as(&resumed, &verified("bob")).await;
     assert!(text_of(&done).contains("bob"), "{}", text_of(&done));
 }
@@ -79,12 +70,7 @@ async fn a_refresh_refused_as_invalid_client_registers_again_and_prompts() {
     let new_client = client_id_of(&again);
     assert!(!old.contains(&new_client), "{old:?} {new_client}");
     assert_eq!(rig.demo.registrations(), 2);
-    let params = consent(&again, "alice", true).await;
-    let resumed = rig
-        .tools
-        .callback_as(params, &verified("alice"))
-        .await
-        .unwrap_or_else(|(_, e)| panic!("callback refused: {e}"));
+    let resumed = rig.approve(&again, "alice").await;
     let done = rig.tools.call_as(&resumed, &verified("alice")).await;
     assert!(text_of(&done).contains("alice"), "{}", text_of(&done));
 }

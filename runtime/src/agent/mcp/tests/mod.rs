@@ -254,14 +254,19 @@ impl Rig {
             .tools
             .call_as(&ctx(task, tool, json!({})), &verified(user))
             .await;
-        let params = consent(&first, user, true).await;
-        let resumed = self
-            .tools
-            .callback_as(params, &verified(user))
-            .await
-            .unwrap_or_else(|(_, e)| panic!("callback refused: {e}"));
+        let resumed = self.approve(&first, user).await;
         assert_eq!(resumed.task_id, task);
         self.tools.call_as(&resumed, &verified(user)).await
+    }
+
+    /// `user` approves at the demo provider the authorization `prompt`
+    /// asked for; the callback's answer is the call to resume.
+    async fn approve(&self, prompt: &McpOutcome, user: &str) -> TestCall {
+        let params = consent(prompt, user, true).await;
+        self.tools
+            .callback_as(params, &verified(user))
+            .await
+            .unwrap_or_else(|(_, e)| panic!("callback refused: {e}"))
     }
 
     async fn shorten_expiry(&self, user: &str) {
