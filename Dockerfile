@@ -8,17 +8,19 @@
 FROM rust:1.94-slim-bookworm AS builder
 # cmake, a C compiler and OpenSSL headers build Paho's bundled C library.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake build-essential libssl-dev pkg-config \
+ && apt-get install -y --no-install-recommends cmake build-essential binutils libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The caches keep dependencies between builds; the binary is copied out of
-# the cached target dir. Debug info is stripped here: backtraces keep
-# function names, not file and line.
+# the cached target dir, its debug info split into amesh.debug (linked by
+# .gnu_debuglink: panics still name function, file and line).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p amesh-runtime --bin amesh \
- && install -m 0755 -s target/release/amesh /usr/local/bin/amesh
+ && bash scripts/split-debuginfo target/release/amesh \
+ && install -m 0755 target/release/amesh /usr/local/bin/amesh \
+ && install -m 0644 target/release/amesh.debug /usr/local/bin/amesh.debug
 
 # --- runtime -----------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -30,7 +32,7 @@ RUN apt-get update \
  && groupadd --system --gid 10001 amesh \
  && useradd --system --uid 10001 --gid amesh --home-dir /var/lib/amesh --shell /usr/sbin/nologin amesh \
  && install -d -o amesh -g amesh -m 0700 /var/lib/amesh /var/lib/amesh/data /var/lib/amesh/acl
-COPY --from=builder /usr/local/bin/amesh /usr/local/bin/amesh
+COPY --from=builder /usr/local/bin/amesh /usr/local/bin/amesh.debug /usr/local/bin/
 USER amesh:amesh
 WORKDIR /var/lib/amesh
 # Gateway HTTP (8000) and the demo provider (9100).

@@ -7,6 +7,7 @@ pub mod acl;
 pub mod agent;
 pub mod broker;
 pub mod cards;
+pub mod cli;
 pub mod config;
 pub mod credentials_cli;
 pub mod discovery;
