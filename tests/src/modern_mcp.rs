@@ -113,14 +113,10 @@ async fn not_allowed() -> StatusCode {
     StatusCode::METHOD_NOT_ALLOWED
 }
 
-#[derive(serde::Deserialize)]
-struct PageQuery {
-    nonce: String,
-}
-
 /// The page the user opens: marks the nonce done.
-async fn page(State(s): State<Arc<Shared>>, Query(q): Query<PageQuery>) -> Response {
-    match s.nonces.lock().unwrap().get_mut(&q.nonce) {
+async fn page(State(s): State<Arc<Shared>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let nonce = q.get("nonce").cloned().unwrap_or_default();
+    match s.nonces.lock().unwrap().get_mut(&nonce) {
         Some(done) => {
             *done = true;
             "Account connected; go back to the conversation.".into_response()
