@@ -67,8 +67,12 @@ async fn a_2026_07_28_server_is_spoken_to_statelessly_with_metadata_on_every_req
     assert_eq!(seen[2].mcp_name.as_deref(), Some("echo"));
 }
 
+/// The probe is the first request a server sees, so its 401 must start the
+/// authorization, as `initialize`'s did, not pass for a legacy server.
+/// (The handshake fallback itself is proven against the MCP TypeScript SDK
+/// and the fake server in `mcp/tests`.)
 #[tokio::test]
-async fn a_handshake_era_server_gets_initialize_after_the_probe() {
+async fn a_401_to_the_probe_asks_for_authorization_instead_of_falling_back() {
     let demo = DemoProvider::start(DemoOptions::default())
         .await
         .expect("demo provider");
@@ -77,15 +81,18 @@ async fn a_handshake_era_server_gets_initialize_after_the_probe() {
         "connection_params": {"type": "streamable-http", "url": demo.mcp_url().as_str(), "timeout": 10},
     }))
     .unwrap();
-    // The demo's tools need a token; the handshake does not.
-    let session = Session::connect(&cfg, reqwest::Client::new(), None)
+    let err = Session::connect(&cfg, reqwest::Client::new(), None)
         .await
-        .expect("session");
-    assert!(!session.is_modern());
-    assert_eq!(session.protocol_version(), "2025-11-25");
+        .expect_err("no token");
     assert!(
-        session.session_id().is_some(),
-        "a handshake session has an id"
+        matches!(
+            &err,
+            McpError::Unauthorized {
+                www_authenticate: Some(_),
+                ..
+            }
+        ),
+        "{err:?}"
     );
 }
 
