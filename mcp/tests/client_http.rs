@@ -44,10 +44,13 @@ async fn round_trip(fake: &Fake, transport: &str) {
         Err(McpError::ToolError { message, .. }) if message == "it broke"
     ));
 
+    // A Streamable HTTP session first asks whether the server speaks
+    // 2026-07-28 (`server/discover`); this one does not.
     let methods: Vec<_> = fake
         .seen()
         .iter()
         .filter_map(|s| s.method.clone())
+        .filter(|m| m != "server/discover")
         .collect();
     assert_eq!(
         methods,
@@ -75,6 +78,10 @@ async fn streamable_json_round_trip_echoes_session_id_and_protocol_version() {
     let fake = Fake::start(Options::default()).await;
     round_trip(&fake, "streamable-http").await;
     let seen = fake.seen();
+    assert_eq!(seen[0].method.as_deref(), Some("server/discover"));
+    assert_eq!(seen[0].protocol_version.as_deref(), Some("2026-07-28"));
+    let seen = &seen[1..];
+    assert_eq!(seen[0].method.as_deref(), Some("initialize"));
     assert_eq!(seen[0].session_id, None, "initialize carries no session id");
     assert_eq!(seen[0].protocol_version, None);
     for later in &seen[1..] {

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use amesh_mcp::client::version::LEGACY_PROTOCOL_VERSIONS;
 use amesh_mcp::client::{McpClientPool, McpError};
 use amesh_mcp::tool_config::McpToolConfig;
 use serde_json::{Value, json};
@@ -76,7 +77,14 @@ async fn lists_tools_and_answers_calls() {
     let bob = pool.session(&cfg, "bob", None).await.unwrap();
     assert!(std::sync::Arc::ptr_eq(&alice, &bob));
     assert_eq!(pool.session_count(), 1);
-    assert_eq!(alice.protocol_version(), "2025-06-18");
+    // A handshake-era server: the 2026-07-28 probe fell back to initialize,
+    // which offers 2025-11-25 (SDK 1.32 answers it).
+    assert!(!alice.is_modern());
+    assert!(
+        LEGACY_PROTOCOL_VERSIONS.contains(&alice.protocol_version().as_str()),
+        "{}",
+        alice.protocol_version()
+    );
     assert_eq!(alice.server_info().server_info["name"], "amesh-test-stdio");
     let result = alice
         .call_tool("echo", json!({"text": "hello over stdio"}))

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use amesh_mcp::client::version::LEGACY_PROTOCOL_VERSIONS;
 use amesh_mcp::client::{BearerChallenge, McpClientPool, McpError};
 use amesh_mcp::tool_config::McpToolConfig;
 use serde_json::json;
@@ -98,7 +99,14 @@ async fn streamable_http_against_the_sdk_example_server() {
     let pool = McpClientPool::new().unwrap();
     let session = pool.session(&cfg, "alice", None).await.unwrap();
     assert!(session.session_id().is_some());
-    assert_eq!(session.protocol_version(), "2025-06-18");
+    // A handshake-era server: the 2026-07-28 probe fell back to initialize,
+    // which offers 2025-11-25 (SDK 1.32 answers it).
+    assert!(!session.is_modern());
+    assert!(
+        LEGACY_PROTOCOL_VERSIONS.contains(&session.protocol_version().as_str()),
+        "{}",
+        session.protocol_version()
+    );
     let tools = session.list_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "greet"), "{tools:?}");
     let result = session
@@ -173,7 +181,14 @@ async fn legacy_sse_against_the_sdk_compatible_server() {
     let cfg = config("sse", format!("http://127.0.0.1:{PORT}/sse"));
     let pool = McpClientPool::new().unwrap();
     let session = pool.session(&cfg, "alice", None).await.unwrap();
-    assert_eq!(session.protocol_version(), "2025-06-18");
+    // A handshake-era server: the 2026-07-28 probe fell back to initialize,
+    // which offers 2025-11-25 (SDK 1.32 answers it).
+    assert!(!session.is_modern());
+    assert!(
+        LEGACY_PROTOCOL_VERSIONS.contains(&session.protocol_version().as_str()),
+        "{}",
+        session.protocol_version()
+    );
     let tools = session.list_tools().await.unwrap();
     assert!(tools.iter().any(|t| t.name == "start-notification-stream"));
     // Logging notifications arrive on the stream before the answer.

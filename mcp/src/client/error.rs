@@ -72,9 +72,24 @@ pub enum McpError {
     /// error by [`crate::client::CallToolResult::into_result`].
     #[error("tool `{tool}` failed: {message}")]
     ToolError { tool: String, message: String },
+    /// The server needs the user before it finishes the call (MCP
+    /// 2026-07-28 `InputRequiredResult`): open a page, then retry the call
+    /// with [`crate::client::InputRequired::answer`].
+    #[error("MCP server `{tool_id}` needs the user first: {}", input_summary(.input))]
+    InputRequired {
+        tool_id: String,
+        input: Box<crate::client::InputRequired>,
+    },
     /// The tool block cannot be used (bad URL, bad header).
     #[error("MCP tool `{tool_id}` is misconfigured: {message}")]
     Config { tool_id: String, message: String },
+}
+
+fn input_summary(input: &crate::client::InputRequired) -> String {
+    match input.elicitations.first() {
+        Some(e) => e.message.clone(),
+        None => "retry the call".into(),
+    }
 }
 
 fn challenge_suffix(challenge: &Option<String>) -> String {

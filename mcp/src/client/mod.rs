@@ -26,9 +26,11 @@
 //!   two tasks; our Streamable HTTP session holds none (legacy SSE needs
 //!   its one stream reader).
 //!
-//! The protocol surface we use is small and stable: `initialize`,
-//! `notifications/initialized`, `tools/list` (paged), `tools/call`. Tool
-//! content travels as raw JSON, so newer content types pass through.
+//! The protocol surface we use is small and stable: `server/discover` or
+//! `initialize` + `notifications/initialized` ([`version`] picks the era),
+//! `tools/list` (paged), `tools/call` (with its multi round-trip retry,
+//! [`input`]). Tool content travels as raw JSON, so newer content types
+//! pass through.
 //!
 //! # Layout
 //!
@@ -38,6 +40,8 @@
 //!   child process) is ours too, not rmcp's child-process transport: one
 //!   MCP client in the codebase, not two; see [`stdio`].
 //! - [`session`]: lifecycle, paging, retry after expiry, timeouts.
+//! - [`version`]: protocol revisions and the modern/legacy negotiation.
+//! - [`input`]: `InputRequiredResult` and URL-mode elicitation.
 //! - [`pool`]: HTTP clients per TLS mode, sessions per (tool, user).
 //! - [`error`]: [`McpError`] and the `WWW-Authenticate` parser.
 
@@ -45,18 +49,21 @@ pub(crate) mod body;
 pub mod error;
 pub mod event_stream;
 mod http;
+pub mod input;
 mod jsonrpc;
 pub mod pool;
 pub mod session;
 mod sse;
 pub mod stdio;
 mod streamable;
+pub mod version;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::oauth::BearerChallenge;
 pub use error::McpError;
+pub use input::{ElicitAction, InputRequired, Retry, UrlElicitation};
 pub use pool::{DEFAULT_IDLE_SESSION_TTL, DEFAULT_MAX_SESSIONS, McpClientPool};
 pub use session::{PROTOCOL_VERSION, ServerInfo, Session};
 

@@ -1,7 +1,10 @@
 //! An MCP session: one user's initialized conversation with one server.
 //!
-//! The session runs the lifecycle (`initialize`, `notifications/initialized`)
-//! over any of the three transports and offers the two operations an agent needs,
+//! The session picks the protocol era ([`super::version`]): a 2026-07-28
+//! server is stateless (every request carries `_meta`, nothing to
+//! initialize), an older one gets the lifecycle (`initialize`,
+//! `notifications/initialized`). Over any of the three transports it
+//! offers the two operations an agent needs,
 //! paged `tools/list` and `tools/call`. It owns the user's bearer token for
 //! its whole life; a new token means a new session (see
 //! [`super::pool::McpClientPool`]).
@@ -12,24 +15,31 @@
 //! counter tells a waiter that someone else already did it).
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::error::McpError;
 use super::http::Endpoint;
+use super::input::{self, Retry};
 use super::jsonrpc::{self, Request, RpcError};
 use super::sse::LegacySse;
 use super::stdio::StdioTransport;
 use super::streamable::Streamable;
+use super::version::{self, Era, LEGACY_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSION, era_of_probe};
 use super::{CallToolResult, ToolDescriptor};
 use crate::schema::{ToolSchema, validate_arguments};
 use crate::tool_config::{McpToolConfig, TransportKind};
 
-/// The protocol revision we ask for; the server may answer an older one,
-/// which we then speak (the messages we use are the same in all of them).
-pub const PROTOCOL_VERSION: &str = "2025-06-18";
+/// The protocol revision we ask for first; a server that does not speak
+/// it gets one of [`LEGACY_PROTOCOL_VERSIONS`] (the messages we use are the
+/// same in all of them).
+pub const PROTOCOL_VERSION: &str = MODERN_PROTOCOL_VERSION;
+
+/// The longest a stdio server may stay silent to `server/discover` before
+/// it is taken for a legacy server that ignores unknown requests.
+const STDIO_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Time allowed to tell a stdio server a request was given up.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(1);
@@ -99,6 +109,8 @@ pub struct Session {
     /// Serializes re-initialization.
     reinit: tokio::sync::Mutex<()>,
     info: RwLock<ServerInfo>,
+    /// A 2026-07-28 session: requests carry `_meta`.
+    modern: AtomicBool,
 }
 
 impl Session {
@@ -148,6 +160,7 @@ impl Session {
             generation: AtomicU64::new(0),
             reinit: tokio::sync::Mutex::new(()),
             info: RwLock::new(ServerInfo::default()),
+            modern: AtomicBool::new(false),
         };
         session.initialize().await?;
         Ok(session)
@@ -165,6 +178,11 @@ impl Session {
     /// The protocol revision the server chose.
     pub fn protocol_version(&self) -> String {
         self.server_info().protocol_version
+    }
+
+    /// Whether the session speaks 2026-07-28 (stateless, multi round-trip).
+    pub fn is_modern(&self) -> bool {
+        self.modern.load(Ordering::Acquire)
     }
 
     /// The `Mcp-Session-Id` the server assigned (Streamable HTTP only).
@@ -223,10 +241,36 @@ impl Session {
         name: &str,
         arguments: Value,
     ) -> Result<CallToolResult, McpError> {
-        let result = self
-            .request("tools/call", json!({"name": name, "arguments": arguments}))
-            .await?;
-        serde_json::from_value(result).map_err(|e| self.protocol(format!("tools/call answer: {e}")))
+        self.call_tool_with(name, arguments, None).await
+    }
+
+    /// [`Session::call_tool`], as the retry of a call that answered
+    /// [`McpError::InputRequired`] when `retry` is given. A server that
+    /// needs the user answers [`McpError::InputRequired`] (2026-07-28
+    /// sessions only; an older server cannot).
+    pub async fn call_tool_with(
+        &self,
+        name: &str,
+        arguments: Value,
+        retry: Option<&Retry>,
+    ) -> Result<CallToolResult, McpError> {
+        let mut params = json!({"name": name, "arguments": arguments});
+        if let Some(retry) = retry {
+            retry.apply(&mut params);
+        }
+        let result = self.request("tools/call", params).await?;
+        // Results from servers before 2026-07-28 have no resultType.
+        match result.get("resultType").and_then(Value::as_str) {
+            None | Some("complete") => serde_json::from_value(result)
+                .map_err(|e| self.protocol(format!("tools/call answer: {e}"))),
+            Some("input_required") if self.is_modern() => Err(McpError::InputRequired {
+                tool_id: self.tool_id.clone(),
+                input: Box::new(input::parse(&self.tool_id, &result)?),
+            }),
+            Some(other) => Err(self.protocol(format!(
+                "tools/call answered resultType `{other}`, which this session cannot take"
+            ))),
+        }
     }
 
     /// Validates `arguments` against the tool's compiled schema, then calls
@@ -236,8 +280,19 @@ impl Session {
         tool: &ToolSchema,
         arguments: Value,
     ) -> Result<CallToolResult, McpError> {
+        self.call_with(tool, arguments, None).await
+    }
+
+    /// [`Session::call`] with the retry of an input-required answer.
+    pub async fn call_with(
+        &self,
+        tool: &ToolSchema,
+        arguments: Value,
+        retry: Option<&Retry>,
+    ) -> Result<CallToolResult, McpError> {
         validate_arguments(tool, &arguments)?;
-        self.call_tool(tool.remote_name(), arguments).await
+        self.call_tool_with(tool.remote_name(), arguments, retry)
+            .await
     }
 
     /// Ends the session at the server, best effort.
@@ -272,13 +327,77 @@ impl Session {
         Ok(())
     }
 
-    /// The lifecycle handshake, on a fresh transport session.
+    /// Picks the era on a fresh transport and sets the session up for it:
+    /// nothing more for a 2026-07-28 server, the handshake for an older one.
     async fn initialize(&self) -> Result<(), McpError> {
         self.transport
             .reset_within(self.timeout, &self.tool_id)
             .await?;
+        let era = match &self.transport {
+            Transport::Sse(_) => Era::Legacy,
+            Transport::Streamable(_) | Transport::Stdio(_) => self.probe().await?,
+        };
+        if era == Era::Modern {
+            return Ok(());
+        }
+        self.modern.store(false, Ordering::Release);
+        if let Transport::Streamable(t) = &self.transport {
+            t.reset();
+        }
+        self.handshake().await
+    }
+
+    /// `server/discover` as 2026-07-28: a modern server answers it (or
+    /// names the versions it speaks); see [`version::era_of_probe`].
+    async fn probe(&self) -> Result<Era, McpError> {
+        self.modern.store(true, Ordering::Release);
+        if let Transport::Streamable(t) = &self.transport {
+            t.set_protocol_version(MODERN_PROTOCOL_VERSION);
+        }
+        let stdio = matches!(self.transport, Transport::Stdio(_));
+        let wait = if stdio {
+            self.timeout.min(STDIO_PROBE_TIMEOUT)
+        } else {
+            self.timeout
+        };
+        let answer = match tokio::time::timeout(wait, self.send("server/discover", json!({}))).await
+        {
+            Ok(answer) => answer,
+            Err(_) => Err(McpError::Timeout {
+                tool_id: self.tool_id.clone(),
+                method: "server/discover".into(),
+                after: wait,
+            }),
+        };
+        let (era, result) = match answer {
+            Ok(result) => (
+                era_of_probe(&self.tool_id, Ok(result.clone()), stdio)?,
+                result,
+            ),
+            Err(e) => (era_of_probe(&self.tool_id, Err(e), stdio)?, Value::Null),
+        };
+        if era == Era::Modern {
+            let meta = result.pointer("/_meta/io.modelcontextprotocol~1serverInfo");
+            *self.info.write().unwrap_or_else(|p| p.into_inner()) = ServerInfo {
+                protocol_version: MODERN_PROTOCOL_VERSION.to_owned(),
+                server_info: meta.cloned().unwrap_or(Value::Null),
+                capabilities: result.get("capabilities").cloned().unwrap_or(Value::Null),
+                instructions: result
+                    .get("instructions")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            };
+            tracing::debug!(tool_id = %self.tool_id, "MCP server speaks 2026-07-28");
+        } else {
+            tracing::debug!(tool_id = %self.tool_id, "MCP server is pre-2026-07-28; initializing");
+        }
+        Ok(era)
+    }
+
+    /// The legacy lifecycle handshake.
+    async fn handshake(&self) -> Result<(), McpError> {
         let params = json!({
-            "protocolVersion": PROTOCOL_VERSION,
+            "protocolVersion": LEGACY_PROTOCOL_VERSIONS[0],
             "capabilities": {},
             "clientInfo": {"name": "amesh", "version": env!("CARGO_PKG_VERSION")},
         });
@@ -288,8 +407,10 @@ impl Session {
             .and_then(Value::as_str)
             .ok_or_else(|| self.protocol("initialize answer has no protocolVersion"))?
             .to_owned();
-        if protocol_version != PROTOCOL_VERSION {
-            tracing::debug!(tool_id = %self.tool_id, %protocol_version, "MCP server chose another protocol version");
+        if !LEGACY_PROTOCOL_VERSIONS.contains(&protocol_version.as_str()) {
+            return Err(self.protocol(format!(
+                "the server chose MCP {protocol_version:?}; amesh speaks {MODERN_PROTOCOL_VERSION} and {LEGACY_PROTOCOL_VERSIONS:?}"
+            )));
         }
         if let Transport::Streamable(t) = &self.transport {
             t.set_protocol_version(&protocol_version);
@@ -313,7 +434,10 @@ impl Session {
 
     /// Sends one request within the timeout; a JSON-RPC error becomes
     /// [`McpError::Rpc`].
-    async fn send(&self, method: &str, params: Value) -> Result<Value, McpError> {
+    async fn send(&self, method: &str, mut params: Value) -> Result<Value, McpError> {
+        if self.is_modern() {
+            version::add_meta(&mut params);
+        }
         let request = Request {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             method: method.to_owned(),

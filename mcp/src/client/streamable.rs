@@ -9,6 +9,13 @@
 //! session id means the server forgot the session: reported as
 //! [`McpError::SessionExpired`] so the session layer re-initializes.
 //!
+//! In a 2026-07-28 session there is no session id: every POST carries
+//! `MCP-Protocol-Version: 2026-07-28` and the standard request headers
+//! `Mcp-Method` and `Mcp-Name` (the tool name, Base64-wrapped when it is
+//! not a plain header value), and a 4xx whose body is a JSON-RPC error is
+//! that error ([`McpError::Rpc`]), which tells a modern server from a
+//! legacy one during negotiation (see [`super::version`]).
+//!
 //! Not implemented, because an agent calling tools does not need them: the
 //! optional GET stream for server-initiated messages, and resuming a broken
 //! answer stream with `Last-Event-ID` (a broken answer fails that call).
@@ -27,6 +34,8 @@ use super::jsonrpc::{self, Incoming, Request, RpcError};
 
 const HEADER_SESSION_ID: &str = "mcp-session-id";
 const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
+const HEADER_METHOD: &str = "mcp-method";
+const HEADER_NAME: &str = "mcp-name";
 
 #[derive(Debug, Default, Clone)]
 struct SessionState {
@@ -74,7 +83,7 @@ impl Streamable {
 
     /// Sends a request and waits for its answer.
     pub async fn request(&self, request: &Request) -> Result<Result<Value, RpcError>, McpError> {
-        let (response, new_session_id) = self.post(&request.to_json()).await?;
+        let (response, new_session_id) = self.post(&request.to_json(), &request.method).await?;
         if response.status() == StatusCode::ACCEPTED {
             return Err(self
                 .endpoint
@@ -104,7 +113,8 @@ impl Streamable {
 
     /// Sends a notification; the server acknowledges with 202 (or 200).
     pub async fn notify(&self, message: &Value) -> Result<(), McpError> {
-        let (_response, new_session_id) = self.post(message).await?;
+        let method = message.get("method").and_then(Value::as_str).unwrap_or("");
+        let (_response, new_session_id) = self.post(message, method).await?;
         self.adopt_session_id(&new_session_id);
         Ok(())
     }
@@ -131,8 +141,16 @@ impl Streamable {
     /// POSTs one message; maps failing statuses to errors. Returns the
     /// response and the session id it carried (adopted only once the
     /// answer is good, so a failed initialize leaves no half session).
-    async fn post(&self, message: &Value) -> Result<(reqwest::Response, Option<String>), McpError> {
+    async fn post(
+        &self,
+        message: &Value,
+        method: &str,
+    ) -> Result<(reqwest::Response, Option<String>), McpError> {
         let state = self.state();
+        let modern = state
+            .protocol_version
+            .as_deref()
+            .is_some_and(super::version::is_modern);
         let mut rb = self
             .endpoint
             .http
@@ -145,6 +163,16 @@ impl Streamable {
         }
         if let Some(version) = &state.protocol_version {
             rb = rb.header(HEADER_PROTOCOL_VERSION, version);
+        }
+        if modern {
+            rb = rb.header(HEADER_METHOD, method);
+            let params = message.get("params");
+            let name = params
+                .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+                .and_then(Value::as_str);
+            if let Some(name) = name {
+                rb = rb.header(HEADER_NAME, header_value(name));
+            }
         }
         let response = self
             .endpoint
@@ -159,7 +187,10 @@ impl Streamable {
             });
         }
         if !status.is_success() {
-            return Err(self.status_error(response).await);
+            return Err(self.status_error(response, method).await);
+        }
+        if modern {
+            return Ok((response, None)); // 2026-07-28 has no sessions
         }
         let session_id = response
             .headers()
@@ -179,8 +210,8 @@ impl Streamable {
     }
 
     /// A failing status: 401/403 become the auth variants; a JSON-RPC error
-    /// body (servers answer 400 with one) is kept as the message.
-    async fn status_error(&self, response: reqwest::Response) -> McpError {
+    /// body (servers answer 400 or 404 with one) is that error.
+    async fn status_error(&self, response: reqwest::Response, method: &str) -> McpError {
         let status = response.status();
         let headers = response.headers().clone();
         let error = McpError::from_status(&self.endpoint.tool_id, status, &headers);
@@ -192,15 +223,23 @@ impl Streamable {
         let Ok(body) = self.endpoint.read_body(response).await else {
             return error;
         };
-        let message = serde_json::from_slice::<Value>(&body)
+        let Some(rpc) = serde_json::from_slice::<Value>(&body)
             .ok()
-            .and_then(|v| v.pointer("/error/message").cloned())
-            .and_then(|m| m.as_str().map(str::to_owned));
-        match message {
-            Some(message) => self
-                .endpoint
-                .protocol_error(format!("HTTP {}: {message}", status.as_u16())),
-            None => error,
+            .and_then(|v| v.get("error").cloned())
+            .filter(|e| e.get("code").is_some_and(Value::is_i64))
+        else {
+            return error;
+        };
+        McpError::Rpc {
+            tool_id: self.endpoint.tool_id.clone(),
+            method: method.to_owned(),
+            code: rpc.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                rpc.get("message").and_then(Value::as_str).unwrap_or("")
+            ),
+            data: rpc.get("data").cloned(),
         }
     }
 
@@ -243,6 +282,23 @@ impl Streamable {
     }
 }
 
+/// A value for `Mcp-Name`: as is when it is a plain header value, else the
+/// `=?base64?…?=` form (non-ASCII, control characters, edge whitespace, or
+/// something that already looks like that form).
+fn header_value(value: &str) -> String {
+    use base64::Engine as _;
+    let plain = !value.is_empty()
+        && value.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    if plain {
+        value.to_owned()
+    } else {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value);
+        format!("=?base64?{encoded}?=")
+    }
+}
+
 /// Picks our response out of received messages; logs the rest.
 fn find_response(messages: Vec<Value>, id: u64) -> Option<Result<Value, RpcError>> {
     for message in messages {
@@ -259,4 +315,23 @@ fn find_response(messages: Vec<Value>, id: u64) -> Option<Result<Value, RpcError
         }
     }
     None
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::header_value;
+
+    #[test]
+    fn names_that_are_not_plain_header_values_are_base64_wrapped() {
+        assert_eq!(header_value("get_weather"), "get_weather");
+        assert_eq!(
+            header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
+        assert_eq!(header_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
+        assert_eq!(
+            header_value("=?base64?literal?="),
+            "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
+        );
+    }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod client;
 pub mod connections;
+pub mod elicitation;
 pub mod jsonrpc;
 pub mod oauth_callback;
 pub mod sessions;

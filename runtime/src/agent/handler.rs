@@ -16,6 +16,7 @@ use super::reasoning::{
 };
 use super::tasks::TaskStoreError;
 use super::tools;
+use crate::a2a::elicitation::{ELICITATION_COMPLETE_METHOD, ElicitationParams};
 use crate::a2a::jsonrpc::{self, Request, Response, RpcError};
 use crate::a2a::oauth_callback::{CallbackParams, OAUTH_CALLBACK_METHOD};
 use crate::a2a::{
@@ -203,6 +204,11 @@ fn dispatch(inner: &Arc<AgentInner>, a: Admitted<'_>) -> Result<(), Refusal> {
             );
             Ok(())
         }
+        ELICITATION_COMPLETE_METHOD => {
+            let p: ElicitationParams = params(&a.req)?;
+            super::elicitation::on_complete(inner, a.id, p, a.caller, a.reply_to.to_string());
+            Ok(())
+        }
         OAUTH_CALLBACK_METHOD => {
             let p: CallbackParams = params(&a.req)?;
             super::pause::on_callback(inner, a.id, p, a.caller, a.reply_to.to_string());
@@ -340,14 +346,11 @@ fn start_task(
                 ),
             );
         }
-        let pending = vec![PendingCall {
-            call: ToolCallRequest {
-                id: "direct".into(),
-                name: call.tool,
-                arguments: call.arguments.to_string(),
-            },
-            result: None,
-        }];
+        let pending = vec![PendingCall::new(ToolCallRequest {
+            id: "direct".into(),
+            name: call.tool,
+            arguments: call.arguments.to_string(),
+        })];
         (Mode::Direct, Vec::new(), pending)
     };
     // The JSON-RPC id is the task id (as in Solace Agent Mesh): the gateway

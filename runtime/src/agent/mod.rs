@@ -16,6 +16,7 @@ mod accounts;
 mod artifacts;
 mod card;
 mod delegate;
+mod elicitation;
 mod handler;
 pub(crate) mod llm;
 pub(crate) mod mcp;

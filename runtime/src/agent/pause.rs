@@ -25,10 +25,22 @@ use serde_json::{Value, json};
 use super::AgentInner;
 use super::handler::{Caller, publish, spawn_reply};
 use super::mcp::AuthPrompt;
-use super::reasoning::{self, report, state::LoopState};
+use super::reasoning::{
+    self, report,
+    state::{LoopState, TaskRoute},
+};
 use crate::a2a::jsonrpc::{INTERNAL_ERROR, INVALID_PARAMS, Response, RpcError};
 use crate::a2a::oauth_callback::CallbackParams;
 use crate::a2a::{Message, Part, Task, TaskState, TaskStatus, TaskStatusUpdateEvent};
+
+/// Why a task's loop stopped to wait for its user.
+pub(crate) enum Pause {
+    /// A tool's server needs the user's OAuth authorization ([`pause`]).
+    Auth(Box<AuthPrompt>),
+    /// A tool's server needs the user at a page of its own
+    /// ([`super::elicitation`]).
+    Input(super::elicitation::Waiting),
+}
 
 /// Stores `state` with the flow of `prompt` and moves the task to
 /// `auth-required`: a status update on the stream, or — for
@@ -88,7 +100,23 @@ pub(crate) async fn pause(
         &route.task_id,
         &route.context_id,
     );
-    let status = TaskStatus::new(TaskState::AuthRequired, Some(prompt));
+    tracing::info!(agent = %inner.name, user = %caller.user_id, tool = %tool_id, task = %route.task_id,
+        "task waits for the user's tool authorization");
+    crate::telemetry::metrics::authorization_prompt(&inner.name, &tool_id);
+    wait_for_user(inner, &route, TaskState::AuthRequired, prompt).await;
+}
+
+/// Moves the task to `state` (`auth-required`, `input-required`) with
+/// `prompt`, marks it waiting for as long as its stored record lives, and
+/// tells the requester: a status update on the stream, or — for
+/// `message/send`, which waits for one answer — the task on `replyTo`.
+pub(super) async fn wait_for_user(
+    inner: &Arc<AgentInner>,
+    route: &TaskRoute,
+    state: TaskState,
+    prompt: Message,
+) {
+    let status = TaskStatus::new(state, Some(prompt));
     let Some(task) = inner.tasks.set_status(&route.task_id, status.clone()) else {
         return;
     };
@@ -100,9 +128,6 @@ pub(crate) async fn pause(
     inner
         .tasks
         .wait_for_user(&route.task_id, Instant::now() + lifetime, route.clone());
-    tracing::info!(agent = %inner.name, user = %caller.user_id, tool = %tool_id, task = %route.task_id,
-        "task waits for the user's tool authorization");
-    crate::telemetry::metrics::authorization_prompt(&inner.name, &tool_id);
     match &route.status_topic {
         Some(topic) => {
             let ev = TaskStatusUpdateEvent::new(&route.task_id, &route.context_id, status, false);
@@ -126,7 +151,12 @@ pub(crate) const CONNECT_MARKER: &str = "amesh_connect";
 
 /// The answer to a callback: words for the page, and `outcome`
 /// (`resumed`, `task_ended`, `connected`) for the gateway to pick its own.
-fn callback_answer(text: &str, outcome: &str, task_id: &str, context_id: &str) -> Message {
+pub(super) fn callback_answer(
+    text: &str,
+    outcome: &str,
+    task_id: &str,
+    context_id: &str,
+) -> Message {
     Message::agent(
         vec![Part::text(text), Part::data(json!({ "outcome": outcome }))],
         task_id,
@@ -234,7 +264,11 @@ fn tool_of(task: Option<&Value>) -> String {
 /// still permitted — so it may delegate to peers as before the pause —
 /// else the callback's own identity, which is scoped to the callback (tools
 /// with stored credentials work, delegation does not).
-fn resumed_caller(inner: &AgentInner, state: &mut LoopState, callback: Caller) -> Caller {
+pub(super) fn resumed_caller(
+    inner: &AgentInner,
+    state: &mut LoopState,
+    callback: Caller,
+) -> Caller {
     let call_depth = state.route.call_depth;
     let started = state.presented_token.take().and_then(|token| {
         let who = inner
@@ -264,7 +298,7 @@ pub(crate) async fn expire_waiting(inner: &AgentInner) {
         report::fail(
             inner,
             &route,
-            "the authorization was not completed in time; ask again to get a new link",
+            "the authorization (or the tool server's page) was not completed in time; ask again to get a new link",
         )
         .await;
     }

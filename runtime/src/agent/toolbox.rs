@@ -17,9 +17,13 @@ use super::AgentInner;
 use super::artifacts::ArtifactError;
 use super::handler::Caller;
 use super::llm::{ToolCallRequest, ToolSpec};
-use super::mcp::{AuthPrompt, McpCall, McpOutcome};
+use super::mcp::{AuthPrompt, InputPrompt, McpCall, McpOutcome};
 use super::reasoning::state::CallResult;
 use super::tools::{self, BuiltinTool};
+
+/// Immediate retries of a call whose server answered input-required
+/// without asking the user anything.
+const MAX_IMMEDIATE_RETRIES: usize = 3;
 
 /// Prefix of peer-agent tools.
 pub(crate) const PEER_PREFIX: &str = "peer_";
@@ -29,6 +33,8 @@ pub(crate) enum CallOutcome {
     Done(CallResult),
     /// The user must authorize the tool's server first.
     Auth(Box<AuthPrompt>),
+    /// The tool's server needs the user at a page of its own first.
+    Input(Box<InputPrompt>),
 }
 
 /// The tools offered to the model now (peers change as cards come and go).
@@ -131,6 +137,7 @@ pub(crate) async fn run(
     session: &str,
     call: &ToolCallRequest,
     stepped_up: Option<&str>,
+    retry: Option<amesh_mcp::client::Retry>,
 ) -> CallOutcome {
     let arguments: Value = match serde_json::from_str(&call.arguments) {
         Ok(v @ Value::Object(_)) => v,
@@ -147,7 +154,10 @@ pub(crate) async fn run(
             )));
         }
     };
-    dispatch(inner, caller, session, &call.name, arguments, stepped_up).await
+    dispatch(
+        inner, caller, session, &call.name, arguments, stepped_up, retry,
+    )
+    .await
 }
 
 /// Runs a call whose arguments are already a JSON object.
@@ -158,6 +168,7 @@ async fn dispatch(
     name: &str,
     arguments: Value,
     stepped_up: Option<&str>,
+    retry: Option<amesh_mcp::client::Retry>,
 ) -> CallOutcome {
     fn done<E: std::fmt::Display>(r: Result<Vec<crate::a2a::Part>, E>) -> CallOutcome {
         CallOutcome::Done(match r {
@@ -181,16 +192,29 @@ async fn dispatch(
         };
     }
     if let Some(mcp) = inner.mcp.as_ref().filter(|m| m.has(name)) {
-        let call = McpCall {
+        let mut call = McpCall {
             tool: name.to_owned(),
             arguments,
             stepped_up: stepped_up.is_some() && stepped_up == mcp.tool_id_of(name),
+            retry,
         };
-        return match mcp.call(&call, &caller.identity).await {
-            McpOutcome::Done(parts) => CallOutcome::Done(CallResult::ok(parts)),
-            McpOutcome::Failed(why) => CallOutcome::Done(CallResult::error(why.to_string())),
-            McpOutcome::AuthRequired(prompt) => CallOutcome::Auth(prompt),
-        };
+        // An input-required answer that asks the user nothing (only a
+        // `requestState`) is retried at once, a few times at most.
+        for _ in 0..=MAX_IMMEDIATE_RETRIES {
+            return match mcp.call(&call, &caller.identity).await {
+                McpOutcome::Done(parts) => CallOutcome::Done(CallResult::ok(parts)),
+                McpOutcome::Failed(why) => CallOutcome::Done(CallResult::error(why.to_string())),
+                McpOutcome::AuthRequired(prompt) => CallOutcome::Auth(prompt),
+                McpOutcome::InputRequired(prompt) if prompt.input.elicitations.is_empty() => {
+                    call.retry = Some(prompt.input.answer(amesh_mcp::client::ElicitAction::Accept));
+                    continue;
+                }
+                McpOutcome::InputRequired(prompt) => CallOutcome::Input(prompt),
+            };
+        }
+        return CallOutcome::Done(CallResult::error(format!(
+            "tool {name} kept asking to be called again ({MAX_IMMEDIATE_RETRIES} retries); gave up"
+        )));
     }
     if let Some(peer) = peers(inner)
         .into_iter()

@@ -84,12 +84,18 @@ pub(crate) fn scrub(result: &mut StreamResult) -> Option<LinkProblem> {
     first
 }
 
+/// The data-part fields that hold a link the page opens: an authorization
+/// URL, and a tool server's URL-mode elicitation page.
+const LINK_FIELDS: [&str; 2] = ["authorization_url", "elicitation_url"];
+
 fn scrub_parts(parts: &mut Vec<Part>) -> Option<LinkProblem> {
     let problem = parts.iter().find_map(|part| match part {
-        Part::Data { data, .. } => match data.get("authorization_url")? {
-            serde_json::Value::String(raw) => check_link(raw).err(),
-            _ => Some(LinkProblem::NotAString),
-        },
+        Part::Data { data, .. } => LINK_FIELDS
+            .iter()
+            .find_map(|field| match data.get(*field)? {
+                serde_json::Value::String(raw) => check_link(raw).err(),
+                _ => Some(LinkProblem::NotAString),
+            }),
         _ => None,
     })?;
     *parts = vec![Part::text(REFUSED)];
@@ -201,6 +207,27 @@ mod tests {
 
         let mut not_a_string = StreamResult::Message(prompt(json!({"href": "javascript:x"})));
         assert_eq!(scrub(&mut not_a_string), Some(LinkProblem::NotAString));
+    }
+
+    #[test]
+    fn an_elicitation_page_is_checked_like_an_authorization_link() {
+        let page = |url: &str| {
+            StreamResult::Message(Message::agent(
+                vec![
+                    Part::text(format!("Set your key:\n{url}")),
+                    Part::data(json!({"type": "url_elicitation_required", "elicitation_url": url})),
+                ],
+                "t",
+                "c",
+            ))
+        };
+        let mut bad = page("javascript:fetch('/api/v1/auth/me')");
+        assert_eq!(
+            scrub(&mut bad),
+            Some(LinkProblem::Scheme("javascript".into()))
+        );
+        let mut good = page("https://mcp.example/ui/key");
+        assert_eq!(scrub(&mut good), None);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::agent_requests::{SendBody, ask_agent, start_task, timeout};
 use super::api_error::ApiError;
 use super::extract::AuthUser;
 use crate::a2a::client::{CallError, Event};
+use crate::a2a::elicitation::{ELICITATION_COMPLETE_METHOD, ElicitationParams};
 use crate::a2a::{TaskIdParams, TaskQueryParams, methods};
 
 pub(crate) async fn healthz(State(inner): State<Arc<GatewayInner>>) -> Json<Value> {
@@ -82,17 +83,23 @@ pub(crate) async fn get_task(
     }
 }
 
-/// `POST /api/v1/tasks/{id}:cancel` (the action is a suffix of the id
-/// segment, Google API style).
+/// `POST /api/v1/tasks/{id}:cancel`, and `POST /api/v1/tasks/{id}:continue`
+/// with `{"elicitation_id", "action": "accept" | "decline"}` for a task
+/// waiting for the user at a tool server's page (the action is a suffix of
+/// the id segment, Google API style).
 pub(crate) async fn task_action(
     State(inner): State<Arc<GatewayInner>>,
     AuthUser(user): AuthUser,
     Path(id_action): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    if let Some(id) = id_action.strip_suffix(":continue") {
+        return continue_task(&inner, &user, id, &body).await;
+    }
     let Some(id) = id_action.strip_suffix(":cancel") else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "unknown task action; use POST /api/v1/tasks/{id}:cancel",
+            "unknown task action; use POST /api/v1/tasks/{id}:cancel or :continue",
         ));
     };
     let rec = inner
@@ -106,6 +113,37 @@ pub(crate) async fn task_action(
         _ => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             format!("agent {} did not answer the cancel of task {id}", rec.agent),
+        )),
+    }
+}
+
+/// `:continue`: the user's answer to a tool server's page, sent to the
+/// task's agent as `amesh/elicitation/complete` with the user's identity.
+/// The agent checks the id is this user's and retries the paused call.
+async fn continue_task(
+    inner: &Arc<GatewayInner>,
+    user: &super::auth::User,
+    id: &str,
+    body: &[u8],
+) -> Result<Json<Value>, ApiError> {
+    let params: ElicitationParams = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected {{\"elicitation_id\": ..., \"action\": \"accept\" | \"decline\"}}: {e}"
+            ),
+        )
+    })?;
+    let rec = inner
+        .tasks
+        .get(id, &user.id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("task {id} not found")))?;
+    match ask_agent(inner, user, &rec.agent, ELICITATION_COMPLETE_METHOD, params).await? {
+        Some(Event::Final(r)) => Ok(Json(serde_json::to_value(r).unwrap_or(Value::Null))),
+        Some(Event::Error(e)) => Err(ApiError::from_rpc(e)),
+        _ => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("agent {} did not answer for task {id}", rec.agent),
         )),
     }
 }

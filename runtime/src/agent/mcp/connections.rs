@@ -153,6 +153,7 @@ impl McpTools {
             tool: tool_id.to_owned(),
             arguments: serde_json::Value::Null,
             stepped_up: false,
+            retry: None,
         };
         match self.start_flow(&server, &ctx, who, None, None).await {
             McpOutcome::AuthRequired(prompt) => Ok(*prompt),

@@ -45,7 +45,7 @@ use std::time::Duration;
 use amesh_credentials::{
     CredentialError, CredentialKey, CredentialStore, DeleteReason, SecretString,
 };
-use amesh_mcp::client::{CallToolResult, McpClientPool, McpError};
+use amesh_mcp::client::{CallToolResult, InputRequired, McpClientPool, McpError, Retry};
 use amesh_mcp::oauth::AuthServer;
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_trust::{RequestIdentity, VerifiedIdentity};
@@ -71,6 +71,22 @@ pub(crate) struct McpCall {
     /// The call re-runs after a scope step-up: a second
     /// `insufficient_scope` then fails instead of asking again.
     pub stepped_up: bool,
+    /// The call re-runs after the user answered the server's
+    /// input-required result: `inputResponses` and `requestState`.
+    pub retry: Option<Retry>,
+}
+
+/// A server's URL-mode elicitation (MCP 2026-07-28 `InputRequiredResult`):
+/// the user must open a page of the server's before the call can finish.
+/// The task pauses like for an authorization ([`crate::agent::elicitation`])
+/// and the same call is retried with `input.answer(..)`.
+#[derive(Debug)]
+pub(crate) struct InputPrompt {
+    /// The server (credential key).
+    pub tool_id: String,
+    /// The exposed tool name.
+    pub tool: String,
+    pub input: InputRequired,
 }
 
 /// How one MCP tool call ended.
@@ -84,6 +100,8 @@ pub(crate) enum McpOutcome {
     /// yet: the pause owner records the flow with the task's own state
     /// ([`McpTools::record_flow`]), so the loop resumes exactly there.
     AuthRequired(Box<AuthPrompt>),
+    /// The server needs the user at a page of its own first.
+    InputRequired(Box<InputPrompt>),
 }
 
 pub(crate) use auth::AuthPrompt;
@@ -95,6 +113,7 @@ impl McpOutcome {
             McpOutcome::Done(_) => "ok",
             McpOutcome::Failed(_) => "failed",
             McpOutcome::AuthRequired(_) => "auth_required",
+            McpOutcome::InputRequired(_) => "input_required",
         }
     }
 }
@@ -105,6 +124,7 @@ impl std::fmt::Debug for McpOutcome {
             Self::Done(parts) => f.debug_tuple("Done").field(parts).finish(),
             Self::Failed(why) => f.debug_tuple("Failed").field(why).finish(),
             Self::AuthRequired(prompt) => f.debug_tuple("AuthRequired").field(prompt).finish(),
+            Self::InputRequired(prompt) => f.debug_tuple("InputRequired").field(prompt).finish(),
         }
     }
 }
@@ -302,7 +322,7 @@ impl McpTools {
                 .await
             {
                 Ok(result) => finished(&ctx.tool, result),
-                Err(e) => McpOutcome::Failed(e.into()),
+                Err(e) => failed_or_input(server, ctx, e),
             };
         }
         let verified = match identity {
@@ -384,7 +404,7 @@ impl McpTools {
                 self.step_up(server, ctx, verified, granted, scope.as_deref(), stepped_up)
                     .await
             }
-            Err(e) => McpOutcome::Failed(e.into()),
+            Err(e) => failed_or_input(server, ctx, e),
         }
     }
 
@@ -398,7 +418,9 @@ impl McpTools {
         token: Option<&SecretString>,
     ) -> Result<CallToolResult, McpError> {
         let session = self.inner.pool.session(&server.cfg, user_id, token).await?;
-        session.call(&binding.schema, ctx.arguments.clone()).await
+        session
+            .call_with(&binding.schema, ctx.arguments.clone(), ctx.retry.as_ref())
+            .await
     }
 
     /// Marks the user's credential invalid and drops the pooled session
@@ -413,6 +435,18 @@ impl McpTools {
             .pool
             .invalidate(&server.tool_id, who.user_id())
             .await;
+    }
+}
+
+/// A failed call, unless the server asked for the user's input.
+fn failed_or_input(server: &Server, ctx: &McpCall, e: McpError) -> McpOutcome {
+    match e {
+        McpError::InputRequired { input, .. } => McpOutcome::InputRequired(Box::new(InputPrompt {
+            tool_id: server.tool_id.clone(),
+            tool: ctx.tool.clone(),
+            input: *input,
+        })),
+        e => McpOutcome::Failed(e.into()),
     }
 }
 

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::AgentInner;
 use super::handler::{Caller, agent_text};
 use super::llm::{ChatMessage, ModelRequest};
-use super::mcp::AuthPrompt;
+use super::pause::Pause;
 use super::toolbox::{self, CallOutcome};
 use crate::a2a::{Artifact, Part, TaskState, TaskStatus};
 use report::TextStream;
@@ -42,8 +42,9 @@ enum End {
         parts: Vec<Part>,
     },
     Failed(String),
-    /// A tool needs the user's authorization; the state is as it stands.
-    Paused(Box<AuthPrompt>),
+    /// A tool needs the user (an authorization, or a page of its server's);
+    /// the state is as it stands.
+    Paused(Pause),
 }
 
 /// Starts a new task: loads the conversation (model mode) and runs.
@@ -107,7 +108,12 @@ pub(crate) async fn run(
             report::finish(&inner, &route, status, Some(artifact)).await;
         }
         Some(End::Failed(text)) => report::fail(&inner, &route, &text).await,
-        Some(End::Paused(prompt)) => super::pause::pause(&inner, state, &caller, *prompt).await,
+        Some(End::Paused(Pause::Auth(prompt))) => {
+            super::pause::pause(&inner, state, &caller, *prompt).await
+        }
+        Some(End::Paused(Pause::Input(prompt))) => {
+            super::elicitation::pause(&inner, state, &caller, prompt).await
+        }
         // Canceled by `tasks/cancel` (the store already says canceled and
         // keeps it) or by shutdown after the grace period (failed).
         None => {
@@ -134,6 +140,7 @@ async fn drive(inner: &Arc<AgentInner>, state: &mut LoopState, caller: &Caller) 
                 Some(PendingCall {
                     call,
                     result: Some(result),
+                    ..
                 }) if !result.is_error => End::Answer {
                     name: call.name,
                     parts: result.parts,
@@ -198,11 +205,7 @@ async fn drive(inner: &Arc<AgentInner>, state: &mut LoopState, caller: &Caller) 
                 parts: vec![Part::text(text)],
             };
         }
-        state.pending = reply
-            .tool_calls
-            .into_iter()
-            .map(|call| PendingCall { call, result: None })
-            .collect();
+        state.pending = reply.tool_calls.into_iter().map(PendingCall::new).collect();
         // Calls that cannot run are answered at once, and counted.
         for p in &mut state.pending {
             let unknown = !toolbox::specs_contain(inner, &p.call.name);
@@ -235,28 +238,34 @@ async fn drive(inner: &Arc<AgentInner>, state: &mut LoopState, caller: &Caller) 
 }
 
 /// Runs every unfinished call of the turn concurrently, recording each
-/// result in `state` as it comes. Returns the first authorization prompt,
-/// if any call needs one; calls that need one stay unfinished.
+/// result in `state` as it comes. Returns the first pause (authorization
+/// or elicitation), if any call needs the user; those calls stay unfinished.
 async fn run_unfinished(
     inner: &Arc<AgentInner>,
     state: &mut LoopState,
     caller: &Caller,
-) -> Option<Box<AuthPrompt>> {
+) -> Option<Pause> {
     let todo: Vec<usize> = state.unfinished().map(|(i, _)| i).collect();
     if todo.is_empty() {
         return None;
     }
-    // A step-up mark applies to the calls re-run right after it only.
+    // A step-up mark applies to the calls re-run right after it only, and
+    // an answered elicitation to its call's next run only.
     let stepped_up = state.stepped_up.take();
+    let retries: Vec<_> = todo
+        .iter()
+        .map(|&i| state.pending[i].retry.take())
+        .collect();
     let route = state.route.clone();
-    let runs = todo.iter().map(|&i| {
+    let runs = todo.iter().zip(retries).map(|(&i, retry)| {
         let call = state.pending[i].call.clone();
         let (route, stepped_up) = (&route, stepped_up.as_deref());
         async move {
             let server = toolbox::server_of(inner, &call.name);
             report::tool_activity(inner, route, &call.name, &server, &call.id, None).await;
             let started = Instant::now();
-            let outcome = toolbox::run(inner, caller, &route.context_id, &call, stepped_up).await;
+            let outcome =
+                toolbox::run(inner, caller, &route.context_id, &call, stepped_up, retry).await;
             if let CallOutcome::Done(r) = &outcome {
                 let ended = Some((started.elapsed(), !r.is_error));
                 report::tool_activity(inner, route, &call.name, &server, &call.id, ended).await;
@@ -270,7 +279,16 @@ async fn run_unfinished(
             CallOutcome::Done(result) => state.pending[i].result = Some(result),
             CallOutcome::Auth(p) => {
                 if prompt.is_none() {
-                    prompt = Some(p);
+                    prompt = Some(Pause::Auth(p));
+                }
+            }
+            CallOutcome::Input(p) => {
+                if prompt.is_none() {
+                    let call_id = state.pending[i].call.id.clone();
+                    prompt = Some(Pause::Input(super::elicitation::Waiting {
+                        call_id,
+                        prompt: p,
+                    }));
                 }
             }
         }

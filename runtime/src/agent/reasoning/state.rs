@@ -44,6 +44,21 @@ pub(crate) struct PendingCall {
     /// without one.
     #[serde(default)]
     pub result: Option<CallResult>,
+    /// Set when the call's server answered input-required and the user
+    /// answered it: the next run of the call is the retry. Taken by that run.
+    #[serde(default)]
+    pub retry: Option<amesh_mcp::client::Retry>,
+}
+
+impl PendingCall {
+    /// A call not yet run.
+    pub(crate) fn new(call: ToolCallRequest) -> Self {
+        PendingCall {
+            call,
+            result: None,
+            retry: None,
+        }
+    }
 }
 
 /// A finished tool call.
@@ -171,6 +186,7 @@ mod tests {
                         arguments: "{}".into(),
                     },
                     result: Some(CallResult::ok(vec![Part::text("done")])),
+                    retry: None,
                 },
                 PendingCall {
                     call: ToolCallRequest {
@@ -179,6 +195,7 @@ mod tests {
                         arguments: "{}".into(),
                     },
                     result: None,
+                    retry: None,
                 },
             ],
             llm_calls: 1,

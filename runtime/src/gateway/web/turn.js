@@ -1,8 +1,9 @@
 // One agent turn in the transcript: reads the task's SSE events (and
 // resumes them with Last-Event-ID when the connection drops), renders the
-// streamed answer as Markdown, tool activity, and the authorization card.
+// streamed answer as Markdown, tool activity, the authorization card, and
+// the card of a tool server's page (URL-mode elicitation).
 import { render, safeUrl } from '/assets/markdown.js';
-import { $, el, errorText, say } from '/assets/dom.js';
+import { $, el, api, errorText, say } from '/assets/dom.js';
 
 export const TERMINAL = new Set(['completed', 'canceled', 'failed', 'rejected']);
 
@@ -106,18 +107,64 @@ export class TurnView {
     this.cards.push(card);
   }
 
+  /** A tool server asks the user to open a page of its own (MCP URL-mode
+   * elicitation): names the host before the user goes, opens it on a
+   * click, and tells the agent when the user is done or declines. */
+  pageCard(d) {
+    const href = safeUrl(d.elicitation_url || '');
+    const server = d.tool_id || d.tool || 'the tool';
+    const card = el('div', { class: 'card', role: 'group', 'aria-label': `Page of ${server}` });
+    card.appendChild(el('p', { text: d.message || `${server} needs you to open a page.` }));
+    const stateLine = el('p', { class: 'state', text: '' });
+    if (href) {
+      const host = new URL(href).host;
+      card.appendChild(el('p', { class: 'host', text: `The page is at ${host}.` }));
+      const open = el('button', { type: 'button', class: 'primary', text: `Open ${host}` });
+      open.addEventListener('click', () => {
+        window.open(href, '_blank', 'noopener,noreferrer');
+        stateLine.textContent = 'When you are done there, come back and press Done.';
+      });
+      const answer = (action) => async () => {
+        for (const b of card.querySelectorAll('button')) b.disabled = true;
+        const r = await api(`/api/v1/tasks/${encodeURIComponent(this.taskId || '')}:continue`, {
+          method: 'POST',
+          json: { elicitation_id: d.elicitation_id, action },
+        });
+        if (r.ok) {
+          stateLine.textContent = action === 'accept' ? 'The task continues…' : 'Declined; the task continues without it.';
+        } else {
+          stateLine.textContent = await errorText(r);
+          for (const b of card.querySelectorAll('button')) b.disabled = false;
+        }
+      };
+      const done = el('button', { type: 'button', text: 'Done' });
+      done.addEventListener('click', answer('accept'));
+      const decline = el('button', { type: 'button', text: 'Decline' });
+      decline.addEventListener('click', answer('decline'));
+      card.append(open, done, decline);
+    } else {
+      stateLine.textContent = 'The tool sent a page link that is not http(s); it was refused.';
+    }
+    card.appendChild(stateLine);
+    card.server = server;
+    card.stateLine = stateLine;
+    card.okText = `Done with ${server}`;
+    this.notes.appendChild(card);
+    this.cards.push(card);
+  }
+
   settleCards(ok, why) {
     for (const card of this.cards.splice(0)) {
-      card.querySelector('button')?.remove();
+      for (const b of card.querySelectorAll('button')) b.remove();
       card.classList.add(ok ? 'connected' : 'failed');
-      card.stateLine.textContent = ok ? `Connected to ${card.server}` : why;
+      card.stateLine.textContent = ok ? card.okText || `Connected to ${card.server}` : why;
     }
   }
 
   status(ev) {
     const s = ev.status || {};
     const parts = s.message?.parts || [];
-    if (s.state !== 'auth-required' && this.cards.length && s.state === 'working') {
+    if (this.cards.length && s.state === 'working') {
       this.settleCards(true);
     }
     for (const p of parts) {
@@ -128,6 +175,8 @@ export class TurnView {
         this.tool(p.data);
       } else if (p.kind === 'data' && p.data?.type === 'oauth2_authorization_required') {
         this.authCard(p.data);
+      } else if (p.kind === 'data' && p.data?.type === 'url_elicitation_required') {
+        this.pageCard(p.data);
       }
     }
     if (s.state === 'auth-required' && !parts.some((p) => p.data?.type === 'oauth2_authorization_required')) {
@@ -166,7 +215,7 @@ export class TurnView {
         this.hooks.submitted(this);
         break;
       case 'status':
-        this.answer.classList.toggle('streaming', data.status?.state !== 'auth-required');
+        this.answer.classList.toggle('streaming', !['auth-required', 'input-required'].includes(data.status?.state));
         this.status(data);
         break;
       case 'artifact':

@@ -187,6 +187,7 @@ async fn a_second_insufficient_scope_fails_instead_of_asking_again() {
         tool: "profile".into(),
         arguments: json!({}),
         stepped_up: false,
+        retry: None,
     };
     let alice = who("alice");
     let granted = ["mcp".to_owned(), "profile".to_owned()];

@@ -163,6 +163,7 @@ impl PauseForTests for McpTools {
             tool: call.tool.clone(),
             arguments: call.arguments.clone(),
             stepped_up: call.stepped_up,
+            retry: None,
         };
         let outcome = self.call(&mcp_call, who).await;
         if let (McpOutcome::AuthRequired(prompt), RequestIdentity::Verified(v)) = (&outcome, who) {
