@@ -27,27 +27,27 @@ use crate::a2a::{Task, TaskState, TaskStatus};
 /// How many finished tasks stay answerable by `tasks/get`, however small.
 const FINISHED_KEPT: usize = 10_000;
 
-struct Entry {
-    /// User the task runs for; `tasks/get` and `tasks/cancel` by another
-    /// user are answered as if the task did not exist.
-    user_id: String,
-    kept: Kept,
-}
-
-enum Kept {
-    /// Boxed: the map holds up to 10,000 finished entries, which should
-    /// not each reserve the room of a running task.
+/// A task as the map holds it. Small on purpose: the map holds up to
+/// 10,000 finished entries (measured with `benches/model_loop.rs`, agent
+/// RSS rows: 72-byte slots, a user id and a second copy of the task id per
+/// finished task were ~1 MB of an agent after 10,000 tasks).
+enum Entry {
+    /// Boxed, so finished entries do not each reserve its room.
     Running(Box<Running>),
-    /// Ended (terminal states are sticky): its state, and where its JSON
-    /// is in the journal (`start` counts every byte ever appended).
+    /// Ended (terminal states are sticky): its state, and where its
+    /// journal record is (`start` counts every byte ever appended); the
+    /// record holds the user and the task's JSON (see [`Journal`]).
     Finished {
         state: TaskState,
         start: u64,
-        len: usize,
+        len: u32,
     },
 }
 
 struct Running {
+    /// User the task runs for; `tasks/get` and `tasks/cancel` by another
+    /// user are answered as if the task did not exist.
+    user_id: String,
     task: Task,
     cancel: CancellationToken,
     /// Set while the task waits for its user's authorization: until when,
@@ -57,36 +57,54 @@ struct Running {
 
 impl Entry {
     fn running(task: Task, user_id: &str, cancel: CancellationToken) -> Self {
-        Entry {
+        Entry::Running(Box::new(Running {
             user_id: user_id.to_string(),
-            kept: Kept::Running(Box::new(Running {
-                task,
-                cancel,
-                waiting: None,
-            })),
-        }
+            task,
+            cancel,
+            waiting: None,
+        }))
     }
 
     fn running_mut(&mut self) -> Option<&mut Running> {
-        match &mut self.kept {
-            Kept::Running(r) => Some(r.as_mut()),
-            Kept::Finished { .. } => None,
+        match self {
+            Entry::Running(r) => Some(r.as_mut()),
+            Entry::Finished { .. } => None,
         }
     }
 
-    /// The task as stored (a finished one is read back from its JSON,
-    /// which this store wrote).
-    fn task(&self, journal: &Journal) -> Option<Task> {
-        match &self.kept {
-            Kept::Running(r) => Some(r.task.clone()),
-            Kept::Finished { start, len, .. } => {
-                serde_json::from_slice(&journal.read(*start, *len)?).ok()
+    /// The task as stored, if it is `user_id`'s (a finished one is read
+    /// back from its journal record, which this store wrote).
+    fn task_of(&self, journal: &Journal, user_id: &str) -> Option<Task> {
+        match self {
+            Entry::Running(r) => (r.user_id == user_id).then(|| r.task.clone()),
+            Entry::Finished { start, len, .. } => {
+                let record = journal.read(*start, *len as usize)?;
+                let (owner, json) = Journal::split_record(&record)?;
+                if owner != user_id.as_bytes() {
+                    return None;
+                }
+                serde_json::from_slice(json).ok()
             }
+        }
+    }
+
+    /// Whether the task is `user_id`'s.
+    fn is_of(&self, journal: &Journal, user_id: &str) -> bool {
+        match self {
+            Entry::Running(r) => r.user_id == user_id,
+            Entry::Finished { start, len, .. } => journal
+                .read(*start, *len as usize)
+                .and_then(|record| {
+                    Journal::split_record(&record).map(|(owner, _)| owner == user_id.as_bytes())
+                })
+                .unwrap_or(false),
         }
     }
 }
 
-/// The JSON of finished tasks, oldest first, in one ring buffer.
+/// Finished tasks, oldest first, in one ring buffer: per task one record,
+/// the user's id (4-byte little-endian length, then its bytes) followed
+/// by the task's JSON.
 #[derive(Default)]
 struct Journal {
     bytes: VecDeque<u8>,
@@ -119,6 +137,22 @@ impl Journal {
         }
     }
 
+    /// A record for [`Journal::append`]: `user_id`, then `json`.
+    fn record(user_id: &str, json: &[u8]) -> Vec<u8> {
+        let mut record = Vec::with_capacity(4 + user_id.len() + json.len());
+        record.extend_from_slice(&(user_id.len() as u32).to_le_bytes());
+        record.extend_from_slice(user_id.as_bytes());
+        record.extend_from_slice(json);
+        record
+    }
+
+    /// A record's user id and JSON.
+    fn split_record(record: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (len, rest) = record.split_first_chunk::<4>()?;
+        let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+        (len <= rest.len()).then(|| rest.split_at(len))
+    }
+
     fn read(&self, start: u64, len: usize) -> Option<Vec<u8>> {
         let from = usize::try_from(start.checked_sub(self.dropped)?).ok()?;
         let to = from.checked_add(len).filter(|&to| to <= self.bytes.len())?;
@@ -128,18 +162,29 @@ impl Journal {
 
 /// A finished task in the order tasks finished.
 struct Finished {
-    id: String,
+    /// Shared with the map's key.
+    id: Arc<str>,
     at: Instant,
-    bytes: usize,
+    bytes: u32,
 }
 
 #[derive(Default)]
 struct Inner {
-    tasks: HashMap<String, Entry>,
+    tasks: HashMap<Arc<str>, Entry>,
     finished: VecDeque<Finished>,
     /// Sum of `finished[..].bytes`: the journal's length.
     finished_bytes: usize,
     journal: Journal,
+}
+
+/// A finished entry's task, read back from its journal record (whoever's
+/// it is: `set_status` is the agent's own call).
+fn finished_task(entry: &Entry, journal: &Journal) -> Option<Task> {
+    let Entry::Finished { start, len, .. } = entry else {
+        return None;
+    };
+    let record = journal.read(*start, *len as usize)?;
+    serde_json::from_slice(Journal::split_record(&record)?.1).ok()
 }
 
 /// How much of its finished work an agent remembers (`limits:` of its
@@ -207,14 +252,14 @@ impl TaskStore {
             let Some(old) = inner.finished.pop_front() else {
                 break;
             };
-            inner.finished_bytes -= old.bytes;
-            inner.journal.drop_front(old.bytes);
+            inner.finished_bytes -= old.bytes as usize;
+            inner.journal.drop_front(old.bytes as usize);
             // Only the finished entry: a task resumed under the same id
             // after it was forgotten is a new entry.
             if inner
                 .tasks
                 .get(&old.id)
-                .is_some_and(|e| matches!(e.kept, Kept::Finished { .. }))
+                .is_some_and(|e| matches!(e, Entry::Finished { .. }))
             {
                 inner.tasks.remove(&old.id);
             }
@@ -235,12 +280,12 @@ impl TaskStore {
     /// Registers a new task; returns the token that cancels it.
     pub fn insert(&self, task: Task, user_id: &str) -> Result<CancellationToken, TaskStoreError> {
         let mut inner = self.lock();
-        if inner.tasks.contains_key(&task.id) {
+        if inner.tasks.contains_key(task.id.as_str()) {
             return Err(TaskStoreError::AlreadyExists);
         }
         let cancel = CancellationToken::new();
         inner.tasks.insert(
-            task.id.clone(),
+            Arc::from(task.id.as_str()),
             Entry::running(task, user_id, cancel.clone()),
         );
         Ok(cancel)
@@ -252,14 +297,14 @@ impl TaskStore {
     /// while it waited for the user).
     pub fn resume(&self, task: Task, user_id: &str) -> Option<CancellationToken> {
         let mut inner = self.lock();
-        if let Some(entry) = inner.tasks.get_mut(&task.id) {
+        if let Some(entry) = inner.tasks.get_mut(task.id.as_str()) {
             let running = entry.running_mut()?;
             running.waiting = None;
             return Some(running.cancel.clone());
         }
         let cancel = CancellationToken::new();
         inner.tasks.insert(
-            task.id.clone(),
+            Arc::from(task.id.as_str()),
             Entry::running(task, user_id, cancel.clone()),
         );
         Some(cancel)
@@ -271,9 +316,10 @@ impl TaskStore {
     pub fn set_status(&self, id: &str, status: TaskStatus) -> Option<Task> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let entry = inner.tasks.get_mut(id)?;
-        let Kept::Running(running) = &mut entry.kept else {
-            return entry.task(&inner.journal);
+        let id = Arc::clone(inner.tasks.get_key_value(id)?.0);
+        let entry = inner.tasks.get_mut(&id)?;
+        let Entry::Running(running) = entry else {
+            return finished_task(entry, &inner.journal);
         };
         running.task.status = status;
         if !running.task.status.state.is_terminal() {
@@ -281,23 +327,30 @@ impl TaskStore {
         }
         let state = running.task.status.state;
         let task = std::mem::replace(&mut running.task, Task::new("", "", state));
-        let json = serde_json::to_vec(&task).unwrap_or_default();
-        let len = json.len();
-        if len > self.retention.max_bytes {
+        let record = Journal::record(
+            &running.user_id,
+            &serde_json::to_vec(&task).unwrap_or_default(),
+        );
+        let len = record.len();
+        if len > self.retention.max_bytes || u32::try_from(len).is_err() {
             // Keeping it would push out everything else and then itself.
-            inner.tasks.remove(id);
+            inner.tasks.remove(&id);
             return Some(task);
         }
         let now = Instant::now();
         self.evict(inner, now, len);
-        let start = inner.journal.append(&json, self.retention.max_bytes);
-        if let Some(entry) = inner.tasks.get_mut(id) {
-            entry.kept = Kept::Finished { state, start, len };
+        let start = inner.journal.append(&record, self.retention.max_bytes);
+        if let Some(entry) = inner.tasks.get_mut(&id) {
+            *entry = Entry::Finished {
+                state,
+                start,
+                len: len as u32,
+            };
         }
         inner.finished.push_back(Finished {
-            id: id.to_string(),
+            id,
             at: now,
-            bytes: len,
+            bytes: len as u32,
         });
         inner.finished_bytes += len;
         self.evict(inner, now, 0);
@@ -353,22 +406,21 @@ impl TaskStore {
     /// The task, if it exists and belongs to `user_id`.
     pub fn get(&self, id: &str, user_id: &str) -> Option<Task> {
         let inner = self.lock();
-        let entry = inner.tasks.get(id)?;
-        if entry.user_id != user_id {
-            return None;
-        }
-        entry.task(&inner.journal)
+        inner.tasks.get(id)?.task_of(&inner.journal, user_id)
     }
 
     /// Requests cancellation. The running handler observes the token, stops
     /// its tool and reports `canceled`.
     pub fn cancel(&self, id: &str, user_id: &str) -> Result<Task, TaskStoreError> {
         let inner = self.lock();
-        let entry = inner.tasks.get(id).filter(|e| e.user_id == user_id);
-        match entry.map(|e| &e.kept) {
+        let entry = inner
+            .tasks
+            .get(id)
+            .filter(|e| e.is_of(&inner.journal, user_id));
+        match entry {
             None => Err(TaskStoreError::NotFound),
-            Some(Kept::Finished { state, .. }) => Err(TaskStoreError::NotCancelable(*state)),
-            Some(Kept::Running(running)) => {
+            Some(Entry::Finished { state, .. }) => Err(TaskStoreError::NotCancelable(*state)),
+            Some(Entry::Running(running)) => {
                 running.cancel.cancel();
                 Ok(running.task.clone())
             }
@@ -380,7 +432,7 @@ impl TaskStore {
         let inner = self.lock();
         let mut n = 0;
         for entry in inner.tasks.values() {
-            if let Kept::Running(running) = &entry.kept {
+            if let Entry::Running(running) = entry {
                 running.cancel.cancel();
                 n += 1;
             }
@@ -393,7 +445,7 @@ impl TaskStore {
         self.lock()
             .tasks
             .values()
-            .filter(|e| matches!(e.kept, Kept::Running(_)))
+            .filter(|e| matches!(e, Entry::Running(_)))
             .count()
     }
 }
@@ -429,6 +481,17 @@ mod tests {
             TaskStoreError::NotCancelable(TaskState::Canceled)
         );
         assert_eq!(store.running(), 0);
+        // Finished, its owner is read from the journal record.
+        assert_eq!(
+            store.get("t1", "alice").map(|t| t.status.state),
+            Some(TaskState::Canceled)
+        );
+        assert!(store.get("t1", "bob").is_none());
+        assert!(store.get("t1", "alic").is_none(), "no prefix match");
+        assert_eq!(
+            store.cancel("t1", "bob").unwrap_err(),
+            TaskStoreError::NotFound
+        );
     }
 
     fn store(max_bytes: usize, ttl_secs: u64) -> TaskStore {
@@ -489,7 +552,7 @@ mod tests {
             inner.journal.bytes.capacity()
         );
         assert_eq!(inner.journal.bytes.len(), inner.finished_bytes);
-        let kept: Vec<String> = inner.finished.iter().map(|f| f.id.clone()).collect();
+        let kept: Vec<String> = inner.finished.iter().map(|f| f.id.to_string()).collect();
         drop(inner);
         assert!(kept.len() > 3, "{kept:?}");
         for id in &kept {
