@@ -293,7 +293,9 @@ impl SqlStorage {
         if let Some(before) = before {
             query = query.filter(V::UpdatedAt.lt(before));
         }
-        let rows: Vec<(String, Vec<u8>, i64, i64, i64, Option<i64>)> = query
+        /// (context, sealed title, turns, created, updated, renamed)
+        type Listed = (String, Vec<u8>, i64, i64, i64, Option<i64>);
+        let rows: Vec<Listed> = query
             .select_only()
             .column(V::ContextId)
             .column(V::SealedTitle)
