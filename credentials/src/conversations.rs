@@ -28,7 +28,7 @@ use crate::sealed::{
     seal_conversation,
 };
 use crate::storage::sql::migration::MAX_ID_LEN;
-use crate::storage::{ConvRow, ConvWrite};
+use crate::storage::{ConvRow, ConvWrite, RetitleRow};
 use crate::store::{CredentialStore, Shared, assurance, check_id};
 
 /// Most bytes a conversation may take encrypted (history and title
@@ -64,6 +64,19 @@ impl CredentialStore {
         who: &VerifiedIdentity,
         context_id: &str,
     ) -> Result<Option<Conversation>, CredentialError> {
+        Ok(self
+            .conversation_with_info(who, context_id)
+            .await?
+            .map(|(conversation, _)| conversation))
+    }
+
+    /// [`conversation`](Self::conversation) with what the listing says of
+    /// it (dates, whether the user named it), in one read.
+    pub async fn conversation_with_info(
+        &self,
+        who: &VerifiedIdentity,
+        context_id: &str,
+    ) -> Result<Option<(Conversation, ConversationInfo)>, CredentialError> {
         let s = self.open_shared()?;
         check_ids(who, context_id)?;
         let Some(row) = s
@@ -86,7 +99,17 @@ impl CredentialStore {
             title: row.sealed_title,
         };
         match open_conversation(&s.keys, &id, &sealed) {
-            Ok(conversation) => Ok(Some(conversation)),
+            Ok(conversation) => {
+                let info = ConversationInfo {
+                    context_id: context_id.to_owned(),
+                    title: conversation.title.clone(),
+                    turns: row.turns,
+                    created_at: from_ms(row.created_at),
+                    updated_at: from_ms(row.updated_at),
+                    renamed_at: row.renamed_at.map(from_ms),
+                };
+                Ok(Some((conversation, info)))
+            }
             Err(Unsealed::Open(why)) => {
                 s.undecryptable("conversation", &audit_key(&row.user_id, context_id), why);
                 match why {
@@ -155,6 +178,54 @@ impl CredentialStore {
         }
     }
 
+    /// Names `who`'s conversation `context_id` with `title`, for good: later
+    /// saves keep it (the agent's own title is the first question). A
+    /// conversation not saved yet is created empty with that title, so a
+    /// chat named before its first answer keeps the name. Another user's
+    /// is refused, as in [`conversation`](Self::conversation); a title
+    /// empty or over [`MAX_TITLE_CHARS`] is refused with
+    /// [`CredentialError::InvalidInput`].
+    pub async fn rename_conversation(
+        &self,
+        who: &VerifiedIdentity,
+        context_id: &str,
+        title: &str,
+    ) -> Result<(), CredentialError> {
+        let s = self.open_shared()?;
+        check_ids(who, context_id)?;
+        check_id("title", title, MAX_TITLE_CHARS)?;
+        let id = ConversationIdentity {
+            agent_id: &s.agent_id,
+            user_id: who.user_id(),
+            context_id,
+        };
+        let empty = Conversation {
+            messages: crate::model::SecretJson::new(serde_json::Value::Array(Vec::new())),
+            title: Some(title.to_owned()),
+            turns: 0,
+        };
+        let sealed = seal_conversation(&s.keys, &id, &empty, MAX_CONVERSATION_BYTES)?;
+        let now = now_ms();
+        let outcome = s
+            .storage
+            .conv_retitle(RetitleRow {
+                agent_id: &s.agent_id,
+                user_id: who.user_id(),
+                context_id,
+                sealed_title: sealed.title,
+                empty_sealed: sealed.messages,
+                now,
+                cutoff: s.conversation_cutoff(now),
+            })
+            .await?;
+        match outcome {
+            ConvWrite::Done | ConvWrite::Missing => Ok(()),
+            ConvWrite::OwnedBy(owner) => {
+                Err(s.conversation_refused(who, context_id, &owner, "rename"))
+            }
+        }
+    }
+
     /// Deletes `who`'s conversation `context_id`; whether there was one (a
     /// conversation past retention is deleted but counts as none). Another
     /// user's is refused, as in [`conversation`](Self::conversation).
@@ -188,6 +259,20 @@ impl CredentialStore {
         who: &VerifiedIdentity,
         limit: usize,
     ) -> Result<Vec<ConversationInfo>, CredentialError> {
+        self.list_conversations_before(who, None, limit).await
+    }
+
+    /// One page of [`list_conversations`](Self::list_conversations): those
+    /// last saved before `before` (the previous page's last `updated_at`;
+    /// `None` for the first page). Two conversations saved in the same
+    /// millisecond on either side of a page boundary can make the second
+    /// wait for the next save to be listed: the cursor is the time alone.
+    pub async fn list_conversations_before(
+        &self,
+        who: &VerifiedIdentity,
+        before: Option<std::time::SystemTime>,
+        limit: usize,
+    ) -> Result<Vec<ConversationInfo>, CredentialError> {
         let s = self.open_shared()?;
         check_id("user_id", who.user_id(), MAX_ID_LEN)?;
         let limit = limit.min(MAX_CONVERSATION_LIST);
@@ -200,6 +285,7 @@ impl CredentialStore {
                 &s.agent_id,
                 who.user_id(),
                 s.conversation_cutoff(now_ms()),
+                before.map(crate::model::to_ms),
                 limit,
             )
             .await?;
@@ -228,6 +314,7 @@ impl CredentialStore {
                 turns: row.turns,
                 created_at: from_ms(row.created_at),
                 updated_at: from_ms(row.updated_at),
+                renamed_at: row.renamed_at.map(from_ms),
             });
         }
         Ok(out)

@@ -105,6 +105,7 @@ mod conversations;
 mod crypto;
 mod error;
 mod flows;
+mod last_used;
 mod model;
 mod refresh;
 mod sealed;
@@ -123,6 +124,7 @@ pub use conversations::{
 };
 pub use error::{CredentialError, SecretError};
 pub use flows::MIN_STATE_LEN;
+pub use last_used::USE_WRITE_INTERVAL_MS;
 pub use model::{
     ClientInfo, ClientRegistration, Conversation, ConversationInfo, Credential, CredentialEvent,
     CredentialInfo, CredentialKey, DeleteReason, EventKind, ExportCursor, Filter, NewFlow,

@@ -96,6 +96,12 @@ pub struct CredentialInfo {
     pub created_at: SystemTime,
     /// Last stored (acquired or refreshed).
     pub updated_at: SystemTime,
+    /// When a tool call last used it, to the minute: written at most once
+    /// a minute per credential (see
+    /// [`CredentialStore::record_use`](crate::CredentialStore::record_use)).
+    /// `None`: not used since it was stored (or since the upgrade that
+    /// added the column).
+    pub last_used_at: Option<SystemTime>,
     /// When the row's TTL (`SECRETS_TTL_SECONDS`) runs out.
     pub expires_at: SystemTime,
     /// When it was marked deleted, if it was.
@@ -479,6 +485,8 @@ pub struct ConversationInfo {
     /// Last saved; the conversation is dropped
     /// [`conversation_ttl`](crate::StoreConfig::conversation_ttl) after this.
     pub updated_at: SystemTime,
+    /// When the user named it; `None` while the title is the agent's.
+    pub renamed_at: Option<SystemTime>,
 }
 
 impl fmt::Debug for ConversationInfo {
@@ -489,6 +497,7 @@ impl fmt::Debug for ConversationInfo {
             .field("turns", &self.turns)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("renamed_at", &self.renamed_at)
             .finish()
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     closed: AtomicBool,
     /// Watches recorded events for the guide's anomalous patterns.
     anomalies: crate::anomaly::AnomalyWatch,
+    /// When `last_used_at` was last written, per credential.
+    pub(crate) uses: crate::last_used::UseThrottle,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -112,6 +114,7 @@ impl CredentialStore {
             sweep_failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             anomalies: Default::default(),
+            uses: Default::default(),
         });
         let guard = Arc::new(SweeperGuard::spawn(shared.clone(), config.sweep_interval));
         tracing::info!(
@@ -169,6 +172,10 @@ impl CredentialStore {
                 expires_at: now.saturating_add(s.ttl_ms),
             })
             .await?;
+        if outcome != PutOutcome::Refreshed {
+            // A new grant: its first use is written at once.
+            s.uses.forget(&hash);
+        }
         let mut events = Vec::with_capacity(2);
         if outcome == PutOutcome::ReplacedExpired {
             events.push(s.event(

@@ -811,6 +811,13 @@ async fn a_database_from_before_conversations_gets_the_table() {
             )
             .await;
         assert_eq!(forgotten, 1, "[{l}]");
+        // That version had no `renamed_at` either (added to the table by a
+        // later migration).
+        db.exec(
+            "DELETE FROM amesh_credentials_migrations WHERE version = 'm0005_add_conversation_renamed_at'",
+            vec![],
+        )
+        .await;
 
         let upgraded = db.open("agent-a", secret(1)).await;
         upgraded

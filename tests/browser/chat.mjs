@@ -192,6 +192,8 @@ await step('connected accounts: listed, disconnected, connected again', async ()
   await demo.waitFor({ timeout: T });
   assert.match(await demo.textContent(), /Connected since/);
   assert.match(await demo.textContent(), /Scopes: \S/);
+  // Alice's tool calls used it: the agent recorded when.
+  assert.match(await demo.locator('.last-used').textContent(), /^Last used /);
   assert.match(await page.locator('#accounts-list li[data-tool="billing"]').textContent(), /Not connected/);
   await shot(page, '8-accounts.png');
   await demo.getByRole('button', { name: 'Disconnect demo' }).click();

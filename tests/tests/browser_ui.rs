@@ -4,7 +4,9 @@
 //! demo provider's OAuth server, MCP server and demo model, and a real
 //! OpenID Connect provider (npm `oidc-provider`, `tests/oidc/provider.mjs`)
 //! for single sign-on; axe-core checks accessibility. The scenarios
-//! live in `tests/browser/chat.mjs`; screenshots go to
+//! live in `tests/browser/chat.mjs`; then the gateway is restarted and
+//! `tests/browser/history.mjs` checks that the page gets its conversations
+//! back from the agent's session store. Screenshots go to
 //! `target/browser-screenshots/` for a reviewer to look at.
 //!
 //! Without chromium, playwright-core or oidc-provider the browser test is
@@ -203,25 +205,46 @@ async fn chat_page_in_chromium() {
 
     let shots = repo().join("target/browser-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    let script = repo().join("tests/browser/chat.mjs");
-    let mut child = tokio::process::Command::new("node")
-        .arg(&script)
-        .env("GATEWAY_URL", gw.url())
-        .env("CHROMIUM", &chromium)
-        .env("PLAYWRIGHT_CORE_DIR", &pw)
-        .env("SHOTS_DIR", &shots)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
+    let run = |script: &str, url: String| {
+        tokio::process::Command::new("node")
+            .arg(repo().join(script))
+            .env("GATEWAY_URL", url)
+            .env("CHROMIUM", &chromium)
+            .env("PLAYWRIGHT_CORE_DIR", &pw)
+            .env("SHOTS_DIR", &shots)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node starts")
+    };
+    let mut child = run("tests/browser/chat.mjs", gw.url());
     let status = tokio::time::timeout(Duration::from_secs(240), child.wait())
         .await
         .expect("the browser scenarios end within 4 minutes")
+        .expect("node ran");
+    assert!(
+        status.success(),
+        "browser scenarios failed (see the output above; screenshots in {})",
+        shots.display()
+    );
+    // The gateway restarts (same port and session key): what it kept in
+    // memory is gone, the agent's session store is not.
+    gw.stop().await;
+    gw = Stack::start(&gateway_yaml(&mq, port, &idp))
+        .await
+        .expect("gateway again");
+    gw.wait_for_agent_as("assistant", Duration::from_secs(15), Some("bob-token"))
+        .await
+        .unwrap();
+    let mut child = run("tests/browser/history.mjs", gw.url());
+    let status = tokio::time::timeout(Duration::from_secs(120), child.wait())
+        .await
+        .expect("the after-restart scenarios end within 2 minutes")
         .expect("node ran");
     agent.stop().await;
     gw.stop().await;
     assert!(
         status.success(),
-        "browser scenarios failed (see the output above; screenshots in {})",
+        "after-restart browser scenarios failed (see the output above; screenshots in {})",
         shots.display()
     );
 }

@@ -462,6 +462,25 @@ impl World {
     }
 }
 
+impl World {
+    /// `last_used_ms` of the token user's `tool_id` connection, once set
+    /// (polled for up to 5 s).
+    async fn last_used(&self, token: &str, tool_id: &str) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, list) = self.connections(reqwest::Method::GET, "", token).await;
+            if let Some(ms) = row(&list, tool_id)["last_used_ms"].as_u64() {
+                return ms;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tool_id} not marked used: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 /// The row of `tool_id` in a connections listing.
 fn row<'a>(list: &'a Value, tool_id: &str) -> &'a Value {
     list["connections"]
@@ -498,6 +517,10 @@ async fn connected_accounts_are_listed_disconnected_with_revocation_and_connecte
     );
     assert_eq!(row(&list, "demo-sse")["connected"], false);
     assert!(!list.to_string().contains("access_token"), "{list}");
+    // The call used the credential: "last used" is recorded (beside the
+    // call, so it may land a moment after the answer).
+    let used = w.last_used("alice-token", "demo-http").await;
+    assert!(used >= http["connected_ms"].as_u64().unwrap(), "{list}");
     // Bob sees his own: nothing connected, and cannot disconnect alice's.
     let (_, bobs) = w.connections(get.clone(), "", "bob-token").await;
     assert_eq!(row(&bobs, "demo-http")["connected"], false, "{bobs}");
@@ -540,9 +563,14 @@ async fn connected_accounts_are_listed_disconnected_with_revocation_and_connecte
     assert!(page.contains("can now use this account"), "{page}");
     let (_, list) = w.connections(get.clone(), "", "alice-token").await;
     assert_eq!(row(&list, "demo-sse")["connected"], true, "{list}");
+    assert!(
+        row(&list, "demo-sse")["last_used_ms"].is_null(),
+        "not used yet: {list}"
+    );
     // ... and the tool runs without a prompt.
     let mut events = w.stream("alice-token", "sse_whoami").await;
     assert_eq!(answer(&final_task(&mut events).await), "You are alice");
+    w.last_used("alice-token", "demo-sse").await;
     // Unknown agents and tools are refused.
     let (status, _) = w
         .connections(reqwest::Method::POST, "/nobody/demo-sse", "alice-token")

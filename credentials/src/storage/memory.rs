@@ -46,6 +46,7 @@ struct MemCred {
     delete_reason: Option<DeleteReason>,
     /// Refresh lease: holder and until when (see `sql/lease.rs`).
     lease: Option<(String, i64)>,
+    last_used_at: Option<i64>,
 }
 
 impl MemCred {
@@ -60,6 +61,7 @@ impl MemCred {
             token_expires_at: self.token_expires_at.map(from_ms),
             created_at: from_ms(self.created_at),
             updated_at: from_ms(self.updated_at),
+            last_used_at: self.last_used_at.map(from_ms),
             expires_at: from_ms(self.expires_at),
             deleted_at: self.deleted_at.map(from_ms),
             delete_reason: self.delete_reason,
@@ -158,12 +160,22 @@ impl MemoryStorage {
         self.conversations().save(row)
     }
 
+    pub(crate) fn conv_retitle(&self, row: super::RetitleRow<'_>) -> ConvWrite {
+        self.conversations().retitle(row)
+    }
+
     pub(crate) fn conv_delete(&self, context_id: &str, user: &str, cutoff: i64) -> ConvWrite {
         self.conversations().delete(context_id, user, cutoff)
     }
 
-    pub(crate) fn conv_list(&self, user: &str, cutoff: i64, limit: usize) -> Vec<ConvMeta> {
-        self.conversations().list(user, cutoff, limit)
+    pub(crate) fn conv_list(
+        &self,
+        user: &str,
+        cutoff: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Vec<ConvMeta> {
+        self.conversations().list(user, cutoff, before, limit)
     }
 
     pub(crate) fn conv_purge(&self, cutoff: i64) -> u64 {
@@ -178,13 +190,14 @@ impl MemoryStorage {
 
     pub(crate) fn cred_put(&self, row: CredRow<'_>) -> PutOutcome {
         let mut state = self.lock();
-        let (outcome, created_at) = match state.live.remove(row.key_hash) {
+        let (outcome, created_at, last_used_at) = match state.live.remove(row.key_hash) {
             Some(old) if old.expires_at <= row.now => {
                 state.bury(old, DeleteReason::Ttl, row.now);
-                (PutOutcome::ReplacedExpired, row.now)
+                (PutOutcome::ReplacedExpired, row.now, None)
             }
-            Some(old) => (PutOutcome::Refreshed, old.created_at),
-            None => (PutOutcome::Acquired, row.now),
+            // A refresh is the same grant: it keeps its last use.
+            Some(old) => (PutOutcome::Refreshed, old.created_at, old.last_used_at),
+            None => (PutOutcome::Acquired, row.now, None),
         };
         state.live.insert(
             row.key_hash.to_owned(),
@@ -203,9 +216,22 @@ impl MemoryStorage {
                 deleted_at: None,
                 delete_reason: None,
                 lease: None,
+                last_used_at,
             },
         );
         outcome
+    }
+
+    /// Same rule as SQL's `cred_touch`.
+    pub(crate) fn cred_touch(&self, key_hash: &str, now: i64) -> bool {
+        let mut state = self.lock();
+        match state.live.get_mut(key_hash) {
+            Some(row) => {
+                row.last_used_at = Some(now);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Same rule as SQL's `lease_take`.

@@ -106,12 +106,30 @@ pub(crate) struct ConvRow<'a> {
     pub(crate) cutoff: i64,
 }
 
+/// A user's own title for a conversation under (agent, `context_id`). A
+/// conversation not saved yet (or past retention) is created with
+/// `empty_sealed` as its history, so a title given before the first
+/// answer is kept.
+pub(crate) struct RetitleRow<'a> {
+    pub(crate) agent_id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) context_id: &'a str,
+    pub(crate) sealed_title: Vec<u8>,
+    pub(crate) empty_sealed: Vec<u8>,
+    pub(crate) now: i64,
+    pub(crate) cutoff: i64,
+}
+
 /// A live conversation as read back.
 pub(crate) struct ConvStored {
     /// Whose it is; the policy layer compares it with the caller.
     pub(crate) user_id: String,
     pub(crate) sealed: Vec<u8>,
     pub(crate) sealed_title: Vec<u8>,
+    pub(crate) turns: u32,
+    pub(crate) created_at: i64,
+    pub(crate) updated_at: i64,
+    pub(crate) renamed_at: Option<i64>,
 }
 
 /// A conversation as listed: no history.
@@ -121,6 +139,8 @@ pub(crate) struct ConvMeta {
     pub(crate) turns: u32,
     pub(crate) created_at: i64,
     pub(crate) updated_at: i64,
+    /// When the user named it (`None`: the agent's title).
+    pub(crate) renamed_at: Option<i64>,
 }
 
 /// What a conversation save or delete found at its `context_id`.
@@ -166,6 +186,15 @@ impl Storage {
         match self {
             Self::Memory(m) => Ok(m.cred_put(row)),
             Self::Sql(s) => s.cred_put(row).await,
+        }
+    }
+
+    /// Records that the live row of `key_hash` was used at `now`; whether
+    /// there was one.
+    pub(crate) async fn cred_touch(&self, key_hash: &str, now: i64) -> Result<bool> {
+        match self {
+            Self::Memory(m) => Ok(m.cred_touch(key_hash, now)),
+            Self::Sql(s) => s.cred_touch(key_hash, now).await,
         }
     }
 
@@ -311,8 +340,19 @@ impl Storage {
         }
     }
 
+    /// Sets the user's own title (created empty if there is none), unless a
+    /// live conversation of another user holds its `context_id`.
+    pub(crate) async fn conv_retitle(&self, row: RetitleRow<'_>) -> Result<ConvWrite> {
+        match self {
+            Self::Memory(m) => Ok(m.conv_retitle(row)),
+            Self::Sql(s) => s.conv_retitle(row).await,
+        }
+    }
+
     /// Creates or replaces the conversation, unless a live one of another
-    /// user holds its `context_id`.
+    /// user holds its `context_id`. A title the user gave (see
+    /// [`conv_retitle`](Self::conv_retitle)) is kept: the row's new title
+    /// is used only while the conversation has none of the user's.
     pub(crate) async fn conv_save(&self, row: ConvRow<'_>) -> Result<ConvWrite> {
         match self {
             Self::Memory(m) => Ok(m.conv_save(row)),
@@ -334,17 +374,19 @@ impl Storage {
         }
     }
 
-    /// `user`'s live conversations, most recently saved first.
+    /// `user`'s live conversations saved before `before` (all when
+    /// `None`), most recently saved first.
     pub(crate) async fn conv_list(
         &self,
         agent: &str,
         user: &str,
         cutoff: i64,
+        before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<ConvMeta>> {
         match self {
-            Self::Memory(m) => Ok(m.conv_list(user, cutoff, limit)),
-            Self::Sql(s) => s.conv_list(agent, user, cutoff, limit).await,
+            Self::Memory(m) => Ok(m.conv_list(user, cutoff, before, limit)),
+            Self::Sql(s) => s.conv_list(agent, user, cutoff, before, limit).await,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The methods about a user's own data at this agent: connected accounts
-//! (`amesh/connections/*`, see `a2a::connections`) and deleting a
-//! conversation's history (`amesh/sessions/delete`). Only a verified
+//! (`amesh/connections/*`, see `a2a::connections`) and conversations
+//! (`amesh/sessions/*`, answered by `sessions.rs`). Only a verified
 //! identity gets an answer: the user is whoever the gateway's token names.
 
 use std::sync::Arc;
@@ -11,12 +11,12 @@ use super::AgentInner;
 use super::handler::{Caller, spawn_reply};
 use crate::a2a::connections::{self, ToolParams};
 use crate::a2a::jsonrpc::{self, Response, RpcError};
-use crate::a2a::sessions::{self, ContextParams};
+use crate::a2a::sessions;
 use crate::a2a::{Message, Part};
 
 /// Whether this module answers `method`.
 pub(crate) fn is_method(method: &str) -> bool {
-    connections::is_method(method) || method == sessions::DELETE
+    connections::is_method(method) || sessions::is_method(method)
 }
 
 /// Answers one such request on `reply_to`.
@@ -52,22 +52,11 @@ async fn answer(
     let Some(who) = caller.identity.verified() else {
         return Err(RpcError::new(
             jsonrpc::UNAUTHENTICATED,
-            "connected accounts need a verified identity",
+            "connected accounts and conversations need a verified identity",
         ));
     };
-    if method == sessions::DELETE {
-        let p: ContextParams = serde_json::from_value(params)
-            .map_err(|e| RpcError::new(jsonrpc::INVALID_PARAMS, format!("invalid params: {e}")))?;
-        // No store or no history kept: there is nothing to forget.
-        let Some(store) = &inner.store else {
-            return Ok(json!({ "deleted": false }));
-        };
-        let deleted = store
-            .delete_conversation(who, &p.context_id)
-            .await
-            .map_err(|e| RpcError::new(jsonrpc::INVALID_PARAMS, e.to_string()))?;
-        tracing::info!(agent = %inner.name, user = %who.user_id(), deleted, "conversation history deleted at the user's request");
-        return Ok(json!({ "deleted": deleted }));
+    if sessions::is_method(method) {
+        return super::sessions::answer(inner, method, params, who).await;
     }
     let Some(mcp) = &inner.mcp else {
         return match method {

@@ -22,6 +22,7 @@ pub(crate) mod llm;
 pub(crate) mod mcp;
 mod pause;
 pub(crate) mod reasoning;
+mod sessions;
 pub mod store;
 pub mod tasks;
 mod toolbox;

@@ -1,14 +1,23 @@
 //! The web page's conversations: per user, a list of chats, each with its
 //! turns (what the user asked, what the agent answered, which tools ran).
 //!
-//! Why here and not at the agent: agents keep each conversation's model
-//! history in their session store, keyed by (user, contextId), but A2A has
-//! no method to list or delete a user's sessions, and one chat may talk to
-//! several agents. Until agents offer such a method, the gateway keeps
-//! what the page shows, in memory (lost on restart), and a conversation's
-//! id is the A2A `contextId` its tasks are sent with, so the agent's own
-//! history follows the same conversation. Deleting one here also asks its
-//! agents to delete their history of it (`amesh/sessions/delete`).
+//! Where they live: with the agents. Each agent keeps every conversation's
+//! model history in its session store, per (agent, user, contextId), and
+//! answers `amesh/sessions/*` for the verified user (`agent_sessions.rs`
+//! asks). A conversation's id is the A2A `contextId` its tasks are sent
+//! with, so the agent's history is the same conversation. So is its name:
+//! a rename is stored at the agents too, in the conversation's row of
+//! their session store (SQL column `renamed_at`), because the gateway has
+//! no database and a name the user chose must outlive a gateway restart;
+//! until renamed, the title is the first question.
+//!
+//! This module is the gateway's cache of them, in memory: the list merges
+//! it with what the agents answer (`conversation_routes.rs`), and a
+//! conversation it does not hold — after a restart, or dropped by its
+//! bounds — is read from the agents and adopted ([`Conversations::adopt`]).
+//! It holds what the agents do not: a turn still running (its task id and
+//! state, for the page to follow its events), tool durations, and a new
+//! conversation before its first answer.
 //!
 //! Bounded: conversations per user (least recently used dropped), turns
 //! per conversation (oldest dropped), text per turn (cut), and a total of
@@ -94,6 +103,16 @@ impl Conversation {
             + self.agent.len()
             + self.turns.iter().map(Turn::bytes).sum::<usize>()
     }
+}
+
+/// A conversation read back from the agents, for [`Conversations::adopt`].
+pub(crate) struct Restored {
+    pub id: String,
+    pub title: String,
+    pub agent: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub turns: Vec<Turn>,
 }
 
 /// A conversation in the list (no turns).
@@ -193,6 +212,52 @@ impl Conversations {
             .insert(conv.id.clone(), conv);
         self.trim(&mut inner, user);
         summary
+    }
+
+    /// Keeps `restored` as `user`'s (within the bounds: the newest turns,
+    /// texts cut) and answers it as kept; one already held wins (it may
+    /// have a turn running).
+    pub(crate) fn adopt(&self, user: &str, restored: Restored) -> Conversation {
+        let mut inner = self.lock();
+        let touched = inner.tick();
+        if let Some(held) = inner
+            .users
+            .get_mut(user)
+            .and_then(|c| c.get_mut(&restored.id))
+        {
+            held.touched = touched;
+            return held.clone();
+        }
+        let skip = restored.turns.len().saturating_sub(MAX_TURNS);
+        let turns = restored
+            .turns
+            .into_iter()
+            .skip(skip)
+            .map(|mut t| {
+                t.prompt = cut(&t.prompt, MAX_TEXT_CHARS);
+                t.answer = t.answer.map(|a| cut(&a, MAX_TEXT_CHARS));
+                t.tools.truncate(MAX_TOOLS);
+                t
+            })
+            .collect();
+        let conv = Conversation {
+            id: restored.id,
+            title: cut(&restored.title, MAX_TITLE_CHARS),
+            agent: restored.agent,
+            created_ms: restored.created_ms,
+            updated_ms: restored.updated_ms,
+            turns,
+            touched,
+        };
+        inner.bytes += conv.bytes();
+        inner.count += 1;
+        inner
+            .users
+            .entry(user.to_owned())
+            .or_default()
+            .insert(conv.id.clone(), conv.clone());
+        self.trim(&mut inner, user);
+        conv
     }
 
     /// Drops least recently used conversations past the limits.
@@ -420,6 +485,37 @@ mod tests {
         assert!(c.delete("alice", &a.id));
         assert_eq!(c.len(), 0);
         assert_eq!(c.approx_bytes(), 0);
+    }
+
+    #[test]
+    fn an_adopted_conversation_is_bounded_and_a_held_one_wins() {
+        let c = convs(10, 100, 1 << 23);
+        let turn = |i: usize| Turn {
+            task_id: String::new(),
+            agent: "echo".into(),
+            prompt: format!("q{i}"),
+            answer: Some("x".repeat(MAX_TEXT_CHARS + 10)),
+            state: "completed".into(),
+            tools: Vec::new(),
+        };
+        let restored = |id: &str| Restored {
+            id: id.into(),
+            title: "From the agent".into(),
+            agent: "echo".into(),
+            created_ms: 1,
+            updated_ms: 2,
+            turns: (0..MAX_TURNS + 2).map(turn).collect(),
+        };
+        let got = c.adopt("alice", restored("ctx"));
+        assert_eq!(got.turns.len(), MAX_TURNS);
+        assert_eq!(got.turns[0].prompt, "q2", "the newest turns are kept");
+        assert!(got.turns[0].answer.as_ref().unwrap().ends_with("[cut]"));
+        assert_eq!(c.list("alice")[0].title, "From the agent");
+        assert!(c.get("bob", "ctx").is_none());
+        c.rename("alice", "ctx", "Mine");
+        assert_eq!(c.adopt("alice", restored("ctx")).title, "Mine");
+        assert_eq!(c.len(), 1);
+        assert!(c.approx_bytes() >= MAX_TURNS * MAX_TEXT_CHARS);
     }
 
     #[test]

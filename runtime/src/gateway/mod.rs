@@ -8,9 +8,11 @@
 //! Layout: `http.rs` is the route table; `task_routes.rs`, `stream.rs`,
 //! `auth_routes.rs`, `sso.rs`, `connections.rs`, `conversation_routes.rs`
 //! and `tool_callback.rs` serve the routes; `agent_requests.rs` asks agents
-//! through the A2A client; `pump.rs` reads the broker.
+//! through the A2A client (`agent_sessions.rs`: about conversations);
+//! `pump.rs` reads the broker.
 
 mod agent_requests;
+mod agent_sessions;
 mod api_error;
 pub mod auth;
 mod auth_routes;

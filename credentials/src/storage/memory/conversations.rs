@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::conversations::{MAX_MEMORY_CONVERSATION_BYTES, MAX_MEMORY_CONVERSATIONS};
-use crate::storage::{ConvMeta, ConvRow, ConvStored, ConvWrite};
+use crate::storage::{ConvMeta, ConvRow, ConvStored, ConvWrite, RetitleRow};
 
 struct MemConv {
     user_id: String,
@@ -20,6 +20,8 @@ struct MemConv {
     turns: u32,
     created_at: i64,
     updated_at: i64,
+    /// When the user named it; such a title survives saves.
+    renamed_at: Option<i64>,
     /// Position in [`Conversations::order`].
     seq: u64,
 }
@@ -67,34 +69,85 @@ impl Conversations {
             user_id: row.user_id.clone(),
             sealed: row.sealed.clone(),
             sealed_title: row.sealed_title.clone(),
+            turns: row.turns,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            renamed_at: row.renamed_at,
         })
     }
 
     pub(crate) fn save(&mut self, row: ConvRow<'_>) -> ConvWrite {
-        let created_at = match self.rows.get(row.context_id) {
+        let (created_at, named) = match self.rows.get(row.context_id) {
             Some(old) if old.updated_at > row.cutoff && old.user_id != row.user_id => {
                 return ConvWrite::OwnedBy(old.user_id.clone());
             }
-            Some(old) if old.updated_at > row.cutoff => old.created_at,
-            _ => row.now,
+            Some(old) if old.updated_at > row.cutoff => (
+                old.created_at,
+                old.renamed_at.map(|at| (old.sealed_title.clone(), at)),
+            ),
+            _ => (row.now, None),
         };
-        self.remove(row.context_id);
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let conv = MemConv {
-            user_id: row.user_id.to_owned(),
-            sealed: row.sealed,
-            sealed_title: row.sealed_title,
-            turns: row.turns,
-            created_at,
-            updated_at: row.now,
-            seq,
+        let (sealed_title, renamed_at) = match named {
+            Some((title, at)) => (title, Some(at)),
+            None => (row.sealed_title, None),
         };
-        self.bytes += conv.size();
-        self.order.insert(seq, row.context_id.to_owned());
-        self.rows.insert(row.context_id.to_owned(), conv);
-        self.evict();
+        self.put(
+            row.context_id,
+            MemConv {
+                user_id: row.user_id.to_owned(),
+                sealed: row.sealed,
+                sealed_title,
+                turns: row.turns,
+                created_at,
+                updated_at: row.now,
+                renamed_at,
+                seq: 0,
+            },
+        );
         ConvWrite::Done
+    }
+
+    /// The user's title: on their live conversation, or on a new empty one.
+    pub(crate) fn retitle(&mut self, row: RetitleRow<'_>) -> ConvWrite {
+        let conv = match self.rows.get(row.context_id) {
+            Some(old) if old.updated_at > row.cutoff && old.user_id != row.user_id => {
+                return ConvWrite::OwnedBy(old.user_id.clone());
+            }
+            Some(old) if old.updated_at > row.cutoff => MemConv {
+                user_id: old.user_id.clone(),
+                sealed: old.sealed.clone(),
+                sealed_title: row.sealed_title,
+                turns: old.turns,
+                created_at: old.created_at,
+                updated_at: row.now.max(old.updated_at),
+                renamed_at: Some(row.now),
+                seq: 0,
+            },
+            _ => MemConv {
+                user_id: row.user_id.to_owned(),
+                sealed: row.empty_sealed,
+                sealed_title: row.sealed_title,
+                turns: 0,
+                created_at: row.now,
+                updated_at: row.now,
+                renamed_at: Some(row.now),
+                seq: 0,
+            },
+        };
+        self.put(row.context_id, conv);
+        ConvWrite::Done
+    }
+
+    /// Stores `conv` as the most recently saved, replacing any row of
+    /// `context_id`, and evicts past the limits.
+    fn put(&mut self, context_id: &str, mut conv: MemConv) {
+        self.remove(context_id);
+        conv.seq = self.next_seq;
+        self.next_seq += 1;
+        self.bytes += conv.size();
+        self.order.insert(conv.seq, context_id.to_owned());
+        self.rows.insert(context_id.to_owned(), conv);
+        self.evict();
     }
 
     pub(crate) fn delete(&mut self, context_id: &str, user: &str, cutoff: i64) -> ConvWrite {
@@ -108,11 +161,18 @@ impl Conversations {
         }
     }
 
-    pub(crate) fn list(&self, user: &str, cutoff: i64, limit: usize) -> Vec<ConvMeta> {
+    pub(crate) fn list(
+        &self,
+        user: &str,
+        cutoff: i64,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Vec<ConvMeta> {
         let mut mine: Vec<(&String, &MemConv)> = self
             .rows
             .iter()
             .filter(|(_, row)| row.user_id == user && row.updated_at > cutoff)
+            .filter(|(_, row)| before.is_none_or(|b| row.updated_at < b))
             .collect();
         mine.sort_by_key(|(_, row)| std::cmp::Reverse(row.seq));
         mine.into_iter()
@@ -123,6 +183,7 @@ impl Conversations {
                 turns: row.turns,
                 created_at: row.created_at,
                 updated_at: row.updated_at,
+                renamed_at: row.renamed_at,
             })
             .collect()
     }
@@ -237,6 +298,53 @@ mod tests {
         assert_eq!(convs.len(), 1);
         assert!(convs.get("new", 0).is_some());
         assert_eq!((convs.bytes, convs.order.len()), (11, 1));
+    }
+
+    fn title_of(convs: &Conversations, ctx: &str) -> Vec<u8> {
+        convs.get(ctx, -1).expect("kept").sealed_title
+    }
+
+    #[test]
+    fn a_title_the_user_gave_survives_later_saves() {
+        let mut convs = Conversations::with_limits(100, usize::MAX);
+        convs.save(row("ctx", "alice", 10, 0));
+        let named = RetitleRow {
+            agent_id: "agent-a",
+            user_id: "alice",
+            context_id: "ctx",
+            sealed_title: vec![7; 3],
+            empty_sealed: vec![0; 2],
+            now: 10,
+            cutoff: -1000,
+        };
+        assert_eq!(convs.retitle(named), ConvWrite::Done);
+        assert_eq!(
+            convs.get("ctx", -1).unwrap().sealed.len(),
+            10,
+            "history kept"
+        );
+        convs.save(row("ctx", "alice", 12, 20));
+        assert_eq!(title_of(&convs, "ctx"), vec![7; 3]);
+        assert_eq!(convs.list("alice", -1, None, 10)[0].renamed_at, Some(10));
+        // Bob cannot name alice's; naming an unknown context creates it empty.
+        let bobs = |ctx| RetitleRow {
+            agent_id: "agent-a",
+            user_id: "bob",
+            context_id: ctx,
+            sealed_title: vec![9; 3],
+            empty_sealed: vec![0; 2],
+            now: 30,
+            cutoff: -1000,
+        };
+        assert_eq!(
+            convs.retitle(bobs("ctx")),
+            ConvWrite::OwnedBy("alice".into())
+        );
+        assert_eq!(title_of(&convs, "ctx"), vec![7; 3]);
+        assert_eq!(convs.retitle(bobs("new")), ConvWrite::Done);
+        let new = &convs.list("bob", -1, None, 10)[0];
+        assert_eq!((new.turns, new.renamed_at), (0, Some(30)));
+        assert_eq!(convs.bytes, 12 + 3 + 2 + 3);
     }
 
     #[test]

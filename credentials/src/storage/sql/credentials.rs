@@ -149,6 +149,21 @@ impl SqlStorage {
         Ok(done.rows_affected > 0)
     }
 
+    /// Sets `last_used_at` of the live row of `key_hash` (by the unique
+    /// index alone, see `cred_get`); whether there was one.
+    pub(crate) async fn cred_touch(&self, key_hash: &str, now: i64) -> Result<bool> {
+        self.check_file()?;
+        use credential::Column as C;
+        let done = credential::Entity::update_many()
+            .col_expr(C::LastUsedAt, Expr::value(now))
+            .filter(C::KeyHash.eq(key_hash))
+            .filter(C::Tombstone.eq(0))
+            .exec(&self.db)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(done.rows_affected > 0)
+    }
+
     pub(crate) async fn cred_list(&self, filter: &Filter, now: i64) -> Result<Vec<CredentialInfo>> {
         self.check_file()?;
         use credential::Column as C;
@@ -323,6 +338,7 @@ fn info(row: credential::Model) -> CredentialInfo {
         token_expires_at: row.token_expires_at.map(from_ms),
         created_at: from_ms(row.created_at),
         updated_at: from_ms(row.updated_at),
+        last_used_at: row.last_used_at.map(from_ms),
         expires_at: from_ms(row.expires_at),
         deleted_at: row.deleted_at.map(from_ms),
         delete_reason: row.delete_reason.as_deref().and_then(DeleteReason::parse),

@@ -42,6 +42,9 @@ pub(crate) mod credential {
         pub refresh_lease_until: Option<i64>,
         /// The store instance (replica) holding the lease.
         pub refresh_lease_holder: Option<String>,
+        /// When (unix ms) a tool call last used the credential, written at
+        /// most once a minute per credential (`store::UseThrottle`).
+        pub last_used_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -147,6 +150,10 @@ pub(crate) mod conversation {
         pub turns: i64,
         pub created_at: i64,
         pub updated_at: i64,
+        /// When (unix ms) the user named the conversation; `NULL` while its
+        /// title is the agent's (the first question). A named one keeps its
+        /// title through later saves.
+        pub renamed_at: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

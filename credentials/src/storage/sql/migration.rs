@@ -34,6 +34,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTables),
             Box::new(CreateConversations),
             Box::new(AddRefreshLease),
+            Box::new(AddCredentialLastUsed),
+            Box::new(AddConversationRenamedAt),
         ]
     }
 
@@ -397,5 +399,78 @@ impl MigrationTrait for AddRefreshLease {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// `credentials.last_used_at`: when a tool call last used the credential,
+/// for the user's connected accounts page. Nullable: rows written by an
+/// earlier version read as "not used since the upgrade".
+struct AddCredentialLastUsed;
+
+impl MigrationName for AddCredentialLastUsed {
+    fn name(&self) -> &str {
+        "m0004_add_credential_last_used"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddCredentialLastUsed {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(credential::Entity)
+                    .add_column(opt_millis(credential::Column::LastUsedAt))
+                    .take(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(credential::Entity)
+                    .drop_column(credential::Column::LastUsedAt)
+                    .take(),
+            )
+            .await
+    }
+}
+
+/// `conversations.renamed_at`: set when the user names a conversation, so
+/// the name outlives the gateway (which keeps conversations in memory
+/// only) and is not replaced by the agent's own title at the next save.
+/// Nullable: conversations saved by an earlier version keep the agent's title.
+struct AddConversationRenamedAt;
+
+impl MigrationName for AddConversationRenamedAt {
+    fn name(&self) -> &str {
+        "m0005_add_conversation_renamed_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddConversationRenamedAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(conversation::Entity)
+                    .add_column(opt_millis(conversation::Column::RenamedAt))
+                    .take(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(conversation::Entity)
+                    .drop_column(conversation::Column::RenamedAt)
+                    .take(),
+            )
+            .await
     }
 }

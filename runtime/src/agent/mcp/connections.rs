@@ -29,9 +29,12 @@ pub(crate) struct Connection {
     pub scopes: Vec<String>,
     pub issuer: Option<String>,
     /// Unix milliseconds: first stored, last stored (acquired or refreshed),
-    /// when the access token expires, when the credential's TTL runs out.
+    /// last used by a tool call (to the minute: the store writes it at most
+    /// once a minute), when the access token expires, when the
+    /// credential's TTL runs out.
     pub connected_ms: Option<u64>,
     pub refreshed_ms: Option<u64>,
+    pub last_used_ms: Option<u64>,
     pub token_expires_ms: Option<u64>,
     pub expires_ms: Option<u64>,
 }
@@ -90,6 +93,7 @@ impl McpTools {
                     issuer: row.and_then(|r| r.issuer.clone()),
                     connected_ms: row.map(|r| ms(r.created_at)),
                     refreshed_ms: row.map(|r| ms(r.updated_at)),
+                    last_used_ms: row.and_then(|r| r.last_used_at).map(ms),
                     token_expires_ms: row.and_then(|r| r.token_expires_at).map(ms),
                     expires_ms: row.map(|r| ms(r.expires_at)),
                 }

@@ -354,6 +354,7 @@ impl McpTools {
             }
             Access::Failed(why) => return McpOutcome::Failed(why.into()),
         };
+        note_use(store, verified, &server.tool_id);
         let token = credential.access_token.clone();
         let mut result = self
             .send(server, binding, ctx, verified.user_id(), Some(&token))
@@ -479,4 +480,18 @@ fn store_failure(e: &CredentialError) -> String {
 /// stay consistent (every critical section is one map operation).
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records that a tool call uses `who`'s credential for `tool_id` ("last
+/// used" on the connected accounts page). The store writes it at most once
+/// a minute per credential (`CredentialStore::record_use`); the write runs
+/// beside the call, never in its way, and a failure is only logged.
+fn note_use(store: &CredentialStore, who: &VerifiedIdentity, tool_id: &str) {
+    let (store, who) = (store.clone(), who.clone());
+    let key = CredentialKey::new(who.user_id(), tool_id);
+    tokio::spawn(async move {
+        if let Err(e) = store.record_use(&key, &who).await {
+            tracing::debug!(agent = %store.agent_id(), tool = %key.tool_id, error = %e, "last use of a credential not recorded");
+        }
+    });
 }

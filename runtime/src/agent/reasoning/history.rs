@@ -66,8 +66,18 @@ pub(crate) async fn save(inner: &AgentInner, caller: &Caller, state: &LoopState)
         .iter()
         .filter(|m| matches!(m, ChatMessage::User { .. }))
         .count() as u32;
+    // The first line of the first question. The store keeps a title the
+    // user gave instead (`amesh/sessions/rename`).
     let title = messages.iter().find_map(|m| match m {
-        ChatMessage::User { text } => Some(text.chars().take(80).collect::<String>()),
+        ChatMessage::User { text } => Some(
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .collect::<String>(),
+        ),
         _ => None,
     });
     let messages = match serde_json::to_value(messages) {
@@ -90,7 +100,8 @@ pub(crate) async fn save(inner: &AgentInner, caller: &Caller, state: &LoopState)
     }
 }
 
-fn kept(inner: &AgentInner) -> Option<&amesh_credentials::CredentialStore> {
+/// The store conversations are kept in: none with `RUN_BASED`.
+pub(crate) fn kept(inner: &AgentInner) -> Option<&amesh_credentials::CredentialStore> {
     (inner.cfg.session_service.default_behavior == SessionBehavior::Persistent)
         .then_some(inner.store.as_ref())
         .flatten()

@@ -35,6 +35,8 @@ function accountItem(c) {
   if (c.connected) {
     li.appendChild(el('p', {}, el('span', { class: 'on', text: 'Connected' }), ` since ${when(c.connected_ms)}${c.issuer ? ` at ${c.issuer}` : ''}`));
     li.appendChild(el('p', { text: `Scopes: ${(c.scopes || []).join(' ') || 'none named'}` }));
+    // Recorded by the agent at most once a minute per account.
+    li.appendChild(el('p', { class: 'last-used', text: c.last_used_ms ? `Last used ${when(c.last_used_ms)}` : 'Not used by a tool yet' }));
     li.appendChild(el('p', { text: `Last refreshed ${when(c.refreshed_ms)} · access token expires ${when(c.token_expires_ms)} · kept until ${when(c.expires_ms)}` }));
     const b = el('button', { type: 'button', class: 'danger', text: `Disconnect ${c.tool_id}` });
     b.addEventListener('click', async () => {
