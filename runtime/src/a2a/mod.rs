@@ -4,6 +4,7 @@
 pub(crate) mod client;
 pub mod connections;
 pub mod jsonrpc;
+pub mod liveness;
 pub mod oauth_callback;
 pub mod sessions;
 pub mod types;
