@@ -7,7 +7,8 @@
 //!
 //! - Mosquitto restarted under load (no persistence: every session lost);
 //!   a request for an agent that is away waits in its broker session, or,
-//!   once no session is left, fails at once with 503 "not connected".
+//!   once no session is left, fails after the gateway's silence limit
+//!   saying no replica took it.
 //! - A private PostgreSQL cluster (never the machine's shared one) stopped
 //!   and started under load: credential calls fail clearly, then recover.
 //! - An agent killed with SIGKILL while its task waits for authorization
@@ -26,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use amesh_demo::{DemoOptions, DemoProvider, consent_as};
 use amesh_runtime::a2a::liveness;
-use amesh_runtime::broker::{Broker, Delivery, DevBus, UserProperties};
 use amesh_tests::amesh_bin::workspace_root;
 use amesh_tests::amesh_run::{AmeshRun, free_port};
 use amesh_tests::doc_table::anchored_rows;
@@ -377,9 +377,9 @@ async fn mosquitto_restart_under_load_ends_every_request_with_an_answer_or_a_rea
     for (_, outcome) in &outcomes {
         if let Outcome::Failed(why) = outcome {
             assert!(
-                why.contains("not connected")
-                    || why.contains("stopped answering")
-                    || why.contains("no answer within"),
+                why.contains("not connected to the broker")
+                    || why.contains("did not take the task")
+                    || why.contains("stopped answering"),
                 "a failure a person cannot act on: {why}"
             );
         }
@@ -400,64 +400,8 @@ async fn mosquitto_restart_under_load_ends_every_request_with_an_answer_or_a_rea
     agent.stop().await;
 }
 
-/// What Mosquitto itself answers, which the 503 rests on: PUBACK 0x10
-/// when no subscription matches, success when one does, including the
-/// shared subscription of a client that is away but left its session.
 #[tokio::test]
-async fn mosquitto_says_no_subscribers_unless_a_session_holds_a_subscription() {
-    let mut mq = broker();
-    let connect = |user: &str, password: &str, app: &str| {
-        let cfg = mq.broker_config(user, password);
-        let app = app.to_owned();
-        async move {
-            Broker::connect(&cfg, &app, &DevBus::new())
-                .await
-                .expect("connect")
-                .0
-        }
-    };
-    let gateway = connect("gateway", "gw-pass", "probe-gw").await;
-    let agent = connect("agent", "agent-pass", "probe-agent").await;
-    let to = |agent: &str| format!("{NS}/a2a/v1/agent/request/{agent}");
-    let publish = |topic: String| {
-        let gateway = gateway.clone();
-        async move {
-            gateway
-                .publish_delivery(&topic, "{}", UserProperties::new(), false)
-                .await
-                .expect("publish")
-        }
-    };
-    assert_eq!(publish(to("tools")).await, Delivery::NoSubscribers);
-    agent
-        .subscribe(&format!("$share/tools/{}", to("tools")))
-        .await
-        .unwrap();
-    assert_eq!(publish(to("tools")).await, Delivery::Matched);
-    assert_eq!(publish(to("other")).await, Delivery::NoSubscribers);
-    // Away with its session kept: the broker queues for it.
-    agent.disconnect().await;
-    assert_eq!(publish(to("tools")).await, Delivery::Matched);
-    // The broker restarts without persistence: no session, no one.
-    mq.restart().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match gateway
-            .publish_delivery(&to("tools"), "{}", UserProperties::new(), false)
-            .await
-        {
-            Ok(delivery) => {
-                assert_eq!(delivery, Delivery::NoSubscribers);
-                break;
-            }
-            Err(e) => assert!(Instant::now() < deadline, "{e}"),
-        }
-    }
-    eprintln!("mosquitto: PUBACK 0x10 without a subscriber, success with an offline session's");
-}
-
-#[tokio::test]
-async fn a_request_for_an_agent_away_waits_in_its_session_or_is_refused_at_once() {
+async fn a_request_for_an_agent_away_waits_in_its_session_or_fails_once_none_is_left() {
     let mut mq = broker();
     let (gw, url) = gateway_process(&mq, "").await;
     let agent_cfg = agent_yaml(&mq, "", "");
@@ -485,39 +429,25 @@ async fn a_request_for_an_agent_away_waits_in_its_session_or_is_refused_at_once(
     );
 
     // Away again, and the broker restarts without persistence: no session
-    // is left to queue in, the PUBACK says no one subscribes, and the
-    // gateway says so at once instead of waiting for an answer.
+    // is left to queue in, nobody takes the request, and the gateway says
+    // so after the silence limit instead of the request timeout. (Mosquitto
+    // would say it at once, PUBACK 0x10, but Paho C hides that reason code.)
     agent.stop().await;
     mq.restart().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let refused = loop {
-        let asked = Instant::now();
-        let outcome = stream(&url, "alice", echo("nobody there")).await;
-        let took = asked.elapsed();
-        match &outcome {
-            Outcome::Failed(why) if why.contains("agent tools not connected") => {
-                tally.add(&outcome);
-                break (why.clone(), took);
-            }
-            // The gateway itself still reconnecting: it says so too.
-            Outcome::Failed(why) if why.contains("not connected to the broker") => {
-                tally.add(&outcome);
-            }
-            other => panic!("expected a fast refusal, got {other:?}"),
-        }
-        assert!(Instant::now() < deadline, "no refusal in time");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let asked = Instant::now();
+    let outcome = stream(&url, "alice", echo("nobody there")).await;
+    let took = asked.elapsed();
+    tally.add(&outcome);
+    let Outcome::Failed(why) = &outcome else {
+        panic!("{outcome:?}")
     };
-    assert!(refused.0.starts_with("HTTP 503"), "{}", refused.0);
-    assert_doc_quotes(
-        "agent-not-connected",
-        &format!("{}\n{}", refused.0, gw.output()),
-    );
+    assert!(why.contains("agent tools did not take the task"), "{why}");
     assert!(
-        refused.1 < Duration::from_secs(5),
-        "refused after {:?}",
-        refused.1
+        took < SILENCE_LIMIT + Duration::from_secs(10),
+        "told after {took:?}"
     );
+    eprintln!("  nobody took the request: the user was told after {took:?}");
+    assert_doc_quotes("agent-not-connected", &format!("{why}\n{}", gw.output()));
 
     let mut agent = Stack::start(&agent_cfg).await.expect("agent back again");
     let back = eventually_completes(&url, "alice", echo("back")).await;
@@ -662,7 +592,7 @@ async fn agent_killed_while_its_task_waits_for_authorization_resumes_after_resta
     let gw = Stack::start(&gateway_yaml(&mq, 0, "")).await.expect("gw");
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "      agent_secret_file: \"{dir}/secret\"\n      session_service: {{type: sql, database_url: \"sqlite://{dir}/agent.db\"}}\n      oauth_tool_redirect_uri: \"{gw}/api/v1/auth/tool/callback\"\n",
+        "      agent_secret_file: \"{dir}/secret\"\n      session_service: {{type: sql, database_url: \"sqlite:///{dir}/agent.db\"}}\n      oauth_tool_redirect_uri: \"{gw}/api/v1/auth/tool/callback\"\n",
         dir = dir.path().display(),
         gw = gw.url(),
     );
@@ -768,7 +698,7 @@ async fn agent_killed_mid_model_stream_fails_the_task_with_a_reason() {
     let http = reqwest::Client::new();
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "      agent_secret_file: \"{dir}/secret\"\n      session_service: {{type: sql, database_url: \"sqlite://{dir}/agent.db\"}}\n      instruction: You are a test agent.\n      model: {{model: openai/test-model, api_base: \"{base}\", api_key: sk-test-key, timeout: 60, max_retries: 0}}\n",
+        "      agent_secret_file: \"{dir}/secret\"\n      session_service: {{type: sql, database_url: \"sqlite:///{dir}/agent.db\"}}\n      instruction: You are a test agent.\n      model: {{model: openai/test-model, api_base: \"{base}\", api_key: sk-test-key, timeout: 60, max_retries: 0}}\n",
         dir = dir.path().display(),
         base = model.base_url(),
     );
@@ -889,19 +819,25 @@ async fn mcp_provider_errors_timeouts_and_slow_streams_end_tasks_with_clear_mess
     let started = Instant::now();
     let mut runs = Vec::new();
     for round in 0..2 {
-        for (i, (tool, _)) in cases.iter().enumerate() {
+        for (i, &(tool, _)) in cases.iter().enumerate() {
             let url = gw.url();
             let user = USERS[(i + round) % 4];
             runs.push(tokio::spawn(async move {
                 let began = Instant::now();
                 let body = json!({"agent_name": "tools", "data": {"tool": tool}});
-                (*tool, stream(&url, user, body).await, began.elapsed())
+                (tool, stream(&url, user, body).await, began.elapsed())
             }));
         }
     }
-    let mut tally = Tally::default();
+    let mut ended = Vec::new();
     for run in runs {
-        let (tool, outcome, took) = run.await.unwrap();
+        ended.push(run.await.unwrap());
+    }
+    for (tool, outcome, took) in &ended {
+        eprintln!("  {tool:<12} {took:>8.2?} {outcome:?}");
+    }
+    let mut tally = Tally::default();
+    for (tool, outcome, took) in ended {
         tally.add(&outcome);
         let expected = cases.iter().find(|(t, _)| *t == tool).unwrap().1;
         match (expected, &outcome) {
@@ -913,7 +849,7 @@ async fn mcp_provider_errors_timeouts_and_slow_streams_end_tasks_with_clear_mess
             _ => panic!("{tool}: {outcome:?}"),
         }
         // Bounded by the tool's timeout (3 s) and one retry at most.
-        assert!(took < Duration::from_secs(10), "{tool} took {took:?}");
+        assert!(took < Duration::from_secs(20), "{tool} took {took:?}");
     }
     tally.report("MCP provider faults");
     eprintln!("  all ended within {:?}", started.elapsed());
@@ -933,7 +869,7 @@ async fn a_model_told_of_a_failing_mcp_tool_goes_on_and_answers() {
     let gw = Stack::start(&gateway_yaml(&mq, 0, "")).await.expect("gw");
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "      session_service: {{type: sql, database_url: \"sqlite://{dir}/agent.db\"}}\n      instruction: You are a test agent.\n      model: {{model: openai/test-model, api_base: \"{base}\", api_key: sk-test-key, timeout: 10, max_retries: 0}}\n",
+        "      session_service: {{type: sql, database_url: \"sqlite:///{dir}/agent.db\"}}\n      instruction: You are a test agent.\n      model: {{model: openai/test-model, api_base: \"{base}\", api_key: sk-test-key, timeout: 10, max_retries: 0}}\n",
         dir = dir.path().display(),
         base = model.base_url(),
     );
@@ -1020,7 +956,7 @@ async fn slow_sse_consumers_are_cut_with_a_reason_and_cost_bounded_memory() {
     let port: u16 = gw_url.rsplit(':').next().unwrap().parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
-        "      session_service: {{type: sql, database_url: \"sqlite://{dir}/agent.db\"}}\n      instruction: You are a test agent.\n      model: {{model: openai/test-model, api_base: \"{base}\", api_key: sk-test-key, timeout: 60, max_retries: 0}}\n",
+        "      session_service: {{type: sql, database_url: \"sqlite:///{dir}/agent.db\"}}\n      instruction: You are a test agent.\n      model: {{model: openai/test-model, api_base: \"{base}\", api_key: sk-test-key, timeout: 60, max_retries: 0}}\n",
         dir = dir.path().display(),
         base = model.base_url(),
     );
@@ -1036,20 +972,22 @@ async fn slow_sse_consumers_are_cut_with_a_reason_and_cost_bounded_memory() {
     for user in ["slow1", "slow2", "slow3"] {
         stalled.push(stalled_stream(port, user, "a long story please").await);
     }
-    let reader = stream(
-        &gw_url,
-        "alice",
-        json!({"agent_name": "tools", "text": "a long story please"}),
-    );
     let asked = Instant::now();
-    let reader = tokio::spawn(reader);
+    let reader = tokio::spawn({
+        let url = gw_url.clone();
+        async move {
+            let body = json!({"agent_name": "tools", "text": "a long story please"});
+            stream(&url, "alice", body).await
+        }
+    });
     // Another user, asking meanwhile, is not held up either.
-    let quick = stream(
-        &gw_url,
-        "bob",
-        json!({"agent_name": "tools", "text": "anything"}),
-    );
-    let quick = tokio::spawn(quick);
+    let quick = tokio::spawn({
+        let url = gw_url.clone();
+        async move {
+            let body = json!({"agent_name": "tools", "text": "anything"});
+            stream(&url, "bob", body).await
+        }
+    });
 
     let fast = reader.await.unwrap();
     let quick = quick.await.unwrap();

@@ -31,7 +31,7 @@ use serde_json::Value;
 use super::jsonrpc::{self, Request, Response, RpcError};
 use super::waiters::{Asked, EventRx, WaiterGuard, Waiters};
 use super::{Message as A2aMessage, Part, StreamResult, props};
-use crate::broker::{Broker, BrokerError, Delivery, Message, PublishError, UserProperties};
+use crate::broker::{Broker, BrokerError, Message, PublishError, UserProperties};
 use crate::topics;
 use crate::trust_manager::TrustManager;
 
@@ -86,15 +86,6 @@ pub(crate) enum SendError {
     TooLarge { bytes: usize, max: usize },
     #[error(transparent)]
     Publish(#[from] PublishError),
-    /// The broker took the request but no subscription matched it (MQTT
-    /// v5 PUBACK 0x10): no replica of the agent is connected, and none
-    /// left a session behind that would queue it. Said at once instead of
-    /// waiting for an answer that cannot come.
-    #[error(
-        "agent {0} not connected: the broker has no subscriber for its requests \
-         (it may be restarting; try again shortly)"
-    )]
-    NotConnected(String),
 }
 
 /// Why a call gave no final answer.
@@ -184,18 +175,14 @@ impl A2aClient {
             waiters: self.waiters.clone(),
             id: id.clone(),
         };
-        let delivery = self
-            .broker
-            .publish_delivery(
+        self.broker
+            .publish(
                 &topics::agent_request(&self.ns, envelope.to),
                 payload,
                 user_props,
                 false,
             )
             .await?;
-        if delivery == Delivery::NoSubscribers {
-            return Err(SendError::NotConnected(envelope.to.to_owned()));
-        }
         Ok(Call {
             id,
             peer: envelope.to.to_owned(),

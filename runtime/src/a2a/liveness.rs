@@ -8,7 +8,14 @@
 //! `metadata.amesh_event: heartbeat` every [`HEARTBEAT_INTERVAL`], and
 //! says so in its card (`metadata.amesh.heartbeat_seconds`). A requester
 //! that sees that promise fails a `submitted` or `working` task after
-//! [`MISSED_HEARTBEATS`] intervals of silence, with a reason. A task paused
+//! [`MISSED_HEARTBEATS`] intervals of silence, with a reason. The same
+//! limit bounds the wait for the first word: a request the broker had
+//! nobody to deliver to (no replica connected, no session left to queue
+//! it, as after a broker restart without persistence) fails after it
+//! instead of after the request timeout. (MQTT v5 lets the broker say so
+//! at once, PUBACK 0x10, and Mosquitto does; but the Paho C library under
+//! paho-mqtt leaves the reason code out of a successful publish's answer,
+//! so amesh cannot see it.) A task paused
 //! for its user (`auth-required`, `input-required`) has no process behind
 //! it, sends nothing, and is not timed this way.
 //!

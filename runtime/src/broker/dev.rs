@@ -31,9 +31,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc};
 
 use super::filter::{self, Subscription};
-use super::{
-    BrokerError, ConnectionEvent, Delivery, Incoming, Message, PublishError, UserProperties,
-};
+use super::{BrokerError, ConnectionEvent, Incoming, Message, PublishError, UserProperties};
 
 /// Tuning of a [`DevBus`].
 #[derive(Debug, Clone, Copy)]
@@ -221,7 +219,7 @@ impl DevClient {
         payload: impl Into<Bytes>,
         props: UserProperties,
         retain: bool,
-    ) -> Result<Delivery, PublishError> {
+    ) -> Result<(), PublishError> {
         let payload = payload.into();
         filter::validate_topic(topic).map_err(|_| PublishError::InvalidTopic(topic.to_string()))?;
         self.check_connected()
@@ -245,7 +243,7 @@ impl DevClient {
             bus.read().targets(topic)
         };
         if targets.is_empty() {
-            return Ok(Delivery::NoSubscribers);
+            return Ok(());
         }
         let msg = Message {
             topic: topic.to_string(),
@@ -254,7 +252,7 @@ impl DevClient {
             retained: false,
         };
         bus.deliver(targets, msg).await;
-        Ok(Delivery::Matched)
+        Ok(())
     }
 
     /// Subscribes; a plain filter also delivers the matching retained
@@ -624,17 +622,5 @@ mod tests {
             sub.publish("a/b", "x", UserProperties::new(), false).await,
             Err(PublishError::Disconnected(_))
         ));
-    }
-
-    #[tokio::test]
-    async fn publish_says_whether_a_subscription_matched() {
-        let bus = DevBus::new();
-        let (sub, _rx) = bus.client("sub", None);
-        let (publ, _) = bus.client("pub", None);
-        let nobody = publ.publish("a/b", "x", UserProperties::new(), false);
-        assert_eq!(nobody.await.unwrap(), Delivery::NoSubscribers);
-        sub.subscribe("$share/g/a/#").await.unwrap();
-        let matched = publ.publish("a/b", "x", UserProperties::new(), false);
-        assert_eq!(matched.await.unwrap(), Delivery::Matched);
     }
 }

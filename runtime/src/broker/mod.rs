@@ -75,19 +75,6 @@ pub struct Message {
     pub retained: bool,
 }
 
-/// What the broker said about a publish it accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    /// At least one subscription (online, or a session the broker keeps
-    /// for an offline client) matched: the message is delivered or queued.
-    Matched,
-    /// No subscription matched (MQTT v5 PUBACK reason code 0x10): nobody
-    /// gets the message. Success for a card or an answer; for a request it
-    /// means the agent is not there, and the request is lost unless the
-    /// sender says so.
-    NoSubscribers,
-}
-
 /// Why a publish did not reach the broker's subscribers.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -232,21 +219,6 @@ impl Broker {
         props: UserProperties,
         retain: bool,
     ) -> Result<(), PublishError> {
-        self.publish_delivery(topic, payload, props, retain)
-            .await
-            .map(|_| ())
-    }
-
-    /// [`publish`](Self::publish), telling whether any subscription matched
-    /// (for requests, which must not vanish without a word when nobody
-    /// listens).
-    pub async fn publish_delivery(
-        &self,
-        topic: &str,
-        payload: impl Into<Bytes>,
-        props: UserProperties,
-        retain: bool,
-    ) -> Result<Delivery, PublishError> {
         match self {
             Broker::Mqtt(c) => c.publish(topic, payload.into(), props, retain).await,
             Broker::Dev(c) => c.publish(topic, payload.into(), props, retain).await,

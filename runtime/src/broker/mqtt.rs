@@ -43,7 +43,7 @@ use self::wire::{
     describe_reason, is_retryable, paho_uri, publish_error,
 };
 use super::filter;
-use super::{BrokerError, ConnectionEvent, Delivery, Incoming, PublishError, UserProperties};
+use super::{BrokerError, ConnectionEvent, Incoming, PublishError, UserProperties};
 use crate::config::BrokerConfig;
 
 mod inbox;
@@ -239,15 +239,14 @@ impl MqttClient {
 
     /// Publishes with QoS 1 and waits for the PUBACK. A reason code >= 0x80
     /// is an error (0x87: [`PublishError::NotAuthorized`]); 0x10 (no
-    /// matching subscribers) is success, reported as
-    /// [`Delivery::NoSubscribers`].
+    /// matching subscribers) is success.
     pub async fn publish(
         &self,
         topic: &str,
         payload: impl Into<Bytes>,
         props: UserProperties,
         retain: bool,
-    ) -> Result<Delivery, PublishError> {
+    ) -> Result<(), PublishError> {
         filter::validate_topic(topic).map_err(|_| PublishError::InvalidTopic(topic.to_string()))?;
         let mut msg = build_message(topic, payload.into(), &props, retain)?;
         let mut offline = OfflineBudget::default();
@@ -257,14 +256,8 @@ impl MqttClient {
             self.wait_connected(&mut offline)
                 .await
                 .map_err(offline_err)?;
-            // Awaited as a plain token for the PUBACK's reason code (the
-            // delivery token only says "done"); the message is kept for a
-            // retry after a reconnect that lost the session.
-            let mut tok: paho::Token = match self.inner.cli.try_publish(msg) {
-                Ok(tok) => {
-                    msg = tok.message().clone();
-                    tok.into()
-                }
+            let mut tok = match self.inner.cli.try_publish(msg) {
+                Ok(tok) => tok,
                 Err(paho::Error::Publish(rc, m)) if rc == MQTTASYNC_DISCONNECTED => {
                     msg = m;
                     self.pause_after_race(&mut offline)
@@ -276,15 +269,10 @@ impl MqttClient {
             };
             // Wait for the PUBACK; across a reconnect that kept the session,
             // paho retransmits and the same token completes.
-            loop {
+            msg = loop {
                 match self.while_connected(&mut tok).await {
-                    Race::Done(Ok(rsp)) => {
-                        return Ok(match rsp.reason_code() {
-                            paho::ReasonCode::NoMatchingSubscribers => Delivery::NoSubscribers,
-                            _ => Delivery::Matched,
-                        });
-                    }
-                    Race::Done(Err(e)) if is_retryable(&e) => break,
+                    Race::Done(Ok(())) => return Ok(()),
+                    Race::Done(Err(e)) if is_retryable(&e) => break tok.message().clone(),
                     Race::Done(Err(e)) => return Err(publish_error(topic, &e)),
                     Race::Lost => self
                         .wait_connected(&mut offline)

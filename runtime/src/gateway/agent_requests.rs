@@ -158,10 +158,6 @@ async fn send_with(
             e
         })
         .map_err(|e| match e {
-            SendError::NotConnected(_) => {
-                tracing::warn!(gateway = %inner.id, agent, "request not delivered: agent not connected");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
             SendError::Encode(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             SendError::TooLarge { .. } => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())

@@ -185,6 +185,8 @@ async fn record(
     let deadline = tokio::time::Instant::now() + limit;
     // Paused for the user: no process runs the task, nothing is expected.
     let mut paused = false;
+    // Whether any replica said anything about the task yet (heartbeats too).
+    let mut taken = false;
     let turn = |change: &dyn Fn(&mut super::conversations::Turn)| {
         if let Some((user, conv)) = &conversation {
             inner
@@ -202,16 +204,32 @@ async fn record(
             Ok(Some(Event::Update(StreamResult::Status(s))))
                 if liveness::is_heartbeat(s.metadata.as_ref()) =>
             {
+                taken = true;
                 continue;
             }
-            Ok(Some(event)) => event,
+            Ok(Some(event)) => {
+                taken = true;
+                event
+            }
             Ok(None) => {
                 inner.events.close(&log);
                 return;
             }
             Err(_) => {
-                let message = if quiet_until < deadline {
-                    let quiet = silence.unwrap_or_default();
+                let quiet = silence.unwrap_or_default();
+                let message = if quiet_until < deadline && !taken {
+                    // The broker had no one to deliver to (the agent is not
+                    // connected and left no session), or the replica that
+                    // took it died at once: either way nobody runs it.
+                    tracing::warn!(gateway = %inner.id, agent = %sent.peer, task = %log.task_id,
+                        "task failed: its agent did not take it within {quiet:?}");
+                    format!(
+                        "agent {} did not take the task within {quiet:?}: no replica of it \
+                         answered (it is not connected, or stopped); the task is failed, \
+                         ask again once the agent is back",
+                        sent.peer
+                    )
+                } else if quiet_until < deadline {
                     tracing::warn!(gateway = %inner.id, agent = %sent.peer, task = %log.task_id,
                         "task failed: its agent went silent for {quiet:?}");
                     format!(
