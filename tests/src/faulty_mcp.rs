@@ -96,9 +96,10 @@ async fn streamable(State(calls): State<Arc<Calls>>, Json(msg): Json<Value>) -> 
                 "serverInfo": {"name": "faulty", "version": "1"},
             })))
             .into_response();
-            response
-                .headers_mut()
-                .insert("mcp-session-id", header::HeaderValue::from_static("faulty-1"));
+            response.headers_mut().insert(
+                "mcp-session-id",
+                header::HeaderValue::from_static("faulty-1"),
+            );
             response
         }
         "tools/list" => Json(answer(json!({
@@ -121,7 +122,8 @@ async fn streamable(State(calls): State<Arc<Calls>>, Json(msg): Json<Value>) -> 
                 .unwrap_or_else(|p| p.into_inner())
                 .entry(tool.clone())
                 .or_default() += 1;
-            let done = answer(json!({"content": [{"type": "text", "text": format!("{tool} done")}]}));
+            let done =
+                answer(json!({"content": [{"type": "text", "text": format!("{tool} done")}]}));
             call(&tool, done).await
         }
         other => Json(json!({"jsonrpc": "2.0", "id": id,
@@ -154,7 +156,10 @@ async fn call(tool: &str, done: Value) -> Response {
         "trickle" => {
             let ticks = stream::unfold((), |()| async {
                 tokio::time::sleep(TRICKLE_EVERY).await;
-                Some((Ok::<_, Infallible>(Bytes::from_static(b": still here\n\n")), ()))
+                Some((
+                    Ok::<_, Infallible>(Bytes::from_static(b": still here\n\n")),
+                    (),
+                ))
             });
             event_stream(Body::from_stream(ticks))
         }

@@ -164,7 +164,9 @@ impl Drop for PgCluster {
 /// Whether the test runs as root (owner of the file it just created).
 fn is_root(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(dir).map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata(dir)
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 fn bin_dir() -> Option<PathBuf> {

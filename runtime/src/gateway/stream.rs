@@ -59,7 +59,13 @@ pub(crate) async fn message_stream(
             .start_turn(&user.id, conv, &sent.id, &sent.peer, &prompt);
     }
     let conversation = conversation.map(|c| (user.id.clone(), c));
-    tokio::spawn(record(inner.clone(), sent, silence, log.clone(), conversation));
+    tokio::spawn(record(
+        inner.clone(),
+        sent,
+        silence,
+        log.clone(),
+        conversation,
+    ));
     Ok(follow(log, 0, slot))
 }
 
