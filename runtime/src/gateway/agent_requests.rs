@@ -152,10 +152,9 @@ async fn send_with(
         .client
         .send(envelope, id, method, params)
         .await
-        .map_err(|e| {
+        .inspect_err(|_| {
             // Never sent: the task is over, and no longer counts as running.
             inner.tasks.set_state(&id_sent, TaskState::Failed);
-            e
         })
         .map_err(|e| match e {
             SendError::Encode(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
