@@ -4,10 +4,12 @@
 pub mod amesh_bin;
 pub mod amesh_run;
 pub mod doc_table;
+pub mod faulty_mcp;
 pub mod model_server;
 pub mod modern_mcp;
 pub mod mosquitto;
 pub mod oauth;
 pub mod oidc;
+pub mod pg_cluster;
 pub mod raw;
 pub mod stack;

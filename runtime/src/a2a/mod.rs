@@ -5,6 +5,7 @@ pub(crate) mod client;
 pub mod connections;
 pub mod elicitation;
 pub mod jsonrpc;
+pub mod liveness;
 pub mod oauth_callback;
 pub mod sessions;
 pub mod types;

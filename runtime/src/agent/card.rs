@@ -85,6 +85,8 @@ pub(super) fn build(inner: &AgentInner) -> AgentCard {
             "tools": tools,
             "namespace": inner.ns,
             "broker_username": inner.broker.username(),
+            // `liveness::CARD_KEY`: streamed tasks send heartbeats.
+            "heartbeat_seconds": crate::a2a::liveness::HEARTBEAT_INTERVAL.as_secs(),
             "inter_agent_communication": {
                 "allow_list": cfg.inter_agent_communication.allow_list,
                 "deny_list": cfg.inter_agent_communication.deny_list,

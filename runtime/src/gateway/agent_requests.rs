@@ -13,7 +13,7 @@ use super::GatewayInner;
 use super::api_error::ApiError;
 use super::auth::User;
 use crate::a2a::client::{Call, Envelope, Event, SendError};
-use crate::a2a::{Message, MessageSendParams, Part, Role};
+use crate::a2a::{Message, MessageSendParams, Part, Role, TaskState, liveness};
 use crate::broker::PublishError;
 use crate::topics;
 
@@ -147,10 +147,15 @@ async fn send_with(
         call_depth: 0,
         budget: inner.cfg.limits.stream_queue_bytes,
     };
+    let id_sent = id.clone();
     inner
         .client
         .send(envelope, id, method, params)
         .await
+        .inspect_err(|_| {
+            // Never sent: the task is over, and no longer counts as running.
+            inner.tasks.set_state(&id_sent, TaskState::Failed);
+        })
         .map_err(|e| match e {
             SendError::Encode(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             SendError::TooLarge { .. } => {
@@ -167,13 +172,15 @@ async fn send_with(
         })
 }
 
-/// Sends a new task to an agent.
+/// Sends a new task to an agent. Returns the call and how long the task
+/// may stay silent while it runs (`a2a::liveness`; `None` when the
+/// agent's card promises no heartbeats).
 pub(crate) async fn start_task(
     inner: &Arc<GatewayInner>,
     user: &User,
     body: SendBody,
     method: &str,
-) -> Result<Call, ApiError> {
+) -> Result<(Call, Option<Duration>), ApiError> {
     let (agent, message) = body.into_message()?;
     if !topics::valid_level(&agent) {
         return Err(ApiError::new(
@@ -181,14 +188,15 @@ pub(crate) async fn start_task(
             format!("`{agent}` is not a valid agent name"),
         ));
     }
-    if inner.agents.get(&agent).is_none() {
+    let Some(card) = inner.agents.get(&agent) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
                 "unknown agent {agent}: no agent card seen (GET /api/v1/agents lists the live ones)"
             ),
         ));
-    }
+    };
+    let silence = liveness::silence_limit(&card);
     let task_id = format!("task-{}", uuid::Uuid::new_v4().simple());
     inner.tasks.start(&task_id, &agent, &user.id).map_err(|e| {
         ApiError::new(
@@ -201,7 +209,8 @@ pub(crate) async fn start_task(
         configuration: None,
         metadata: None,
     };
-    send(inner, user, &agent, task_id, method, params).await
+    let call = send(inner, user, &agent, task_id, method, params).await?;
+    Ok((call, silence))
 }
 
 pub(crate) fn timeout(inner: &GatewayInner) -> Duration {

@@ -411,6 +411,14 @@ impl StallGuard {
         match timer.as_mut().poll(cx) {
             Poll::Ready(()) => {
                 bump(&self.conns.counters.stalled);
+                // The client cannot be told (it reads nothing); the
+                // operator can. A stream's client resumes with
+                // `Last-Event-ID` when it comes back.
+                tracing::warn!(
+                    peer = ?self.inner.peer_addr().ok(),
+                    "closed an HTTP connection whose client read nothing for {limit:?} \
+                     (a stalled event stream or download; limits.idle_timeout_seconds)"
+                );
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("the client read nothing for {limit:?}"),

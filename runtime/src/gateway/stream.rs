@@ -27,7 +27,7 @@ use super::task_events::TaskLog;
 use crate::a2a::client::Call;
 use crate::a2a::client::Event;
 use crate::a2a::jsonrpc;
-use crate::a2a::{Part, StreamResult, TaskState, methods};
+use crate::a2a::{Part, StreamResult, TaskState, liveness, methods};
 
 /// `POST /api/v1/message:stream`.
 pub(crate) async fn message_stream(
@@ -39,7 +39,7 @@ pub(crate) async fn message_stream(
     let slot = acquire(&inner, &user.id)?;
     let context = body.context_id().map(str::to_owned);
     let prompt = body.prompt_text();
-    let sent = start_task(&inner, &user, body, methods::STREAM).await?;
+    let (sent, silence) = start_task(&inner, &user, body, methods::STREAM).await?;
     let log = inner
         .events
         .open(&sent.id, &user.id, &sent.peer, context.clone());
@@ -59,7 +59,13 @@ pub(crate) async fn message_stream(
             .start_turn(&user.id, conv, &sent.id, &sent.peer, &prompt);
     }
     let conversation = conversation.map(|c| (user.id.clone(), c));
-    tokio::spawn(record(inner.clone(), sent, log.clone(), conversation));
+    tokio::spawn(record(
+        inner.clone(),
+        sent,
+        silence,
+        log.clone(),
+        conversation,
+    ));
     Ok(follow(log, 0, slot))
 }
 
@@ -169,14 +175,24 @@ fn follow(log: Arc<TaskLog>, after: u64, slot: Slot) -> Response {
 /// the request timeout) into its log and conversation turn. Owns the reply
 /// registration, so the task's answers are taken whether or not a client
 /// is connected.
+///
+/// With `silence` (the agent promised heartbeats, see `a2a::liveness`), a
+/// task that is submitted or working and from which nothing came for that
+/// long is failed here with the reason: its agent process is gone.
+/// Heartbeats reset that clock and are not logged.
 async fn record(
     inner: Arc<GatewayInner>,
     mut sent: Call,
+    silence: Option<Duration>,
     log: Arc<TaskLog>,
     conversation: Option<(String, String)>,
 ) {
     let limit = timeout(&inner);
     let deadline = tokio::time::Instant::now() + limit;
+    // Paused for the user: no process runs the task, nothing is expected.
+    let mut paused = false;
+    // Whether any replica said anything about the task yet (heartbeats too).
+    let mut taken = false;
     let turn = |change: &dyn Fn(&mut super::conversations::Turn)| {
         if let Some((user, conv)) = &conversation {
             inner
@@ -185,14 +201,53 @@ async fn record(
         }
     };
     loop {
-        let event = match tokio::time::timeout_at(deadline, sent.recv()).await {
-            Ok(Some(event)) => event,
+        let now = tokio::time::Instant::now();
+        let quiet_until = match silence {
+            Some(s) if !paused => deadline.min(now + s),
+            _ => deadline,
+        };
+        let event = match tokio::time::timeout_at(quiet_until, sent.recv()).await {
+            Ok(Some(Event::Update(StreamResult::Status(s))))
+                if liveness::is_heartbeat(s.metadata.as_ref()) =>
+            {
+                taken = true;
+                continue;
+            }
+            Ok(Some(event)) => {
+                taken = true;
+                event
+            }
             Ok(None) => {
                 inner.events.close(&log);
                 return;
             }
             Err(_) => {
-                let message = format!("no answer within {limit:?}");
+                let quiet = silence.unwrap_or_default();
+                let message = if quiet_until < deadline && !taken {
+                    // The broker had no one to deliver to (the agent is not
+                    // connected and left no session), or the replica that
+                    // took it died at once: either way nobody runs it.
+                    tracing::warn!(gateway = %inner.id, agent = %sent.peer, task = %log.task_id,
+                        "task failed: its agent did not take it within {quiet:?}");
+                    format!(
+                        "agent {} did not take the task within {quiet:?}: no replica of it \
+                         answered (it is not connected, or stopped); the task is failed, \
+                         ask again once the agent is back",
+                        sent.peer
+                    )
+                } else if quiet_until < deadline {
+                    tracing::warn!(gateway = %inner.id, agent = %sent.peer, task = %log.task_id,
+                        "task failed: its agent went silent for {quiet:?}");
+                    format!(
+                        "agent {} stopped answering: nothing about this task for {quiet:?} \
+                         while it was running (the agent process may have stopped); \
+                         the task is failed, ask again",
+                        sent.peer
+                    )
+                } else {
+                    format!("no answer within {limit:?}")
+                };
+                inner.tasks.set_state(&log.task_id, TaskState::Failed);
                 turn(&|t| {
                     t.state = "failed".into();
                     t.answer = Some(message.clone());
@@ -206,6 +261,10 @@ async fn record(
         };
         let (name, data, state, last) = match &event {
             Event::Update(StreamResult::Status(s)) => {
+                paused = matches!(
+                    s.status.state,
+                    TaskState::AuthRequired | TaskState::InputRequired
+                );
                 let state = state_name(s.status.state);
                 let parts = s.status.message.as_ref().map(|m| m.parts.as_slice());
                 let tools: Vec<&Value> = parts

@@ -182,7 +182,8 @@ impl TaskEvents {
     }
 
     /// Appends an event; `last` ends the log. Returns its sequence number
-    /// (`None` when it was left out past the per-task budget).
+    /// (`None` when it was left out past the per-task budget; the first
+    /// one left out is replaced by a `notice` saying so).
     pub(crate) fn append(
         &self,
         log: &TaskLog,
@@ -200,10 +201,29 @@ impl TaskEvents {
                 st.state = Some(state.to_owned());
             }
             let size = data.len() + EVENT_OVERHEAD;
-            if !last && st.bytes + size > self.limits.per_task_bytes {
+            let over = !last && st.bytes + size > self.limits.per_task_bytes;
+            if over && st.dropped > 0 {
                 st.dropped += 1;
                 return None;
             }
+            // The first event left out is replaced by a word saying so, so a
+            // reader knows updates are missing (the final event has the
+            // whole answer): nothing is left out without a word.
+            let (name, data) = if over {
+                st.dropped += 1;
+                let note = serde_json::json!({
+                    "message": format!(
+                        "further updates of this task are not kept or streamed: they passed \
+                         the gateway's {} bytes per task (limits.task_events_per_task_bytes); \
+                         the final answer follows in full",
+                        self.limits.per_task_bytes
+                    ),
+                });
+                ("notice", note.to_string())
+            } else {
+                (name, data)
+            };
+            let size = data.len() + EVENT_OVERHEAD;
             let seq = *log.seq.borrow() + 1;
             st.events.push(Arc::new(Logged { seq, name, data }));
             st.bytes += size;
@@ -368,6 +388,10 @@ mod tests {
         let (all, done) = log.after(0);
         assert!(done);
         assert_eq!(all.last().unwrap().name, "task");
+        // Readers are told, once, that updates were left out.
+        let notices: Vec<_> = all.iter().filter(|e| e.name == "notice").collect();
+        assert_eq!(notices.len(), 1, "{all:?}");
+        assert!(notices[0].data.contains("not kept"), "{}", notices[0].data);
     }
 
     #[test]

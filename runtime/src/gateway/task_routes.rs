@@ -32,7 +32,7 @@ pub(crate) async fn message_send(
     AuthUser(user): AuthUser,
     Json(body): Json<SendBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let call = start_task(&inner, &user, body, methods::SEND).await?;
+    let (call, _) = start_task(&inner, &user, body, methods::SEND).await?;
     let task_id = call.id.clone();
     match call.final_answer(timeout(&inner)).await {
         Ok(result) => Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null))),

@@ -91,6 +91,7 @@ pub(crate) async fn run(
         biased;
         _ = cancel.cancelled() => None,
         end = drive(&inner, &mut state, &caller) => Some(end),
+        never = report::heartbeat(&inner, &route) => match never {},
     };
     match end {
         Some(End::Answer { name, parts }) => {

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::state::TaskRoute;
 use crate::a2a::jsonrpc::Response;
+use crate::a2a::liveness;
 use crate::a2a::{
     Artifact, Message, Part, TaskArtifactUpdateEvent, TaskState, TaskStatus, TaskStatusUpdateEvent,
 };
@@ -21,6 +22,34 @@ use crate::agent::handler::{agent_text, publish};
 /// `metadata.amesh_event` of a status update that carries a piece of the
 /// model's answer (clients append them; the final artifact has it whole).
 pub(crate) const TEXT_DELTA: &str = "text_delta";
+
+/// Streams a `working` status update marked `heartbeat` every
+/// [`liveness::HEARTBEAT_INTERVAL`] while the task runs (see
+/// `a2a::liveness` for why) (the caller drops this future when
+/// the loop ends or pauses). Nothing when the request is not streamed.
+/// Never completes.
+pub(crate) async fn heartbeat(inner: &AgentInner, route: &TaskRoute) -> std::convert::Infallible {
+    let mut tick = tokio::time::interval(liveness::HEARTBEAT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is immediate and the loop already said `working`.
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Some(topic) = &route.status_topic {
+            let mut ev = TaskStatusUpdateEvent::new(
+                &route.task_id,
+                &route.context_id,
+                TaskStatus::new(TaskState::Working, None),
+                false,
+            );
+            ev.metadata = Some(Map::from_iter([(
+                "amesh_event".to_owned(),
+                Value::from(liveness::HEARTBEAT_EVENT),
+            )]));
+            publish(inner, topic, &Response::ok(route.rpc_id.clone(), ev)).await;
+        }
+    }
+}
 
 /// Records `working` with `text` and streams it (when streaming).
 pub(crate) async fn working(inner: &AgentInner, route: &TaskRoute, text: &str) {
