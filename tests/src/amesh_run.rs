@@ -137,6 +137,11 @@ impl AmeshRun {
 }
 
 impl AmeshRun {
+    /// The process id (for reading its memory from `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process with SIGKILL (no shutdown of any kind, as when a
     /// host dies) and reaps it.
     pub fn kill(&mut self) {

@@ -15,6 +15,7 @@ mod file;
 mod flows;
 mod lease;
 pub(crate) mod migration;
+mod trust_keys;
 
 use std::sync::Arc;
 use std::time::Duration;
