@@ -17,8 +17,8 @@ use crate::crypto::{OpenError, Purpose, lookup_hash};
 use crate::error::CredentialError;
 use crate::model::now_ms;
 use crate::sealed::{open_trust_key, seal_trust_key};
-use crate::storage::{Storage, TrustKeyRow};
 use crate::storage::sql::migration::MAX_ID_LEN;
+use crate::storage::{Storage, TrustKeyRow};
 use crate::store::{CredentialStore, check_id};
 
 /// Whether the key was made now or found in the database.

@@ -59,7 +59,10 @@ async fn replicas_starting_together_share_one_trust_key() {
             .expect("key");
         assert_eq!(again.origin, TrustKeyOrigin::Loaded, "[{label}]");
         assert_eq!(again.key.kid(), kids[0], "[{label}]");
-        eprintln!("[{label}] {REPLICAS} replicas at once: one key, {}", kids[0]);
+        eprintln!(
+            "[{label}] {REPLICAS} replicas at once: one key, {}",
+            kids[0]
+        );
 
         // The key is sealed: its private half is nowhere in the table.
         let pem = again.key.to_pkcs8_pem().expect("pem");
@@ -84,11 +87,23 @@ async fn another_account_or_agent_gets_another_key() {
     for db in common::sql_backends().await {
         let label = db.label();
         let store = db.open(AGENT, secret(7)).await;
-        let a = store.shared_trust_key("agent").await.expect("a").expect("a");
-        let b = store.shared_trust_key("agent-2").await.expect("b").expect("b");
+        let a = store
+            .shared_trust_key("agent")
+            .await
+            .expect("a")
+            .expect("a");
+        let b = store
+            .shared_trust_key("agent-2")
+            .await
+            .expect("b")
+            .expect("b");
         assert_ne!(a.key.kid(), b.key.kid(), "[{label}] per broker account");
         let other = db.open("another-agent", secret(7)).await;
-        let c = other.shared_trust_key("agent").await.expect("c").expect("c");
+        let c = other
+            .shared_trust_key("agent")
+            .await
+            .expect("c")
+            .expect("c");
         assert_ne!(a.key.kid(), c.key.kid(), "[{label}] per agent");
         store.close().await;
         other.close().await;
@@ -122,12 +137,21 @@ async fn a_replica_with_another_secret_is_refused_not_given_its_own_key() {
             "[{label}] {err}"
         );
         // Still the first key: nothing was replaced.
-        let still = first.shared_trust_key("agent").await.expect("load").expect("key");
+        let still = first
+            .shared_trust_key("agent")
+            .await
+            .expect("load")
+            .expect("key");
         assert_eq!(still.key.kid(), kid, "[{label}]");
 
         // After the operator forgets it, the next start makes a new one.
         assert!(stranger.forget_trust_key("agent").await.expect("forget"));
-        assert!(!stranger.forget_trust_key("agent").await.expect("forget twice"));
+        assert!(
+            !stranger
+                .forget_trust_key("agent")
+                .await
+                .expect("forget twice")
+        );
         let fresh = stranger
             .shared_trust_key("agent")
             .await

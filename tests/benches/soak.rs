@@ -473,7 +473,11 @@ async fn main() {
         "RSS after warm-up: agent +{:.1}%, gateway +{:.1}% over the first sample: {}",
         agent_growth * 100.0,
         gateway_growth * 100.0,
-        if flat { "flat (within 10%)" } else { "NOT flat" }
+        if flat {
+            "flat (within 10%)"
+        } else {
+            "NOT flat"
+        }
     );
     println!(
         "p99: median of the first third of windows {} ms, of the last third {} ms: {}",

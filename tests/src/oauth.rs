@@ -78,11 +78,7 @@ pub async fn call_authorizing_at(
                     .parse()?;
                 let callback = consent_as(&url, user, true).await?;
                 let cookie = session_cookie_at(http, base, token).await?;
-                let page = http
-                    .get(callback)
-                    .header("cookie", cookie)
-                    .send()
-                    .await?;
+                let page = http.get(callback).header("cookie", cookie).send().await?;
                 anyhow::ensure!(page.status() == 200, "callback answered {}", page.status());
             }
             _ => {}

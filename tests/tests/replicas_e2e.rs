@@ -276,18 +276,13 @@ struct Observed {
 /// forbids) and every agent card (signed by whichever replica published
 /// it) against that one key. What it saw is in the returned cell; the task
 /// runs until aborted.
-async fn observe(
-    mq: &MosquittoBroker,
-) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Observed>>) {
+async fn observe(mq: &MosquittoBroker) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Observed>>) {
     let cfg = mq.broker_config("observer", "observer-pass");
     let (broker, mut incoming) = Broker::connect(&cfg, "observer", &DevBus::new())
         .await
         .expect("observer connects");
-    let trust_topic = amesh_runtime::topics::trust(
-        NS,
-        amesh_runtime::topics::TrustKind::Agent,
-        "agent",
-    );
+    let trust_topic =
+        amesh_runtime::topics::trust(NS, amesh_runtime::topics::TrustKind::Agent, "agent");
     let cards_topic = amesh_runtime::topics::agent_discovery(NS);
     broker.subscribe(&trust_topic).await.expect("subscribe");
     broker.subscribe(&cards_topic).await.expect("subscribe");
@@ -436,11 +431,7 @@ async fn scenario(users: usize) {
     for (i, flow) in flows.into_iter().enumerate() {
         let task = match flow.await.expect("join") {
             Ok(task) => task,
-            Err(e) => panic!(
-                "{}: authorized call: {e}\n{}",
-                user(i),
-                outputs(&runs)
-            ),
+            Err(e) => panic!("{}: authorized call: {e}\n{}", user(i), outputs(&runs)),
         };
         assert_eq!(answer(&task), format!("You are {}", user(i)), "{task}");
     }
@@ -498,8 +489,14 @@ async fn scenario(users: usize) {
     runs[0] = replica(&yaml, "r1");
     runs[0].wait_for("agent ready");
     let (restarted_kid, created) = logged_trust_key(&runs[0]).expect("restarted r1 logged its key");
-    assert_eq!(restarted_kid, kid, "the restarted replica loads the same key");
-    assert!(!created, "the restarted replica loads the key, it does not make one");
+    assert_eq!(
+        restarted_kid, kid,
+        "the restarted replica loads the same key"
+    );
+    assert!(
+        !created,
+        "the restarted replica loads the key, it does not make one"
+    );
     let during = racing.await.expect("join");
     for (who, outcome) in &during {
         // What r1 was running when it died is lost with it; the user sees

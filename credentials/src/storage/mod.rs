@@ -368,7 +368,11 @@ impl Storage {
 
     /// The sealed trust key of `key_hash`. `None` from a memory store too:
     /// it shares nothing with other processes, so it keeps no key.
-    pub(crate) async fn trust_key_get(&self, agent: &str, key_hash: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn trust_key_get(
+        &self,
+        agent: &str,
+        key_hash: &str,
+    ) -> Result<Option<Vec<u8>>> {
         match self {
             Self::Memory(_) => Ok(None),
             Self::Sql(s) => s.trust_key_get(agent, key_hash).await,

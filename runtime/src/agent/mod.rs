@@ -142,9 +142,8 @@ pub async fn start(
     let store = store::open(&cfg).await?;
     let mcp = start_mcp(&cfg, store.clone()).await?;
     // After the store: replicas with a SQL store share the key kept there.
-    let key =
-        crate::trust_manager::key_source::agent_key(&cfg, store.as_ref(), broker.username())
-            .await?;
+    let key = crate::trust_manager::key_source::agent_key(&cfg, store.as_ref(), broker.username())
+        .await?;
     let trust = crate::trust_manager::TrustManager::with_key(
         &cfg.trust_manager,
         amesh_trust::ComponentKind::Agent,

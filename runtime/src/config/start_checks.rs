@@ -17,8 +17,8 @@ use super::model::{
     AgentConfig, AppKind, ArtifactServiceKind, SessionServiceKind, ToolConfig, TrustManagerConfig,
 };
 use super::scalar::EnvLookup;
-use crate::trust_manager::key_source::KeySource;
 use super::validate::{LocatedApp, Seg};
+use crate::trust_manager::key_source::KeySource;
 
 /// The variable an agent's OAuth redirect URI comes from when the config
 /// has no `oauth_tool_redirect_uri`.
@@ -45,7 +45,10 @@ pub fn check(apps: &[LocatedApp], env: EnvLookup<'_>) -> Vec<ConfigError> {
             .as_deref()
             .and_then(|id| source.replica_refusal(id, agent))
         {
-            errors.push(app.error(&[Seg::Key("app_config"), Seg::Key("trust_manager")], refusal));
+            errors.push(app.error(
+                &[Seg::Key("app_config"), Seg::Key("trust_manager")],
+                refusal,
+            ));
         }
     }
     errors

@@ -173,9 +173,7 @@ mod tests {
         );
         let env = |name: &str| match name {
             "AMESH_REPLICA_ID" => Some("2".to_owned()),
-            "AMESH_AGENT_SECRET" => {
-                Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned())
-            }
+            "AMESH_AGENT_SECRET" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()),
             _ => None,
         };
         crate::config::load_str_with_env("replica.yaml", &yaml, &env)
@@ -207,7 +205,9 @@ mod tests {
             .expect("refused");
         assert!(refusal.contains("trust_manager.key_file"), "{refusal}");
         assert!(refusal.contains("sql session_service"), "{refusal}");
-        let gateway = KeySource::Memory.replica_refusal("2", false).expect("refused");
+        let gateway = KeySource::Memory
+            .replica_refusal("2", false)
+            .expect("refused");
         assert!(!gateway.contains("session_service"), "{gateway}");
         for fine in [
             KeySource::Database,

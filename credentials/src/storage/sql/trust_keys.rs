@@ -14,7 +14,11 @@ use crate::storage::{Result, TrustKeyRow};
 
 impl SqlStorage {
     /// The sealed key of `key_hash`, if there is one.
-    pub(crate) async fn trust_key_get(&self, agent: &str, key_hash: &str) -> Result<Option<Vec<u8>>> {
+    pub(crate) async fn trust_key_get(
+        &self,
+        agent: &str,
+        key_hash: &str,
+    ) -> Result<Option<Vec<u8>>> {
         self.check_file()?;
         use trust_key::Column as T;
         trust_key::Entity::find()
