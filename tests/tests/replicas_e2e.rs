@@ -15,6 +15,8 @@
 //! replicas, 2 gateways, 200 users) is the ignored test, run with
 //! `cargo test -p amesh-tests --test replicas_e2e -- --ignored --nocapture`.
 
+#![recursion_limit = "256"]
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -482,7 +484,7 @@ async fn scenario(users: usize) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     eprintln!(
         "SIGKILL of r1 with {held} refresh lease(s) held ({} refreshes done in this round); \
-         500 ms later {} lease(s) still held (r1's run out on their own)",
+         500 ms later {} held (those of r1 stay until they run out)",
         refreshes_before_kill - users,
         leases_held(&db.0)
     );
