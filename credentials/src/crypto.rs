@@ -43,6 +43,8 @@ pub(crate) enum Purpose {
     Flow,
     Client,
     Conversation,
+    /// The agent's trust (signing) key, shared by its replicas.
+    TrustKey,
 }
 
 impl Purpose {
@@ -52,6 +54,7 @@ impl Purpose {
             Self::Flow => "pending-oauth-flow",
             Self::Client => "client-registration",
             Self::Conversation => "conversation",
+            Self::TrustKey => "trust-key",
         }
     }
 }
@@ -84,6 +87,7 @@ pub(crate) struct Keys {
     flow: Aes256Gcm,
     client: Aes256Gcm,
     conversation: Aes256Gcm,
+    trust_key: Aes256Gcm,
     key_id: [u8; KEY_ID_LEN],
 }
 
@@ -108,6 +112,7 @@ impl Keys {
             flow: cipher(Purpose::Flow),
             client: cipher(Purpose::Client),
             conversation: cipher(Purpose::Conversation),
+            trust_key: cipher(Purpose::TrustKey),
             key_id,
         }
     }
@@ -118,6 +123,7 @@ impl Keys {
             Purpose::Flow => &self.flow,
             Purpose::Client => &self.client,
             Purpose::Conversation => &self.conversation,
+            Purpose::TrustKey => &self.trust_key,
         }
     }
 

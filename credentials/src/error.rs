@@ -169,6 +169,22 @@ pub enum CredentialError {
         detail: String,
     },
 
+    /// The agent's trust key in the database cannot be used: sealed under
+    /// another agent secret (a replica started with another secret), altered
+    /// or moved, or not a P-256 key. Nothing was changed; the agent must not
+    /// start with a key of its own, or its replicas would publish two.
+    #[error(
+        "the trust key stored for agent {agent_id:?} (broker account {account:?}) cannot be used: {reason}"
+    )]
+    TrustKeyUnreadable {
+        /// The store's agent.
+        agent_id: String,
+        /// The broker username the key is for.
+        account: String,
+        /// Why, in words (never key material).
+        reason: &'static str,
+    },
+
     /// Encryption failed (random source unavailable).
     #[error("encryption failed: {0}")]
     Crypto(&'static str),

@@ -18,7 +18,8 @@
 //!   [`list_conversations`](CredentialStore::list_conversations));
 //!   operator [`list`](CredentialStore::list),
 //!   [`revoke`](CredentialStore::revoke) and
-//!   [`events`](CredentialStore::events).
+//!   [`events`](CredentialStore::events); the agent's trust key, shared by
+//!   its replicas ([`shared_trust_key`](CredentialStore::shared_trust_key)).
 //! - [`StoreConfig`]: memory or SQL (SQLite, PostgreSQL, MySQL/MariaDB via
 //!   sea-orm, migrated at open — a database from an earlier version gets
 //!   the new tables), the agent id and its [`AgentSecret`], the TTL
@@ -113,6 +114,7 @@ mod secret;
 mod storage;
 mod store;
 mod sweeper;
+mod trust_key;
 mod ttl;
 
 pub use config::{
@@ -135,4 +137,5 @@ pub use secret::{
     AGENT_SECRET_ENV, AGENT_SECRET_MIN_BYTES, AgentSecret, ExposeSecret, SecretString,
 };
 pub use store::CredentialStore;
+pub use trust_key::{SharedTrustKey, TrustKeyOrigin};
 pub use ttl::{DEFAULT_TTL, MAX_TTL_SECONDS, SECRETS_TTL_VAR, parse_ttl, ttl_from_env};

@@ -334,6 +334,37 @@ pub(crate) fn open_title(
     from_json(&json, "conversation title")
 }
 
+/// The AAD of the trust key of `agent_id` connected as `account` (its
+/// broker username, the id on its trust card): a key copied to another
+/// agent's or account's row does not open.
+fn trust_key_aad(agent_id: &str, account: &str) -> Vec<u8> {
+    aad(Purpose::TrustKey, &[agent_id, account])
+}
+
+/// Seals a trust key, given as its PKCS#8 PEM.
+pub(crate) fn seal_trust_key(
+    keys: &Keys,
+    agent_id: &str,
+    account: &str,
+    pem: &str,
+) -> Result<Vec<u8>, CredentialError> {
+    keys.seal(
+        Purpose::TrustKey,
+        &trust_key_aad(agent_id, account),
+        pem.as_bytes(),
+    )
+}
+
+/// The PKCS#8 PEM of a sealed trust key; zeroized when dropped.
+pub(crate) fn open_trust_key(
+    keys: &Keys,
+    agent_id: &str,
+    account: &str,
+    blob: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    keys.open(Purpose::TrustKey, &trust_key_aad(agent_id, account), blob)
+}
+
 /// How many bytes `doc` serializes to, without buffering it.
 fn json_len<T: Serialize>(doc: &T) -> Result<usize, CredentialError> {
     struct Count(usize);

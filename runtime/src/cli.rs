@@ -231,6 +231,17 @@ enum KeysCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Delete the trust key an agent with a sql session_service keeps in its
+    /// database for its replicas; the next replica to start makes a new one.
+    /// For a changed agent secret (replicas then refuse to start), or to
+    /// rotate the key: stop every replica, forget, start them again.
+    ForgetShared {
+        /// Agent configs (their session_service says where the key lives).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        agent: Option<String>,
+    },
 }
 
 /// The config `amesh run` uses when given no files.
@@ -271,6 +282,9 @@ pub fn main() -> ExitCode {
             browser_url,
         } => demo_provider(host, port, public_url, browser_url),
         Command::Credentials { command } => credentials(command),
+        Command::Keys {
+            command: KeysCommand::ForgetShared { files, agent },
+        } => forget_shared_keys(files, agent),
         Command::Keys {
             command: KeysCommand::Generate { out },
         } => {
@@ -320,6 +334,26 @@ pub fn main() -> ExitCode {
             };
             println!("{}", gateway::auth::token_hash_hex(&token));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn forget_shared_keys(files: Vec<PathBuf>, agent: Option<String>) -> ExitCode {
+    let sel = crate::credentials_cli::Selection {
+        agent,
+        ..Default::default()
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(crate::credentials_cli::forget_trust_keys(&files, &sel)));
+    match result {
+        Ok(n) => {
+            println!("forgot {n} stored trust key(s)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `amesh credentials list|revoke|clients|audit`: what operators see and can
 //! revoke in agents' credential stores, and the OAuth client registrations
-//! they can make an agent forget. Metadata only: no command prints a token
+//! they can make an agent forget (and `amesh keys forget-shared`, the trust
+//! key kept in the same database). Metadata only: no command prints a token
 //! or a client secret.
 
 use std::path::PathBuf;
@@ -22,6 +23,18 @@ pub struct Selection {
 /// Opens the existing SQL store of every selected agent of the configs;
 /// creates neither a database nor a secret.
 async fn stores(files: &[PathBuf], sel: &Selection) -> anyhow::Result<Vec<CredentialStore>> {
+    Ok(accounts_and_stores(files, sel)
+        .await?
+        .into_iter()
+        .map(|(_, store)| store)
+        .collect())
+}
+
+/// [`stores`], each with the broker username its agent connects as.
+async fn accounts_and_stores(
+    files: &[PathBuf],
+    sel: &Selection,
+) -> anyhow::Result<Vec<(String, CredentialStore)>> {
     let cfg = config::load_files(files).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut out = Vec::new();
     for app in &cfg.apps {
@@ -39,7 +52,12 @@ async fn stores(files: &[PathBuf], sel: &Selection) -> anyhow::Result<Vec<Creden
             continue;
         }
         let store_cfg = crate::agent::store::existing_store_config(agent)?;
-        out.push(CredentialStore::open(store_cfg).await?);
+        let account = app
+            .broker
+            .broker_username
+            .clone()
+            .unwrap_or_else(|| app.name.clone());
+        out.push((account, CredentialStore::open(store_cfg).await?));
     }
     if out.is_empty() {
         anyhow::bail!("no agent with a sql session_service matches");
@@ -144,6 +162,22 @@ pub async fn forget_client(
     for store in stores(files, sel).await? {
         if store.delete_client(issuer).await? {
             tracing::info!(agent = %store.agent_id(), issuer, "client registration forgotten by an operator");
+            total += 1;
+        }
+        store.close().await;
+    }
+    Ok(total)
+}
+
+/// Deletes the trust key kept in the database of each selected agent (see
+/// `trust_manager::key_source`); returns how many there were. The next
+/// replica to start makes a new one: after a change of agent secret, or to
+/// rotate the key, stop every replica first.
+pub async fn forget_trust_keys(files: &[PathBuf], sel: &Selection) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for (account, store) in accounts_and_stores(files, sel).await? {
+        if store.forget_trust_key(&account).await? {
+            tracing::info!(agent = %store.agent_id(), account, "stored trust key deleted by an operator");
             total += 1;
         }
         store.close().await;

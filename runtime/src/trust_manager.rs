@@ -17,6 +17,7 @@
 //! - replies and agent cards are signed with the sender's key, and count
 //!   only from the account of the agent they are for ([`origin`]).
 
+pub mod key_source;
 mod origin;
 
 use std::sync::Arc;
@@ -143,9 +144,11 @@ pub enum Admission {
 }
 
 impl TrustManager {
-    /// Loads or creates the key and prepares signing/verification for the
-    /// component `name` (agent name or gateway id) connected as
-    /// `broker_username`, with the delegation `limits` of an agent.
+    /// Loads or creates the key (`key_file`, else a new key in memory) and
+    /// prepares signing/verification for the component `name` (agent name
+    /// or gateway id) connected as `broker_username`, with the delegation
+    /// `limits` of an agent. Agents get their key from
+    /// [`key_source::agent_key`] and call [`TrustManager::with_key`].
     pub fn new(
         cfg: &TrustManagerConfig,
         kind: ComponentKind,
@@ -154,11 +157,20 @@ impl TrustManager {
         name: &str,
         limits: DelegationLimits,
     ) -> anyhow::Result<Arc<TrustManager>> {
-        let key = match &cfg.key_file {
-            Some(path) => SigningKey::load_or_create(path)
-                .map_err(|e| anyhow::anyhow!("trust_manager.key_file: {e}"))?,
-            None => SigningKey::generate().map_err(|e| anyhow::anyhow!("trust key: {e}"))?,
-        };
+        let key = key_source::file_or_memory_key(cfg)?;
+        Self::with_key(cfg, kind, broker_username, namespace, name, limits, key)
+    }
+
+    /// [`TrustManager::new`] with a key the caller loaded.
+    pub fn with_key(
+        cfg: &TrustManagerConfig,
+        kind: ComponentKind,
+        broker_username: &str,
+        namespace: &str,
+        name: &str,
+        limits: DelegationLimits,
+        key: SigningKey,
+    ) -> anyhow::Result<Arc<TrustManager>> {
         let skew = Duration::from_secs(cfg.clock_skew_tolerance_seconds);
         let registry = TrustRegistry::new(namespace, skew);
         // Our own key is trusted from the start: our own signed agent card

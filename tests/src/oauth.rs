@@ -9,9 +9,17 @@ use crate::stack::{SseReader, Stack};
 
 /// A session cookie (`name=value`) for the token's user.
 pub async fn session_cookie(gw: &Stack, token: &str) -> anyhow::Result<String> {
-    let login = gw
-        .http
-        .post(format!("{}/api/v1/auth/login", gw.url()))
+    session_cookie_at(&gw.http, &gw.url(), token).await
+}
+
+/// [`session_cookie`] at the gateway at `base` (e.g. one run by `amesh run`).
+pub async fn session_cookie_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> anyhow::Result<String> {
+    let login = http
+        .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"token": token}))
         .send()
         .await?
@@ -34,9 +42,20 @@ pub async fn call_authorizing(
     agent: &str,
     tool: &str,
 ) -> anyhow::Result<Value> {
-    let resp = gw
-        .http
-        .post(format!("{}/api/v1/message:stream", gw.url()))
+    call_authorizing_at(&gw.http, &gw.url(), token, user, agent, tool).await
+}
+
+/// [`call_authorizing`] through the gateway at `base`.
+pub async fn call_authorizing_at(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    user: &str,
+    agent: &str,
+    tool: &str,
+) -> anyhow::Result<Value> {
+    let resp = http
+        .post(format!("{base}/api/v1/message:stream"))
         .bearer_auth(token)
         .json(&json!({"agent_name": agent, "data": {"tool": tool}}))
         .send()
@@ -58,13 +77,8 @@ pub async fn call_authorizing(
                     .ok_or_else(|| anyhow::anyhow!("prompt without a URL: {}", ev.data))?
                     .parse()?;
                 let callback = consent_as(&url, user, true).await?;
-                let cookie = session_cookie(gw, token).await?;
-                let page = gw
-                    .http
-                    .get(callback)
-                    .header("cookie", cookie)
-                    .send()
-                    .await?;
+                let cookie = session_cookie_at(http, base, token).await?;
+                let page = http.get(callback).header("cookie", cookie).send().await?;
                 anyhow::ensure!(page.status() == 200, "callback answered {}", page.status());
             }
             _ => {}

@@ -154,6 +154,16 @@ pub(crate) enum ConvWrite {
     OwnedBy(String),
 }
 
+/// An agent's trust key to store, sealed.
+pub(crate) struct TrustKeyRow<'a> {
+    pub(crate) key_hash: &'a str,
+    pub(crate) agent_id: &'a str,
+    pub(crate) account: &'a str,
+    pub(crate) kid: &'a str,
+    pub(crate) sealed: Vec<u8>,
+    pub(crate) now: i64,
+}
+
 /// The rows' home. The memory backend is boxed: its maps make it several
 /// times the size of a connection pool handle.
 pub(crate) enum Storage {
@@ -395,6 +405,35 @@ impl Storage {
         match self {
             Self::Memory(m) => Ok(m.conv_purge(cutoff)),
             Self::Sql(s) => s.conv_purge(agent, cutoff).await,
+        }
+    }
+
+    /// The sealed trust key of `key_hash`. `None` from a memory store too:
+    /// it shares nothing with other processes, so it keeps no key.
+    pub(crate) async fn trust_key_get(
+        &self,
+        agent: &str,
+        key_hash: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        match self {
+            Self::Memory(_) => Ok(None),
+            Self::Sql(s) => s.trust_key_get(agent, key_hash).await,
+        }
+    }
+
+    /// Stores a trust key unless one is there; whether this one was stored.
+    pub(crate) async fn trust_key_insert(&self, row: TrustKeyRow<'_>) -> Result<bool> {
+        match self {
+            Self::Memory(_) => Ok(false),
+            Self::Sql(s) => s.trust_key_insert(row).await,
+        }
+    }
+
+    /// Deletes a stored trust key; whether there was one.
+    pub(crate) async fn trust_key_delete(&self, agent: &str, key_hash: &str) -> Result<bool> {
+        match self {
+            Self::Memory(_) => Ok(false),
+            Self::Sql(s) => s.trust_key_delete(agent, key_hash).await,
         }
     }
 

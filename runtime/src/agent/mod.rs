@@ -143,7 +143,10 @@ pub async fn start(
         artifacts::Artifacts::for_agent(&cfg).map_err(|e| anyhow::anyhow!("agent {name}: {e}"))?;
     let store = store::open(&cfg).await?;
     let mcp = start_mcp(&cfg, store.clone()).await?;
-    let trust = crate::trust_manager::TrustManager::new(
+    // After the store: replicas with a SQL store share the key kept there.
+    let key = crate::trust_manager::key_source::agent_key(&cfg, store.as_ref(), broker.username())
+        .await?;
+    let trust = crate::trust_manager::TrustManager::with_key(
         &cfg.trust_manager,
         amesh_trust::ComponentKind::Agent,
         broker.username(),
@@ -153,6 +156,7 @@ pub async fn start(
             max_depth: cfg.max_call_depth,
             hop_ttl: Duration::from_secs(cfg.inter_agent_communication.request_timeout_seconds),
         },
+        key,
     )?;
     let inner = Arc::new(AgentInner {
         request_topic: topics::agent_request(&ns, &name),

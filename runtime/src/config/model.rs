@@ -231,8 +231,10 @@ pub struct TrustManagerConfig {
     pub jwt_default_ttl_seconds: u64,
     #[serde(default = "default_jwt_max_ttl")]
     pub jwt_max_ttl_seconds: u64,
-    /// PEM PKCS#8 P-256 key; created (mode 0600) when missing. Without it the
-    /// key is generated at start and lives in memory only.
+    /// PEM PKCS#8 P-256 key; created (mode 0600) when missing. Without it an
+    /// agent with a SQL session service keeps its key in that database (its
+    /// replicas share it); otherwise the key is generated at start and lives
+    /// in memory only (see `trust_manager::key_source`).
     #[serde(default)]
     pub key_file: Option<PathBuf>,
 }

@@ -4,7 +4,7 @@
 //! passes it must not then stop at start for a setting the loader could
 //! have judged. Besides the file, these checks read the environment the
 //! agent reads at start (`SECRETS_TTL_SECONDS`, `AMESH_AGENT_SECRET`,
-//! `OAUTH_TOOL_REDIRECT_URI`) and existing key files, through the loader's variable lookup so
+//! `OAUTH_TOOL_REDIRECT_URI`, `AMESH_REPLICA_ID`) and existing key files, through the loader's variable lookup so
 //! they see what `run` will see. Each error points at the key it concerns,
 //! or at the nearest written one when the value comes from the environment.
 
@@ -18,6 +18,7 @@ use super::model::{
 };
 use super::scalar::EnvLookup;
 use super::validate::{LocatedApp, Seg};
+use crate::trust_manager::key_source::KeySource;
 
 /// The variable an agent's OAuth redirect URI comes from when the config
 /// has no `oauth_tool_redirect_uri`.
@@ -26,15 +27,29 @@ pub const REDIRECT_URI_VAR: &str = "OAUTH_TOOL_REDIRECT_URI";
 /// Runs the start checks on every agent; returns their errors.
 pub fn check(apps: &[LocatedApp], env: EnvLookup<'_>) -> Vec<ConfigError> {
     let mut errors = Vec::new();
+    let replica = env(crate::broker::REPLICA_ID_ENV).filter(|v| !v.trim().is_empty());
     for app in apps {
-        let trust = match &app.spec.kind {
+        let (trust, source) = match &app.spec.kind {
             AppKind::Agent(agent) => {
                 check_agent(app, agent, env, &mut errors);
-                &agent.trust_manager
+                (&agent.trust_manager, KeySource::of_agent(agent))
             }
-            AppKind::Gateway(gateway) => &gateway.trust_manager,
+            AppKind::Gateway(gateway) => (
+                &gateway.trust_manager,
+                KeySource::of(&gateway.trust_manager, false),
+            ),
         };
         check_trust_key(app, trust, &mut errors);
+        let agent = matches!(app.spec.kind, AppKind::Agent(_));
+        if let Some(refusal) = replica
+            .as_deref()
+            .and_then(|id| source.replica_refusal(id, agent))
+        {
+            errors.push(app.error(
+                &[Seg::Key("app_config"), Seg::Key("trust_manager")],
+                refusal,
+            ));
+        }
     }
     errors
 }

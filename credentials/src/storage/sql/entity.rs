@@ -161,3 +161,32 @@ pub(crate) mod conversation {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `trust_keys`: an agent's trust (signing) key, sealed with its agent
+/// secret, so its replicas sign with one key and publish one trust card.
+/// One row per (agent, broker account); the first replica to start writes
+/// it and the others load it (see `trust_keys.rs`).
+pub(crate) mod trust_key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "trust_keys")]
+    pub struct Model {
+        /// Hex SHA-256 of (agent, account).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub key_hash: String,
+        pub agent_id: String,
+        /// The broker username the agent connects as: its trust card's id.
+        pub account: String,
+        /// Plaintext copy of the key id (RFC 7638 thumbprint), for operators.
+        pub kid: String,
+        /// The private key as PKCS#8 PEM, sealed.
+        pub sealed: Vec<u8>,
+        pub created_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

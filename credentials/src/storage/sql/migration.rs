@@ -18,7 +18,7 @@ use sea_orm::sea_query::{ColumnDef, Index, IntoIden, Table, TableCreateStatement
 use sea_orm::{DbBackend, DbErr, DynIden};
 use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager, async_trait};
 
-use super::entity::{client, conversation, credential, event, flow};
+use super::entity::{client, conversation, credential, event, flow, trust_key};
 
 /// Longest agent id, user id and task id.
 pub(crate) const MAX_ID_LEN: usize = 255;
@@ -36,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddRefreshLease),
             Box::new(AddCredentialLastUsed),
             Box::new(AddConversationRenamedAt),
+            Box::new(CreateTrustKeys),
         ]
     }
 
@@ -471,6 +472,44 @@ impl MigrationTrait for AddConversationRenamedAt {
                     .drop_column(conversation::Column::RenamedAt)
                     .take(),
             )
+            .await
+    }
+}
+
+/// The agent's trust key, shared by its replicas (see
+/// `storage/sql/trust_keys.rs`).
+struct CreateTrustKeys;
+
+impl MigrationName for CreateTrustKeys {
+    fn name(&self) -> &str {
+        "m0006_create_trust_keys"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateTrustKeys {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        use trust_key::Column as T;
+        let backend = manager.get_database_backend();
+        manager
+            .create_table(for_backend(
+                backend,
+                Table::create()
+                    .table(trust_key::Entity)
+                    .col(hash(T::KeyHash).primary_key())
+                    .col(short(T::AgentId))
+                    .col(short(T::Account))
+                    .col(ColumnDef::new(T::Kid).string_len(64).not_null())
+                    .col(sealed(backend, T::Sealed))
+                    .col(millis(T::CreatedAt))
+                    .take(),
+            ))
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(trust_key::Entity).take())
             .await
     }
 }

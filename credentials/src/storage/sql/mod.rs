@@ -15,6 +15,7 @@ mod file;
 mod flows;
 mod lease;
 pub(crate) mod migration;
+mod trust_keys;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -230,17 +231,27 @@ async fn migrate(db: &DatabaseConnection, url: &DatabaseUrl) -> Result<()> {
             other => other,
         }
     };
-    match Migrator::up(db, None).await {
-        Ok(()) => Ok(()),
-        Err(first) => {
-            // Replicas starting together race to create the tables; the
-            // loser finds them created on its second look.
-            tracing::debug!(error = %url.scrub(&first.to_string()), "credential migrations failed once; retrying");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            Migrator::up(db, None).await.map_err(migration_err)
+    // Replicas starting together race to create the tables: a loser's
+    // CREATE fails (PostgreSQL: a duplicate in `pg_type`) while a winner's
+    // migration is still running, and finds the tables made on a later
+    // look. Three replicas can lose twice in a row, so a few looks, each
+    // later than the last.
+    let mut attempt = 1u64;
+    loop {
+        match Migrator::up(db, None).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                tracing::debug!(error = %url.scrub(&e.to_string()), attempt, "credential migrations failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(migration_err(e)),
         }
     }
 }
+
+/// Looks at the schema before a migration error is final (see `migrate`).
+const MIGRATION_ATTEMPTS: u64 = 5;
 
 /// A stored event; `None` for a kind this version does not know.
 fn to_event(row: event::Model) -> Option<CredentialEvent> {
