@@ -4,6 +4,7 @@
 pub mod amesh_bin;
 pub mod amesh_run;
 pub mod doc_table;
+pub mod mcp_server;
 pub mod model_server;
 pub mod mosquitto;
 pub mod oauth;
