@@ -105,15 +105,50 @@ pub(crate) fn from_http_headers(headers: &HeaderMap) -> Option<Context> {
 /// flags). A `tracestate` that is too long or malformed is dropped and the
 /// `traceparent` still used, as the W3C specification asks.
 fn parse(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<Context> {
-    let traceparent = traceparent.filter(|v| v.len() <= MAX_TRACEPARENT)?;
+    let traceparent = traceparent
+        .filter(|v| v.len() <= MAX_TRACEPARENT)
+        .and_then(version_00)?;
     let tracestate = tracestate.filter(|v| v.len() <= MAX_TRACESTATE);
     let cx = PROPAGATOR.extract(&Carrier {
-        traceparent,
+        traceparent: &traceparent,
         tracestate,
     });
     let span = cx.span();
     let context = span.span_context();
     (context.is_valid() && context.is_remote()).then(|| cx.clone())
+}
+
+/// A `traceparent` checked against the W3C grammar (the SDK's parser is
+/// lenient about lengths), as version 00: `version-traceid-parentid-flags`
+/// in lowercase hex, 2-32-16-2 digits, ids not all zeros, version not `ff`;
+/// version 00 is exactly that, a later version may append `-` fields.
+fn version_00(value: &str) -> Option<String> {
+    let hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let head = value.get(..55)?;
+    let rest = &value[55..];
+    let mut fields = head.split('-');
+    let (version, trace, parent, flags) = (
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    );
+    let well_formed = fields.next().is_none()
+        && hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && if version == "00" {
+            rest.is_empty()
+        } else {
+            rest.is_empty() || rest.starts_with('-')
+        };
+    well_formed.then(|| format!("00-{trace}-{parent}-{flags}"))
 }
 
 /// What [`parse`] hands the propagator.
@@ -197,6 +232,21 @@ mod tests {
         }
         let long = format!("{GOOD}-{}", "a".repeat(MAX_TRACEPARENT));
         assert_eq!(parsed(&long), None, "over the length bound");
+        assert_eq!(
+            parsed(&format!("{GOOD}-extra")),
+            None,
+            "version 00 has 4 fields"
+        );
+        assert_eq!(parsed(&format!("{GOOD} ")), None);
+    }
+
+    #[test]
+    fn a_later_version_is_read_as_version_00() {
+        let later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-adds";
+        assert_eq!(
+            parsed(later).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
     }
 
     #[test]
