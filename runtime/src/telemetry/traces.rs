@@ -93,6 +93,9 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<Option<S
     Ok(Some(Settings { endpoint }))
 }
 
+/// The layer [`layer`] builds, for the process's subscriber.
+pub type TraceLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
 /// Flushes and stops the exporter when dropped (at the end of `main`).
 pub struct TracesGuard {
     provider: SdkTracerProvider,
@@ -119,7 +122,7 @@ impl Drop for TracesGuard {
 ///
 /// # Errors
 /// As [`settings`], and an exporter that cannot be built.
-pub fn layer() -> anyhow::Result<Option<(Box<dyn Layer<Registry> + Send + Sync>, TracesGuard)>> {
+pub fn layer() -> anyhow::Result<Option<(TraceLayer, TracesGuard)>> {
     let Some(settings) = settings(&|name| std::env::var(name).ok())? else {
         return Ok(None);
     };
