@@ -5,7 +5,7 @@ mod client_support;
 
 use std::sync::Arc;
 
-use amesh_mcp::client::{McpClientPool, McpError};
+use amesh_mcp::client::{McpClientPool, McpError, with_call_headers};
 use amesh_mcp::schema::ToolSchema;
 use client_support::{Answer, Fake, GOOD, NARROW, Options, config};
 use serde_json::json;
@@ -400,4 +400,54 @@ async fn redirects_are_followed_within_the_origin_only() {
         .await
         .unwrap_err();
     assert!(matches!(err, McpError::Http { status: 307, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn call_headers_reach_the_server_on_every_request_of_the_call_only() {
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for transport in ["streamable-http", "sse"] {
+        let fake = Fake::start(Options::default()).await;
+        let cfg = config(&fake, transport, json!({}));
+        let pool = pool();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("traceparent", TP.parse().unwrap());
+        // A call header cannot replace the user's bearer token.
+        headers.insert("authorization", "Bearer stolen".parse().unwrap());
+        with_call_headers(headers, async {
+            let session = pool.session(&cfg, "alice", Some(&GOOD.into())).await?;
+            session.call_tool("echo", json!({"q": "x"})).await
+        })
+        .await
+        .unwrap();
+        // Outside the scope: the same pooled session, no header.
+        let session = pool
+            .session(&cfg, "alice", Some(&GOOD.into()))
+            .await
+            .unwrap();
+        session.call_tool("echo", json!({"q": "y"})).await.unwrap();
+
+        let posts: Vec<_> = fake
+            .seen()
+            .into_iter()
+            .filter(|s| s.method.is_some())
+            .collect();
+        let calls = fake.seen_method("tools/call");
+        assert_eq!(calls.len(), 2, "{transport}");
+        assert_eq!(calls[0].traceparent.as_deref(), Some(TP), "{transport}");
+        assert_eq!(calls[1].traceparent, None, "{transport}");
+        let init = &posts[0];
+        assert_eq!(init.method.as_deref(), Some("initialize"));
+        assert_eq!(
+            init.traceparent.as_deref(),
+            Some(TP),
+            "{transport}: initialize"
+        );
+        for seen in fake.seen() {
+            assert_eq!(
+                seen.authorization.as_deref(),
+                Some(format!("Bearer {GOOD}").as_str()),
+                "{transport}: {seen:?}"
+            );
+        }
+    }
 }

@@ -460,10 +460,13 @@ fn demo_provider(
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = logging::init(&config::LogConfig::default()) {
-        eprintln!("error: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    let _logging = match logging::init(&config::LogConfig::default()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let opts = DemoOptions {
         bind: (host, port).into(),
         public_url,
@@ -520,10 +523,14 @@ fn run_command(files: Vec<PathBuf>, skip_unsupported: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = logging::init(&cfg.log) {
-        eprintln!("error: {e:#}");
-        return ExitCode::FAILURE;
-    }
+    // Kept to the end: dropping it flushes the spans not yet exported.
+    let _logging = match logging::init(&cfg.log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &cfg.warnings {
         tracing::warn!("{warning}");
     }

@@ -21,6 +21,14 @@ fn level(l: LogLevel) -> LevelFilter {
     }
 }
 
+/// The spans exported as traces (`telemetry::traces`) stay out of the
+/// log outputs: turning traces on changes no log line.
+fn no_trace_spans() -> tracing_subscriber::filter::Directive {
+    format!("{}=off", crate::telemetry::traces::TARGET)
+        .parse()
+        .expect("a valid static directive")
+}
+
 /// Paho logs its connect options (with the password) and every outgoing
 /// message (with the identity token) at debug level: never let those
 /// through, whatever level the operator asks for.
@@ -64,14 +72,24 @@ where
     }
 }
 
-/// Installs the global subscriber. Call once, before starting apps.
-pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
+/// What [`init`] started that must live as long as the process: the
+/// trace exporter, flushed when this is dropped (at the end of `main`).
+#[must_use = "dropping the guard stops the trace exporter"]
+pub struct LoggingGuard {
+    _traces: Option<crate::telemetry::traces::TracesGuard>,
+}
+
+/// Installs the global subscriber (and, when the environment turns them
+/// on, the OpenTelemetry trace exporter). Call once, before starting apps;
+/// keep the guard until the process ends.
+pub fn init(cfg: &LogConfig) -> anyhow::Result<LoggingGuard> {
     let forced = format_override()?;
     let stdout_filter = match std::env::var("RUST_LOG") {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(spec).context("RUST_LOG")?,
         _ => EnvFilter::default().add_directive(level(cfg.stdout_log_level).into()),
     }
-    .add_directive(quiet_paho());
+    .add_directive(quiet_paho())
+    .add_directive(no_trace_spans());
     let stdout_format = forced.unwrap_or(cfg.stdout_log_format);
     let mut layers = vec![output(
         stdout_format,
@@ -91,14 +109,23 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
             std::sync::Mutex::new(f),
             EnvFilter::default()
                 .add_directive(level(cfg.log_file_level).into())
-                .add_directive(quiet_paho()),
+                .add_directive(quiet_paho())
+                .add_directive(no_trace_spans()),
         ));
     }
+    let traces = crate::telemetry::traces::layer()?;
+    let guard = traces.map(|(layer, guard)| {
+        layers.push(layer);
+        guard
+    });
     tracing_subscriber::registry()
         .with(layers)
         .try_init()
         .context("logging already initialised")?;
-    Ok(())
+    if let Some(guard) = &guard {
+        tracing::info!(endpoint = %guard.endpoint(), "exporting traces over OTLP/HTTP");
+    }
+    Ok(LoggingGuard { _traces: guard })
 }
 
 /// Lets one kind of warning through at most once per interval, counting

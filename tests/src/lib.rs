@@ -5,6 +5,7 @@ pub mod amesh_bin;
 pub mod amesh_run;
 pub mod doc_table;
 pub mod faulty_mcp;
+pub mod mcp_server;
 pub mod model_server;
 pub mod modern_mcp;
 pub mod mosquitto;

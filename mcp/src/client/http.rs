@@ -64,8 +64,10 @@ impl Endpoint {
         })
     }
 
-    /// Adds the static headers and the user's bearer token.
+    /// Adds the current call's headers (see [`super::call_headers`]), the
+    /// static headers and the user's bearer token, in that order.
     pub fn authorize(&self, mut rb: RequestBuilder) -> Result<RequestBuilder, McpError> {
+        rb = super::call_headers::apply(rb);
         rb = rb.headers(self.headers.clone());
         if let Some(token) = &self.token {
             let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))

@@ -35,6 +35,7 @@
 //! # Layout
 //!
 //! - `body`: the bounded body reader, shared with the OAuth client.
+//! - `call_headers`: headers one call adds to its requests (trace context).
 //! - [`event_stream`]: `text/event-stream` parser, shared by both HTTP transports.
 //! - `streamable` / `sse` / [`stdio`]: the three transports. stdio (a
 //!   child process) is ours too, not rmcp's child-process transport: one
@@ -46,6 +47,7 @@
 //! - [`error`]: [`McpError`] and the `WWW-Authenticate` parser.
 
 pub(crate) mod body;
+mod call_headers;
 pub mod error;
 pub mod event_stream;
 mod http;
@@ -62,6 +64,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use crate::oauth::BearerChallenge;
+pub use call_headers::with_call_headers;
 pub use error::McpError;
 pub use input::{ElicitAction, InputRequired, Retry, UrlElicitation};
 pub use pool::{DEFAULT_IDLE_SESSION_TTL, DEFAULT_MAX_SESSIONS, McpClientPool};

@@ -1,7 +1,8 @@
 //! A fake MCP server on 127.0.0.1 speaking both transports, for the client
 //! tests: Streamable HTTP at `/mcp` (answers as JSON or as an event
 //! stream), legacy HTTP+SSE at `/sse` + `/messages`. It records what every
-//! request carried (method, bearer, session id, protocol version) so tests
+//! request carried (method, bearer, session id, protocol version, trace
+//! context) so tests
 //! can assert on the wire, and can be told to forget sessions, drop
 //! streams, or demand a token.
 
@@ -39,6 +40,7 @@ pub struct Seen {
     pub authorization: Option<String>,
     pub session_id: Option<String>,
     pub protocol_version: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 pub struct Options {
@@ -157,6 +159,7 @@ fn record(state: &Inner, path: &str, headers: &HeaderMap, body: Option<&Value>) 
         authorization: h("authorization"),
         session_id: h("mcp-session-id"),
         protocol_version: h("mcp-protocol-version"),
+        traceparent: h("traceparent"),
     });
 }
 

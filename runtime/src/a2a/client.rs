@@ -32,8 +32,10 @@ use super::jsonrpc::{self, Request, Response, RpcError};
 use super::waiters::{Asked, EventRx, WaiterGuard, Waiters};
 use super::{Message as A2aMessage, Part, StreamResult, props};
 use crate::broker::{Broker, BrokerError, Message, PublishError, UserProperties};
+use crate::telemetry::{propagation, spans};
 use crate::topics;
 use crate::trust_manager::TrustManager;
+use tracing::Instrument as _;
 
 pub(crate) use super::waiters::Event;
 
@@ -167,7 +169,10 @@ impl A2aClient {
                 max: self.max_message_size,
             });
         }
-        let user_props = self.user_properties(&envelope, &id);
+        let topic = topics::agent_request(&self.ns, envelope.to);
+        let span = spans::a2a_send(method, &topic, &id, envelope.to);
+        let mut user_props = self.user_properties(&envelope, &id);
+        span.in_scope(|| propagation::inject_user_properties(&mut user_props));
         let rx = self
             .waiters
             .register(&id, envelope.to, method, envelope.budget);
@@ -175,14 +180,15 @@ impl A2aClient {
             waiters: self.waiters.clone(),
             id: id.clone(),
         };
-        self.broker
-            .publish(
-                &topics::agent_request(&self.ns, envelope.to),
-                payload,
-                user_props,
-                false,
-            )
-            .await?;
+        let published = self
+            .broker
+            .publish(&topic, payload, user_props, false)
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = &published {
+            spans::failed(&span, e.kind());
+        }
+        published?;
         Ok(Call {
             id,
             peer: envelope.to.to_owned(),

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::AgentInner;
 use super::handler::{Caller, spawn_reply};
@@ -31,16 +32,19 @@ pub(crate) fn handle(
     let inner = inner.clone();
     let method = method.to_owned();
     let tracker = inner.tracker.clone();
-    tracker.spawn(async move {
-        let answer = answer(&inner, &method, params, &caller).await;
-        // A message with one data part: the gateway reads every answer as
-        // an A2A result (and checks any authorization link in it).
-        let response = match answer {
-            Ok(result) => Response::ok(id, Message::agent(vec![Part::data(result)], "", "")),
-            Err(e) => Response::err(id, e),
-        };
-        spawn_reply(&inner, reply_to, response);
-    });
+    tracker.spawn(
+        async move {
+            let answer = answer(&inner, &method, params, &caller).await;
+            // A message with one data part: the gateway reads every answer as
+            // an A2A result (and checks any authorization link in it).
+            let response = match answer {
+                Ok(result) => Response::ok(id, Message::agent(vec![Part::data(result)], "", "")),
+                Err(e) => Response::err(id, e),
+            };
+            spawn_reply(&inner, reply_to, response);
+        }
+        .in_current_span(),
+    );
 }
 
 async fn answer(

@@ -24,7 +24,10 @@ use crate::a2a::{
     TaskStatus, methods, props,
 };
 use crate::broker::{Message, UserProperties};
+use crate::telemetry::{propagation, spans};
 use crate::trust_manager::Admission;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Who a request is made for, as read from its user properties.
 #[derive(Clone)]
@@ -57,10 +60,26 @@ const ANONYMOUS: &str = "anonymous";
 
 /// Entry point from the pump. Never blocks on the network: every publish
 /// happens in a spawned task.
+///
+/// The request's span ([`spans::a2a_process`]) continues the sender's
+/// trace when the message names one, and is entered here: the tasks
+/// dispatch spawns (the task's loop, the replies) carry it on.
 pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
+    let span = spans::a2a_process(&msg.topic, &inner.name);
+    if let Some(parent) = propagation::from_user_properties(&msg.props) {
+        let _ = span.set_parent(parent);
+    }
+    let _entered = span.enter();
     let reply_to = msg.props.get(props::REPLY_TO).map(str::to_string);
-    let result = admit(inner, &msg, reply_to.as_deref()).and_then(|req| dispatch(inner, req));
+    let result = admit(inner, &msg, reply_to.as_deref()).and_then(|req| {
+        span.record("rpc.method", req.req.method.as_str());
+        record_id(&span, &req.id);
+        dispatch(inner, req)
+    });
     if let Err((id, error)) = result {
+        record_id(&span, &id);
+        span.record("rpc.jsonrpc.error_code", error.code);
+        spans::failed(&span, "refused");
         tracing::info!(
             agent = %inner.name,
             code = error.code,
@@ -74,6 +93,15 @@ pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
             }
         }
     }
+}
+
+/// The request's JSON-RPC id on its span (a string id as it is).
+fn record_id(span: &tracing::Span, id: &Value) {
+    match id {
+        Value::String(id) => span.record("rpc.jsonrpc.request_id", id.as_str()),
+        Value::Null => span,
+        other => span.record("rpc.jsonrpc.request_id", tracing::field::display(other)),
+    };
 }
 
 /// A refused request: the JSON-RPC id to answer, and why.
@@ -257,9 +285,12 @@ fn cancel_task(inner: &Arc<AgentInner>, a: Admitted<'_>) -> Result<(), Refusal> 
             spawn_reply(inner, a.reply_to.to_string(), Response::ok(a.id, task));
             if let Some(route) = waiting {
                 let inner = inner.clone();
-                tokio::spawn(async move {
-                    super::reasoning::report::finish(&inner, &route, status, None).await
-                });
+                tokio::spawn(
+                    async move {
+                        super::reasoning::report::finish(&inner, &route, status, None).await
+                    }
+                    .in_current_span(),
+                );
             }
             Ok(())
         }
@@ -398,7 +429,7 @@ fn start_task(
     };
     inner
         .tracker
-        .spawn(reasoning::start(inner.clone(), state, caller, cancel));
+        .spawn(reasoning::start(inner.clone(), state, caller, cancel).in_current_span());
     Ok(())
 }
 
@@ -431,6 +462,8 @@ pub(super) async fn publish(inner: &AgentInner, topic: &str, response: &Response
     if let Some(signature) = inner.trust.sign_message(topic, &payload) {
         user_props.push(props::SIGNATURE, signature);
     }
+    // Replies carry the trace back to whoever asked.
+    propagation::inject_user_properties(&mut user_props);
     if let Err(e) = inner
         .broker
         .publish(topic, payload, user_props, false)
@@ -442,5 +475,5 @@ pub(super) async fn publish(inner: &AgentInner, topic: &str, response: &Response
 
 pub(super) fn spawn_reply(inner: &Arc<AgentInner>, topic: String, response: Response) {
     let inner = inner.clone();
-    tokio::spawn(async move { publish(&inner, &topic, &response).await });
+    tokio::spawn(async move { publish(&inner, &topic, &response).await }.in_current_span());
 }

@@ -19,6 +19,8 @@ use secrecy::ExposeSecret as _;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use amesh_trust::RequestIdentity;
 use serde_json::{Value, json};
 
@@ -248,7 +250,7 @@ pub(crate) fn on_callback(
                 }
             }
         }
-    });
+    }.in_current_span());
 }
 
 /// The tool server a refused callback's paused task waited for (empty when

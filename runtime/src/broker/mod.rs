@@ -99,6 +99,19 @@ pub enum PublishError {
     Other(String),
 }
 
+impl PublishError {
+    /// A short, fixed name of the variant (for a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PublishError::NotAuthorized { .. } => "not_authorized",
+            PublishError::Refused { .. } => "refused",
+            PublishError::Disconnected(_) => "disconnected",
+            PublishError::InvalidTopic(_) => "invalid_topic",
+            PublishError::Other(_) => "publish_failed",
+        }
+    }
+}
+
 /// Connecting or subscribing failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

@@ -71,5 +71,10 @@ pub(crate) fn router(inner: Arc<GatewayInner>) -> Router {
             site::guard,
         ))
         .layer(axum::middleware::from_fn(page::security_headers))
+        // Outermost: the request's span covers every layer above.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::<str>::from(inner.id.as_str()),
+            crate::telemetry::http_span::trace_request,
+        ))
         .with_state(inner)
 }

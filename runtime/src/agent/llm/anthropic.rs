@@ -58,6 +58,10 @@ impl AnthropicModel {
         &self.name
     }
 
+    pub(super) fn url(&self) -> &url::Url {
+        &self.url
+    }
+
     pub(super) fn sampling(&self) -> &Sampling {
         &self.sampling
     }
@@ -192,6 +196,7 @@ impl AnthropicModel {
             let mut request = self
                 .http
                 .post(self.url.clone())
+                .headers(crate::telemetry::propagation::http_headers())
                 .header("anthropic-version", ANTHROPIC_VERSION)
                 .header("accept", "text/event-stream")
                 .json(body);

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use crate::config::{ModelApi, ModelConfig};
 
@@ -122,6 +123,21 @@ pub(crate) enum ModelError {
     Config(String),
 }
 
+impl ModelError {
+    /// A short, fixed name of the variant (for a span's `error.type`).
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            ModelError::Timeout(_) => "timeout",
+            ModelError::RateLimited { .. } => "rate_limited",
+            ModelError::Server { .. } => "server_error",
+            ModelError::Unreachable { .. } => "unreachable",
+            ModelError::Refused { .. } => "refused",
+            ModelError::Protocol(_) => "protocol",
+            ModelError::Config(_) => "config",
+        }
+    }
+}
+
 /// A configured model, ready for requests. Cloning is shallow.
 #[derive(Clone)]
 pub(crate) enum Model {
@@ -196,11 +212,25 @@ impl Model {
                 Model::Anthropic(m) => m.complete(request, on_text).await,
             }
         };
+        let (provider, url) = match self {
+            Model::OpenAi(m) => ("openai", m.url()),
+            Model::Anthropic(m) => ("anthropic", m.url()),
+        };
+        let span = crate::telemetry::spans::model_call(
+            provider,
+            self.name(),
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default(),
+        );
         let started = std::time::Instant::now();
         let reply = tokio::time::timeout(timeout, call)
+            .instrument(span.clone())
             .await
             .unwrap_or(Err(ModelError::Timeout(timeout)));
         crate::telemetry::metrics::model_call(self.name(), reply.is_ok(), started.elapsed());
+        if let Err(e) = &reply {
+            crate::telemetry::spans::failed(&span, e.kind());
+        }
         reply
     }
 

@@ -17,6 +17,7 @@ use async_openai::Client;
 use async_openai::config::{AzureConfig, Config, OpenAIConfig};
 use async_openai::error::OpenAIError;
 use async_openai::middleware::{HttpRequestFactory, ReqwestService, retry::should_retry};
+use async_openai::traits::RequestOptionsBuilder as _;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
@@ -32,6 +33,8 @@ pub(crate) struct OpenAiModel {
     client: Client<Arc<dyn Config>>,
     name: String,
     host: String,
+    /// The API base, for the model span's `server.address` and `server.port`.
+    url: url::Url,
     sampling: Sampling,
 }
 
@@ -72,12 +75,17 @@ impl OpenAiModel {
             client,
             name: resolved.name.clone(),
             host: host_of(&resolved.base_url),
+            url: resolved.base_url.clone(),
             sampling,
         }
     }
 
     pub(super) fn name(&self) -> &str {
         &self.name
+    }
+
+    pub(super) fn url(&self) -> &url::Url {
+        &self.url
     }
 
     pub(super) fn sampling(&self) -> &Sampling {
@@ -93,6 +101,7 @@ impl OpenAiModel {
         let mut stream = self
             .client
             .chat()
+            .headers(crate::telemetry::propagation::http_headers())
             .create_stream_byot::<Value, Value>(body)
             .await
             .map_err(|e| self.error(e))?;

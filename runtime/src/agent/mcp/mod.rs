@@ -50,6 +50,7 @@ use amesh_mcp::oauth::AuthServer;
 use amesh_mcp::tool_config::McpToolConfig;
 use amesh_trust::{RequestIdentity, VerifiedIdentity};
 use anyhow::Context;
+use tracing::Instrument as _;
 use url::Url;
 
 use crate::a2a::Part;
@@ -287,17 +288,32 @@ impl McpTools {
         }
         let stepped_up = ctx.stepped_up;
         let limit = server.cfg.connection_params.timeout() + AUTH_ALLOWANCE;
+        let endpoint = server.mcp_url.as_ref();
+        let span = crate::telemetry::spans::mcp_call(
+            binding.schema.remote_name(),
+            endpoint.and_then(Url::host_str),
+            endpoint.and_then(Url::port_or_known_default),
+        );
+        // Every request of this call (initialize included) names its span.
+        let headers = span.in_scope(crate::telemetry::propagation::http_headers);
+        let run = amesh_mcp::client::with_call_headers(
+            headers,
+            self.run(ctx, identity, server, binding, stepped_up),
+        );
         let started = std::time::Instant::now();
-        let outcome =
-            match tokio::time::timeout(limit, self.run(ctx, identity, server, binding, stepped_up))
-                .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => McpOutcome::Failed(McpCallError::Timeout {
-                    tool: ctx.tool.clone(),
-                    seconds: limit.as_secs(),
-                }),
-            };
+        let outcome = match tokio::time::timeout(limit, run)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => McpOutcome::Failed(McpCallError::Timeout {
+                tool: ctx.tool.clone(),
+                seconds: limit.as_secs(),
+            }),
+        };
+        if let McpOutcome::Failed(_) = &outcome {
+            crate::telemetry::spans::failed(&span, outcome.label());
+        }
         let took = started.elapsed();
         crate::telemetry::metrics::mcp_call(
             &self.inner.agent,

@@ -93,6 +93,18 @@ pub(crate) async fn run(
         end = drive(&inner, &mut state, &caller) => Some(end),
         never = report::heartbeat(&inner, &route) => match never {},
     };
+    // On the request's span (`telemetry::spans::a2a_process`).
+    let span = tracing::Span::current();
+    let outcome = match &end {
+        Some(End::Answer { .. }) => "completed",
+        Some(End::Failed(_)) => "failed",
+        Some(End::Paused(_)) => "auth-required",
+        None => "canceled",
+    };
+    span.record("a2a.task.state", outcome);
+    if outcome == "failed" {
+        crate::telemetry::spans::failed(&span, "task_failed");
+    }
     match end {
         Some(End::Answer { name, parts }) => {
             if state.mode == Mode::Model {

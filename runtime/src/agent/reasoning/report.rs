@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::state::TaskRoute;
 use crate::a2a::jsonrpc::Response;
@@ -159,27 +160,30 @@ impl TextStream {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let inner = inner.clone();
         let route = route.clone();
-        let forwarder = tokio::spawn(async move {
-            while let Some(mut text) = rx.recv().await {
-                while let Ok(more) = rx.try_recv() {
-                    text.push_str(&more);
+        let forwarder = tokio::spawn(
+            async move {
+                while let Some(mut text) = rx.recv().await {
+                    while let Ok(more) = rx.try_recv() {
+                        text.push_str(&more);
+                    }
+                    let mut meta = Map::new();
+                    meta.insert("amesh_event".into(), Value::from(TEXT_DELTA));
+                    let part = Part::Text {
+                        text,
+                        metadata: Some(meta),
+                    };
+                    let message = Message::agent(vec![part], &route.task_id, &route.context_id);
+                    let ev = TaskStatusUpdateEvent::new(
+                        &route.task_id,
+                        &route.context_id,
+                        TaskStatus::new(TaskState::Working, Some(message)),
+                        false,
+                    );
+                    publish(&inner, &topic, &Response::ok(route.rpc_id.clone(), ev)).await;
                 }
-                let mut meta = Map::new();
-                meta.insert("amesh_event".into(), Value::from(TEXT_DELTA));
-                let part = Part::Text {
-                    text,
-                    metadata: Some(meta),
-                };
-                let message = Message::agent(vec![part], &route.task_id, &route.context_id);
-                let ev = TaskStatusUpdateEvent::new(
-                    &route.task_id,
-                    &route.context_id,
-                    TaskStatus::new(TaskState::Working, Some(message)),
-                    false,
-                );
-                publish(&inner, &topic, &Response::ok(route.rpc_id.clone(), ev)).await;
             }
-        });
+            .in_current_span(),
+        );
         Some(TextStream { tx, forwarder })
     }
 
