@@ -13,7 +13,7 @@
 use std::future::Future;
 
 use reqwest::RequestBuilder;
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, COOKIE, HeaderMap, PROXY_AUTHORIZATION};
 
 tokio::task_local! {
     static CALL_HEADERS: HeaderMap;
@@ -32,7 +32,15 @@ pub async fn with_call_headers<F: Future>(headers: HeaderMap, call: F) -> F::Out
 /// `rb` with the current call's headers, if a caller set any.
 pub(crate) fn apply(rb: RequestBuilder) -> RequestBuilder {
     match CALL_HEADERS.try_with(HeaderMap::clone) {
-        Ok(headers) => rb.headers(headers),
+        Ok(mut headers) => {
+            // reqwest appends a later `Authorization` rather than replacing
+            // this one, and a server reads the first: credentials never
+            // come from a call's headers.
+            for name in [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE] {
+                headers.remove(name);
+            }
+            rb.headers(headers)
+        }
         Err(_) => rb,
     }
 }

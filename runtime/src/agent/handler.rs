@@ -65,6 +65,69 @@ const ANONYMOUS: &str = "anonymous";
 /// trace when the message names one, and is entered here: the tasks
 /// dispatch spawns (the task's loop, the replies) carry it on.
 pub(super) fn on_request(inner: &Arc<AgentInner>, msg: Message) {
+    if let Some(kid) = card_not_yet_here(inner, &msg) {
+        wait_for_card(inner, msg, kid);
+        return;
+    }
+    handle_request(inner, msg);
+}
+
+/// Requests waiting for their signer's trust card, all senders together.
+static WAITING_FOR_CARDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// At most this many wait at once; others are judged at once.
+const MAX_WAITING_FOR_CARDS: usize = 64;
+/// How long a request waits for its signer's trust card.
+const CARD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The `kid` of a request's identity token when the trust manager holds no
+/// card with it yet. An agent back from an outage gets the requests queued
+/// in its broker session right after it connects, before the retained
+/// trust cards its new subscription brings (`tests/tests/faults.rs`,
+/// the agent-away test): judged at once, those would be refused for an
+/// unknown key that arrives milliseconds later.
+fn card_not_yet_here(inner: &Arc<AgentInner>, msg: &Message) -> Option<String> {
+    use base64::Engine as _;
+    if !inner.trust.enabled() {
+        return None;
+    }
+    let header = msg.props.get(props::AUTH_TOKEN)?.split('.').next()?;
+    if header.len() > 1024 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let header: Value = serde_json::from_slice(&bytes).ok()?;
+    let kid = header.get("kid")?.as_str()?;
+    inner
+        .trust
+        .registry()
+        .key(kid)
+        .is_none()
+        .then(|| kid.to_owned())
+}
+
+/// Judges `msg` once its signer's card is here, or after [`CARD_WAIT`]
+/// (then refused as before). Bounded by [`MAX_WAITING_FOR_CARDS`].
+fn wait_for_card(inner: &Arc<AgentInner>, msg: Message, kid: String) {
+    use std::sync::atomic::Ordering;
+    if WAITING_FOR_CARDS.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_FOR_CARDS {
+        WAITING_FOR_CARDS.fetch_sub(1, Ordering::AcqRel);
+        handle_request(inner, msg);
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + CARD_WAIT;
+        while inner.trust.registry().key(&kid).is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        WAITING_FOR_CARDS.fetch_sub(1, Ordering::AcqRel);
+        handle_request(&inner, msg);
+    });
+}
+
+fn handle_request(inner: &Arc<AgentInner>, msg: Message) {
     let span = spans::a2a_process(&msg.topic, &inner.name);
     if let Some(parent) = propagation::from_user_properties(&msg.props) {
         let _ = span.set_parent(parent);

@@ -128,14 +128,17 @@ mod tests {
                 assert!(!js.contains(sink), "{sink} in {name}");
             }
         }
-        // The page opens one kind of link itself, after the http(s) check;
-        // the accounts view offers one as a link, also checked.
+        // The page opens two kinds of link itself, each after the http(s)
+        // check: an authorization URL and a tool server's page (URL-mode
+        // elicitation); the accounts view offers one as a link, also checked.
         let opens: usize = SCRIPTS
             .iter()
             .map(|(_, js)| js.matches("window.open(").count())
             .sum();
-        assert_eq!(opens, 1);
+        assert_eq!(opens, 2);
         assert!(TURN_JS.contains("const href = safeUrl(d.authorization_url || '');"));
+        assert!(TURN_JS.contains("const href = safeUrl(d.elicitation_url || '');"));
+        assert!(TURN_JS.contains("window.open(href, '_blank', 'noopener,noreferrer')"));
         assert!(TURN_JS.contains("window.open(url.href, '_blank', 'noopener,noreferrer')"));
         assert!(
             ACCOUNTS_JS.contains("const href = safeUrl((await r.json()).authorization_url || '');")
