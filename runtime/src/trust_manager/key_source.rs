@@ -167,7 +167,7 @@ mod tests {
     }
 
     /// `config check` and `run` (one loader) with `AMESH_REPLICA_ID` set.
-    fn check_as_replica(app_config: &str, module: &str) -> Result<(), String> {
+    fn check_as_replica(app_config: &str, module: &str) -> Result<(), crate::config::ConfigErrors> {
         let yaml = format!(
             "apps:\n  - name: a\n    app_module: {module}\n    broker: {{dev_mode: true}}\n    app_config: {app_config}\n"
         );
@@ -176,15 +176,15 @@ mod tests {
             "AMESH_AGENT_SECRET" => Some("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()),
             _ => None,
         };
-        crate::config::load_str_with_env("replica.yaml", &yaml, &env)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        crate::config::load_str_with_env("replica.yaml", &yaml, &env).map(|_| ())
     }
 
     #[test]
     fn replicas_without_a_shared_key_are_refused_at_load() {
         let agent = "{namespace: ns, agent_name: a}";
-        let err = check_as_replica(agent, "agent").expect_err("memory key refused");
+        let err = check_as_replica(agent, "agent")
+            .expect_err("memory key refused")
+            .to_string();
         assert!(err.contains("trust_manager"), "{err}");
         assert!(err.contains("AMESH_REPLICA_ID=\"2\""), "{err}");
         let sql = "{namespace: ns, agent_name: a, session_service: {type: sql, database_url: \"sqlite://a.db\"}}";
@@ -194,7 +194,9 @@ mod tests {
         let off = "{namespace: ns, agent_name: a, trust_manager: {enabled: false}}";
         check_as_replica(off, "agent").expect("no trust, no key");
         let gateway = "{namespace: ns, gateway_id: g}";
-        let err = check_as_replica(gateway, "gateway").expect_err("gateway refused");
+        let err = check_as_replica(gateway, "gateway")
+            .expect_err("gateway refused")
+            .to_string();
         assert!(err.contains("key_file"), "{err}");
     }
 
