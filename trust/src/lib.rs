@@ -86,3 +86,11 @@ pub use verified::{
     Assurance, RequestIdentity, TrustDisabled, UnverifiedIdentity, VerifiedIdentity,
 };
 pub use verifier::{IdentityVerifier, VerifierConfig, VerifyError};
+
+/// The `kid` in the header of `token`'s first JWS (a delegation chain's
+/// gateway token), nothing verified: lets a component wait for the trust
+/// card of a signer it does not know yet before judging the token.
+pub fn token_kid(token: &str) -> Option<String> {
+    let first = token.split(CHAIN_SEPARATOR).next()?;
+    jws::header(first).ok()?.kid
+}

@@ -86,25 +86,11 @@ const CARD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// the agent-away test): judged at once, those would be refused for an
 /// unknown key that arrives milliseconds later.
 fn card_not_yet_here(inner: &Arc<AgentInner>, msg: &Message) -> Option<String> {
-    use base64::Engine as _;
     if !inner.trust.enabled() {
         return None;
     }
-    let header = msg.props.get(props::AUTH_TOKEN)?.split('.').next()?;
-    if header.len() > 1024 {
-        return None;
-    }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    let kid = header.get("kid")?.as_str()?;
-    inner
-        .trust
-        .registry()
-        .key(kid)
-        .is_none()
-        .then(|| kid.to_owned())
+    let kid = amesh_trust::token_kid(msg.props.get(props::AUTH_TOKEN)?)?;
+    inner.trust.registry().key(&kid).is_none().then_some(kid)
 }
 
 /// Judges `msg` once its signer's card is here, or after [`CARD_WAIT`]
