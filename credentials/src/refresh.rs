@@ -30,8 +30,16 @@ pub struct LeaseTiming {
     /// token request's timeout, so a slow but live refresh is not raced;
     /// also how long a replica killed mid-refresh holds the others up.
     pub hold: Duration,
-    /// How often a waiter re-reads the row.
+    /// How long a waiter first waits before re-reading the row. Each
+    /// further wait doubles, up to [`max_poll`](Self::max_poll), with
+    /// jitter: a winner usually stores within a round trip to the provider,
+    /// but when a holder died every waiter of every user polls until its
+    /// lease runs out, and hundreds of waiters re-reading every 100 ms
+    /// took every pooled connection of every replica (the 200-user replica
+    /// test's "timed out waiting for a database connection").
     pub poll: Duration,
+    /// The longest wait between two re-reads.
+    pub max_poll: Duration,
     /// How long a waiter waits in all before giving up with
     /// [`Refresh::Busy`].
     pub max_wait: Duration,
@@ -42,6 +50,7 @@ impl Default for LeaseTiming {
         Self {
             hold: Duration::from_secs(45),
             poll: Duration::from_millis(100),
+            max_poll: Duration::from_secs(2),
             max_wait: Duration::from_secs(60),
         }
     }
@@ -87,6 +96,7 @@ impl CredentialStore {
         let waited_since = tokio::time::Instant::now();
         let holder = self.open_shared()?.lease_holder.clone();
         let hash = self.open_shared()?.key_hash(key);
+        let mut poll = timing.poll;
         loop {
             let Some(credential) = self.get(key, who).await? else {
                 return Ok(Refresh::Missing);
@@ -107,7 +117,8 @@ impl CredentialStore {
                 tracing::warn!(agent = %self.agent_id(), user = %key.user_id, tool = %key.tool_id, "another replica held the refresh lease for the whole wait");
                 return Ok(Refresh::Busy(credential));
             }
-            tokio::time::sleep(timing.poll).await;
+            tokio::time::sleep(jittered(poll)).await;
+            poll = poll.saturating_mul(2).min(timing.max_poll.max(timing.poll));
         }
     }
 
@@ -165,6 +176,12 @@ impl CredentialStore {
             }
         }
     }
+}
+
+/// `wait` give or take a quarter, so waiters that started together (a
+/// dead holder's users, all stuck on the same expiry) do not stay in step.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// A random lease holder name for one store instance.

@@ -204,6 +204,7 @@ async fn a_replica_dying_with_the_lease_holds_others_up_only_until_it_runs_out()
         let timing = LeaseTiming {
             hold: Duration::from_millis(800),
             poll: Duration::from_millis(50),
+            max_poll: Duration::from_millis(200),
             max_wait: Duration::from_secs(10),
         };
 

@@ -42,6 +42,7 @@ pub(super) const REFRESH_LEEWAY: Duration = Duration::from_secs(60);
 const REFRESH_LEASE: LeaseTiming = LeaseTiming {
     hold: Duration::from_secs(35),
     poll: Duration::from_millis(100),
+    max_poll: Duration::from_secs(2),
     max_wait: Duration::from_secs(45),
 };
 
