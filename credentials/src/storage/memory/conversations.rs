@@ -7,16 +7,27 @@
 //! still allow 10,000 × 4 MiB — and drops the least recently saved first.
 //! Recency is a save counter, not the clock: two saves in one millisecond
 //! still have an order, and a clock step back does not reorder them.
+//!
+//! Held compactly, since at the row limit the bookkeeping of a short
+//! conversation weighs as much as its sealed bytes: the `context_id` is
+//! one shared allocation for the map and the recency order, a user's id
+//! one allocation for all their conversations, and history and title one
+//! boxed slice (the agent's RSS after 10,000 one-turn conversations is a
+//! benchmarked target, README "Model loop").
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::conversations::{MAX_MEMORY_CONVERSATION_BYTES, MAX_MEMORY_CONVERSATIONS};
 use crate::storage::{ConvMeta, ConvRow, ConvStored, ConvWrite, RetitleRow};
 
 struct MemConv {
-    user_id: String,
-    sealed: Vec<u8>,
-    sealed_title: Vec<u8>,
+    /// Shared with the user's other conversations (see [`Users`]).
+    user_id: Arc<str>,
+    /// The sealed history followed by the sealed title.
+    sealed: Box<[u8]>,
+    /// Where the title starts in `sealed`.
+    title_at: u32,
     turns: u32,
     created_at: i64,
     updated_at: i64,
@@ -27,17 +38,67 @@ struct MemConv {
 }
 
 impl MemConv {
+    fn new(user_id: Arc<str>, history: &[u8], title: &[u8]) -> Self {
+        let mut sealed = Vec::with_capacity(history.len() + title.len());
+        sealed.extend_from_slice(history);
+        sealed.extend_from_slice(title);
+        Self {
+            user_id,
+            sealed: sealed.into_boxed_slice(),
+            // A sealed history is at most `MAX_CONVERSATION_BYTES` (4 MiB).
+            title_at: u32::try_from(history.len()).unwrap_or(u32::MAX),
+            turns: 0,
+            created_at: 0,
+            updated_at: 0,
+            renamed_at: None,
+            seq: 0,
+        }
+    }
+
+    fn history(&self) -> &[u8] {
+        &self.sealed[..self.title_at as usize]
+    }
+
+    fn title(&self) -> &[u8] {
+        &self.sealed[self.title_at as usize..]
+    }
+
     fn size(&self) -> usize {
-        self.sealed.len() + self.sealed_title.len()
+        self.sealed.len()
+    }
+}
+
+/// One allocation per user id, shared by that user's conversations; an
+/// id leaves when its last conversation does.
+#[derive(Default)]
+struct Users(HashSet<Arc<str>>);
+
+impl Users {
+    fn intern(&mut self, user_id: &str) -> Arc<str> {
+        if let Some(id) = self.0.get(user_id) {
+            return id.clone();
+        }
+        let id: Arc<str> = Arc::from(user_id);
+        self.0.insert(id.clone());
+        id
+    }
+
+    /// `user_id` was dropped from a row: forget it if no row holds it.
+    fn release(&mut self, user_id: Arc<str>) {
+        // Held by the set and by `user_id` only.
+        if Arc::strong_count(&user_id) == 2 {
+            self.0.remove(&*user_id);
+        }
     }
 }
 
 /// One agent's conversations (a memory store serves one agent).
 pub(crate) struct Conversations {
     /// By `context_id`.
-    rows: HashMap<String, MemConv>,
+    rows: HashMap<Arc<str>, MemConv>,
     /// `context_id`s by save order, least recently saved first.
-    order: BTreeMap<u64, String>,
+    order: BTreeMap<u64, Arc<str>>,
+    users: Users,
     next_seq: u64,
     /// Sealed bytes held.
     bytes: usize,
@@ -56,6 +117,7 @@ impl Conversations {
         Self {
             rows: HashMap::new(),
             order: BTreeMap::new(),
+            users: Users::default(),
             next_seq: 0,
             bytes: 0,
             max_rows: max_rows.max(1),
@@ -66,9 +128,9 @@ impl Conversations {
     pub(crate) fn get(&self, context_id: &str, cutoff: i64) -> Option<ConvStored> {
         let row = self.rows.get(context_id)?;
         (row.updated_at > cutoff).then(|| ConvStored {
-            user_id: row.user_id.clone(),
-            sealed: row.sealed.clone(),
-            sealed_title: row.sealed_title.clone(),
+            user_id: row.user_id.to_string(),
+            sealed: row.history().to_vec(),
+            sealed_title: row.title().to_vec(),
             turns: row.turns,
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -77,31 +139,35 @@ impl Conversations {
     }
 
     pub(crate) fn save(&mut self, row: ConvRow<'_>) -> ConvWrite {
-        let (created_at, named) = match self.rows.get(row.context_id) {
-            Some(old) if old.updated_at > row.cutoff && old.user_id != row.user_id => {
-                return ConvWrite::OwnedBy(old.user_id.clone());
+        let user_id = self.users.intern(row.user_id);
+        let conv = match self.rows.get(row.context_id) {
+            Some(old) if old.updated_at > row.cutoff && *old.user_id != *row.user_id => {
+                let owner = old.user_id.to_string();
+                self.users.release(user_id);
+                return ConvWrite::OwnedBy(owner);
             }
-            Some(old) if old.updated_at > row.cutoff => (
-                old.created_at,
-                old.renamed_at.map(|at| (old.sealed_title.clone(), at)),
-            ),
-            _ => (row.now, None),
-        };
-        let (sealed_title, renamed_at) = match named {
-            Some((title, at)) => (title, Some(at)),
-            None => (row.sealed_title, None),
+            Some(old) if old.updated_at > row.cutoff => {
+                let title = match old.renamed_at {
+                    Some(_) => old.title(),
+                    None => &row.sealed_title,
+                };
+                MemConv {
+                    created_at: old.created_at,
+                    renamed_at: old.renamed_at,
+                    ..MemConv::new(user_id, &row.sealed, title)
+                }
+            }
+            _ => MemConv {
+                created_at: row.now,
+                ..MemConv::new(user_id, &row.sealed, &row.sealed_title)
+            },
         };
         self.put(
             row.context_id,
             MemConv {
-                user_id: row.user_id.to_owned(),
-                sealed: row.sealed,
-                sealed_title,
                 turns: row.turns,
-                created_at,
                 updated_at: row.now,
-                renamed_at,
-                seq: 0,
+                ..conv
             },
         );
         ConvWrite::Done
@@ -110,28 +176,25 @@ impl Conversations {
     /// The user's title: on their live conversation, or on a new empty one.
     pub(crate) fn retitle(&mut self, row: RetitleRow<'_>) -> ConvWrite {
         let conv = match self.rows.get(row.context_id) {
-            Some(old) if old.updated_at > row.cutoff && old.user_id != row.user_id => {
-                return ConvWrite::OwnedBy(old.user_id.clone());
+            Some(old) if old.updated_at > row.cutoff && *old.user_id != *row.user_id => {
+                return ConvWrite::OwnedBy(old.user_id.to_string());
             }
             Some(old) if old.updated_at > row.cutoff => MemConv {
-                user_id: old.user_id.clone(),
-                sealed: old.sealed.clone(),
-                sealed_title: row.sealed_title,
                 turns: old.turns,
                 created_at: old.created_at,
                 updated_at: row.now.max(old.updated_at),
                 renamed_at: Some(row.now),
-                seq: 0,
+                ..MemConv::new(old.user_id.clone(), old.history(), &row.sealed_title)
             },
             _ => MemConv {
-                user_id: row.user_id.to_owned(),
-                sealed: row.empty_sealed,
-                sealed_title: row.sealed_title,
-                turns: 0,
                 created_at: row.now,
                 updated_at: row.now,
                 renamed_at: Some(row.now),
-                seq: 0,
+                ..MemConv::new(
+                    self.users.intern(row.user_id),
+                    &row.empty_sealed,
+                    &row.sealed_title,
+                )
             },
         };
         self.put(row.context_id, conv);
@@ -141,22 +204,30 @@ impl Conversations {
     /// Stores `conv` as the most recently saved, replacing any row of
     /// `context_id`, and evicts past the limits.
     fn put(&mut self, context_id: &str, mut conv: MemConv) {
-        self.remove(context_id);
+        let key = match self.rows.remove_entry(context_id) {
+            Some((key, old)) => {
+                self.order.remove(&old.seq);
+                self.bytes -= old.size();
+                self.users.release(old.user_id);
+                key
+            }
+            None => Arc::from(context_id),
+        };
         conv.seq = self.next_seq;
         self.next_seq += 1;
         self.bytes += conv.size();
-        self.order.insert(conv.seq, context_id.to_owned());
-        self.rows.insert(context_id.to_owned(), conv);
+        self.order.insert(conv.seq, key.clone());
+        self.rows.insert(key, conv);
         self.evict();
     }
 
     pub(crate) fn delete(&mut self, context_id: &str, user: &str, cutoff: i64) -> ConvWrite {
         match self.rows.get(context_id) {
-            Some(row) if row.user_id == user => {
+            Some(row) if *row.user_id == *user => {
                 self.remove(context_id);
                 ConvWrite::Done
             }
-            Some(row) if row.updated_at > cutoff => ConvWrite::OwnedBy(row.user_id.clone()),
+            Some(row) if row.updated_at > cutoff => ConvWrite::OwnedBy(row.user_id.to_string()),
             _ => ConvWrite::Missing,
         }
     }
@@ -168,18 +239,18 @@ impl Conversations {
         before: Option<i64>,
         limit: usize,
     ) -> Vec<ConvMeta> {
-        let mut mine: Vec<(&String, &MemConv)> = self
+        let mut mine: Vec<(&Arc<str>, &MemConv)> = self
             .rows
             .iter()
-            .filter(|(_, row)| row.user_id == user && row.updated_at > cutoff)
+            .filter(|(_, row)| *row.user_id == *user && row.updated_at > cutoff)
             .filter(|(_, row)| before.is_none_or(|b| row.updated_at < b))
             .collect();
         mine.sort_by_key(|(_, row)| std::cmp::Reverse(row.seq));
         mine.into_iter()
             .take(limit)
             .map(|(context_id, row)| ConvMeta {
-                context_id: context_id.clone(),
-                sealed_title: row.sealed_title.clone(),
+                context_id: context_id.to_string(),
+                sealed_title: row.title().to_vec(),
                 turns: row.turns,
                 created_at: row.created_at,
                 updated_at: row.updated_at,
@@ -191,7 +262,7 @@ impl Conversations {
     /// A full pass rather than a walk of `order` from the oldest: it is a
     /// few thousand entries a minute, and stays right if the clock stepped.
     pub(crate) fn purge(&mut self, cutoff: i64) -> u64 {
-        let expired: Vec<String> = self
+        let expired: Vec<Arc<str>> = self
             .rows
             .iter()
             .filter(|(_, row)| row.updated_at <= cutoff)
@@ -207,6 +278,7 @@ impl Conversations {
         if let Some(old) = self.rows.remove(context_id) {
             self.order.remove(&old.seq);
             self.bytes -= old.size();
+            self.users.release(old.user_id);
         }
     }
 
@@ -222,6 +294,7 @@ impl Conversations {
             };
             if let Some(old) = self.rows.remove(&context_id) {
                 self.bytes -= old.size();
+                self.users.release(old.user_id);
                 evicted += 1;
             }
         }
@@ -298,6 +371,35 @@ mod tests {
         assert_eq!(convs.len(), 1);
         assert!(convs.get("new", 0).is_some());
         assert_eq!((convs.bytes, convs.order.len()), (11, 1));
+    }
+
+    #[test]
+    fn one_allocation_per_user_id_released_with_their_last_conversation() {
+        let mut convs = Conversations::with_limits(2, usize::MAX);
+        convs.save(row("a1", "alice", 10, 1));
+        convs.save(row("a2", "alice", 10, 2));
+        let ids: Vec<*const u8> = convs.rows.values().map(|r| r.user_id.as_ptr()).collect();
+        assert_eq!(ids[0], ids[1], "alice's id is shared");
+        assert_eq!(convs.users.0.len(), 1);
+        // Bob's two saves evict both of alice's: her id goes with them.
+        convs.save(row("b1", "bob", 10, 3));
+        convs.save(row("b2", "bob", 10, 4));
+        assert_eq!(convs.users.0.len(), 1);
+        assert!(convs.users.0.contains("bob"));
+        // A refused save (another user's live context) interns nothing.
+        assert_eq!(
+            convs.save(row("b1", "carol", 10, 5)),
+            ConvWrite::OwnedBy("bob".into())
+        );
+        assert_eq!(convs.users.0.len(), 1);
+        for ctx in ["b1", "b2"] {
+            assert_eq!(convs.delete(ctx, "bob", 0), ConvWrite::Done);
+        }
+        assert!(convs.users.0.is_empty());
+        assert_eq!(
+            (convs.rows.len(), convs.order.len(), convs.bytes),
+            (0, 0, 0)
+        );
     }
 
     fn title_of(convs: &Conversations, ctx: &str) -> Vec<u8> {
