@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +50,8 @@ const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 struct Collector {
     addr: SocketAddr,
     exports: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
+    /// While set, every export is answered 503.
+    down: Arc<AtomicBool>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -76,11 +79,16 @@ impl Seen {
     }
 }
 
+type CollectorState = (Arc<Mutex<Vec<ExportTraceServiceRequest>>>, Arc<AtomicBool>);
+
 async fn export(
-    State(exports): State<Arc<Mutex<Vec<ExportTraceServiceRequest>>>>,
+    State((exports, down)): State<CollectorState>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
+    if down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Vec::new());
+    }
     let kind = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -121,15 +129,17 @@ impl Collector {
             .expect("bind the collector");
         let addr = listener.local_addr().expect("address");
         let exports = Arc::new(Mutex::new(Vec::new()));
+        let down = Arc::new(AtomicBool::new(false));
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::post(export))
-            .with_state(exports.clone());
+            .with_state((exports.clone(), down.clone()));
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
         Collector {
             addr,
             exports,
+            down,
             server,
         }
     }
@@ -231,6 +241,22 @@ fn agent_yaml(mq: &MosquittoBroker, model: &ScriptedModel, mcp: &ScriptedMcp) ->
         url = mq.url(),
         model = model.base_url(),
         mcp = mcp.url(),
+    )
+}
+
+/// Gateway and agent as two apps of one `amesh run`.
+fn gateway_and_agent_yaml(
+    mq: &MosquittoBroker,
+    port: u16,
+    model: &ScriptedModel,
+    mcp: &ScriptedMcp,
+) -> String {
+    format!(
+        "{}{}",
+        gateway_yaml(mq, port),
+        agent_yaml(mq, model, mcp)
+            .strip_prefix("apps:\n")
+            .expect("an apps list")
     )
 }
 
@@ -508,13 +534,7 @@ async fn with_traces_off_no_traceparent_leaves_and_nothing_is_exported() {
         script(&model);
         let port = free_port();
         let base = format!("http://127.0.0.1:{port}");
-        let yaml = format!(
-            "{}{}",
-            gateway_yaml(&mq, port),
-            agent_yaml(&mq, &model, &mcp)
-                .strip_prefix("apps:\n")
-                .expect("an apps list")
-        );
+        let yaml = gateway_and_agent_yaml(&mq, port, &model, &mcp);
         let mut run = AmeshRun::start(&yaml, &env);
         let log = run.wait_for("amesh ready");
         assert!(!log.contains("exporting traces"), "{log}");
@@ -545,4 +565,46 @@ async fn with_traces_off_no_traceparent_leaves_and_nothing_is_exported() {
         assert_eq!(collector.export_count(), 0);
         run.kill();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_refusing_spans_is_a_warning_and_its_return_is_said() {
+    let mq = MosquittoBroker::for_namespace(USERS, NS).expect("mosquitto");
+    let model = ScriptedModel::start(Protocol::OpenAi).await;
+    let mcp = ScriptedMcp::start().await;
+    let collector = Collector::start().await;
+    collector.down.store(true, Ordering::SeqCst);
+    let endpoint = collector.endpoint();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let yaml = gateway_and_agent_yaml(&mq, port, &model, &mcp);
+    let mut run = AmeshRun::start(&yaml, &traced_env(&endpoint, "amesh-both"));
+    run.wait_for("amesh ready");
+    let http = reqwest::Client::new();
+    wait_for_agent(&http, &base).await;
+    script(&model);
+    ask(&http, &base, None).await;
+    // The batch processor dropped what the collector refused: said once,
+    // with where and how much, at warn.
+    let log = run.wait_for("traces not exported");
+    let line = log
+        .lines()
+        .find(|l| l.contains("traces not exported"))
+        .expect("the line");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(&format!("{endpoint}/v1/traces")), "{line}");
+    assert!(line.contains("spans="), "{line}");
+    assert_eq!(collector.export_count(), 0);
+
+    collector.down.store(false, Ordering::SeqCst);
+    script(&model);
+    ask(&http, &base, None).await;
+    let log = run.wait_for("traces exported again");
+    assert_eq!(
+        log.matches("traces not exported").count(),
+        1,
+        "one line for the outage, not one per batch:\n{log}"
+    );
+    assert!(collector.export_count() > 0);
+    run.kill();
 }

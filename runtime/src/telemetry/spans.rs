@@ -93,7 +93,9 @@ pub(crate) fn a2a_process(topic: &str, agent: &str) -> Span {
 }
 
 /// One model request (retries included), as a GenAI client span.
-/// `provider` is `openai` or `anthropic` (the wire protocol spoken).
+/// `provider` is the semantic conventions' `gen_ai.provider.name`:
+/// `openai` (its API or a compatible server), `azure.ai.openai` or
+/// `anthropic`.
 pub(crate) fn model_call(provider: &str, model: &str, host: &str, port: Option<u16>) -> Span {
     tracing::info_span!(target: TARGET, "gen_ai.chat",
         otel.name = %format!("chat {model}"),

@@ -132,6 +132,7 @@ pub fn layer() -> anyhow::Result<Option<(TraceLayer, TracesGuard)>> {
         .with_http()
         .build()
         .with_context(|| format!("OTLP trace exporter for {}", settings.endpoint))?;
+    let exporter = super::export_log::LoggedExporter::new(exporter, &settings.endpoint);
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource())

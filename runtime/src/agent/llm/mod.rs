@@ -213,7 +213,7 @@ impl Model {
             }
         };
         let (provider, url) = match self {
-            Model::OpenAi(m) => ("openai", m.url()),
+            Model::OpenAi(m) => (m.provider(), m.url()),
             Model::Anthropic(m) => ("anthropic", m.url()),
         };
         let span = crate::telemetry::spans::model_call(

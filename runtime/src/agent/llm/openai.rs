@@ -35,6 +35,9 @@ pub(crate) struct OpenAiModel {
     host: String,
     /// The API base, for the model span's `server.address` and `server.port`.
     url: url::Url,
+    /// Azure OpenAI rather than OpenAI's own API or a compatible server
+    /// (the span's `gen_ai.provider.name`).
+    azure: bool,
     sampling: Sampling,
 }
 
@@ -76,12 +79,23 @@ impl OpenAiModel {
             name: resolved.name.clone(),
             host: host_of(&resolved.base_url),
             url: resolved.base_url.clone(),
+            azure: resolved.api == ModelApi::AzureOpenAi,
             sampling,
         }
     }
 
     pub(super) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The OpenTelemetry `gen_ai.provider.name`: `azure.ai.openai` for
+    /// Azure OpenAI, else `openai` (compatible servers speak its API).
+    pub(super) fn provider(&self) -> &'static str {
+        if self.azure {
+            "azure.ai.openai"
+        } else {
+            "openai"
+        }
     }
 
     pub(super) fn url(&self) -> &url::Url {
@@ -400,6 +414,11 @@ mod tests {
             seen.lock().unwrap().as_slice(),
             ["gpt4o-prod 2024-10-21 azure-key"]
         );
+        // Traces name the provider as the semantic conventions do.
+        let super::super::Model::OpenAi(m) = &model else {
+            panic!("Azure speaks the Chat Completions API")
+        };
+        assert_eq!(m.provider(), "azure.ai.openai");
     }
 
     #[test]
