@@ -6,9 +6,10 @@
 
 # --- build -------------------------------------------------------------------
 FROM rust:1.94-slim-bookworm AS builder
-# cmake, a C compiler and OpenSSL headers build Paho's bundled C library.
+# cmake, a C compiler and OpenSSL headers build Paho's bundled C library;
+# amesh links the system SQLite (.cargo/config.toml).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake build-essential binutils libssl-dev pkg-config \
+ && apt-get install -y --no-install-recommends cmake build-essential binutils libssl-dev libsqlite3-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -17,17 +18,18 @@ COPY . .
 # .gnu_debuglink: panics still name function, file and line).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p amesh-runtime --bin amesh \
+    cargo build --release --locked -p amesh-runtime --bin amesh --features postgres,mysql \
  && bash scripts/split-debuginfo target/release/amesh \
  && install -m 0755 target/release/amesh /usr/local/bin/amesh \
  && install -m 0644 target/release/amesh.debug /usr/local/bin/amesh.debug
 
 # --- runtime -----------------------------------------------------------------
 FROM debian:bookworm-slim
-# libssl3: Paho's TLS (ssl:// brokers); ca-certificates: https MCP servers,
-# models and brokers; curl: the health check.
+# libssl3: Paho's TLS (ssl:// brokers); libsqlite3-0: the SQL store's
+# SQLite; ca-certificates: https MCP servers, models and brokers; curl:
+# the health check.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 libsqlite3-0 curl \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 amesh \
  && useradd --system --uid 10001 --gid amesh --home-dir /var/lib/amesh --shell /usr/sbin/nologin amesh \

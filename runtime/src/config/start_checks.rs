@@ -121,7 +121,7 @@ fn check_agent(
     }
     if agent.session_service.kind == SessionServiceKind::Sql
         && let Some(url) = agent.session_service.database_url.as_deref()
-        && let Err(e) = DatabaseUrl::parse(url)
+        && let Err(e) = DatabaseUrl::parse(url).and_then(|u| u.check_built_in())
     {
         errors.push(app.error(
             &[cfg, Key("session_service"), Key("database_url")],

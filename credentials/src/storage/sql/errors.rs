@@ -127,10 +127,11 @@ fn sqlx_unavailable(dialect: Dialect, err: &sqlx::Error) -> bool {
 /// The code to classify: MySQL's error number (its `code()` is only the
 /// coarse SQLSTATE), the SQLSTATE or SQLite result code elsewhere.
 fn server_code(db: &dyn sqlx::error::DatabaseError) -> Option<String> {
-    match db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        Some(mysql) => Some(mysql.number().to_string()),
-        None => db.code().map(|c| c.into_owned()),
+    #[cfg(feature = "mysql")]
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return Some(mysql.number().to_string());
     }
+    db.code().map(|c| c.into_owned())
 }
 
 /// Server error codes that mean "not reachable / not serving right now".

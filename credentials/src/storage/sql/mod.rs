@@ -34,6 +34,7 @@ use super::Result;
 use crate::config::{DatabaseUrl, Dialect};
 use crate::error::CredentialError;
 use crate::model::{CredentialEvent, EventKind, ExportCursor, Filter, from_ms, to_ms};
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 use crate::secret::ExposeSecret as _;
 
 /// Pool settings from the store configuration.
@@ -56,6 +57,7 @@ pub(crate) struct SqlStorage {
 impl SqlStorage {
     /// Connects and applies migrations.
     pub(crate) async fn open(url: DatabaseUrl, pool: &PoolConfig) -> Result<Self> {
+        url.check_built_in()?;
         let url = Arc::new(url);
         let mut options = ConnectOptions::new(url.driver_url().to_owned());
         options
@@ -73,13 +75,17 @@ impl SqlStorage {
         if let Some(password) = url.password().cloned() {
             // Not in the URL: sea-orm traces its connect options, URL included.
             match url.dialect() {
+                #[cfg(feature = "postgres")]
                 Dialect::Postgres => {
                     options.map_sqlx_postgres_opts(move |o| o.password(password.expose_secret()));
                 }
+                #[cfg(feature = "mysql")]
                 Dialect::MySql => {
                     options.map_sqlx_mysql_opts(move |o| o.password(password.expose_secret()));
                 }
-                Dialect::Sqlite => {}
+                // SQLite has no password; the others are refused above
+                // when not built in.
+                _ => drop(password),
             }
         }
         if url.dialect() == Dialect::Sqlite {
