@@ -149,46 +149,37 @@ fn without_userinfo(endpoint: &str) -> String {
 mod tests {
     use super::*;
 
+    fn failing(batches: u64, spans: u64) -> Option<Line> {
+        Some(Line::Failing { batches, spans })
+    }
+
     #[test]
     fn the_first_failure_is_said_then_at_most_one_line_a_minute_then_the_recovery() {
         let mut o = Outage::default();
         let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
         assert_eq!(
             o.note(true, 5, t0),
             None,
             "nothing to say while exports work"
         );
+        assert_eq!(o.note(false, 3, t0), failing(1, 3));
+        assert_eq!(o.note(false, 4, at(5)), None);
+        assert_eq!(o.note(false, 1, at(30)), None);
         assert_eq!(
-            o.note(false, 3, t0),
-            Some(Line::Failing {
-                batches: 1,
-                spans: 3
-            })
-        );
-        assert_eq!(o.note(false, 4, t0 + Duration::from_secs(5)), None);
-        assert_eq!(o.note(false, 1, t0 + Duration::from_secs(30)), None);
-        assert_eq!(
-            o.note(false, 2, t0 + Duration::from_secs(61)),
-            Some(Line::Failing {
-                batches: 3,
-                spans: 7
-            }),
+            o.note(false, 2, at(61)),
+            failing(3, 7),
             "the lines between are counted in the next one"
         );
+        let recovered = Some(Line::Recovered {
+            batches: 4,
+            spans: 10,
+        });
+        assert_eq!(o.note(true, 9, at(62)), recovered);
+        assert_eq!(o.note(true, 9, at(63)), None);
         assert_eq!(
-            o.note(true, 9, t0 + Duration::from_secs(62)),
-            Some(Line::Recovered {
-                batches: 4,
-                spans: 10
-            })
-        );
-        assert_eq!(o.note(true, 9, t0 + Duration::from_secs(63)), None);
-        assert_eq!(
-            o.note(false, 1, t0 + Duration::from_secs(64)),
-            Some(Line::Failing {
-                batches: 1,
-                spans: 1
-            }),
+            o.note(false, 1, at(64)),
+            failing(1, 1),
             "a new outage is said at once"
         );
     }

@@ -139,25 +139,31 @@ impl Conversations {
     }
 
     pub(crate) fn save(&mut self, row: ConvRow<'_>) -> ConvWrite {
+        let live = self
+            .rows
+            .get(row.context_id)
+            .filter(|old| old.updated_at > row.cutoff);
+        if let Some(old) = live
+            && *old.user_id != *row.user_id
+        {
+            return ConvWrite::OwnedBy(old.user_id.to_string());
+        }
         let user_id = self.users.intern(row.user_id);
-        let conv = match self.rows.get(row.context_id) {
-            Some(old) if old.updated_at > row.cutoff && *old.user_id != *row.user_id => {
-                let owner = old.user_id.to_string();
-                self.users.release(user_id);
-                return ConvWrite::OwnedBy(owner);
-            }
-            Some(old) if old.updated_at > row.cutoff => {
-                let title = match old.renamed_at {
-                    Some(_) => old.title(),
-                    None => &row.sealed_title,
-                };
-                MemConv {
-                    created_at: old.created_at,
-                    renamed_at: old.renamed_at,
-                    ..MemConv::new(user_id, &row.sealed, title)
-                }
-            }
-            _ => MemConv {
+        let conv = match live {
+            // A title the user gave survives their later saves.
+            Some(old) => MemConv {
+                created_at: old.created_at,
+                renamed_at: old.renamed_at,
+                ..MemConv::new(
+                    user_id,
+                    &row.sealed,
+                    match old.renamed_at {
+                        Some(_) => old.title(),
+                        None => &row.sealed_title,
+                    },
+                )
+            },
+            None => MemConv {
                 created_at: row.now,
                 ..MemConv::new(user_id, &row.sealed, &row.sealed_title)
             },
