@@ -124,15 +124,28 @@ export class TurnView {
         window.open(href, '_blank', 'noopener,noreferrer');
         stateLine.textContent = 'When you are done there, come back and press Done.';
       });
+      // The user's choice is the card's outcome from the click on, so the
+      // task's next event (which may come before this POST returns)
+      // settles the card with the right words; only an unsettled card
+      // takes the POST's own line.
       const answer = (action) => async () => {
         for (const b of card.querySelectorAll('button')) b.disabled = true;
+        card.outcome = action;
         const r = await api(`/api/v1/tasks/${encodeURIComponent(this.taskId || '')}:continue`, {
           method: 'POST',
           json: { elicitation_id: d.elicitation_id, action },
         });
         if (r.ok) {
-          stateLine.textContent = action === 'accept' ? 'The task continues…' : 'Declined; the task continues without it.';
-        } else {
+          const said = await r.json().catch(() => null);
+          const parts = said?.parts || said?.status?.message?.parts || [];
+          if (parts.some((p) => p.data?.outcome === 'task_ended')) {
+            this.cards = this.cards.filter((c) => c !== card);
+            this.retire(card, 'failed', 'The task had already ended, so nothing continues.');
+          } else if (!card.settled) {
+            stateLine.textContent = action === 'accept' ? 'The task continues…' : 'Declined; the task continues without it.';
+          }
+        } else if (!card.settled) {
+          card.outcome = undefined;
           stateLine.textContent = await errorText(r);
           for (const b of card.querySelectorAll('button')) b.disabled = false;
         }
@@ -141,7 +154,7 @@ export class TurnView {
       done.addEventListener('click', answer('accept'));
       const decline = el('button', { type: 'button', text: 'Decline' });
       decline.addEventListener('click', answer('decline'));
-      card.append(open, done, decline);
+      card.appendChild(el('div', { class: 'actions' }, open, done, decline));
     } else {
       stateLine.textContent = 'The tool sent a page link that is not http(s); it was refused.';
     }
@@ -153,12 +166,26 @@ export class TurnView {
     this.cards.push(card);
   }
 
+  /** The task moved on (`ok`) or ended without success: every open card
+   * says how it ended, in the words of what the user chose. */
   settleCards(ok, why) {
     for (const card of this.cards.splice(0)) {
-      for (const b of card.querySelectorAll('button')) b.remove();
-      card.classList.add(ok ? 'connected' : 'failed');
-      card.stateLine.textContent = ok ? card.okText || `Connected to ${card.server}` : why;
+      if (card.outcome === 'decline') {
+        this.retire(card, 'declined', `Declined: the task went on without ${card.server}\u2019s page.`);
+      } else if (ok) {
+        this.retire(card, 'connected', card.okText || `Connected to ${card.server}`);
+      } else {
+        this.retire(card, 'failed', why);
+      }
     }
+  }
+
+  retire(card, cls, text) {
+    card.settled = true;
+    for (const b of card.querySelectorAll('button')) b.remove();
+    card.querySelector('.actions')?.remove();
+    card.classList.add(cls);
+    card.stateLine.textContent = text;
   }
 
   status(ev) {
