@@ -2,10 +2,11 @@
 //! used to sign its trust card and (for a gateway) user identity tokens.
 //!
 //! The key is p256's (generation, PKCS#8 and SEC1 decoding, PKCS#8 PEM
-//! encoding); signatures are made by `jsonwebtoken` from the PKCS#8 DER
-//! kept beside it. Nothing here prints key material: `Debug` shows the
-//! `kid` only, the secret scalar and the DER are wiped on drop, and so is
-//! the PEM text handed out.
+//! encoding); signatures are made by aws-lc (jsonwebtoken's backend, which
+//! verifies them) with a key pair parsed once from the PKCS#8 DER. Nothing
+//! here prints key material: `Debug` shows the `kid` only, the secret
+//! scalar and the DER are wiped on drop (aws-lc frees its key pair with
+//! `EVP_PKEY_free`, which clears it), and so is the PEM text handed out.
 
 use std::fmt;
 use std::fs;
@@ -13,9 +14,11 @@ use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use jsonwebtoken::{EncodingKey, Header};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::Header;
 use p256::elliptic_curve::Generate as _;
 use p256::elliptic_curve::sec1::ToSec1Point as _;
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
@@ -88,8 +91,11 @@ pub struct SigningKey {
 
 struct SigningKeyInner {
     secret: p256::SecretKey,
-    /// The same key as PKCS#8 DER, the form jsonwebtoken signs with.
-    encoding: EncodingKey,
+    /// The same key parsed once for aws-lc, jsonwebtoken's backend:
+    /// `jsonwebtoken::encode` parses the PKCS#8 document and recomputes the
+    /// public point on every call, a third of the cost of a signature on
+    /// every message a component publishes.
+    pair: EcdsaKeyPair,
     public: PublicKey,
 }
 
@@ -202,30 +208,53 @@ impl SigningKey {
         header: &Header,
         claims: &T,
     ) -> Result<String, SignError> {
-        jsonwebtoken::encode(header, claims, &self.inner.encoding).map_err(|_| SignError::Crypto)
+        // What `jsonwebtoken::encode` writes (its header type serialized
+        // the same way, base64url without padding), signed with the key
+        // pair parsed once.
+        if header.alg != crate::jws::ES256 {
+            return Err(SignError::InvalidInput("only ES256 is signed"));
+        }
+        let header = serde_json::to_vec(header).map_err(|_| SignError::Crypto)?;
+        let claims = serde_json::to_vec(claims).map_err(|_| SignError::Crypto)?;
+        let mut token = URL_SAFE_NO_PAD.encode(header);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(claims, &mut token);
+        let signature = self
+            .inner
+            .pair
+            .sign(&SystemRandom::new(), token.as_bytes())
+            .map_err(|_| SignError::Crypto)?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+        Ok(token)
     }
 
     /// The base64url ES256 signature of arbitrary bytes, for tests that
     /// forge tokens with headers the signers never write.
     #[cfg(test)]
     pub(crate) fn sign_raw(&self, signing_input: &[u8]) -> Result<String, SignError> {
-        jsonwebtoken::crypto::sign(signing_input, &self.inner.encoding, crate::jws::ES256)
-            .map_err(|_| SignError::Crypto)
+        let signature = self
+            .inner
+            .pair
+            .sign(&SystemRandom::new(), signing_input)
+            .map_err(|_| SignError::Crypto)?;
+        Ok(URL_SAFE_NO_PAD.encode(signature.as_ref()))
     }
 
     fn from_secret(secret: p256::SecretKey) -> Result<Self, KeyError> {
-        // `SecretDocument` wipes the DER on drop; `EncodingKey` its copy.
+        // `SecretDocument` wipes the DER on drop.
         let der = secret
             .to_pkcs8_der()
             .map_err(|_| KeyError::Crypto("encoding"))?;
-        let encoding = EncodingKey::from_ec_der(der.as_bytes());
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der.as_bytes())
+            .map_err(|_| KeyError::Crypto("key pair"))?;
         let point = secret.public_key().to_sec1_point(false);
         let public = PublicKey::from_uncompressed_point(point.as_bytes())
             .map_err(|_| KeyError::InvalidKey("public key is not an uncompressed P-256 point"))?;
         Ok(Self {
             inner: Arc::new(SigningKeyInner {
                 secret,
-                encoding,
+                pair,
                 public,
             }),
         })
