@@ -4,19 +4,24 @@
 //! copies here let 10,000 small requests grow the gateway by 70 MB.
 //!
 //! Bounded by count and by age (oldest forgotten first); a forgotten task
-//! is simply "not found". The index also owns the per-user quota of
+//! is simply "not found". A record is small (~150 bytes with its id): the
+//! id is one shared string for the map and the age order, agent names and
+//! user ids are interned (one string per name however many tasks name it,
+//! released with the last of them), because a full index is 20,000
+//! records by default and the soak bench saw it as most of the gateway's
+//! growth. The index also owns the per-user quota of
 //! running tasks, since it is where the gateway learns that a task ended
 //! (even when its client went away before the end).
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::a2a::{Task, TaskState};
 
-/// Bytes a record costs beyond its strings (map and queue slots, state,
-/// timestamps): an estimate for [`TaskIndex::approx_bytes`].
-const RECORD_OVERHEAD: usize = 96;
+/// Bytes a record costs beyond its id (map and queue slots, the shared
+/// id's counts, the record): an estimate for [`TaskIndex::approx_bytes`].
+const RECORD_OVERHEAD: usize = 112;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IndexLimits {
@@ -41,8 +46,8 @@ pub(crate) struct TooManyRunning {
 
 #[derive(Clone, Debug)]
 pub(crate) struct TaskRecord {
-    pub agent: String,
-    pub user_id: String,
+    pub agent: Arc<str>,
+    pub user_id: Arc<str>,
     /// The last state an answer of the agent carried; `None` before any.
     pub state: Option<TaskState>,
     pub started: Instant,
@@ -57,19 +62,39 @@ impl TaskRecord {
 
 #[derive(Default)]
 struct Index {
-    records: HashMap<String, TaskRecord>,
+    records: HashMap<Arc<str>, TaskRecord>,
     /// Task ids in the order they started (which is also age order).
-    order: VecDeque<String>,
+    order: VecDeque<Arc<str>>,
     /// Per user, the ids that may still count against the quota. Trimmed
     /// when a task ends or is forgotten, so users without running tasks
     /// have no entry.
-    running: HashMap<String, Vec<String>>,
+    running: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// The agent names and user ids the records hold, one string each.
+    names: HashSet<Arc<str>>,
 }
 
 impl Index {
+    /// The one shared copy of `name`.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.names.get(name) {
+            return known.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// Drops the interned copy of `name` once nothing else holds it: the
+    /// caller's handle and the set's are the last two.
+    fn release(&mut self, name: Arc<str>) {
+        if Arc::strong_count(&name) <= 2 {
+            self.names.remove(&name);
+        }
+    }
+
     fn forget_running(&mut self, user_id: &str, task_id: &str) {
         if let Some(ids) = self.running.get_mut(user_id) {
-            ids.retain(|id| id != task_id);
+            ids.retain(|id| &**id != task_id);
             if ids.is_empty() {
                 self.running.remove(user_id);
             }
@@ -91,6 +116,8 @@ impl Index {
             };
             if let Some(rec) = self.records.remove(&id) {
                 self.forget_running(&rec.user_id, &id);
+                self.release(rec.agent);
+                self.release(rec.user_id);
             }
         }
     }
@@ -146,30 +173,39 @@ impl TaskIndex {
         let mut guard = self.lock();
         let index = &mut *guard;
         index.expire(&limits, now);
+        let user = index.intern(user_id);
+        let agent = index.intern(agent);
         let records = &index.records;
-        let ids = index.running.entry(user_id.to_string()).or_default();
+        let ids = index.running.entry(user.clone()).or_default();
         ids.retain(|id| {
             records
                 .get(id)
                 .is_some_and(|r| r.running(now, limits.running_window))
         });
         if ids.len() >= limits.running_per_user {
+            let running = ids.len();
+            if running == 0 {
+                index.running.remove(&user);
+            }
+            index.release(agent);
+            index.release(user);
             return Err(TooManyRunning {
-                running: ids.len(),
+                running,
                 limit: limits.running_per_user,
             });
         }
-        ids.push(task_id.to_string());
+        let id: Arc<str> = Arc::from(task_id);
+        ids.push(id.clone());
         index.records.insert(
-            task_id.to_string(),
+            id.clone(),
             TaskRecord {
-                agent: agent.to_string(),
-                user_id: user_id.to_string(),
+                agent,
+                user_id: user,
                 state: None,
                 started: now,
             },
         );
-        index.order.push_back(task_id.to_string());
+        index.order.push_back(id);
         index.expire(&limits, now);
         Ok(())
     }
@@ -195,7 +231,7 @@ impl TaskIndex {
         index
             .records
             .get(task_id)
-            .filter(|r| r.user_id == user_id)
+            .filter(|r| &*r.user_id == user_id)
             .cloned()
     }
 
@@ -209,15 +245,16 @@ impl TaskIndex {
         let index = self.lock();
         let records: usize = index
             .records
-            .iter()
-            .map(|(id, r)| 2 * id.len() + r.agent.len() + r.user_id.len() + RECORD_OVERHEAD)
+            .keys()
+            .map(|id| id.len() + RECORD_OVERHEAD)
             .sum();
+        let names: usize = index.names.iter().map(|n| n.len() + 48).sum();
         let running: usize = index
             .running
-            .iter()
-            .map(|(user, ids)| user.len() + ids.iter().map(|id| id.len() + 24).sum::<usize>())
+            .values()
+            .map(|ids| 48 + 16 * ids.capacity())
             .sum();
-        records + running
+        records + names + running
     }
 }
 
@@ -269,7 +306,35 @@ mod tests {
         let idx = index(100, 100);
         idx.start("t", "echo", "alice").unwrap();
         assert!(idx.get("t", "bob").is_none());
-        assert_eq!(idx.get("t", "alice").unwrap().agent, "echo");
+        assert_eq!(&*idx.get("t", "alice").unwrap().agent, "echo");
+    }
+
+    #[test]
+    fn names_are_shared_by_records_and_released_with_the_last() {
+        let idx = index(3, 100);
+        idx.start("t1", "echo", "alice").unwrap();
+        idx.start("t2", "echo", "alice").unwrap();
+        let (a, b) = (
+            idx.get("t1", "alice").unwrap(),
+            idx.get("t2", "alice").unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a.user_id, &b.user_id));
+        assert!(Arc::ptr_eq(&a.agent, &b.agent));
+        drop((a, b));
+        assert_eq!(idx.lock().names.len(), 2);
+        // Bob's and carol's tasks push alice's out: her id and the agent
+        // name "echo" go with them, bob's stays while his task is kept.
+        idx.start("t3", "other", "bob").unwrap();
+        idx.start("t4", "other", "carol").unwrap();
+        idx.start("t5", "other", "carol").unwrap();
+        let names: HashSet<String> = idx.lock().names.iter().map(|n| n.to_string()).collect();
+        let want: HashSet<String> = ["other", "bob", "carol"].map(String::from).into();
+        assert_eq!(names, want);
+        // A refused start leaves no name behind.
+        let capped = index(10, 0);
+        assert!(capped.start("x", "echo", "dave").is_err());
+        assert!(capped.lock().names.is_empty());
+        assert!(capped.lock().running.is_empty());
     }
 
     #[test]
