@@ -3,6 +3,7 @@
 
 pub mod amesh_bin;
 pub mod amesh_run;
+pub mod browser;
 pub mod doc_table;
 pub mod faulty_mcp;
 pub mod mcp_server;

@@ -18,10 +18,11 @@
 //! Without chromium, playwright-core or axe-core the test is skipped with a
 //! message, except under `CI=true`, where that is a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
+use amesh_tests::browser::{chromium, missing, playwright_dir, scenario, screenshots_dir};
 use amesh_tests::modern_mcp::{ModernMcp, Seen};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::stack::Stack;
@@ -31,43 +32,6 @@ const NS: &str = "browser-elicit/ns";
 const USERS: &[(&str, &str)] = &[("gateway", "gw-pass"), ("agent", "agent-pass")];
 /// What `shady` sends as its page: it would set `window.pwned` and alert.
 const HOSTILE_URL: &str = "javascript:window.pwned=1;alert('pwned')";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A prerequisite is missing: fail under CI, skip with a note elsewhere.
-fn missing(what: &str) -> bool {
-    assert!(
-        !ci(),
-        "{what} is missing; under CI=true the browser tests must run (scripts/test installs it)"
-    );
-    eprintln!("SKIPPED: {what} is missing (scripts/test installs it)");
-    true
-}
-
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AMESH_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn playwright_dir() -> PathBuf {
-    std::env::var_os("PLAYWRIGHT_CORE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/browser"))
-}
 
 fn gateway_yaml(mq: &MosquittoBroker) -> String {
     format!(
@@ -174,19 +138,12 @@ async fn url_elicitation_card_in_chromium() {
         .await
         .unwrap();
 
-    let shots = repo().join("target/browser-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots_dir();
     let out_file = data.path().join("browser-out.json");
     let acme_base = acme.url().trim_end_matches("/mcp").to_owned();
-    let mut child = tokio::process::Command::new("node")
-        .arg(repo().join("tests/browser/elicitation.mjs"))
-        .env("GATEWAY_URL", gw.url())
-        .env("CHROMIUM", &chromium)
-        .env("PLAYWRIGHT_CORE_DIR", &pw)
-        .env("SHOTS_DIR", &shots)
+    let mut child = scenario("tests/browser/elicitation.mjs", &gw.url(), &chromium, &pw)
         .env("ACME_BASE", &acme_base)
         .env("OUT_FILE", &out_file)
-        .kill_on_drop(true)
         .spawn()
         .expect("node starts");
     let status = tokio::time::timeout(Duration::from_secs(120), child.wait())

@@ -14,54 +14,18 @@
 //! message, except under `CI=true`, where that is a failure. The Markdown
 //! renderer's unit tests need only Node.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use amesh_demo::{DemoHandle, DemoOptions, DemoProvider};
+use amesh_tests::browser::{chromium, missing, playwright_dir, repo, scenario, screenshots_dir};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oidc::{self, OidcProvider};
 use amesh_tests::stack::Stack;
 
 const NS: &str = "browser/ns";
 const USERS: &[(&str, &str)] = &[("gateway", "gw-pass"), ("agent", "agent-pass")];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// A prerequisite is missing: fail under CI, skip with a note elsewhere.
-fn missing(what: &str) -> bool {
-    assert!(
-        !ci(),
-        "{what} is missing; under CI=true the browser tests must run (scripts/test installs it)"
-    );
-    eprintln!("SKIPPED: {what} is missing (scripts/test installs it)");
-    true
-}
-
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("AMESH_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn playwright_dir() -> PathBuf {
-    std::env::var_os("PLAYWRIGHT_CORE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/browser"))
-}
 
 fn gateway_yaml(mq: &MosquittoBroker, port: u16, idp: &OidcProvider) -> String {
     format!(
@@ -203,16 +167,9 @@ async fn chat_page_in_chromium() {
         .await
         .unwrap();
 
-    let shots = repo().join("target/browser-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = screenshots_dir();
     let run = |script: &str, url: String| {
-        tokio::process::Command::new("node")
-            .arg(repo().join(script))
-            .env("GATEWAY_URL", url)
-            .env("CHROMIUM", &chromium)
-            .env("PLAYWRIGHT_CORE_DIR", &pw)
-            .env("SHOTS_DIR", &shots)
-            .kill_on_drop(true)
+        scenario(script, &url, &chromium, &pw)
             .spawn()
             .expect("node starts")
     };
