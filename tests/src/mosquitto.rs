@@ -301,7 +301,13 @@ fn spawn(bin: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
                 read_log(dir)
             );
         }
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        // A connection whose own port is the listener's is TCP connecting
+        // to itself (the port was free, so the kernel may pick it as the
+        // source port), not Mosquitto: it would pass for ready while the
+        // broker fails to bind. Seen once as a "connect failure" in a test.
+        let accepted = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+            .is_ok_and(|s| s.local_addr().is_ok_and(|a| a.port() != port));
+        if accepted && child.try_wait()?.is_none() {
             return Ok(child);
         }
         if Instant::now() >= deadline {

@@ -1,10 +1,11 @@
 //! The tools an agent can run, and how a request names one.
 //!
-//! Until the model loop exists, a request names its tool directly in a
-//! DataPart `{"tool": NAME, "arguments": {...}}`; a text-only message runs
-//! `echo` on the text. The built-in set is small on purpose: enough to drive
-//! every path of the runtime (a result, a slow cancellable call, a
-//! delegation to a peer agent) end to end.
+//! An agent with a `model:` lets the model choose (`toolbox.rs`); one
+//! without names its tool directly in a DataPart `{"tool": NAME,
+//! "arguments": {...}}`, and a text-only message runs `echo` on the text.
+//! The built-in set is small on purpose: enough to drive every path of the
+//! runtime (a result, a slow cancellable call, a delegation to a peer
+//! agent, who the request runs for, SAM's artifact tools) end to end.
 
 use std::time::Duration;
 
