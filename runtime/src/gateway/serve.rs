@@ -419,6 +419,15 @@ impl StallGuard {
                     "closed an HTTP connection whose client read nothing for {limit:?} \
                      (a stalled event stream or download; limits.idle_timeout_seconds)"
                 );
+                // Reset rather than close: a graceful close would leave
+                // what is queued for this client (up to the kernel's send
+                // buffer, megabytes) held until TCP gives up on it, per
+                // cut connection. A zero linger makes the close send RST
+                // and free it at once; the client gets "connection reset".
+                if let Err(e) = socket2::SockRef::from(&self.inner).set_linger(Some(Duration::ZERO))
+                {
+                    tracing::debug!(error = %e, "cannot set SO_LINGER on a stalled connection");
+                }
                 Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("the client read nothing for {limit:?}"),
