@@ -5,8 +5,9 @@
 //! encoding); signatures are made by aws-lc (jsonwebtoken's backend, which
 //! verifies them) with a key pair parsed once from the PKCS#8 DER. Nothing
 //! here prints key material: `Debug` shows the `kid` only, the secret
-//! scalar and the DER are wiped on drop (aws-lc frees its key pair with
-//! `EVP_PKEY_free`, which clears it), and so is the PEM text handed out.
+//! scalar and the DER are wiped on drop (aws-lc's key pair too: its
+//! `OPENSSL_free` cleanses what it frees), and so is the PEM text handed
+//! out.
 
 use std::fmt;
 use std::fs;
