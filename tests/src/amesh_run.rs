@@ -165,3 +165,30 @@ pub fn free_port() -> u16 {
         .expect("a free port")
         .port()
 }
+
+/// Polls `GET {url}/api/v1/agents` as the user of `token` until every one
+/// of `agents` is listed; panics with the last listing after `timeout`.
+/// For gateways run as processes (a [`crate::stack::Stack`] has its own).
+pub async fn wait_listed(url: &str, token: &str, agents: &[&str], timeout: Duration) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = match http
+            .get(format!("{url}/api/v1/agents"))
+            .bearer_auth(token)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        if agents.iter().all(|a| text.contains(&format!("\"{a}\""))) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agents {agents:?} not listed after {timeout:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use amesh_demo::{DemoOptions, DemoProvider, consent_as};
 use amesh_runtime::a2a::liveness;
 use amesh_tests::amesh_bin::workspace_root;
-use amesh_tests::amesh_run::{AmeshRun, free_port};
+use amesh_tests::amesh_run::{AmeshRun, free_port, wait_listed};
 use amesh_tests::doc_table::anchored_rows;
 use amesh_tests::faulty_mcp::FaultyMcp;
 use amesh_tests::model_server::{Protocol, ScriptedModel, Turn};
@@ -125,29 +125,6 @@ async fn gateway_process(mq: &MosquittoBroker, extra: &str) -> (AmeshRun, String
     let mut gw = AmeshRun::start(&gateway_yaml(mq, port, extra), &[("RUST_LOG", "info")]);
     gw.wait_for("gateway listening");
     (gw, format!("http://127.0.0.1:{port}"))
-}
-
-/// Waits until the gateway at `url` lists agent `tools`.
-async fn wait_listed(url: &str) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed = http
-            .get(format!("{url}/api/v1/agents"))
-            .bearer_auth("alice-token")
-            .send()
-            .await
-            .ok();
-        let text = match listed {
-            Some(r) => r.text().await.unwrap_or_default(),
-            None => String::new(),
-        };
-        if text.contains("\"tools\"") {
-            return;
-        }
-        assert!(Instant::now() < deadline, "agent tools not listed: {text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The last lines of a log, for a failure message.
@@ -349,7 +326,7 @@ async fn mosquitto_restart_under_load_ends_every_request_with_an_answer_or_a_rea
     let (gw, url) = gateway_process(&mq, "").await;
     let mut agent = AmeshRun::start(&agent_yaml(&mq, "", ""), &[("RUST_LOG", "info")]);
     agent.wait_for("agent ready");
-    wait_listed(&url).await;
+    wait_listed(&url, "alice-token", &["tools"], Duration::from_secs(20)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let running = load(8, stop.clone(), {
         let url = url.clone();
@@ -418,7 +395,7 @@ async fn a_request_for_an_agent_away_waits_in_its_session_or_fails_once_none_is_
     let (gw, url) = gateway_process(&mq, "").await;
     let agent_cfg = agent_yaml(&mq, "", "");
     let mut agent = Stack::start(&agent_cfg).await.expect("agent");
-    wait_listed(&url).await;
+    wait_listed(&url, "alice-token", &["tools"], Duration::from_secs(20)).await;
     let echo = |text: &str| json!({"agent_name": "tools", "data": {"tool": "echo", "arguments": {"text": text}}});
     let mut tally = Tally::default();
 
@@ -720,7 +697,7 @@ async fn agent_killed_mid_model_stream_fails_the_task_with_a_reason() {
     let yaml = agent_yaml(&mq, &extra, "");
     let mut agent = AmeshRun::start(&yaml, &[("RUST_LOG", "info")]);
     agent.wait_for("agent ready");
-    wait_listed(&gw_url).await;
+    wait_listed(&gw_url, "alice-token", &["tools"], Duration::from_secs(20)).await;
 
     let resp = http
         .post(format!("{gw_url}/api/v1/message:stream"))
@@ -976,7 +953,7 @@ async fn slow_sse_consumers_cost_bounded_memory_and_hold_up_no_one() {
         .await
         .expect("agent");
     let http = reqwest::Client::new();
-    wait_listed(&gw_url).await;
+    wait_listed(&gw_url, "alice-token", &["tools"], Duration::from_secs(20)).await;
     let rss_before = rss(gw.pid());
 
     // Three users stop reading their streams; two others read normally.

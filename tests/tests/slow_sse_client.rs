@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use amesh_tests::amesh_run::{AmeshRun, free_port};
+use amesh_tests::amesh_run::{AmeshRun, free_port, wait_listed};
 use amesh_tests::model_server::{Protocol, ScriptedModel, Turn};
 use amesh_tests::mosquitto::MosquittoBroker;
 use amesh_tests::oauth::answer;
@@ -144,32 +144,6 @@ fn agent_yaml(
         db = db.display(),
         base = model.base_url(),
     )
-}
-
-/// Waits until the gateway at `url` lists both agents.
-async fn wait_listed(url: &str) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let listed = http
-            .get(format!("{url}/api/v1/agents"))
-            .bearer_auth("alice-token")
-            .send()
-            .await
-            .ok();
-        let text = match listed {
-            Some(r) => r.text().await.unwrap_or_default(),
-            None => String::new(),
-        };
-        if [STORYTELLER, QUICK]
-            .iter()
-            .all(|a| text.contains(&format!("\"{a}\"")))
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "agents not listed: {text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `count` words of `len` bytes each (the last byte a space), numbered so
@@ -358,7 +332,13 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_idle_timeout() {
         &agent_yaml(&mq, QUICK, &dir.path().join("quick.db"), &quick_model),
         &[("RUST_LOG", "warn")],
     );
-    wait_listed(&gw_url).await;
+    wait_listed(
+        &gw_url,
+        "alice-token",
+        &[STORYTELLER, QUICK],
+        Duration::from_secs(30),
+    )
+    .await;
     let rss_before = rss(gw.pid());
     assert!(
         rss_before > 0,

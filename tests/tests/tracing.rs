@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use amesh_runtime::broker::UserProperties;
-use amesh_tests::amesh_run::{AmeshRun, free_port};
+use amesh_tests::amesh_run::{AmeshRun, free_port, wait_listed};
 use amesh_tests::mcp_server::ScriptedMcp;
 use amesh_tests::model_server::{Protocol, ScriptedModel, Turn};
 use amesh_tests::mosquitto::MosquittoBroker;
@@ -270,28 +270,6 @@ fn traced_env<'a>(collector: &'a str, service: &'a str) -> Vec<(&'a str, &'a str
     ]
 }
 
-/// Polls the gateway until it lists the agent.
-async fn wait_for_agent(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let listed = http
-            .get(format!("{base}/api/v1/agents"))
-            .bearer_auth("alice-token")
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success());
-        if let Some(resp) = listed
-            && let Ok(body) = resp.text().await
-            && body.contains("\"traced\"")
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the gateway never saw the agent");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Sends the prompt through the gateway with `traceparent` (if any) and
 /// returns the finished task.
 async fn ask(http: &reqwest::Client, base: &str, traceparent: Option<&str>) -> Value {
@@ -348,7 +326,7 @@ async fn one_trace_spans_gateway_broker_agent_model_and_mcp_server() {
     gateway.wait_for("exporting traces over OTLP/HTTP");
     agent.wait_for("agent ready");
     let http = reqwest::Client::new();
-    wait_for_agent(&http, &base).await;
+    wait_listed(&base, "alice-token", &["traced"], Duration::from_secs(20)).await;
 
     // Answers to the gateway go past a listener of our own, to see that
     // replies carry the trace back.
@@ -539,7 +517,7 @@ async fn with_traces_off_no_traceparent_leaves_and_nothing_is_exported() {
         let log = run.wait_for("amesh ready");
         assert!(!log.contains("exporting traces"), "{log}");
         let http = reqwest::Client::new();
-        wait_for_agent(&http, &base).await;
+        wait_listed(&base, "alice-token", &["traced"], Duration::from_secs(20)).await;
         let before = (model.request_count(), mcp.seen().len());
         // A client's trace context is not passed on either.
         ask(
@@ -581,7 +559,7 @@ async fn a_collector_refusing_spans_is_a_warning_and_its_return_is_said() {
     let mut run = AmeshRun::start(&yaml, &traced_env(&endpoint, "amesh-both"));
     run.wait_for("amesh ready");
     let http = reqwest::Client::new();
-    wait_for_agent(&http, &base).await;
+    wait_listed(&base, "alice-token", &["traced"], Duration::from_secs(20)).await;
     script(&model);
     ask(&http, &base, None).await;
     // The batch processor dropped what the collector refused: said once,
