@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod glob;
 pub mod logging;
 pub mod oauth_state;
+pub mod presence;
 pub mod run;
 mod stop;
 pub mod telemetry;

@@ -8,9 +8,10 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::{self, AgentHandle};
-use crate::broker::{Broker, DevBus};
+use crate::broker::{self, Broker, DevBus};
 use crate::config::{AppKind, LoadedConfig};
 use crate::gateway::{self, GatewayHandle};
+use crate::topics;
 
 /// Every app of one process, started.
 pub struct Running {
@@ -52,7 +53,16 @@ pub async fn start_apps(cfg: &LoadedConfig, dev_bus: &DevBus) -> anyhow::Result<
     order.sort_by_key(|a| !matches!(a.kind, AppKind::Gateway(_)));
     for app in order {
         let started = async {
-            let (broker, incoming) = Broker::connect(&app.broker, &app.name, dev_bus).await?;
+            let presence = match &app.kind {
+                AppKind::Agent(a) => Some(topics::agent_presence(
+                    &a.namespace,
+                    &a.agent_name,
+                    &topics::as_level(&broker::client_id(&app.broker, &app.name)),
+                )),
+                AppKind::Gateway(_) => None,
+            };
+            let (broker, incoming) =
+                Broker::connect_present(&app.broker, &app.name, dev_bus, presence).await?;
             match &app.kind {
                 AppKind::Gateway(g) => {
                     let handle = gateway::start(

@@ -51,6 +51,24 @@ pub fn agent_status(ns: &str, agent: &str, sub_task_id: &str) -> String {
     format!("{}/agent/status/{agent}/{sub_task_id}", base(ns))
 }
 
+/// Where one replica of an agent says it has a session on the broker:
+/// retained, cleared by the replica's will when the session ends (see
+/// `presence`). amesh's own topic; SAM has none.
+pub fn agent_presence(ns: &str, agent: &str, replica: &str) -> String {
+    format!("{}/presence/agent/{agent}/{replica}", base(ns))
+}
+
+/// Filter matching every agent replica's presence topic.
+pub fn agent_presence_all(ns: &str) -> String {
+    agent_presence(ns, ANY_LEVEL, ANY_LEVEL)
+}
+
+/// A client id as one topic level (the replica level of
+/// [`agent_presence`]): the characters a level cannot hold become `_`.
+pub fn as_level(name: &str) -> String {
+    name.replace(['/', '+', '#', '\0'], "_")
+}
+
 /// Kind of component that owns a trust card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrustKind {

@@ -133,6 +133,14 @@ async fn round_trip_through_mosquitto_returns_the_agents_answer() {
 async fn stream_delivers_status_events_in_order() {
     let mq = broker();
     let mut stack = stack(&mq, false).await;
+    // What the agent puts on the broker for the task, beside the SSE.
+    let mut wire = RawClient::connect(&mq.broker_config("tester", "tester-pass"), "wire", NS)
+        .await
+        .expect("observer");
+    wire.broker
+        .subscribe(&format!("{NS}/a2a/v1/gateway/+/gw1/#"))
+        .await
+        .unwrap();
     let resp = stack
         .http
         .post(format!("{}/api/v1/message:stream", stack.url()))
@@ -168,6 +176,32 @@ async fn stream_delivers_status_events_in_order() {
     assert_eq!(events[5].data["final"], true);
     assert_eq!(events[6].data["status"]["state"], "completed");
     assert_eq!(events[0].data["taskId"], events[6].data["id"]);
+    // The SSE's artifact and final status are made by the gateway from
+    // the final task: on the broker the agent sent three status updates
+    // and the task, each once.
+    let task_id = events[0].data["taskId"].as_str().unwrap();
+    let status_topic = format!("{NS}/a2a/v1/gateway/status/gw1/{task_id}");
+    let reply_topic = format!("{NS}/a2a/v1/gateway/response/gw1/{task_id}");
+    let mut on_wire = Vec::new();
+    while let Ok(Some(m)) =
+        tokio::time::timeout(Duration::from_millis(500), wire.incoming.recv()).await
+    {
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        let kind = v["result"]["kind"].as_str().unwrap_or("?").to_owned();
+        on_wire.push((m.topic == status_topic, m.topic == reply_topic, kind));
+    }
+    let status = |k: &str| (true, false, k.to_owned());
+    assert_eq!(
+        on_wire,
+        [
+            status("status-update"),
+            status("status-update"),
+            status("status-update"),
+            (false, true, "task".to_owned()),
+        ],
+        "the agent's messages for the task"
+    );
+    wire.disconnect().await;
     stack.stop().await;
 }
 

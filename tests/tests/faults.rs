@@ -7,8 +7,10 @@
 //!
 //! - Mosquitto restarted under load (no persistence: every session lost);
 //!   a request for an agent that is away waits in its broker session, or,
-//!   once no session is left, fails after the gateway's silence limit
-//!   saying no replica took it.
+//!   once no session is left, fails: at once with 503 when the broker
+//!   sent the will of its last session, after the gateway's silence limit
+//!   when the broker itself lost every session (restart without
+//!   persistence) and so sent no will.
 //! - A private PostgreSQL cluster (never the machine's shared one) stopped
 //!   and started under load: credential calls fail clearly, then recover.
 //! - An agent killed with SIGKILL while its task waits for authorization
@@ -443,6 +445,65 @@ async fn a_request_for_an_agent_away_waits_in_its_session_or_fails_once_none_is_
     assert_eq!(back, "back");
     tally.add(&Outcome::Completed(back));
     tally.report("agent away");
+    agent.stop().await;
+}
+
+/// An agent whose broker sessions all ended (stopped for longer than its
+/// `session_expiry_seconds`) is refused at once with 503: the broker's
+/// will for its replica told the gateway nobody would receive the task
+/// (the PUBACK's 0x10 that Paho C does not report). Back, it is answered
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_for_an_agent_with_no_session_left_fails_at_once_with_503() {
+    let mq = broker();
+    let (mut gw, url) = gateway_process(&mq, "").await;
+    let agent_cfg = agent_yaml(&mq, "", "").replace(
+        "broker_password: agent-pass}",
+        "broker_password: agent-pass, session_expiry_seconds: 2}",
+    );
+    assert!(agent_cfg.contains("session_expiry_seconds: 2"));
+    let mut agent = Stack::start(&agent_cfg).await.expect("agent");
+    wait_listed(&url, "alice-token", &["tools"], Duration::from_secs(20)).await;
+    let echo = |text: &str| json!({"agent_name": "tools", "data": {"tool": "echo", "arguments": {"text": text}}});
+    let mut tally = Tally::default();
+    let here = stream(&url, "alice", echo("here")).await;
+    tally.add(&here);
+    assert!(
+        matches!(&here, Outcome::Completed(t) if t == "here"),
+        "{here:?}"
+    );
+
+    // Stopped: its session lasts 2 s, then the broker sends its will.
+    agent.stop().await;
+    let stopped = Instant::now();
+    let log = gw.wait_for("agent has no replica connected");
+    eprintln!(
+        "  the gateway knew the agent was gone {:?} after it stopped",
+        stopped.elapsed()
+    );
+    let http = reqwest::Client::new();
+    let asked = Instant::now();
+    let resp = http
+        .post(format!("{url}/api/v1/message:stream"))
+        .bearer_auth("alice-token")
+        .json(&echo("nobody there"))
+        .send()
+        .await
+        .expect("http");
+    let took = asked.elapsed();
+    assert_eq!(resp.status(), 503);
+    let why = resp.text().await.unwrap();
+    assert!(why.contains("agent tools is not connected"), "{why}");
+    assert!(took < Duration::from_secs(1), "refused after {took:?}");
+    eprintln!("  refused in {took:?}: {why}");
+    tally.add(&Outcome::Failed(why.clone()));
+    assert_doc_quotes("agent-gone", &format!("{why}\n{log}"));
+
+    let mut agent = Stack::start(&agent_cfg).await.expect("agent back");
+    let back = eventually_completes(&url, "alice", echo("back")).await;
+    assert_eq!(back, "back");
+    tally.add(&Outcome::Completed(back));
+    tally.report("agent with no session left");
     agent.stop().await;
 }
 

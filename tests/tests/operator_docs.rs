@@ -22,9 +22,9 @@ use amesh_tests::stack::SseReader;
 use serde_json::{Value, json};
 
 /// Every entry of the table, each checked by the test of the same name
-/// below (the last two by the fault tests of `faults.rs`, which cause
+/// below (the last three by the fault tests of `faults.rs`, which cause
 /// them). A new entry in the doc needs a test, and a test's entry must stay.
-const CHECKED: [&str; 16] = [
+const CHECKED: [&str; 17] = [
     "redirect-unset",
     "redirect-path",
     "redirect-http",
@@ -40,6 +40,7 @@ const CHECKED: [&str; 16] = [
     "manifest-format",
     "schema-dialect",
     "agent-not-connected",
+    "agent-gone",
     "agent-silent",
 ];
 

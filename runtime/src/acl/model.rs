@@ -402,6 +402,7 @@ fn gateway_permissions(gw: &GatewayConfig, id: &str, username: &str) -> Permissi
         topics::gateway_response(ns, id, topics::ANY_LEVEL),
         topics::gateway_status(ns, id, topics::ANY_LEVEL),
         topics::agent_discovery(ns),
+        topics::agent_presence_all(ns),
     ]);
     if gw.trust_manager.enabled {
         publish.insert(topics::trust(ns, TrustKind::Gateway, username));
@@ -422,6 +423,8 @@ fn agent_permissions(agent: &AgentConfig, peers: &[String], username: &str) -> P
         topics::agent_response_any(ns),
         topics::agent_status_any(ns),
         topics::agent_discovery(ns),
+        // Its replicas' presence (and the broker's will on their behalf).
+        topics::agent_presence(ns, name, topics::ANY_LEVEL),
     ]);
     publish.extend(peers.iter().cloned());
     let mut subscribe = BTreeSet::from([
@@ -600,9 +603,12 @@ apps:
                 topics::gateway_response(NS, "web-1", "+"),
                 topics::gateway_status(NS, "web-1", "+"),
                 topics::agent_discovery(NS),
+                topics::agent_presence_all(NS),
                 topics::trust_all(NS),
             ])
         );
+        assert!(gw.may_receive(&topics::agent_presence(NS, "weather", "weather-user-w")));
+        assert!(!gw.may_publish(&topics::agent_presence(NS, "weather", "weather-user-w")));
         assert!(!gw.may_receive(&topics::gateway_response(NS, "web-2", "t")));
         assert!(!gw.may_publish(&topics::gateway_response(NS, "web-2", "t")));
         assert!(!gw.may_publish(&topics::trust(NS, TrustKind::Agent, "planner-user")));
@@ -628,6 +634,9 @@ apps:
         assert!(!planner.may_publish(&topics::trust(NS, TrustKind::Agent, "weather-user")));
         assert!(!planner.may_publish(&topics::trust(NS, TrustKind::Gateway, "gw-user")));
         assert!(!planner.may_publish(&topics::gateway_discovery(NS)));
+        // Its own presence only (the broker checks the will against it too).
+        assert!(planner.may_publish(&topics::agent_presence(NS, "planner", "planner-user-p")));
+        assert!(!planner.may_publish(&topics::agent_presence(NS, "weather", "planner-user-p")));
         assert!(
             planner
                 .subscribe

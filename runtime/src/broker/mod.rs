@@ -213,11 +213,24 @@ impl Broker {
         app: &str,
         dev_bus: &DevBus,
     ) -> Result<(Broker, Incoming), BrokerError> {
+        Self::connect_present(cfg, app, dev_bus, None).await
+    }
+
+    /// [`Broker::connect`] for an agent replica that announces itself on
+    /// `presence` (see `crate::presence`): a will clears it when the
+    /// session ends, and every (re)connect publishes it again. The dev bus
+    /// has no sessions and announces nothing.
+    pub async fn connect_present(
+        cfg: &BrokerConfig,
+        app: &str,
+        dev_bus: &DevBus,
+        presence: Option<String>,
+    ) -> Result<(Broker, Incoming), BrokerError> {
         if cfg.dev_mode {
             let (client, rx) = dev_bus.client(app, cfg.broker_username.as_deref());
             Ok((Broker::Dev(client), rx))
         } else {
-            let (client, rx) = mqtt::MqttClient::connect(cfg, app).await?;
+            let (client, rx) = mqtt::MqttClient::connect(cfg, app, presence).await?;
             Ok((Broker::Mqtt(client), rx))
         }
     }

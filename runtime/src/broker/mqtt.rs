@@ -107,6 +107,9 @@ struct State {
     client_id: String,
     /// Remembered subscriptions, restored after a session loss.
     filters: Mutex<Vec<String>>,
+    /// The presence topic this client announces itself on (agents; see
+    /// `crate::presence`), with what it publishes there.
+    presence: Option<(String, Bytes)>,
 }
 
 impl State {
@@ -130,6 +133,7 @@ impl MqttClient {
     pub async fn connect(
         cfg: &BrokerConfig,
         app: &str,
+        presence: Option<String>,
     ) -> Result<(MqttClient, Incoming), BrokerError> {
         let url = cfg.broker_url.as_deref().ok_or_else(|| {
             BrokerError::Config("`broker_url` is required unless `dev_mode: true`".into())
@@ -154,6 +158,14 @@ impl MqttClient {
             closing: AtomicBool::new(false),
             client_id: client_id.clone(),
             filters: Mutex::new(Vec::new()),
+            presence: presence.map(|topic| {
+                let body = format!(
+                    "{{\"client_id\":{},\"session_expiry_seconds\":{}}}",
+                    serde_json::Value::from(client_id.as_str()),
+                    cfg.session_expiry_seconds
+                );
+                (topic, Bytes::from(body))
+            }),
         });
         let cb_inbox = inbox.clone();
         cli.set_message_callback(move |_, msg| {
@@ -172,7 +184,8 @@ impl MqttClient {
             cb_state.on_lost();
         });
 
-        let opts = connect_options(cfg, tls, url)?;
+        let will = state.presence.as_ref().map(|(topic, _)| topic.as_str());
+        let opts = connect_options(cfg, tls, url, will)?;
         // A refused CONNECT completes our future from inside paho's failure
         // callback, which still holds paho's process-wide mutex and a clone
         // of the client. Dropping ours first would make that clone the last
@@ -204,6 +217,7 @@ impl MqttClient {
             }
         };
         let session_present = rsp.connect_response().is_some_and(|c| c.session_present);
+        announce(&cli, &state).await;
         state.connected.send_replace(true);
         tracing::info!(
             url,
@@ -372,9 +386,15 @@ impl MqttClient {
         if state.closing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let opts = paho::DisconnectOptionsBuilder::new()
-            .timeout(DISCONNECT_FLUSH)
-            .finalize();
+        let opts = {
+            let mut opts = paho::DisconnectOptionsBuilder::new();
+            opts.timeout(DISCONNECT_FLUSH);
+            if state.presence.is_some() {
+                // The will (presence cleared) still comes when the session ends.
+                opts.publish_will_message();
+            }
+            opts.finalize()
+        };
         if let Err(e) = self.inner.cli.disconnect(opts).await {
             tracing::debug!(error = %e, "MQTT disconnect");
         }
@@ -503,12 +523,17 @@ async fn reconnect_loop(
             if state.closing.load(Ordering::Acquire) {
                 break;
             }
+            let token = cli.reconnect();
+            let in_flight = InFlight::new(&cli, &state, &token);
             let attempt = tokio::select! {
-                r = tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, cli.reconnect()) => {
+                r = tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, token) => {
                     r.unwrap_or_else(|_| Err(paho::Error::General("reconnect attempt timed out")))
                 }
                 _ = shutdown.wait_for(|s| *s) => return,
             };
+            if !attempt.as_ref().is_err_and(is_timeout) {
+                in_flight.completed();
+            }
             match attempt {
                 Ok(rsp) => {
                     connected_at = Instant::now();
@@ -516,6 +541,7 @@ async fn reconnect_loop(
                     if !session_present {
                         resubscribe(&cli, &state).await;
                     }
+                    announce(&cli, &state).await;
                     // Lost again meanwhile? Then the callback queued another round.
                     if cli.is_connected() {
                         state.connected.send_replace(true);
@@ -544,11 +570,92 @@ async fn reconnect_loop(
     }
 }
 
+fn is_timeout(e: &paho::Error) -> bool {
+    matches!(e, paho::Error::General("reconnect attempt timed out"))
+}
+
+/// A reconnect attempt paho has not completed yet.
+///
+/// Paho's connect token holds a clone of the client, and paho completes
+/// it inside a callback that holds the library's process-wide mutex. If
+/// amesh lets go of an attempt (the client is shut down or dropped with
+/// its runtime, or the attempt timed out) and then of its own clones,
+/// that callback drops the last one: `MQTTAsync_destroy` takes the same
+/// mutex and every paho client of the process deadlocks (seen at a
+/// bench's exit; paho.mqtt.rust#239). So an attempt let go of is handed
+/// leaks one clone of the client, so the last one is never dropped inside
+/// a paho callback, and a thread waits for paho to finish the attempt and
+/// disconnects what it connected if the client is closing (no zombie
+/// connection holding the client id). That is one small C client per
+/// client that abandoned an attempt (an outage at shutdown), never per
+/// message.
+struct InFlight {
+    armed: Option<(paho::AsyncClient, Arc<State>, paho::Token)>,
+}
+
+/// How long the thread of an abandoned attempt waits for paho.
+const ABANDONED_WAIT: Duration = Duration::from_secs(60);
+
+impl InFlight {
+    fn new(cli: &paho::AsyncClient, state: &Arc<State>, token: &paho::Token) -> InFlight {
+        InFlight {
+            armed: Some((cli.clone(), state.clone(), token.clone())),
+        }
+    }
+
+    /// Paho finished the attempt: its callback has run.
+    fn completed(mut self) {
+        self.armed = None;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some((cli, state, token)) = self.armed.take() else {
+            return;
+        };
+        std::mem::forget(cli.clone());
+        let spawned = std::thread::Builder::new()
+            .name("mqtt-abandoned-connect".into())
+            .spawn(move || {
+                let connected = token.wait_for(ABANDONED_WAIT).is_ok();
+                if connected && state.closing.load(Ordering::Acquire) {
+                    let _ = cli.disconnect(None).wait_for(DISCONNECT_FLUSH);
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "no thread to close an abandoned MQTT connect");
+        }
+    }
+}
+
 /// Sleeps `d`; true if the client shut down meanwhile.
 async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.wait_for(|s| *s) => true,
+    }
+}
+
+/// Publishes the client's presence (retained) after a (re)connect: the
+/// broker may have lost the retained message with a restart, or the will
+/// of an earlier session may have cleared it.
+async fn announce(cli: &paho::AsyncClient, state: &State) {
+    let Some((topic, body)) = &state.presence else {
+        return;
+    };
+    let msg = paho::MessageBuilder::new()
+        .topic(topic.as_str())
+        .payload(body.to_vec())
+        .qos(QOS_1)
+        .retained(true)
+        .finalize();
+    match tokio::time::timeout(RESUBSCRIBE_TIMEOUT, cli.publish(msg)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(%topic, error = %describe(&e), "could not announce presence; gateways will not answer 503 for this agent until the next reconnect")
+        }
+        Err(_) => tracing::warn!(%topic, "announcing presence timed out"),
     }
 }
 

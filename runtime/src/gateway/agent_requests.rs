@@ -196,6 +196,16 @@ pub(crate) async fn start_task(
             ),
         ));
     };
+    if inner.presence.gone(&agent) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "agent {agent} is not connected: none of its replicas has a session on the \
+                 broker, so nobody would receive the task (it was not sent); ask again once \
+                 the agent is back"
+            ),
+        ));
+    }
     let silence = liveness::silence_limit(&card);
     let task_id = format!("task-{}", uuid::Uuid::new_v4().simple());
     inner.tasks.start(&task_id, &agent, &user.id).map_err(|e| {

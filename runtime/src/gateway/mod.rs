@@ -74,6 +74,8 @@ pub(crate) struct GatewayInner {
     /// Which sites browsers may reach the gateway from; cookie flags.
     pub(crate) site: site::SitePolicy,
     pub(crate) agents: Directory,
+    /// Which agents have a replica with a session on the broker.
+    pub(crate) presence: crate::presence::Presence,
     /// Sends the requests to agents and routes their answers back.
     pub(crate) client: A2aClient,
     pub(crate) tasks: TaskIndex,
@@ -226,6 +228,7 @@ pub async fn start(
                 max_entries: cfg.limits.max_agents,
             },
         ),
+        presence: crate::presence::Presence::new(&ns, cfg.limits.max_agents),
         client: A2aClient::new(
             broker.clone(),
             &ns,
@@ -269,6 +272,7 @@ pub async fn start(
     let trust_task = inner.trust.start(&broker, trust_stop.clone()).await?;
     inner.client.subscribe().await?;
     broker.subscribe(&topics::agent_discovery(&ns)).await?;
+    broker.subscribe(&topics::agent_presence_all(&ns)).await?;
 
     let addr: SocketAddr = format!("{}:{}", inner.cfg.host, inner.cfg.port)
         .parse()

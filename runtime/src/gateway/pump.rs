@@ -48,6 +48,9 @@ pub(crate) async fn pump(
         {
             continue;
         }
+        if inner.presence.observe(&msg.topic, &msg.payload) {
+            continue;
+        }
         if msg.topic == discovery {
             // Only a card signed by the agent's own account counts; refused
             // cards (too large, too many names, not the agent's) are logged there.

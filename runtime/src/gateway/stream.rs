@@ -27,7 +27,10 @@ use super::task_events::TaskLog;
 use crate::a2a::client::Call;
 use crate::a2a::client::Event;
 use crate::a2a::jsonrpc;
-use crate::a2a::{Part, StreamResult, TaskState, liveness, methods};
+use crate::a2a::{
+    Part, StreamResult, Task, TaskArtifactUpdateEvent, TaskState, TaskStatusUpdateEvent, liveness,
+    methods,
+};
 
 /// `POST /api/v1/message:stream`.
 pub(crate) async fn message_stream(
@@ -193,6 +196,8 @@ async fn record(
     let mut paused = false;
     // Whether any replica said anything about the task yet (heartbeats too).
     let mut taken = false;
+    // What the stream already carried of the task's end (see `ending`).
+    let mut streamed = Streamed::default();
     let turn = |change: &dyn Fn(&mut super::conversations::Turn)| {
         if let Some((user, conv)) = &conversation {
             inner
@@ -287,13 +292,22 @@ async fn record(
                         t.tool(d);
                     }
                 });
+                streamed.final_status |= s.is_final;
                 ("status", serde_json::to_string(s), Some(state), false)
             }
             Event::Update(StreamResult::Artifact(a)) => {
+                streamed.artifacts.push(a.artifact.artifact_id.clone());
                 ("artifact", serde_json::to_string(a), None, false)
             }
             Event::Update(other) => ("update", serde_json::to_string(other), None, false),
             Event::Final(result) => {
+                if let StreamResult::Task(task) = result {
+                    for (name, data, state) in ending(task, &streamed) {
+                        inner
+                            .events
+                            .append(&log, name, data, state.as_deref(), false);
+                    }
+                }
                 let (state, answer) = outcome(result);
                 turn(&|t| {
                     if let Some(state) = &state {
@@ -324,6 +338,51 @@ async fn record(
             return;
         }
     }
+}
+
+/// What a task's stream carried of its end before the final task came.
+#[derive(Default)]
+struct Streamed {
+    /// `artifactId`s of the artifact updates.
+    artifacts: Vec<String>,
+    /// A status update marked `final`.
+    final_status: bool,
+}
+
+/// The events an ended streamed task ends with before its `task` event —
+/// an `artifact` event per artifact of a completed task and a `status`
+/// event marked `final` — made from the final task when the stream did
+/// not carry them.
+///
+/// An amesh agent does not publish them: the final task on `replyTo`
+/// holds the same artifacts and status, and every message an agent sends
+/// is signed by it, carried twice through the broker and verified here,
+/// so leaving out the copies takes two of a plain task's six messages
+/// away. An agent that does send them (SAM, an older amesh) gets no
+/// duplicates: what the stream carried is not made again.
+fn ending(task: &Task, streamed: &Streamed) -> Vec<(&'static str, String, Option<String>)> {
+    let mut events = Vec::new();
+    if task.status.state == TaskState::Completed {
+        for artifact in &task.artifacts {
+            if streamed.artifacts.contains(&artifact.artifact_id) {
+                continue;
+            }
+            let ev = TaskArtifactUpdateEvent::new(&task.id, &task.context_id, artifact.clone());
+            if let Ok(data) = serde_json::to_string(&ev) {
+                events.push(("artifact", data, None));
+            }
+        }
+    }
+    // A task that stops in `auth-required` or `input-required` without
+    // its stream saying so is another agent's way (amesh's streams that);
+    // only an ended task gets a final status made for it.
+    if task.status.state.is_terminal() && !streamed.final_status {
+        let ev = TaskStatusUpdateEvent::new(&task.id, &task.context_id, task.status.clone(), true);
+        if let Ok(data) = serde_json::to_string(&ev) {
+            events.push(("status", data, Some(state_name(task.status.state))));
+        }
+    }
+    events
 }
 
 /// `auth-required`, `completed`, ... as on the wire.

@@ -14,9 +14,7 @@ use tracing::Instrument as _;
 use super::state::TaskRoute;
 use crate::a2a::jsonrpc::Response;
 use crate::a2a::liveness;
-use crate::a2a::{
-    Artifact, Message, Part, TaskArtifactUpdateEvent, TaskState, TaskStatus, TaskStatusUpdateEvent,
-};
+use crate::a2a::{Artifact, Message, Part, TaskState, TaskStatus, TaskStatusUpdateEvent};
 use crate::agent::AgentInner;
 use crate::agent::handler::{agent_text, publish};
 
@@ -98,34 +96,28 @@ async fn stream_status(inner: &AgentInner, route: &TaskRoute, status: TaskStatus
 }
 
 /// Ends the task: records the status (terminal states are sticky, so a
-/// task canceled meanwhile stays canceled), streams the artifact and the
-/// final status, and answers on `replyTo`.
+/// task canceled meanwhile stays canceled) and answers on `replyTo` with
+/// the task, its artifacts and final status in it.
+///
+/// Nothing more goes on the status stream: the artifact update and the
+/// `final` status update a stream used to end with repeated what the
+/// final task says, and each message costs a signature here, two broker
+/// hops and a verification at the requester. The gateway's SSE still
+/// ends with them: it makes them from the final task
+/// (`gateway::stream::ending`).
 pub(crate) async fn finish(
     inner: &AgentInner,
     route: &TaskRoute,
     status: TaskStatus,
     artifact: Option<Artifact>,
 ) {
-    if let Some(a) = &artifact {
-        inner.tasks.add_artifact(&route.task_id, a.clone());
+    if let Some(a) = artifact {
+        inner.tasks.add_artifact(&route.task_id, a);
     }
     let Some(task) = inner.tasks.set_status(&route.task_id, status) else {
         return;
     };
     crate::telemetry::metrics::task_ended(&inner.name, task.status.state);
-    if let Some(topic) = &route.status_topic {
-        if let Some(a) = artifact.filter(|_| task.status.state == TaskState::Completed) {
-            let ev = TaskArtifactUpdateEvent::new(&route.task_id, &route.context_id, a);
-            publish(inner, topic, &Response::ok(route.rpc_id.clone(), ev)).await;
-        }
-        let ev = TaskStatusUpdateEvent::new(
-            &route.task_id,
-            &route.context_id,
-            task.status.clone(),
-            true,
-        );
-        publish(inner, topic, &Response::ok(route.rpc_id.clone(), ev)).await;
-    }
     tracing::debug!(agent = %inner.name, task = %route.task_id, state = ?task.status.state, "task finished");
     publish(
         inner,

@@ -52,10 +52,13 @@ pub(super) fn build_message(
         .finalize())
 }
 
+/// `will`: the presence topic whose retained message the broker clears
+/// when the session ends (see `crate::presence`).
 pub(super) fn connect_options(
     cfg: &BrokerConfig,
     tls: bool,
     url: &str,
+    will: Option<&str>,
 ) -> Result<paho::ConnectOptions, BrokerError> {
     let mut props = paho::Properties::new();
     props
@@ -69,6 +72,26 @@ pub(super) fn connect_options(
         .properties(props)
         .keep_alive_interval(Duration::from_secs(u64::from(cfg.keep_alive_seconds)))
         .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(topic) = will {
+        // Sent when the session ends, not when the connection drops: while
+        // the session lasts the broker queues requests for this replica.
+        let mut will_props = paho::Properties::new();
+        will_props
+            .push_u32(
+                paho::PropertyCode::WillDelayInterval,
+                cfg.session_expiry_seconds,
+            )
+            .map_err(|e| BrokerError::Config(format!("will delay: {e}")))?;
+        opts.will_message(
+            paho::MessageBuilder::new()
+                .topic(topic)
+                .payload(Vec::new())
+                .qos(QOS_1)
+                .retained(true)
+                .properties(will_props)
+                .finalize(),
+        );
+    }
     if let Some(user) = &cfg.broker_username {
         opts.user_name(user.as_str());
     }
