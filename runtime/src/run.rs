@@ -54,12 +54,12 @@ pub async fn start_apps(cfg: &LoadedConfig, dev_bus: &DevBus) -> anyhow::Result<
     for app in order {
         let started = async {
             let presence = match &app.kind {
-                AppKind::Agent(a) => Some(topics::agent_presence(
+                AppKind::Agent(a) if app.broker.presence => Some(topics::agent_presence(
                     &a.namespace,
                     &a.agent_name,
                     &topics::as_level(&broker::client_id(&app.broker, &app.name)),
                 )),
-                AppKind::Gateway(_) => None,
+                AppKind::Agent(_) | AppKind::Gateway(_) => None,
             };
             let (broker, incoming) =
                 Broker::connect_present(&app.broker, &app.name, dev_bus, presence).await?;

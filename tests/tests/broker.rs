@@ -352,3 +352,62 @@ async fn disconnect_ends_incoming_and_later_publishes_fail() {
         Err(PublishError::Disconnected(_))
     ));
 }
+
+/// An agent's presence (see `amesh_runtime::presence`): announced retained
+/// at connect, and cleared by the broker's will — not when the connection
+/// ends, but when the session does (`session_expiry_seconds` later).
+#[tokio::test]
+async fn presence_is_announced_and_cleared_by_the_will_when_the_session_ends() {
+    let broker = start_broker();
+    let (watcher, mut rx) = connect(&broker, "bob", "presence-watch").await;
+    watcher.subscribe("test/presence/+").await.unwrap();
+    let cfg = amesh_runtime::config::BrokerConfig {
+        session_expiry_seconds: 2,
+        ..broker.broker_config("alice", "alice-pw")
+    };
+    let topic = "test/presence/a";
+    let (agent, _agent_rx) =
+        Broker::connect_present(&cfg, "presence-a", &DevBus::new(), Some(topic.into()))
+            .await
+            .expect("connect");
+    let here = recv(&mut rx).await;
+    assert_eq!(here.topic, topic);
+    let v: serde_json::Value = serde_json::from_slice(&here.payload).unwrap();
+    assert_eq!(v["session_expiry_seconds"], 2);
+
+    // A late reader gets it retained.
+    let (late, mut late_rx) = connect(&broker, "bob", "presence-late").await;
+    late.subscribe("test/presence/+").await.unwrap();
+    assert!(!recv(&mut late_rx).await.payload.is_empty());
+
+    // A graceful stop: nothing at once (the session still queues), the
+    // will once the session ends.
+    agent.disconnect().await;
+    let stopped = std::time::Instant::now();
+    assert!(
+        timeout(Duration::from_millis(1500), rx.recv())
+            .await
+            .is_err(),
+        "the will came while the session lasted"
+    );
+    let gone = timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the will within the session expiry")
+        .expect("incoming open");
+    assert_eq!(gone.topic, topic);
+    assert!(gone.payload.is_empty(), "{:?}", gone.payload);
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        stopped.elapsed()
+    );
+
+    // Cleared: a new reader finds nothing retained.
+    let (fresh, mut fresh_rx) = connect(&broker, "bob", "presence-fresh").await;
+    fresh.subscribe("test/presence/+").await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(500), fresh_rx.recv())
+            .await
+            .is_err()
+    );
+}

@@ -168,6 +168,13 @@ pub struct BrokerConfig {
     /// Disables TLS certificate verification. Logged as a warning at start.
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
+    /// An agent announces its replica's presence and connects with a will
+    /// that clears it when the session ends, so gateways refuse requests
+    /// nobody would receive at once (`crate::presence`). Needs a broker
+    /// that honours MQTT v5's Will Delay Interval (Mosquitto 2 does); turn
+    /// it off on one that sends wills as soon as a connection drops.
+    #[serde(default = "yes")]
+    pub presence: bool,
 }
 
 impl Default for BrokerConfig {
@@ -185,6 +192,7 @@ impl Default for BrokerConfig {
             keep_alive_seconds: default_keep_alive(),
             trust_store_file: None,
             tls_insecure_skip_verify: false,
+            presence: true,
         }
     }
 }
