@@ -522,3 +522,62 @@ async fn shutdown_lets_in_flight_tasks_finish() {
     let task: Value = resp.json().await.unwrap();
     assert_eq!(task["status"]["state"], "completed");
 }
+
+/// A delegation to a peer none of whose replicas has a broker session left
+/// fails at once with words, instead of waiting for an answer nobody will
+/// send. The peer keeps no session (`session_expiry_seconds: 0`), so its
+/// will comes as it stops, while its card is still fresh.
+#[tokio::test]
+async fn delegation_to_a_peer_with_no_session_left_fails_at_once() {
+    let mq = broker();
+    let mut stack = stack(&mq, false).await;
+    let peer_yaml = format!(
+        r#"apps:
+  - name: peer
+    app_module: agent
+    broker: {{broker_url: "{}", broker_username: tester, broker_password: tester-pass, session_expiry_seconds: 0}}
+    app_config:
+      namespace: {NS}
+      agent_name: peer
+      agent_card_publishing: {{interval_seconds: 1}}
+      tools:
+        - {{tool_type: builtin, tool_name: echo}}
+"#,
+        mq.url()
+    );
+    let mut peer = Stack::start(&peer_yaml).await.expect("peer starts");
+    stack
+        .wait_for_agent("peer", Duration::from_secs(10))
+        .await
+        .expect("peer listed");
+    let ask = || {
+        json!({"agent_name": "echo", "data": {"tool": "delegate", "arguments": {"agent": "peer",
+            "data": {"tool": "echo", "arguments": {"text": "via peer"}}}}})
+    };
+    // The echo agent knows the peer once its card came (every second).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let task: Value = send(&stack, None, ask()).await.json().await.unwrap();
+        if task["status"]["state"] == "completed" {
+            assert_eq!(task["artifacts"][0]["parts"][0]["text"], "via peer");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{task}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Stopped: no session left, the broker sends its will at once.
+    peer.stop().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = std::time::Instant::now();
+    let task: Value = send(&stack, None, ask()).await.json().await.unwrap();
+    let took = asked.elapsed();
+    assert_eq!(task["status"]["state"], "failed", "{task}");
+    let why = task["status"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("agent peer is not connected"), "{why}");
+    assert!(took < Duration::from_secs(2), "told after {took:?}");
+    stack.stop().await;
+}

@@ -435,6 +435,7 @@ fn agent_permissions(agent: &AgentConfig, peers: &[String], username: &str) -> P
     ]);
     if agent.agent_discovery.enabled {
         subscribe.insert(topics::agent_discovery(ns));
+        subscribe.insert(topics::agent_presence_all(ns));
     }
     if agent.trust_manager.enabled {
         publish.insert(topics::trust(ns, TrustKind::Agent, username));
@@ -645,6 +646,8 @@ apps:
         assert!(planner.may_receive(&topics::agent_request(NS, "planner")));
         assert!(!planner.may_receive(&topics::agent_request(NS, "weather")));
         assert!(planner.may_receive(&topics::agent_discovery(NS)));
+        // With discovery it follows its peers' presence.
+        assert!(planner.may_receive(&topics::agent_presence(NS, "weather", "w-1")));
     }
 
     #[test]
@@ -659,6 +662,7 @@ apps:
         );
         // Discovery of peers is off, so it does not read agent cards.
         assert!(!weather.may_receive(&topics::agent_discovery(NS)));
+        assert!(!weather.may_receive(&topics::agent_presence(NS, "planner", "p-1")));
         assert!(weather.may_publish(&topics::agent_discovery(NS)));
     }
 

@@ -68,6 +68,10 @@ pub(crate) enum DelegateError {
     NotPermitted { from: String, to: String },
     #[error("delegate: no agent named {0} is known (no agent card seen)")]
     UnknownPeer(String),
+    #[error(
+        "delegate: agent {0} is not connected: none of its replicas has a session on the broker"
+    )]
+    NotConnected(String),
     #[error("delegate to {peer}: {source}")]
     Identity {
         peer: String,
@@ -117,6 +121,9 @@ pub(crate) async fn call(
     };
     if inner.cfg.agent_discovery.enabled && inner.peers.get(peer).is_none() {
         return Err(DelegateError::UnknownPeer(peer.to_owned()));
+    }
+    if inner.presence.gone(peer) {
+        return Err(DelegateError::NotConnected(peer.to_owned()));
     }
     let mut message = Message::user_text("");
     message.parts = match (args.get("data"), args.get("text").and_then(Value::as_str)) {

@@ -53,6 +53,9 @@ pub(crate) struct AgentInner {
     pub(crate) broker: Broker,
     pub(crate) tasks: TaskStore,
     pub(crate) tools: ToolSet,
+    /// Which peers have a replica with a session on the broker (followed
+    /// with agent discovery; a delegation to a peer gone is refused at once).
+    pub(crate) presence: crate::presence::Presence,
     /// Agents seen on discovery (this one included, so it can delegate to
     /// itself).
     pub(crate) peers: Directory,
@@ -170,6 +173,7 @@ pub async fn start(
             ttl: Duration::from_secs(cfg.limits.finished_tasks_ttl_seconds.max(1)),
         }),
         tools,
+        presence: crate::presence::Presence::new(&ns, directory_limits.max_entries),
         peers: Directory::with_limits(peer_ttl, directory_limits),
         gateways: Directory::with_limits(peer_ttl, directory_limits),
         client: A2aClient::new(
@@ -212,6 +216,7 @@ pub async fn start(
     broker.subscribe(&inner.gateway_discovery).await?;
     if inner.cfg.agent_discovery.enabled {
         broker.subscribe(&inner.agent_discovery).await?;
+        broker.subscribe(&topics::agent_presence_all(&ns)).await?;
     }
     broker
         .subscribe(&topics::agent_request_shared(&ns, &name))
@@ -390,6 +395,8 @@ fn route(inner: &Arc<AgentInner>, msg: Message) {
         handler::on_request(inner, msg);
     } else if inner.client.on_reply(&msg, &inner.trust, |_, _, _, _| {}) {
         // An answer to one of our delegations, now with its caller.
+    } else if inner.presence.observe(&msg.topic, &msg.payload) {
+        // A peer replica's session began or ended.
     } else if msg.topic == inner.agent_discovery {
         // Only a card signed by the agent's own account counts; refused
         // cards (too large, too many names, not the agent's) are logged there.
