@@ -305,6 +305,11 @@ where
     })
 }
 
+/// A request for the `tools` agent's echo tool.
+fn echo(text: &str) -> Value {
+    json!({"agent_name": "tools", "data": {"tool": "echo", "arguments": {"text": text}}})
+}
+
 /// A request that must succeed now (recovery), retried briefly while the
 /// components reconnect.
 async fn eventually_completes(gw_url: &str, user: &str, body: Value) -> String {
@@ -398,7 +403,6 @@ async fn a_request_for_an_agent_away_waits_in_its_session_or_fails_once_none_is_
     let agent_cfg = agent_yaml(&mq, "", "");
     let mut agent = Stack::start(&agent_cfg).await.expect("agent");
     wait_listed(&url, "alice-token", &["tools"], Duration::from_secs(20)).await;
-    let echo = |text: &str| json!({"agent_name": "tools", "data": {"tool": "echo", "arguments": {"text": text}}});
     let mut tally = Tally::default();
 
     // The agent goes away; its broker session (and shared subscription)
@@ -464,7 +468,6 @@ async fn a_request_for_an_agent_with_no_session_left_fails_at_once_with_503() {
     assert!(agent_cfg.contains("session_expiry_seconds: 2"));
     let mut agent = Stack::start(&agent_cfg).await.expect("agent");
     wait_listed(&url, "alice-token", &["tools"], Duration::from_secs(20)).await;
-    let echo = |text: &str| json!({"agent_name": "tools", "data": {"tool": "echo", "arguments": {"text": text}}});
     let mut tally = Tally::default();
     let here = stream(&url, "alice", echo("here")).await;
     tally.add(&here);

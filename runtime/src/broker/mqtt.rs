@@ -159,12 +159,11 @@ impl MqttClient {
             client_id: client_id.clone(),
             filters: Mutex::new(Vec::new()),
             presence: presence.map(|topic| {
-                let body = format!(
-                    "{{\"client_id\":{},\"session_expiry_seconds\":{}}}",
-                    serde_json::Value::from(client_id.as_str()),
-                    cfg.session_expiry_seconds
-                );
-                (topic, Bytes::from(body))
+                let body = serde_json::json!({
+                    "client_id": client_id,
+                    "session_expiry_seconds": cfg.session_expiry_seconds,
+                });
+                (topic, Bytes::from(body.to_string()))
             }),
         });
         let cb_inbox = inbox.clone();
@@ -526,14 +525,17 @@ async fn reconnect_loop(
             let token = cli.reconnect();
             let in_flight = InFlight::new(&cli, &state, &token);
             let attempt = tokio::select! {
-                r = tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, token) => {
-                    r.unwrap_or_else(|_| Err(paho::Error::General("reconnect attempt timed out")))
-                }
+                r = tokio::time::timeout(CONNECT_TIMEOUT + CONNECT_GRACE, token) => r,
                 _ = shutdown.wait_for(|s| *s) => return,
             };
-            if !attempt.as_ref().is_err_and(is_timeout) {
-                in_flight.completed();
-            }
+            // Timed out, the attempt is still paho's: `in_flight` lets go of it.
+            let attempt = match attempt {
+                Ok(done) => {
+                    in_flight.completed();
+                    done
+                }
+                Err(_) => Err(paho::Error::General("reconnect attempt timed out")),
+            };
             match attempt {
                 Ok(rsp) => {
                     connected_at = Instant::now();
@@ -570,10 +572,6 @@ async fn reconnect_loop(
     }
 }
 
-fn is_timeout(e: &paho::Error) -> bool {
-    matches!(e, paho::Error::General("reconnect attempt timed out"))
-}
-
 /// A reconnect attempt paho has not completed yet.
 ///
 /// Paho's connect token holds a clone of the client, and paho completes
@@ -582,9 +580,9 @@ fn is_timeout(e: &paho::Error) -> bool {
 /// its runtime, or the attempt timed out) and then of its own clones,
 /// that callback drops the last one: `MQTTAsync_destroy` takes the same
 /// mutex and every paho client of the process deadlocks (seen at a
-/// bench's exit; paho.mqtt.rust#239). So an attempt let go of is handed
-/// leaks one clone of the client, so the last one is never dropped inside
-/// a paho callback, and a thread waits for paho to finish the attempt and
+/// bench's exit; paho.mqtt.rust#239). So letting go of an attempt leaks
+/// one clone of the client, and the last one is never dropped inside a
+/// paho callback; a thread waits for paho to finish the attempt and
 /// disconnects what it connected if the client is closing (no zombie
 /// connection holding the client id). That is one small C client per
 /// client that abandoned an attempt (an outage at shutdown), never per
